@@ -1,0 +1,223 @@
+"""The one typed settings object for every CryptoPulse component.
+
+Every value can be overridden from the environment with the ``CRYPTOPULSE_`` prefix
+(nested sections use ``__``: ``CRYPTOPULSE_KAFKA__BOOTSTRAP_SERVERS``) or from a
+``.env`` file in the working directory. Settings are frozen: components receive them
+once at start-up and never mutate them. Defaults are sized for a 2-core, 24 GB
+machine running the whole stack; a real cluster overrides hosts, partitions and heaps.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "CRYPTOPULSE_"
+ENV_NESTED_DELIMITER = "__"
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    return Path(os.environ.get(var) or Path.home() / fallback) / "cryptopulse"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """Apache Kafka (KRaft, single node locally)."""
+
+    bootstrap_servers: str | None = Field(default=None, description="clients' bootstrap list; default host:port")
+    host: str = "127.0.0.1"
+    port: Port = 9092
+    controller_port: Port = 9093
+    version: str = Field(default="4.1.1", pattern=r"^4\.\d+\.\d+$")
+    heap: str = Field(default="512m", pattern=r"^\d+[mg]$", description="JVM -Xmx/-Xms of the broker")
+    default_partitions: int = Field(default=3, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1, le=16)
+    topic_prefix: str = Field(default="cryptopulse", pattern=r"^[a-zA-Z0-9._-]+$")
+    ready_timeout_s: float = Field(default=90.0, gt=0)
+    compression_type: Literal["zstd", "lz4", "snappy", "gzip", "none"] = "zstd"
+
+    @property
+    def bootstrap(self) -> str:
+        return self.bootstrap_servers or f"{self.host}:{self.port}"
+
+
+class RedisSettings(_Section):
+    """Redis holds the materialized views, rate limits and API keys."""
+
+    url: str | None = Field(default=None, pattern=r"^rediss?://", description="default redis://host:port/db")
+    host: str = "127.0.0.1"
+    port: Port = 6379
+    db: int = Field(default=0, ge=0, le=15)
+    maxmemory: str = Field(default="1gb", pattern=r"^\d+(mb|gb)$")
+    key_prefix: str = "cp"
+
+    @property
+    def dsn(self) -> str:
+        return self.url or f"redis://{self.host}:{self.port}/{self.db}"
+
+
+class MlflowSettings(_Section):
+    """MLflow tracking server and model registry."""
+
+    tracking_uri: str | None = Field(default=None, pattern=r"^(https?|file|sqlite):", description="default http://host:port")
+    host: str = "127.0.0.1"
+    port: Port = 5000
+    workers: int = Field(default=1, ge=1, le=32)
+    experiment: str = "cryptopulse-sentiment"
+    registered_model: str = "cryptopulse-sentiment"
+
+    @property
+    def uri(self) -> str:
+        return self.tracking_uri or f"http://{self.host}:{self.port}"
+
+
+class PrometheusSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Port = 9090
+    retention: str = Field(default="2d", pattern=r"^\d+[hdw]$")
+    scrape_interval: str = Field(default="15s", pattern=r"^\d+s$")
+
+
+class ModelSettings(_Section):
+    """Training, export and the serving runtime."""
+
+    uri: str = Field(
+        default="models:/cryptopulse-sentiment@champion",
+        description="models:/NAME@ALIAS, models:/NAME/VERSION or a local artifact directory",
+    )
+    intra_op_threads: int = Field(default=1, ge=1, le=64)
+    max_text_chars: int = Field(default=1000, ge=10, le=100_000)
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    seed: int = 13
+    promotion_min_gain: float = Field(default=0.005, ge=0.0, le=1.0)
+    promotion_max_slowdown: float = Field(default=1.25, ge=1.0, le=100.0)
+
+
+class SparkSettings(_Section):
+    master: str = "local[2]"
+    shuffle_partitions: int = Field(default=4, ge=1, le=100_000)
+    driver_memory: str = Field(default="1g", pattern=r"^\d+[mg]$")
+    watermark: str = "10 minutes"
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    workers: int = Field(default=2, ge=1, le=64)
+    cors_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8501", "http://localhost:8501"])
+    auth_enabled: bool = False
+    open_health: bool = True
+    open_metrics: bool = True
+    rate_limit_per_minute: int = Field(default=600, ge=1)
+    max_body_bytes: int = Field(default=256_000, ge=1024)
+    max_score_texts: int = Field(default=64, ge=1, le=10_000)
+
+
+class DashboardSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Port = 8501
+    refresh_s: int = Field(default=5, ge=1, le=3600)
+
+
+class StreamSettings(_Section):
+    """faust-streaming workers."""
+
+    web_port: Port = 6066
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    batch_size: int = Field(default=64, ge=1, le=10_000)
+    batch_within_s: float = Field(default=0.05, gt=0, le=10)
+    dedup_window_s: int = Field(default=3600, ge=1)
+    min_text_chars: int = Field(default=10, ge=1)
+
+
+class ProducerSettings(_Section):
+    metrics_port: Port = 9101
+    replay_rate: float = Field(default=20.0, gt=0, le=100_000, description="events per second")
+    reddit_client_id: SecretStr | None = None
+    reddit_client_secret: SecretStr | None = None
+    reddit_user_agent: str = "cryptopulse/0.1 (sentiment research; +https://github.com/cryptopulse)"
+    newsapi_key: SecretStr | None = None
+    coingecko_api_key: SecretStr | None = None
+    price_interval_s: float = Field(default=60.0, ge=1)
+
+
+class Settings(BaseSettings):
+    """Root settings. Read with :func:`get_settings`; never construct ad hoc in components."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        frozen=True,
+        extra="ignore",
+    )
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    log_level: LogLevel = "INFO"
+    log_json: bool = False
+    home: Path = Field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share"))
+    cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache"))
+
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
+    model: ModelSettings = ModelSettings()
+    spark: SparkSettings = SparkSettings()
+    api: ApiSettings = ApiSettings()
+    dashboard: DashboardSettings = DashboardSettings()
+    stream: StreamSettings = StreamSettings()
+    producer: ProducerSettings = ProducerSettings()
+
+    @field_validator("home", "cache_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files of the services ``cryptopulse up`` started."""
+        return self.home / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+
+class SettingsError(RuntimeError):
+    """A settings value is invalid; the message names the variable and what is allowed."""
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(part).upper() for part in loc)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning validation errors into one clear message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = _env_name(error["loc"])
+            given = error.get("input")
+            lines.append(f"{name}={given!r}: {error['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, validated once at start-up."""
+    return load_settings()
