@@ -102,6 +102,12 @@ class ModelSettings(_Section):
     seed: int = 13
     promotion_min_gain: float = Field(default=0.005, ge=0.0, le=1.0)
     promotion_max_slowdown: float = Field(default=1.25, ge=1.0, le=100.0)
+    max_length: int = Field(default=64, ge=8, le=512, description="transformer tokens per text (train and serve)")
+    data_dir: Path | None = Field(default=None, description="labelled data; default: data/ in the repository")
+    train_epochs: float = Field(default=1.0, gt=0.0, le=20.0)
+    train_max_examples: int = Field(default=18_000, ge=16, description="cap on transformer fine-tuning examples")
+    train_learning_rate: float = Field(default=6e-5, gt=0.0, lt=1.0)
+    train_batch_size: int = Field(default=32, ge=1, le=1024)
 
 
 class SparkSettings(_Section):
@@ -109,6 +115,7 @@ class SparkSettings(_Section):
     shuffle_partitions: int = Field(default=4, ge=1, le=100_000)
     driver_memory: str = Field(default="1g", pattern=r"^\d+[mg]$")
     watermark: str = "10 minutes"
+    metrics_port: Port = 9102
 
 
 class ApiSettings(_Section):
@@ -139,6 +146,18 @@ class StreamSettings(_Section):
     batch_within_s: float = Field(default=0.05, gt=0, le=10)
     dedup_window_s: int = Field(default=3600, ge=1)
     min_text_chars: int = Field(default=10, ge=1)
+    app_id: str = Field(default="cryptopulse-stream", pattern=r"^[a-zA-Z0-9._-]+$", description="consumer group")
+    web_host: str = "127.0.0.1"
+    author_salt: SecretStr = SecretStr("cryptopulse-dev-salt")
+    languages: list[str] = Field(
+        default_factory=lambda: ["en", "es", "de", "fr", "pt", "it", "nl", "tr", "ru", "id"],
+        description="languages lingua may answer with; fewer means less memory",
+    )
+    short_text_chars: int = Field(default=30, ge=0, description="below this many letters: script check only")
+    require_coin: bool = Field(default=False, description="dead-letter texts that mention no catalog coin")
+    model_poll_s: float = Field(default=30.0, gt=0, description="registry alias poll interval (hot swap)")
+    live_redis: bool = Field(default=True, description="mirror counters and publish live events to Redis")
+    commit_interval_s: float = Field(default=1.0, gt=0, le=60, description="consumer offset commit interval")
 
 
 class ProducerSettings(_Section):
@@ -150,6 +169,49 @@ class ProducerSettings(_Section):
     newsapi_key: SecretStr | None = None
     coingecko_api_key: SecretStr | None = None
     price_interval_s: float = Field(default=60.0, ge=1)
+    # Reddit: app-only OAuth2 when id+secret are set, else public .json listings.
+    subreddits: list[str] = Field(
+        default_factory=lambda: [
+            "CryptoCurrency", "Bitcoin", "ethereum", "CryptoMarkets", "altcoin", "SatoshiStreetBets",
+        ]
+    )
+    reddit_auth_url: str = "https://www.reddit.com/api/v1/access_token"
+    reddit_api_base: str = "https://oauth.reddit.com"
+    reddit_public_base: str = "https://www.reddit.com"
+    reddit_interval_s: float = Field(default=60.0, ge=0)
+    reddit_page_limit: int = Field(default=100, ge=1, le=100)
+    reddit_max_pages: int = Field(default=10, ge=1, le=10, description="listings stop at ~1000 items")
+    reddit_initial_pages: int = Field(default=1, ge=1, le=10, description="backfill on a first run")
+    # News: RSS/Atom feeds (bundled list unless a file is given) and NewsAPI when a key is set.
+    news_feeds_file: Path | None = None
+    news_interval_s: float = Field(default=300.0, ge=0)
+    news_fetch_workers: int = Field(default=4, ge=1, le=64)
+    news_seen_per_feed: int = Field(default=2000, ge=10)
+    newsapi_url: str = "https://newsapi.org/v2/everything"
+    newsapi_query: str = "bitcoin OR ethereum OR crypto OR cryptocurrency"
+    newsapi_interval_s: float = Field(default=900.0, ge=0, description="developer plan: 100 requests/day")
+    # Prices: CoinGecko (demo key header by default; pro keys use pro-api + x-cg-pro-api-key).
+    coingecko_base_url: str = "https://api.coingecko.com/api/v3"
+    coingecko_key_header: str = "x-cg-demo-api-key"
+    coins: list[str] = Field(
+        default_factory=lambda: [
+            "bitcoin", "ethereum", "solana", "ripple", "cardano", "dogecoin", "binancecoin",
+            "tron", "avalanche-2", "chainlink", "polkadot", "litecoin",
+        ]
+    )
+    vs_currency: str = Field(default="usd", pattern=r"^[a-z]{3,5}$")
+    # HTTP behaviour shared by every connector.
+    http_timeout_s: float = Field(default=10.0, gt=0)
+    max_retries: int = Field(default=4, ge=0, le=20)
+    backoff_base_s: float = Field(default=1.0, ge=0)
+    backoff_max_s: float = Field(default=300.0, ge=0)
+    # Replay: bundled real texts as a live stream plus random-walk price ticks.
+    replay_dir: Path | None = None
+    replay_time_compression: float = Field(default=1.0, gt=0, le=100_000)
+    replay_loop: bool = True
+    replay_price_interval_s: float = Field(default=5.0, gt=0, description="event-time seconds between ticks")
+    replay_seed: int = 13
+    flush_every: int = Field(default=500, ge=1, description="replay: records per flush+checkpoint")
 
 
 class Settings(BaseSettings):

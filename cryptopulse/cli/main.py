@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from cryptopulse.logs import configure_logging
+from cryptopulse.settings import Settings, SettingsError, get_settings
 
 app = typer.Typer(
     name="cryptopulse",
@@ -11,3 +21,199 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+# Wide output when piped (logs, CI) so tables are not folded into unreadable columns.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+def load_cli_settings() -> Settings:
+    """Validate settings at start-up; a bad value exits 2 naming the variable."""
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    configure_logging(settings)
+    return settings
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        from cryptopulse import __version__
+
+        console.print(f"cryptopulse {__version__}")
+        raise typer.Exit()
+
+
+@app.command()
+def up(
+    services: Annotated[
+        list[str] | None, typer.Argument(help="Services to start (default: all platform services).")
+    ] = None,
+) -> None:
+    """Start the local platform (Kafka, Redis, MLflow, Prometheus) and create the topics.
+
+    Idempotent: running services are left alone, stale pid files are cleaned up, and a
+    port held by a process cryptopulse did not start is reported instead of clobbered.
+    """
+    from cryptopulse.kafka import ensure_topics
+    from cryptopulse.platform.manager import Platform
+    from cryptopulse.platform.process import PortInUseError
+    from cryptopulse.platform.services import ServiceError
+
+    settings = load_cli_settings()
+    platform = Platform(settings)
+    started = time.monotonic()
+    try:
+        with console.status("starting services...") as status:
+            platform.up(services, report=lambda msg: (status.update(msg), console.print(f"  {msg}")))
+    except (PortInUseError, ServiceError, KeyError) as exc:
+        raise fail(str(exc)) from None
+    if services is None or "kafka" in services:
+        for topic in ensure_topics(settings):
+            verb = "created" if topic.created else "exists"
+            console.print(f"  topic {topic.name}: {verb} ({topic.partitions} partitions)")
+    console.print(f"[green]platform up[/green] in {time.monotonic() - started:.1f}s")
+    _print_status(platform.status(services))
+
+
+def _print_status(statuses: list) -> bool:  # type: ignore[type-arg]
+    table = Table(title="CryptoPulse services")
+    for column in ("service", "state", "pid", "port", "version", "url"):
+        table.add_column(column)
+    all_up = True
+    for st in statuses:
+        all_up &= st.up
+        state = "[green]up[/green]" if st.up else "[red]down[/red]"
+        if st.detail:
+            state += f" ({st.detail})"
+        table.add_row(st.name, state, str(st.pid or "-"), str(st.port), st.version, st.url)
+    console.print(table)
+    return all_up
+
+
+@app.command()
+def status(
+    services: Annotated[list[str] | None, typer.Argument(help="Services to show (default: all).")] = None,
+) -> None:
+    """Show each service (up/down, pid, port, version); exit 1 when any is down."""
+    from cryptopulse.platform.manager import Platform
+
+    settings = load_cli_settings()
+    try:
+        statuses = Platform(settings).status(services)
+    except KeyError as exc:
+        raise fail(str(exc.args[0])) from None
+    if not _print_status(statuses):
+        raise typer.Exit(1)
+
+
+@app.command()
+def down(
+    services: Annotated[list[str] | None, typer.Argument(help="Services to stop (default: all).")] = None,
+) -> None:
+    """Stop the services `up` started (by recorded pid only), in reverse order."""
+    from cryptopulse.platform.manager import Platform
+
+    settings = load_cli_settings()
+    try:
+        Platform(settings).down(services, report=lambda msg: console.print(f"  {msg}"))
+    except KeyError as exc:
+        raise fail(str(exc.args[0])) from None
+
+
+@app.command()
+def logs(
+    service: Annotated[str, typer.Argument(help="Service name, e.g. kafka, redis, mlflow, prometheus.")],
+    lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="How many lines to show.")] = 50,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+) -> None:
+    """Print the last lines of a service's log (and follow it with -f)."""
+    from cryptopulse.platform.manager import Platform, tail
+
+    settings = load_cli_settings()
+    try:
+        path: Path = Platform(settings).service(service).log_path
+    except KeyError as exc:
+        raise fail(str(exc.args[0])) from None
+    if not path.exists():
+        raise fail(f"no log for {service} yet ({path}); has it been started with `cryptopulse up`?")
+    sys.stdout.write(tail(path, lines) + "\n")
+    if follow:
+        with path.open("r", encoding="utf-8", errors="replace") as handle:
+            handle.seek(0, 2)
+            try:
+                while True:
+                    line = handle.readline()
+                    if line:
+                        sys.stdout.write(line)
+                        sys.stdout.flush()
+                    else:
+                        time.sleep(0.5)
+            except KeyboardInterrupt:
+                pass
+
+
+@app.command()
+def topics(
+    create: Annotated[bool, typer.Option("--create", help="Create missing catalog topics first.")] = False,
+) -> None:
+    """List the catalog topics: partitions, key, retention, cleanup policy, schema, message counts."""
+    from confluent_kafka import KafkaException, TopicPartition
+    from confluent_kafka import Consumer as KafkaConsumer
+
+    from cryptopulse.kafka import admin_client, broker_ready, ensure_topics
+    from schemas.topics import CATALOG
+
+    settings = load_cli_settings()
+    if not broker_ready(settings):
+        raise fail(f"Kafka is not reachable at {settings.kafka.bootstrap}; run `cryptopulse up`")
+    if create:
+        ensure_topics(settings)
+    metadata = admin_client(settings).list_topics(timeout=10).topics
+    consumer = KafkaConsumer(
+        {"bootstrap.servers": settings.kafka.bootstrap, "group.id": "cryptopulse-cli-inspect"}
+    )
+    table = Table(title=f"Topics on {settings.kafka.bootstrap}")
+    for column in ("topic", "partitions", "messages", "key", "retention", "cleanup", "schema"):
+        table.add_column(column)
+    missing = 0
+    try:
+        for spec in CATALOG:
+            name = spec.name(settings)
+            topic = metadata.get(name)
+            if topic is None:
+                missing += 1
+                table.add_row(name, "[red]missing[/red]", "-", spec.key, "-", spec.cleanup_policy, "-")
+                continue
+            count = 0
+            for partition in topic.partitions:
+                try:
+                    low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=5)
+                    count += high - low
+                except KafkaException:
+                    pass
+            table.add_row(
+                name,
+                str(len(topic.partitions)),
+                str(count),
+                spec.key,
+                f"{spec.retention_ms // 3_600_000}h",
+                spec.cleanup_policy,
+                ", ".join(m.record_type for m in spec.value_schemas),
+            )
+    finally:
+        consumer.close()
+    console.print(table)
+    if missing:
+        err_console.print(f"{missing} catalog topics are missing; run `cryptopulse topics --create`")
+        raise typer.Exit(1)

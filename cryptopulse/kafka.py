@@ -1,0 +1,177 @@
+"""Kafka client helpers shared by producers, processors, the CLI and tests.
+
+One place decides how CryptoPulse talks to Kafka: idempotent producers with
+``acks=all`` and compression, every delivery report checked, topics created from the
+catalog, and an AdminClient readiness probe (never a fixed sleep).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from cryptopulse.settings import Settings
+from schemas.events import DeadLetter, Event
+from schemas.topics import CATALOG, DEAD_LETTER, TopicSpec
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(RuntimeError):
+    """A record was not acknowledged by the broker."""
+
+
+def admin_client(settings: Settings, *, timeout_s: float = 10.0, quiet: bool = False) -> AdminClient:
+    """An AdminClient; ``quiet`` silences librdkafka's connection-refused noise while probing."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka.bootstrap,
+        "socket.timeout.ms": int(timeout_s * 1000),
+        "request.timeout.ms": int(timeout_s * 1000),
+    }
+    if quiet:
+        config["log_level"] = 0
+    return AdminClient(config)
+
+
+def broker_ready(settings: Settings, *, timeout_s: float = 3.0) -> bool:
+    """True when the broker answers a metadata request through the AdminClient."""
+    try:
+        metadata = admin_client(settings, timeout_s=timeout_s, quiet=True).list_topics(timeout=timeout_s)
+    except KafkaException:
+        return False
+    return bool(metadata.brokers)
+
+
+def wait_for_broker(settings: Settings, *, timeout_s: float | None = None) -> None:
+    """Poll the AdminClient until the broker answers or the deadline passes."""
+    deadline = time.monotonic() + (timeout_s or settings.kafka.ready_timeout_s)
+    while time.monotonic() < deadline:
+        if broker_ready(settings, timeout_s=2.0):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"Kafka at {settings.kafka.bootstrap} not ready after {timeout_s}s")
+
+
+@dataclass(frozen=True)
+class TopicState:
+    name: str
+    created: bool
+    partitions: int
+
+
+def ensure_topics(
+    settings: Settings, specs: Iterable[TopicSpec] = CATALOG, *, timeout_s: float = 30.0
+) -> list[TopicState]:
+    """Create missing catalog topics; existing ones are left as they are (idempotent)."""
+    admin = admin_client(settings)
+    existing = admin.list_topics(timeout=timeout_s).topics
+    wanted = list(specs)
+    missing = [
+        NewTopic(
+            spec.name(settings),
+            num_partitions=spec.partition_count(settings),
+            replication_factor=min(settings.kafka.replication_factor, 32767),
+            config=spec.config(),
+        )
+        for spec in wanted
+        if spec.name(settings) not in existing
+    ]
+    created: set[str] = set()
+    if missing:
+        for name, future in admin.create_topics(missing, request_timeout=timeout_s).items():
+            try:
+                future.result(timeout=timeout_s)
+                created.add(name)
+                log.info("topic created: %s", name)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+    metadata = admin.list_topics(timeout=timeout_s).topics
+    return [
+        TopicState(
+            spec.name(settings),
+            spec.name(settings) in created,
+            len(metadata[spec.name(settings)].partitions) if spec.name(settings) in metadata else 0,
+        )
+        for spec in wanted
+    ]
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Idempotent, durable, compressed: the only producer configuration we use."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka.bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": settings.kafka.compression_type,
+        "linger.ms": 20,
+        "max.in.flight.requests.per.connection": 5,
+        "message.timeout.ms": 120_000,
+        "retries": 2_147_483_647,
+    }
+    config.update(overrides)
+    return config
+
+
+class EventProducer:
+    """Send schema models to topics and fail loudly on any undelivered record.
+
+    ``send`` is asynchronous; ``flush`` waits for every delivery report and raises
+    :class:`DeliveryError` if any record was not acknowledged, so callers only
+    advance cursors after a successful flush.
+    """
+
+    def __init__(self, settings: Settings, *, component: str, **overrides: Any) -> None:
+        self.settings = settings
+        self.component = component
+        self._producer = Producer(producer_config(settings, **overrides))
+        self._failures: list[str] = []
+        self.delivered = 0
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._failures.append(f"{msg.topic()}: {err}")
+            log.error("delivery failed", extra={"topic": msg.topic(), "error": str(err)})
+        else:
+            self.delivered += 1
+
+    def send(self, topic: str, record: Event, *, key: str | None = None) -> None:
+        self.send_raw(topic, record.to_json(), key=key or record.source_id)
+
+    def send_raw(self, topic: str, value: bytes, *, key: str | None = None) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key.encode() if key else None, on_delivery=self._on_delivery
+                )
+                break
+            except BufferError:
+                self._producer.poll(0.1)
+        self._producer.poll(0)
+
+    def dead_letter(self, payload: bytes | str, *, reason: str, detail: str, **origin: Any) -> None:
+        record = DeadLetter.for_payload(payload, reason=reason, detail=detail, component=self.component, **origin)
+        self.send(DEAD_LETTER.name(self.settings), record)
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        remaining = self._producer.flush(timeout_s)
+        if remaining:
+            raise DeliveryError(f"{remaining} records still in flight after {timeout_s}s")
+        if self._failures:
+            failures, self._failures = self._failures, []
+            raise DeliveryError(f"{len(failures)} records not delivered: {failures[:3]}")
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> EventProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,186 @@
+"""Start, find and stop the local processes that ``cryptopulse up`` owns.
+
+Each started process gets a pid file (JSON: pid, process start time, argv) under
+``settings.run_dir``. A pid file is trusted only while a process with that pid *and*
+that start time exists, so a crash or a reboot leaves a stale file that is detected
+and removed rather than a wrong process being signalled. ``down`` signals only pids
+recorded here: never anything found by name or port.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PidRecord:
+    name: str
+    pid: int
+    create_time: float
+    argv: list[str]
+    log_path: str
+
+    def alive(self) -> bool:
+        try:
+            process = psutil.Process(self.pid)
+            return (
+                abs(process.create_time() - self.create_time) < 1.0
+                and process.status() != psutil.STATUS_ZOMBIE
+            )
+        except psutil.Error:
+            return False
+
+
+@dataclass(frozen=True)
+class PortOwner:
+    pid: int | None
+    name: str
+
+
+class PortInUseError(RuntimeError):
+    """A port we need is held by a process that ``cryptopulse up`` did not start."""
+
+
+class ProcessTable:
+    """The pid files of one CryptoPulse home."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    def _path(self, name: str) -> Path:
+        return self.run_dir / f"{name}.json"
+
+    def get(self, name: str) -> PidRecord | None:
+        """The live record for ``name``; a stale pid file is removed and ``None`` returned."""
+        path = self._path(name)
+        try:
+            record = PidRecord(**json.loads(path.read_text("utf-8")))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError) as exc:
+            log.warning("unreadable pid file removed", extra={"path": str(path), "error": str(exc)})
+            path.unlink(missing_ok=True)
+            return None
+        if record.alive():
+            return record
+        log.info("stale pid file removed", extra={"service": name, "pid": record.pid})
+        path.unlink(missing_ok=True)
+        return None
+
+    def records(self) -> list[PidRecord]:
+        if not self.run_dir.is_dir():
+            return []
+        found = (self.get(path.stem) for path in sorted(self.run_dir.glob("*.json")))
+        return [record for record in found if record is not None]
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> PidRecord:
+        """Start ``argv`` detached in its own session, output appended to ``log_path``."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as out:
+            out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {name}\n".encode())
+            out.flush()
+            process = subprocess.Popen(
+                list(argv),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=cwd,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+                close_fds=True,
+            )
+        record = PidRecord(
+            name=name,
+            pid=process.pid,
+            create_time=psutil.Process(process.pid).create_time(),
+            argv=list(argv),
+            log_path=str(log_path),
+        )
+        tmp = self._path(name).with_suffix(".tmp")
+        tmp.write_text(json.dumps(record.__dict__), "utf-8")
+        tmp.replace(self._path(name))
+        return record
+
+    def stop(self, name: str, *, timeout_s: float = 30.0) -> bool:
+        """SIGTERM the recorded process group, SIGKILL after ``timeout_s``; True if it was running."""
+        record = self.get(name)
+        if record is None:
+            return False
+        _terminate_group(record.pid, timeout_s)
+        self._path(name).unlink(missing_ok=True)
+        return True
+
+
+def _group_members(pid: int) -> list[psutil.Process]:
+    try:
+        leader = psutil.Process(pid)
+        return [leader, *leader.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _terminate_group(pid: int, timeout_s: float) -> None:
+    members = _group_members(pid)
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        for member in members:
+            try:
+                member.terminate()
+            except psutil.Error:
+                pass
+    _, alive = psutil.wait_procs(members, timeout=timeout_s)
+    if alive:
+        log.warning("processes ignored SIGTERM; killing", extra={"pids": [p.pid for p in alive]})
+        for member in alive:
+            try:
+                member.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(alive, timeout=10)
+
+
+def port_owner(host: str, port: int) -> PortOwner | None:
+    """Who listens on ``port`` (any address), or ``None`` when it is free."""
+    try:
+        connections = psutil.net_connections(kind="inet")
+    except psutil.AccessDenied:
+        connections = []
+    for conn in connections:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            name = "?"
+            if conn.pid:
+                try:
+                    name = " ".join(psutil.Process(conn.pid).cmdline()[:3]) or psutil.Process(conn.pid).name()
+                except psutil.Error:
+                    pass
+            return PortOwner(conn.pid, name)
+    return None
+
+
+def owned_by(record: PidRecord | None, owner: PortOwner | None) -> bool:
+    """Whether the listener on a port belongs to the recorded process tree."""
+    if record is None or owner is None or owner.pid is None:
+        return False
+    return owner.pid in {p.pid for p in _group_members(record.pid)}

@@ -1,0 +1,414 @@
+"""The local platform's services: how each is prepared, started, probed and versioned.
+
+Every service runs as a plain child process of ``cryptopulse up`` (no Docker engine
+needed), binds to loopback, keeps its state under ``settings.home`` and is sized for
+a 2-core, 24 GB machine. Readiness is always a real protocol probe.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import uuid
+from abc import ABC, abstractmethod
+from functools import cached_property
+from pathlib import Path
+
+import httpx
+import redis
+import yaml
+
+from cryptopulse.kafka import broker_ready
+from cryptopulse.platform.jars import REPO_ROOT, kafka_libs
+from cryptopulse.settings import Settings
+
+DEPLOY = REPO_ROOT / "deploy"
+
+
+class ServiceError(RuntimeError):
+    """A service cannot be prepared or started; the message says what to do."""
+
+
+class Service(ABC):
+    """One managed process."""
+
+    name: str
+    description: str
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    @abstractmethod
+    def host(self) -> str: ...
+
+    @property
+    @abstractmethod
+    def port(self) -> int: ...
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.settings.home / self.name
+
+    @property
+    def log_path(self) -> Path:
+        return self.settings.log_dir / f"{self.name}.log"
+
+    def prepare(self) -> None:
+        """Create state and config before the first start; idempotent."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+
+    @abstractmethod
+    def argv(self) -> list[str]: ...
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+    @abstractmethod
+    def ready(self) -> bool:
+        """A real protocol probe; must return quickly."""
+
+    @abstractmethod
+    def version(self) -> str: ...
+
+
+def _require_binary(name: str, package: str) -> str:
+    path = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
+    if path is None:
+        raise ServiceError(f"{name} not found: install the Debian package '{package}' (scripts/setup does)")
+    return path
+
+
+def _command_version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0] if text else "?"
+
+
+class KafkaService(Service):
+    """Apache Kafka 4.x, one combined broker+controller node in KRaft mode."""
+
+    name = "kafka"
+    description = "Apache Kafka broker (KRaft)"
+
+    @property
+    def host(self) -> str:
+        return self.settings.kafka.host
+
+    @property
+    def port(self) -> int:
+        return self.settings.kafka.port
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.host}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.state_dir / "server.properties"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "data"
+
+    def server_properties(self) -> dict[str, str]:
+        k = self.settings.kafka
+        return {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": f"{k.host}:{k.controller_port}",
+            "listeners": f"PLAINTEXT://{k.host}:{k.port},CONTROLLER://{k.host}:{k.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{k.host}:{k.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": str(k.default_partitions),
+            "default.replication.factor": "1",
+            "min.insync.replicas": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "4",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "num.network.threads": "2",
+            "num.io.threads": "2",
+            "num.recovery.threads.per.data.dir": "1",
+            "log.retention.hours": "168",
+            "log.segment.bytes": str(256 * 1024 * 1024),
+            "auto.create.topics.enable": "false",
+        }
+
+    def _kafka_java(self) -> list[str]:
+        java = shutil.which("java")
+        if java is None:
+            raise ServiceError("java not found: install a JDK 17+ (Debian 'openjdk-17-jre-headless')")
+        return [
+            java,
+            f"-Xms{self.settings.kafka.heap}",
+            f"-Xmx{self.settings.kafka.heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:InitiatingHeapOccupancyPercent=35",
+            "-XX:+ExplicitGCInvokesConcurrent",
+            "-XX:MaxMetaspaceSize=256m",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={DEPLOY / 'kafka' / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.settings.log_dir}",
+            "-cp",
+            f"{self.libs}/*",
+        ]
+
+    @cached_property
+    def libs(self) -> Path:
+        return kafka_libs(self.settings)
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.config_path.write_text(
+            "# generated by cryptopulse from settings; edits are overwritten\n"
+            + "".join(f"{key}={value}\n" for key, value in self.server_properties().items()),
+            "utf-8",
+        )
+        if (self.data_dir / "meta.properties").is_file():
+            return
+        cluster_id = self._random_cluster_id()
+        result = subprocess.run(
+            [
+                *self._kafka_java(),
+                "kafka.tools.StorageTool",
+                "format",
+                "--cluster-id",
+                cluster_id,
+                "--config",
+                str(self.config_path),
+                "--standalone",
+                "--ignore-formatted",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ServiceError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+
+    def _random_cluster_id(self) -> str:
+        import base64
+
+        return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+    def argv(self) -> list[str]:
+        return [*self._kafka_java(), "kafka.Kafka", str(self.config_path)]
+
+    def ready(self) -> bool:
+        return broker_ready(self.settings, timeout_s=2.0)
+
+    def version(self) -> str:
+        return self.settings.kafka.version
+
+
+class RedisService(Service):
+    """Redis with AOF persistence: it holds the materialized views."""
+
+    name = "redis"
+    description = "Redis (materialized views, rate limits, API keys)"
+
+    @property
+    def host(self) -> str:
+        return self.settings.redis.host
+
+    @property
+    def port(self) -> int:
+        return self.settings.redis.port
+
+    @property
+    def url(self) -> str:
+        return self.settings.redis.dsn
+
+    def argv(self) -> list[str]:
+        return [
+            _require_binary("redis-server", "redis-server"),
+            "--bind",
+            self.host,
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.state_dir),
+            "--daemonize",
+            "no",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--maxmemory",
+            self.settings.redis.maxmemory,
+            "--maxmemory-policy",
+            "noeviction",
+            "--protected-mode",
+            "yes",
+        ]
+
+    def _client(self) -> redis.Redis:
+        return redis.Redis(host=self.host, port=self.port, socket_timeout=2, socket_connect_timeout=2)
+
+    def ready(self) -> bool:
+        try:
+            return bool(self._client().ping())
+        except redis.RedisError:
+            return False
+
+    def version(self) -> str:
+        try:
+            return str(self._client().info("server")["redis_version"])
+        except redis.RedisError:
+            return _command_version([_require_binary("redis-server", "redis-server"), "--version"])
+
+
+class MlflowService(Service):
+    """MLflow tracking server: SQLite backend, local artifact store, one worker."""
+
+    name = "mlflow"
+    description = "MLflow tracking server and model registry"
+
+    @property
+    def host(self) -> str:
+        return self.settings.mlflow.host
+
+    @property
+    def port(self) -> int:
+        return self.settings.mlflow.port
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.state_dir / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(self.state_dir / "artifacts"),
+            "--serve-artifacts",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.settings.mlflow.workers),
+        ]
+
+    def env(self) -> dict[str, str]:
+        return {"MLFLOW_ENABLE_TRACING": "false", "MALLOC_ARENA_MAX": "2", "HF_HUB_OFFLINE": "1"}
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def version(self) -> str:
+        try:
+            return httpx.get(f"{self.url}/version", timeout=2).text.strip()
+        except httpx.HTTPError:
+            from importlib.metadata import version
+
+            return version("mlflow")
+
+
+PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
+
+
+def scrape_targets(settings: Settings) -> dict[str, str]:
+    """Every component's ``/metrics`` endpoint, by job name."""
+    return {
+        "prometheus": f"{settings.prometheus.host}:{settings.prometheus.port}",
+        "api": f"{settings.api.host}:{settings.api.port}",
+        "stream-worker": f"127.0.0.1:{settings.stream.web_port}",
+        "producers": f"127.0.0.1:{settings.producer.metrics_port}",
+        "spark-streaming": f"127.0.0.1:{settings.spark.metrics_port}",
+        "mlflow": f"{settings.mlflow.host}:{settings.mlflow.port}",
+    }
+
+
+def prometheus_config(settings: Settings) -> dict[str, object]:
+    """The Prometheus configuration for these settings (``deploy/prometheus/prometheus.yml``
+    is this with default settings; a test keeps the two in step)."""
+    return {
+        "global": {
+            "scrape_interval": settings.prometheus.scrape_interval,
+            "evaluation_interval": settings.prometheus.scrape_interval,
+            "external_labels": {"system": "cryptopulse"},
+        },
+        "rule_files": ["alerts.yml"],
+        "scrape_configs": [
+            {"job_name": job, "metrics_path": "/metrics", "static_configs": [{"targets": [target]}]}
+            for job, target in scrape_targets(settings).items()
+        ],
+    }
+
+
+def render_prometheus_config(settings: Settings) -> str:
+    return (
+        "# Generated from cryptopulse.platform.services.prometheus_config with default settings.\n"
+        "# `cryptopulse up` renders the same for the active settings into its home directory.\n"
+        + yaml.safe_dump(prometheus_config(settings), sort_keys=False)
+    )
+
+
+class PrometheusService(Service):
+    """Prometheus scraping every component's ``/metrics``."""
+
+    name = "prometheus"
+    description = "Prometheus metrics"
+
+    @property
+    def host(self) -> str:
+        return self.settings.prometheus.host
+
+    @property
+    def port(self) -> int:
+        return self.settings.prometheus.port
+
+    def prepare(self) -> None:
+        super().prepare()
+        (self.state_dir / "prometheus.yml").write_text(render_prometheus_config(self.settings), "utf-8")
+        shutil.copyfile(DEPLOY / "prometheus" / "alerts.yml", self.state_dir / "alerts.yml")
+
+    def argv(self) -> list[str]:
+        return [
+            _require_binary("prometheus", "prometheus"),
+            f"--config.file={self.state_dir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={self.state_dir / 'data'}",
+            f"--storage.tsdb.retention.time={self.settings.prometheus.retention}",
+            f"--web.listen-address={self.host}:{self.port}",
+            "--web.enable-lifecycle",
+        ]
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def version(self) -> str:
+        try:
+            data = httpx.get(f"{self.url}/api/v1/status/buildinfo", timeout=2).json()
+            return str(data["data"]["version"])
+        except (httpx.HTTPError, KeyError, ValueError):
+            return _command_version([_require_binary("prometheus", "prometheus"), "--version"]).split()[2]
+
+
+PLATFORM_SERVICES: tuple[type[Service], ...] = (KafkaService, RedisService, MlflowService, PrometheusService)

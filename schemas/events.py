@@ -1,0 +1,369 @@
+"""Every record CryptoPulse puts on the wire, as pydantic v2 models.
+
+Producers, stream processors, Spark jobs and API endpoints all import these models,
+so a field means the same thing everywhere. Records travel as JSON (UTF-8). Each
+record carries:
+
+* ``schema_version``: bumped on any incompatible change; consumers reject unknown majors;
+* ``source_id``: a stable id used as the idempotency key (the same real-world item
+  always gets the same id, so re-producing it is detectable downstream);
+* ``event_time``: when the thing happened (post created, tick observed), UTC;
+* ``ingest_time``: when CryptoPulse first saw it, UTC.
+
+Timestamps are serialized as ISO-8601 in UTC with a ``Z`` suffix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+
+SCHEMA_VERSION = 1
+
+
+def _require_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp must carry a timezone (ISO-8601 with Z or an offset)")
+    return value.astimezone(UTC)
+
+
+def _iso_utc(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+UtcDatetime = Annotated[
+    datetime,
+    AfterValidator(_require_utc),
+    PlainSerializer(_iso_utc, return_type=str, when_used="json"),
+    Field(json_schema_extra={"format": "date-time"}),
+]
+"""A timezone-aware datetime normalized to UTC; naive timestamps are rejected."""
+
+CoinId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", examples=["bitcoin"])]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def content_hash(text: str) -> str:
+    """Stable hash of normalized text, for de-duplication and ids of id-less items."""
+    return hashlib.sha256(" ".join(text.lower().split()).encode("utf-8")).hexdigest()
+
+
+class Source(StrEnum):
+    REDDIT = "reddit"
+    NEWS = "news"
+    REPLAY = "replay"
+    PRICES = "prices"
+
+
+class SentimentLabel(StrEnum):
+    NEGATIVE = "negative"
+    NEUTRAL = "neutral"
+    POSITIVE = "positive"
+
+
+class WindowSize(StrEnum):
+    """Trend window sizes; ``1h_5m`` is a one-hour window sliding every five minutes."""
+
+    ONE_MINUTE = "1m"
+    FIVE_MINUTES = "5m"
+    ONE_HOUR = "1h"
+    ONE_DAY = "1d"
+    ONE_HOUR_SLIDING = "1h_5m"
+
+
+class Event(BaseModel):
+    """Common envelope of every record on the wire."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+    record_type: ClassVar[str] = "event"
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    source_id: str = Field(min_length=1, max_length=256, description="stable idempotency key")
+    event_time: UtcDatetime
+    ingest_time: UtcDatetime = Field(default_factory=utc_now)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode("utf-8")
+
+    @classmethod
+    def from_json(cls, payload: bytes | str) -> Any:
+        return cls.model_validate_json(payload)
+
+
+class RedditPost(Event):
+    """A submission from a subreddit listing (fullname ``t3_...``)."""
+
+    record_type: ClassVar[str] = "reddit_post"
+
+    kind: Literal["post"] = "post"
+    source_id: str = Field(pattern=r"^t3_[a-z0-9]+$", examples=["t3_1abcde"])
+    subreddit: str = Field(min_length=1, max_length=64)
+    title: str = Field(max_length=1000)
+    selftext: str = Field(default="", max_length=40_000)
+    author: str | None = Field(default=None, max_length=64)
+    score: int = 0
+    num_comments: int = Field(default=0, ge=0)
+    url: str | None = None
+    permalink: str | None = None
+
+
+class RedditComment(Event):
+    """A comment from a subreddit's comment listing (fullname ``t1_...``)."""
+
+    record_type: ClassVar[str] = "reddit_comment"
+
+    kind: Literal["comment"] = "comment"
+    source_id: str = Field(pattern=r"^t1_[a-z0-9]+$", examples=["t1_abcdef"])
+    subreddit: str = Field(min_length=1, max_length=64)
+    body: str = Field(max_length=40_000)
+    author: str | None = Field(default=None, max_length=64)
+    link_id: str = Field(pattern=r"^t3_[a-z0-9]+$")
+    parent_id: str | None = None
+    score: int = 0
+    permalink: str | None = None
+
+
+class NewsArticle(Event):
+    """A news headline from an RSS/Atom feed or NewsAPI; ``source_id`` is a GUID or link hash."""
+
+    record_type: ClassVar[str] = "news_article"
+
+    kind: Literal["news"] = "news"
+    feed: str = Field(min_length=1, max_length=2048, description="feed URL or provider name")
+    publisher: str | None = Field(default=None, max_length=256)
+    title: str = Field(min_length=1, max_length=2000)
+    summary: str = Field(default="", max_length=40_000)
+    link: str | None = None
+    author: str | None = Field(default=None, max_length=256)
+
+
+class PriceTick(Event):
+    """A price observation for one coin; keyed by coin id on the wire."""
+
+    record_type: ClassVar[str] = "price_tick"
+
+    coin: CoinId
+    vs_currency: str = Field(default="usd", pattern=r"^[a-z]{3,5}$")
+    price: float = Field(gt=0)
+    market_cap: float | None = Field(default=None, ge=0)
+    volume_24h: float | None = Field(default=None, ge=0)
+    change_24h_pct: float | None = None
+    provider: str = Field(default="coingecko", max_length=64)
+
+    @classmethod
+    def make_source_id(cls, coin: str, event_time: datetime) -> str:
+        return f"{coin}:{_iso_utc(event_time)}"
+
+
+RawText = RedditPost | RedditComment | NewsArticle
+"""Any raw text record a producer may emit."""
+
+
+class QualityFlag(StrEnum):
+    TRUNCATED = "truncated"
+    REPEATED_TEXT = "repeated_text"
+    LINK_ONLY = "link_only"
+    PUMP_AND_DUMP = "pump_and_dump"
+    EXCESSIVE_CAPS = "excessive_caps"
+    EXCESSIVE_EMOJI = "excessive_emoji"
+    PII_MASKED = "pii_masked"
+
+
+class CleanPost(Event):
+    """A validated, cleaned, English text with the coins it mentions."""
+
+    record_type: ClassVar[str] = "clean_post"
+
+    source: Source
+    text: str = Field(min_length=1, max_length=1000)
+    original_length: int = Field(ge=0)
+    language: str = Field(default="en", pattern=r"^[a-z]{2}$")
+    flags: list[QualityFlag] = Field(default_factory=list)
+    author_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{16,64}$")
+    coins: list[CoinId] = Field(default_factory=list)
+    channel: str | None = Field(default=None, description="subreddit or feed")
+    url: str | None = None
+    content_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ScoredPost(CleanPost):
+    """A clean post with the ensemble's verdict; what dashboards and Spark consume."""
+
+    record_type: ClassVar[str] = "scored_post"
+
+    label: SentimentLabel
+    score: float = Field(ge=-1.0, le=1.0, description="p_positive - p_negative")
+    confidence: Probability
+    p_negative: Probability
+    p_neutral: Probability
+    p_positive: Probability
+    model_version: str = Field(min_length=1, max_length=128)
+    scored_time: UtcDatetime = Field(default_factory=utc_now)
+
+
+class TrendWindow(Event):
+    """Aggregated sentiment of one coin over one event-time window."""
+
+    record_type: ClassVar[str] = "trend_window"
+
+    coin: CoinId
+    window: WindowSize
+    source: Source | Literal["all"] = "all"
+    window_start: UtcDatetime
+    window_end: UtcDatetime
+    volume: int = Field(ge=0, description="mentions in the window")
+    mean_score: float = Field(ge=-1.0, le=1.0)
+    weighted_score: float = Field(ge=-1.0, le=1.0, description="confidence-weighted mean score")
+    positive_share: Probability
+    neutral_share: Probability
+    negative_share: Probability
+    social_dominance: Probability = Field(description="this coin's share of all mentions in the window")
+    volume_zscore: float | None = None
+    price_open: float | None = None
+    price_high: float | None = None
+    price_low: float | None = None
+    price_close: float | None = None
+    price_return: float | None = None
+    sentiment_return_corr: float | None = Field(default=None, ge=-1.0, le=1.0)
+
+    @classmethod
+    def make_source_id(cls, coin: str, window: str, source: str, start: datetime) -> str:
+        return f"{coin}:{window}:{source}:{_iso_utc(start)}"
+
+
+class AlertSeverity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class Alert(Event):
+    """A notable change: sentiment swing, volume spike, model drift, data-quality breach."""
+
+    record_type: ClassVar[str] = "alert"
+
+    kind: Literal["sentiment_shift", "volume_spike", "model_drift", "data_quality"]
+    severity: AlertSeverity
+    coin: CoinId | None = None
+    window: WindowSize | None = None
+    message: str = Field(min_length=1, max_length=2000)
+    value: float | None = None
+    threshold: float | None = None
+
+
+class DeadLetter(Event):
+    """A record a component could not accept, with the original bytes and the reason.
+
+    ``source_id`` is the original record's id when it could be read, otherwise a hash
+    of the payload, so re-delivered bad input dead-letters idempotently too.
+    """
+
+    record_type: ClassVar[str] = "dead_letter"
+
+    reason: str = Field(pattern=r"^[a-z][a-z0-9_]{1,63}$", examples=["invalid_schema"])
+    detail: str = Field(max_length=4000)
+    component: str = Field(min_length=1, max_length=128)
+    original_topic: str | None = None
+    original_partition: int | None = None
+    original_offset: int | None = None
+    original_key: str | None = None
+    payload: str = Field(description="original payload, UTF-8 with replacement of undecodable bytes")
+
+    @field_validator("detail", mode="before")
+    @classmethod
+    def _clip_detail(cls, value: object) -> object:
+        return value[:4000] if isinstance(value, str) else value
+
+    @classmethod
+    def for_payload(
+        cls,
+        payload: bytes | str,
+        *,
+        reason: str,
+        detail: str,
+        component: str,
+        source_id: str | None = None,
+        event_time: datetime | None = None,
+        **origin: Any,
+    ) -> DeadLetter:
+        raw = payload if isinstance(payload, bytes) else payload.encode("utf-8", "replace")
+        return cls(
+            source_id=source_id or "sha256:" + hashlib.sha256(raw).hexdigest(),
+            event_time=event_time or utc_now(),
+            reason=reason,
+            detail=detail,
+            component=component,
+            payload=raw.decode("utf-8", "replace"),
+            **origin,
+        )
+
+
+WIRE_MODELS: tuple[type[Event], ...] = (
+    RedditPost,
+    RedditComment,
+    NewsArticle,
+    PriceTick,
+    CleanPost,
+    ScoredPost,
+    TrendWindow,
+    Alert,
+    DeadLetter,
+)
+"""Every model that appears on a topic; JSON Schema files are generated for each."""
+
+MODEL_BY_RECORD_TYPE: dict[str, type[Event]] = {m.record_type: m for m in WIRE_MODELS}
+
+
+_RAW_ADAPTER: TypeAdapter[RawText] = TypeAdapter(Annotated[RawText, Field(discriminator="kind")])
+
+
+def parse_raw_text(payload: bytes | str) -> RawText:
+    """Parse a raw text record of any kind, dispatching on its ``kind`` field."""
+    return _RAW_ADAPTER.validate_json(payload)
+
+
+__all__ = [
+    "MODEL_BY_RECORD_TYPE",
+    "SCHEMA_VERSION",
+    "WIRE_MODELS",
+    "Alert",
+    "AlertSeverity",
+    "CleanPost",
+    "CoinId",
+    "DeadLetter",
+    "Event",
+    "NewsArticle",
+    "PriceTick",
+    "QualityFlag",
+    "RawText",
+    "RedditComment",
+    "RedditPost",
+    "ScoredPost",
+    "SentimentLabel",
+    "Source",
+    "TrendWindow",
+    "UtcDatetime",
+    "ValidationError",
+    "WindowSize",
+    "content_hash",
+    "parse_raw_text",
+    "utc_now",
+]

@@ -1,0 +1,143 @@
+"""The one topic catalog: every Kafka topic CryptoPulse owns, with its contract.
+
+Topics are created from this catalog idempotently (``cryptopulse topics --create``
+and ``cryptopulse up``); nothing else creates topics by hand. Partition counts
+default to the settings' ``kafka.default_partitions`` (3 on a 2-core machine) and
+scale on a cluster by changing that one value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from cryptopulse.settings import Settings
+from schemas.events import (
+    Alert,
+    CleanPost,
+    DeadLetter,
+    Event,
+    NewsArticle,
+    PriceTick,
+    RedditComment,
+    RedditPost,
+    ScoredPost,
+    TrendWindow,
+)
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+class TopicKey(StrEnum):
+    """What the record key holds; it decides partitioning and ordering."""
+
+    SOURCE_ID = "source_id"
+    COIN = "coin"
+    COIN_WINDOW = "coin:window:source"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """Contract of one topic: name suffix, key, value schema(s), retention, cleanup."""
+
+    suffix: str
+    description: str
+    key: TopicKey
+    value_schemas: tuple[type[Event], ...]
+    retention_ms: int
+    cleanup_policy: str = "delete"
+    partitions: int | None = None  # None: settings.kafka.default_partitions
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+    def name(self, settings: Settings) -> str:
+        return f"{settings.kafka.topic_prefix}.{self.suffix}"
+
+    def partition_count(self, settings: Settings) -> int:
+        return self.partitions or settings.kafka.default_partitions
+
+    def config(self) -> dict[str, str]:
+        config = {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(self.retention_ms),
+            "compression.type": "producer",
+        }
+        config.update(self.extra_config)
+        return config
+
+
+RAW_REDDIT = TopicSpec(
+    "raw.reddit",
+    "Reddit posts and comments as fetched (or replayed)",
+    TopicKey.SOURCE_ID,
+    (RedditPost, RedditComment),
+    retention_ms=7 * DAY_MS,
+)
+RAW_NEWS = TopicSpec(
+    "raw.news",
+    "News articles from RSS/Atom feeds and NewsAPI (or replayed)",
+    TopicKey.SOURCE_ID,
+    (NewsArticle,),
+    retention_ms=7 * DAY_MS,
+)
+RAW_PRICES = TopicSpec(
+    "raw.prices",
+    "Price ticks per coin from CoinGecko (or the replay random walk)",
+    TopicKey.COIN,
+    (PriceTick,),
+    retention_ms=7 * DAY_MS,
+)
+CLEAN_POSTS = TopicSpec(
+    "clean.posts",
+    "Validated, cleaned, English texts with coin tags",
+    TopicKey.SOURCE_ID,
+    (CleanPost,),
+    retention_ms=3 * DAY_MS,
+)
+SCORED_POSTS = TopicSpec(
+    "scored.posts",
+    "Clean posts with sentiment label, score, probabilities and model version",
+    TopicKey.SOURCE_ID,
+    (ScoredPost,),
+    retention_ms=30 * DAY_MS,
+)
+TRENDS = TopicSpec(
+    "trends",
+    "Per-coin trend windows; compacted so the latest value per window survives",
+    TopicKey.COIN_WINDOW,
+    (TrendWindow,),
+    retention_ms=30 * DAY_MS,
+    cleanup_policy="compact,delete",
+)
+ALERTS = TopicSpec(
+    "alerts",
+    "Sentiment shifts, volume spikes, drift and data-quality alerts",
+    TopicKey.COIN,
+    (Alert,),
+    retention_ms=30 * DAY_MS,
+    partitions=1,
+)
+DEAD_LETTER = TopicSpec(
+    "deadletter",
+    "Records any component rejected, with the original payload and the reason",
+    TopicKey.SOURCE_ID,
+    (DeadLetter,),
+    retention_ms=30 * DAY_MS,
+    partitions=1,
+)
+
+CATALOG: tuple[TopicSpec, ...] = (
+    RAW_REDDIT,
+    RAW_NEWS,
+    RAW_PRICES,
+    CLEAN_POSTS,
+    SCORED_POSTS,
+    TRENDS,
+    ALERTS,
+    DEAD_LETTER,
+)
+
+
+def topic_names(settings: Settings) -> dict[str, str]:
+    """Suffix -> full topic name, for every catalog topic."""
+    return {spec.suffix: spec.name(settings) for spec in CATALOG}
