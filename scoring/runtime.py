@@ -1,0 +1,295 @@
+"""The one serving runtime for the sentiment ensemble (stream processors, API, Spark UDF).
+
+It loads an artifact directory written by ``cryptopulse train`` (or a ``models:/`` URI,
+downloaded once from MLflow into the cache) and needs only onnxruntime, tokenizers,
+numpy, scikit-learn and vaderSentiment: never torch, so workers stay small and fast.
+
+Artifact layout: ``model.onnx`` (int8 transformer), ``tokenizer.json``, ``linear.joblib``
+(TF-IDF + logistic regression), ``lexicon.json``, ``combiner.json``, ``label_map.json``,
+``coins.json`` and ``metadata.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from scoring.coins import CoinCatalog
+from scoring.ensemble import Combiner, combiner_features, softmax
+from scoring.labels import LABELS, Label
+from scoring.lexicon import CryptoLexicon
+
+if TYPE_CHECKING:
+    from cryptopulse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_FILES = (
+    "model.onnx",
+    "tokenizer.json",
+    "linear.joblib",
+    "lexicon.json",
+    "combiner.json",
+    "label_map.json",
+    "coins.json",
+    "metadata.json",
+)
+_MODELS_URI_RE = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+
+
+class ModelLoadError(RuntimeError):
+    """The model URI or directory cannot be resolved or is not a complete artifact."""
+
+
+class TextScore(BaseModel):
+    """Sentiment of one text. ``label`` is None and ``error`` says why when the text was rejected."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: Label | None
+    score: float | None = Field(default=None, ge=-1.0, le=1.0, description="p_positive - p_negative")
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0, description="calibrated top probability")
+    p_negative: float | None = None
+    p_neutral: float | None = None
+    p_positive: float | None = None
+    coins: tuple[str, ...] = ()
+    model_version: str
+    error: str | None = None
+
+
+def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` -> (name, alias, version)."""
+    match = _MODELS_URI_RE.match(uri)
+    if match is None:
+        raise ModelLoadError(
+            f"not a model registry URI: {uri!r} (expected models:/NAME@ALIAS or models:/NAME/VERSION)"
+        )
+    return match["name"], match["alias"], match["version"]
+
+
+def resolve_models_uri(uri: str, settings: Settings) -> tuple[Path, str]:
+    """Download a registered version once into ``settings.cache_dir`` and return (dir, version label)."""
+    from mlflow import MlflowClient  # lazy: only registry URIs need it
+    from mlflow.artifacts import download_artifacts
+
+    name, alias, version = parse_models_uri(uri)
+    client = MlflowClient(tracking_uri=settings.mlflow.uri, registry_uri=settings.mlflow.uri)
+    try:
+        mv = (
+            client.get_model_version_by_alias(name, alias)
+            if alias
+            else client.get_model_version(name, str(version))
+        )
+    except Exception as exc:  # mlflow raises MlflowException / connection errors
+        raise ModelLoadError(f"cannot resolve {uri} at {settings.mlflow.uri}: {exc}") from exc
+    target = settings.cache_dir / "models" / name / str(mv.version)
+    if not (target / "metadata.json").exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{mv.version}-", dir=target.parent))
+        try:
+            local = Path(
+                download_artifacts(
+                    artifact_uri=f"models:/{name}/{mv.version}",
+                    dst_path=str(tmp),
+                    tracking_uri=settings.mlflow.uri,
+                )
+            )
+            found = next(iter(local.rglob("metadata.json")), None)
+            if found is None:
+                raise ModelLoadError(
+                    f"{uri} (version {mv.version}) holds no metadata.json; not a CryptoPulse model"
+                )
+            if not target.exists():
+                found.parent.replace(target)
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(f"cannot download {uri} (version {mv.version}): {exc}") from exc
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target, f"{name}/{mv.version}"
+
+
+class SentimentRuntime:
+    """Scores texts with the full ensemble; thread-safe for concurrent ``score`` calls."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        model_version: str | None = None,
+        threads: int = 1,
+        batch_size: int = 32,
+        max_text_chars: int = 1000,
+        onnx_file: Path | None = None,
+    ) -> None:
+        import joblib
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        missing = [f for f in ARTIFACT_FILES if not (path / f).exists()]
+        if missing:
+            raise ModelLoadError(f"{path} is not a CryptoPulse model artifact: missing {', '.join(missing)}")
+        self.path = path
+        self.metadata: dict[str, Any] = json.loads((path / "metadata.json").read_text("utf-8"))
+        labels = json.loads((path / "label_map.json").read_text("utf-8"))["labels"]
+        if tuple(labels) != LABELS:
+            raise ModelLoadError(f"{path}: label order {labels} differs from {LABELS}")
+        self.model_version = model_version or str(self.metadata.get("model_version", "local"))
+        self.max_length = int(self.metadata["max_length"])
+        self.batch_size = batch_size
+        self.max_text_chars = max_text_chars
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        onnx_path = onnx_file or path / "model.onnx"
+        self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self._input_names = {i.name for i in self._session.get_inputs()}
+        self._tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(max_length=self.max_length)
+        self._pad_id = int(self.metadata.get("pad_id", 0))
+        self._linear = joblib.load(path / "linear.joblib")
+        self._lexicon = CryptoLexicon.load(path / "lexicon.json")
+        self._combiner = Combiner.load(path / "combiner.json")
+        self.coins = CoinCatalog.load(path / "coins.json")
+        log.info("loaded sentiment model %s from %s (threads=%d)", self.model_version, path, threads)
+
+    @classmethod
+    def load(
+        cls,
+        path_or_models_uri: str | Path,
+        settings: Settings | None = None,
+        *,
+        onnx_file: Path | None = None,
+        threads: int | None = None,
+    ) -> SentimentRuntime:
+        """Load from a local artifact directory or a ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` URI."""
+        if settings is None:
+            from cryptopulse.settings import get_settings
+
+            settings = get_settings()
+        ref = str(path_or_models_uri)
+        version: str | None = None
+        if ref.startswith("models:/"):
+            path, version = resolve_models_uri(ref, settings)
+        else:
+            path = Path(ref).expanduser()
+            if not path.is_dir():
+                raise ModelLoadError(f"model directory {path} does not exist")
+        return cls(
+            path,
+            model_version=version,
+            threads=threads or settings.model.intra_op_threads,
+            batch_size=settings.model.batch_size,
+            max_text_chars=settings.model.max_text_chars,
+            onnx_file=onnx_file,
+        )
+
+    # -- members -------------------------------------------------------------------------
+
+    def transformer_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Transformer probabilities; batches are length-sorted and padded per batch."""
+        out = np.zeros((len(texts), len(LABELS)), dtype=np.float64)
+        if not texts:
+            return out
+        encodings = self._tokenizer.encode_batch(list(texts))
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            width = max(len(encodings[i].ids) for i in idx)
+            ids = np.full((len(idx), width), self._pad_id, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                n = len(encodings[i].ids)
+                ids[row, :n] = encodings[i].ids
+                mask[row, :n] = 1
+            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            logits = self._session.run(
+                ["logits"], {k: v for k, v in feeds.items() if k in self._input_names}
+            )[0]
+            out[idx] = softmax(np.asarray(logits, dtype=np.float64))
+        return out
+
+    def linear_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self._linear.predict_proba(list(texts)), dtype=np.float64)
+
+    def lexicon_features(self, texts: Sequence[str]) -> np.ndarray:
+        return self._lexicon.features(list(texts))
+
+    def ensemble_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Calibrated ensemble probabilities, columns in ``LABELS`` order (no input validation)."""
+        if not texts:
+            return np.zeros((0, len(LABELS)))
+        feats = combiner_features(
+            self.transformer_proba(texts), self.linear_proba(texts), self.lexicon_features(texts)
+        )
+        return self._combiner.predict_proba(feats)
+
+    # -- public API ----------------------------------------------------------------------
+
+    def validate(self, text: object) -> str | None:
+        """Why ``text`` cannot be scored, or None when it can."""
+        if not isinstance(text, str):
+            return f"not text: {type(text).__name__}"
+        if not text.strip():
+            return "empty text"
+        if len(text) > self.max_text_chars:
+            return f"text longer than {self.max_text_chars} characters ({len(text)})"
+        return None
+
+    def score(self, texts: Sequence[object]) -> list[TextScore]:
+        """One ``TextScore`` per input, in order; invalid inputs get ``error`` instead of raising."""
+        errors = [self.validate(t) for t in texts]
+        valid = [i for i, e in enumerate(errors) if e is None]
+        proba = self.ensemble_proba([str(texts[i]) for i in valid])
+        results: list[TextScore] = [
+            TextScore(label=None, model_version=self.model_version, error=err) for err in errors
+        ]
+        for row, i in enumerate(valid):
+            p = proba[row]
+            top = int(np.argmax(p))
+            results[i] = TextScore(
+                label=LABELS[top],
+                score=float(np.clip(p[2] - p[0], -1.0, 1.0)),
+                confidence=float(p[top]),
+                p_negative=float(p[0]),
+                p_neutral=float(p[1]),
+                p_positive=float(p[2]),
+                coins=tuple(self.coins.tag(str(texts[i]))),
+                model_version=self.model_version,
+            )
+        return results
+
+    def tag_coins(self, text: str) -> list[str]:
+        """Canonical coin ids mentioned in ``text`` (the artifact's catalog)."""
+        return self.coins.tag(text)
+
+    def explain(self, text: str, k: int = 5) -> list[tuple[str, float]]:
+        """Top word n-grams pushing the linear member towards the ensemble's label (why this label)."""
+        if self.validate(text) is not None:
+            return []
+        label = int(np.argmax(self.ensemble_proba([text])[0]))
+        union, clf = self._linear.named_steps["features"], self._linear.named_steps["clf"]
+        word = dict(union.transformer_list)["word"]
+        x = word.transform([text]).tocoo()
+        n_word = len(word.vocabulary_)
+        coef = clf.coef_[:, :n_word]
+        direction = coef[label] - coef.mean(axis=0)
+        names = word.get_feature_names_out()
+        contrib = sorted(
+            ((str(names[j]), float(v * direction[j])) for j, v in zip(x.col, x.data, strict=True)),
+            key=lambda t: -t[1],
+        )
+        return [c for c in contrib if c[1] > 0][:k]
