@@ -108,12 +108,6 @@ class ModelSettings(_Section):
     train_max_examples: int = Field(default=18_000, ge=16, description="cap on transformer fine-tuning examples")
     train_learning_rate: float = Field(default=6e-5, gt=0.0, lt=1.0)
     train_batch_size: int = Field(default=32, ge=1, le=1024)
-    max_length: int = Field(default=64, ge=8, le=512, description="transformer tokens per text (train and serve)")
-    data_dir: Path | None = Field(default=None, description="labelled data; default: data/ in the repository")
-    train_epochs: float = Field(default=1.0, gt=0.0, le=20.0)
-    train_max_examples: int = Field(default=18_000, ge=16, description="cap on transformer fine-tuning examples")
-    train_learning_rate: float = Field(default=6e-5, gt=0.0, lt=1.0)
-    train_batch_size: int = Field(default=32, ge=1, le=1024)
 
 
 class SparkSettings(_Section):
