@@ -135,6 +135,7 @@ class DashboardSettings(_Section):
     host: str = "127.0.0.1"
     port: Port = 8501
     refresh_s: int = Field(default=5, ge=1, le=3600)
+    api_url: str | None = Field(default=None, pattern=r"^https?://", description="default: the local API")
 
 
 class StreamSettings(_Section):
@@ -277,6 +278,18 @@ def load_settings(**overrides: object) -> Settings:
             given = error.get("input")
             lines.append(f"{name}={given!r}: {error['msg']}")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+def env_var_names() -> set[str]:
+    """Every environment variable the settings read (for docs and config cross-checks)."""
+    names = set()
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, _Section):
+            names |= {_env_name((name, sub)) for sub in annotation.model_fields}
+        else:
+            names.add(_env_name((name,)))
+    return names
 
 
 @lru_cache(maxsize=1)

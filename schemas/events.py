@@ -37,7 +37,8 @@ SCHEMA_VERSION = 1
 def _require_utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must carry a timezone (ISO-8601 with Z or an offset)")
-    return value.astimezone(UTC)
+    # Millisecond precision, like Kafka timestamps, so JSON round trips are exact.
+    return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def _iso_utc(value: datetime) -> str:
@@ -57,7 +58,9 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 def utc_now() -> datetime:
-    return datetime.now(UTC)
+    """Now in UTC at millisecond precision (the wire precision)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def content_hash(text: str) -> str:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 
@@ -331,19 +332,33 @@ class MlflowService(Service):
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 
 
-def scrape_targets(settings: Settings) -> dict[str, str]:
-    """Every component's ``/metrics`` endpoint, by job name."""
-    return {
-        "prometheus": f"{settings.prometheus.host}:{settings.prometheus.port}",
-        "api": f"{settings.api.host}:{settings.api.port}",
-        "stream-worker": f"127.0.0.1:{settings.stream.web_port}",
-        "producers": f"127.0.0.1:{settings.producer.metrics_port}",
-        "spark-streaming": f"127.0.0.1:{settings.spark.metrics_port}",
-        "mlflow": f"{settings.mlflow.host}:{settings.mlflow.port}",
+def scrape_targets(settings: Settings, hosts: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every component's ``/metrics`` endpoint, by job name; ``hosts`` overrides per job
+    (the Docker Compose config uses service names instead of loopback)."""
+    ports = {
+        "prometheus": settings.prometheus.port,
+        "api": settings.api.port,
+        "stream-worker": settings.stream.web_port,
+        "producers": settings.producer.metrics_port,
+        "spark-streaming": settings.spark.metrics_port,
+        "mlflow": settings.mlflow.port,
     }
+    hosts = hosts or {}
+    return {job: f"{hosts.get(job, '127.0.0.1')}:{port}" for job, port in ports.items()}
 
 
-def prometheus_config(settings: Settings) -> dict[str, object]:
+DOCKER_HOSTS = {
+    "prometheus": "prometheus",
+    "api": "api",
+    "stream-worker": "worker",
+    "producers": "producer",
+    "spark-streaming": "spark-streaming",
+    "mlflow": "mlflow",
+}
+"""Compose service names of the scrape targets (see docker-compose.kafka.yml)."""
+
+
+def prometheus_config(settings: Settings, hosts: Mapping[str, str] | None = None) -> dict[str, object]:
     """The Prometheus configuration for these settings (``deploy/prometheus/prometheus.yml``
     is this with default settings; a test keeps the two in step)."""
     return {
@@ -355,17 +370,28 @@ def prometheus_config(settings: Settings) -> dict[str, object]:
         "rule_files": ["alerts.yml"],
         "scrape_configs": [
             {"job_name": job, "metrics_path": "/metrics", "static_configs": [{"targets": [target]}]}
-            for job, target in scrape_targets(settings).items()
+            for job, target in scrape_targets(settings, hosts).items()
         ],
     }
 
 
-def render_prometheus_config(settings: Settings) -> str:
+def render_prometheus_config(settings: Settings, hosts: Mapping[str, str] | None = None) -> str:
     return (
-        "# Generated from cryptopulse.platform.services.prometheus_config with default settings.\n"
-        "# `cryptopulse up` renders the same for the active settings into its home directory.\n"
-        + yaml.safe_dump(prometheus_config(settings), sort_keys=False)
+        "# Generated from cryptopulse.platform.services.prometheus_config with default settings\n"
+        "# (python -m cryptopulse.platform.services). `cryptopulse up` renders the same for the\n"
+        "# active settings into its home directory; a test fails when this file is stale.\n"
+        + yaml.safe_dump(prometheus_config(settings, hosts), sort_keys=False)
     )
+
+
+PROMETHEUS_DOCKER_CONFIG = DEPLOY / "prometheus" / "prometheus.docker.yml"
+
+
+def write_prometheus_configs() -> None:
+    """Regenerate the committed Prometheus configs (local and Docker Compose)."""
+    defaults = Settings.model_construct()  # defaults only: ignore this shell's env
+    PROMETHEUS_CONFIG.write_text(render_prometheus_config(defaults), "utf-8")
+    PROMETHEUS_DOCKER_CONFIG.write_text(render_prometheus_config(defaults, DOCKER_HOSTS), "utf-8")
 
 
 class PrometheusService(Service):
@@ -412,3 +438,7 @@ class PrometheusService(Service):
 
 
 PLATFORM_SERVICES: tuple[type[Service], ...] = (KafkaService, RedisService, MlflowService, PrometheusService)
+
+
+if __name__ == "__main__":
+    write_prometheus_configs()

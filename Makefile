@@ -1,0 +1,29 @@
+# The two commands of the README. Both install what is missing first (scripts/setup).
+.PHONY: up test setup down lint typecheck
+
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+VENV := .venv/bin
+
+## Install everything, then start the full local pipeline on bundled data.
+up: setup
+	$(VENV)/cryptopulse up
+
+## Install everything, then run the whole test suite (starts the local platform itself).
+test: setup
+	$(VENV)/ruff check .
+	$(VENV)/python -m schemas.jsonschema --check
+	$(VENV)/pytest
+
+setup:
+	scripts/setup
+
+down:
+	$(VENV)/cryptopulse down
+
+lint:
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+
+typecheck:
+	$(VENV)/mypy cryptopulse schemas producers stream_processors spark_jobs api model_export scoring

@@ -1,0 +1,3 @@
+from cryptopulse.cli.main import app
+
+app(prog_name="cryptopulse")

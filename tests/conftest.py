@@ -1,0 +1,44 @@
+"""Shared fixtures: the real local platform for integration tests.
+
+``platform`` starts Kafka, Redis, MLflow and Prometheus through the same code as
+``cryptopulse up`` (or reuses them when already running) and creates the catalog
+topics. Tests isolate themselves with unique topic prefixes / Redis key prefixes
+(see ``isolated_settings``) rather than by restarting services.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from cryptopulse.kafka import ensure_topics  # noqa: E402
+from cryptopulse.platform.manager import Platform  # noqa: E402
+from cryptopulse.settings import Settings, get_settings, load_settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def platform() -> Iterator[Settings]:
+    """The running local platform's settings (started here when it is not up)."""
+    settings = get_settings()
+    manager = Platform(settings)
+    manager.up(["kafka", "redis", "mlflow"])
+    ensure_topics(settings)
+    yield settings
+
+
+@pytest.fixture
+def isolated_settings(platform: Settings) -> Settings:
+    """Settings whose topics and Redis keys are unique to this test, with topics created."""
+    tag = uuid.uuid4().hex[:10]
+    settings = load_settings(
+        kafka={**platform.kafka.model_dump(), "topic_prefix": f"test-{tag}"},
+        redis={**platform.redis.model_dump(), "key_prefix": f"test-{tag}"},
+    )
+    ensure_topics(settings)
+    return settings

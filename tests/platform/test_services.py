@@ -1,0 +1,109 @@
+"""The platform's services answer, and the process manager behaves."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import httpx
+import psutil
+import pytest
+import redis
+
+from cryptopulse.platform.manager import Platform
+from cryptopulse.platform.process import PortInUseError, ProcessTable
+from cryptopulse.platform.services import RedisService
+from cryptopulse.settings import Settings, load_settings
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.integration
+def test_redis_roundtrip_and_aof(platform: Settings):
+    client = redis.Redis.from_url(platform.redis.dsn)
+    key = "test:roundtrip"
+    client.set(key, "bitcoin", ex=30)
+    assert client.get(key) == b"bitcoin"
+    assert client.config_get("appendonly")["appendonly"] == "yes"
+
+
+@pytest.mark.integration
+def test_mlflow_reachable(platform: Settings):
+    assert httpx.get(f"{platform.mlflow.uri}/health", timeout=5).status_code == 200
+    response = httpx.get(
+        f"{platform.mlflow.uri}/api/2.0/mlflow/experiments/search", params={"max_results": 5}, timeout=10
+    )
+    assert response.status_code == 200
+
+
+@pytest.fixture
+def private_settings(tmp_path) -> Settings:
+    return load_settings(home=tmp_path / "home", redis={"port": _free_port()})
+
+
+@pytest.mark.integration
+def test_up_is_idempotent_and_down_stops_by_pid(private_settings: Settings):
+    manager = Platform(private_settings, services=[RedisService])
+    manager.up()
+    record = manager.table.get("redis")
+    assert record is not None and psutil.pid_exists(record.pid)
+    manager.up()  # second up: same process
+    assert manager.table.get("redis").pid == record.pid  # type: ignore[union-attr]
+    status = manager.status()[0]
+    assert status.up and status.managed and status.version.startswith("7.")
+    assert manager.down() == ["redis"]
+    assert not psutil.pid_exists(record.pid) or psutil.Process(record.pid).status() == psutil.STATUS_ZOMBIE
+    assert manager.down() == []
+
+
+@pytest.mark.integration
+def test_stale_pid_file_recovered(private_settings: Settings):
+    table = ProcessTable(private_settings.run_dir)
+    private_settings.run_dir.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (private_settings.run_dir / "redis.json").write_text(
+        json.dumps({"name": "redis", "pid": dead.pid, "create_time": 1.0, "argv": [], "log_path": "x"})
+    )
+    assert table.get("redis") is None
+    assert not (private_settings.run_dir / "redis.json").exists()
+    manager = Platform(private_settings, services=[RedisService])
+    manager.up()
+    try:
+        assert manager.status()[0].up
+    finally:
+        manager.down()
+
+
+@pytest.mark.integration
+def test_foreign_port_holder_reported(private_settings: Settings):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", private_settings.redis.port))
+        squatter.listen()
+        manager = Platform(private_settings, services=[RedisService])
+        with pytest.raises(PortInUseError, match=rf"port {private_settings.redis.port} is held by pid \d+"):
+            manager.up()
+        assert manager.table.get("redis") is None
+
+
+@pytest.mark.integration
+def test_status_cli_exits_nonzero_when_down(private_settings: Settings, tmp_path):
+    env = {
+        **{k: v for k, v in __import__("os").environ.items() if not k.startswith("CRYPTOPULSE_")},
+        "CRYPTOPULSE_HOME": str(private_settings.home),
+        "CRYPTOPULSE_REDIS__PORT": str(private_settings.redis.port),
+        "CRYPTOPULSE_KAFKA__PORT": str(_free_port()),
+        "CRYPTOPULSE_MLFLOW__PORT": str(_free_port()),
+        "CRYPTOPULSE_PROMETHEUS__PORT": str(_free_port()),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "cryptopulse", "status"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 1
+    assert "down" in result.stdout

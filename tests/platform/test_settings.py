@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from cryptopulse.settings import SettingsError, load_settings
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_fit_a_small_machine():
+    settings = load_settings()
+    assert settings.kafka.bootstrap == "127.0.0.1:9092"
+    assert settings.redis.dsn == "redis://127.0.0.1:6379/0"
+    assert settings.mlflow.uri == "http://127.0.0.1:5000"
+    assert settings.spark.master == "local[2]"
+    assert settings.kafka.default_partitions <= 4
+
+
+def test_env_overrides_nested_values(monkeypatch):
+    monkeypatch.setenv("CRYPTOPULSE_KAFKA__PORT", "19092")
+    monkeypatch.setenv("CRYPTOPULSE_SPARK__SHUFFLE_PARTITIONS", "8")
+    settings = load_settings()
+    assert settings.kafka.bootstrap == "127.0.0.1:19092"
+    assert settings.spark.shuffle_partitions == 8
+
+
+def test_dotenv_file_is_read(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("CRYPTOPULSE_REDIS__PORT=16379\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().redis.port == 16379
+
+
+def test_bad_value_names_variable_and_allowed_values(monkeypatch):
+    monkeypatch.setenv("CRYPTOPULSE_KAFKA__PORT", "99999")
+    monkeypatch.setenv("CRYPTOPULSE_LOG_LEVEL", "LOUD")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "CRYPTOPULSE_KAFKA__PORT='99999'" in message
+    assert "less than or equal to 65535" in message
+    assert "CRYPTOPULSE_LOG_LEVEL='LOUD'" in message
+    assert "'DEBUG'" in message
+
+
+def test_settings_are_frozen():
+    settings = load_settings()
+    with pytest.raises(Exception):
+        settings.kafka.port = 1  # type: ignore[misc]
+
+
+def test_cli_fails_fast_on_bad_setting(monkeypatch):
+    env = {"CRYPTOPULSE_SPARK__DRIVER_MEMORY": "lots", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "cryptopulse.cli", "status"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 2
+    assert "CRYPTOPULSE_SPARK__DRIVER_MEMORY='lots'" in result.stderr

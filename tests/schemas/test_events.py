@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from schemas import jsonschema
+from schemas.events import (
+    WIRE_MODELS,
+    DeadLetter,
+    NewsArticle,
+    PriceTick,
+    RedditComment,
+    RedditPost,
+    ScoredPost,
+    TrendWindow,
+    parse_raw_text,
+)
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
+
+
+def test_json_schema_files_are_current():
+    assert jsonschema.stale_files() == [], "run: python -m schemas.jsonschema"
+
+
+def test_stale_schema_is_detected(tmp_path):
+    jsonschema.write_all(tmp_path)
+    assert jsonschema.stale_files(tmp_path) == []
+    (tmp_path / "price_tick.schema.json").write_text("{}")
+    (tmp_path / "obsolete.schema.json").write_text("{}")
+    assert jsonschema.stale_files(tmp_path) == ["price_tick.schema.json", "obsolete.schema.json"]
+
+
+@pytest.mark.parametrize("model", WIRE_MODELS)
+def test_every_model_has_envelope_fields(model):
+    fields = model.model_fields
+    for name in ("schema_version", "source_id", "event_time", "ingest_time"):
+        assert name in fields, f"{model.__name__} lacks {name}"
+
+
+def test_timestamps_are_utc_iso_with_z():
+    post = RedditPost(
+        source_id="t3_abc",
+        event_time=datetime(2024, 5, 1, 14, 30, tzinfo=timezone(timedelta(hours=2))),
+        subreddit="Bitcoin",
+        title="BTC to the moon",
+    )
+    wire = json.loads(post.to_json())
+    assert wire["event_time"] == "2024-05-01T12:30:00.000Z"
+    assert wire["ingest_time"].endswith("Z")
+    assert RedditPost.from_json(post.to_json()) == post
+
+
+def test_naive_timestamp_rejected():
+    with pytest.raises(ValidationError, match="timezone"):
+        PriceTick(source_id="bitcoin:x", event_time=datetime(2024, 1, 1), coin="bitcoin", price=1.0)
+
+
+def test_raw_text_dispatch_on_kind():
+    comment = RedditComment(
+        source_id="t1_xyz", event_time=T0, subreddit="ethereum", body="gm", link_id="t3_abc"
+    )
+    article = NewsArticle(source_id="guid-1", event_time=T0, feed="https://x/rss", title="ETF approved")
+    assert isinstance(parse_raw_text(comment.to_json()), RedditComment)
+    assert isinstance(parse_raw_text(article.to_json()), NewsArticle)
+    with pytest.raises(ValidationError):
+        parse_raw_text(b'{"kind": "tweet"}')
+    with pytest.raises(ValidationError):
+        parse_raw_text(b"not json")
+
+
+def test_reddit_ids_must_be_fullnames():
+    with pytest.raises(ValidationError):
+        RedditPost(source_id="abc", event_time=T0, subreddit="Bitcoin", title="x")
+
+
+def test_unknown_fields_and_versions_rejected():
+    post = json.loads(
+        RedditPost(source_id="t3_a", event_time=T0, subreddit="Bitcoin", title="x").to_json()
+    )
+    with pytest.raises(ValidationError):
+        RedditPost.model_validate({**post, "extra": 1})
+    with pytest.raises(ValidationError):
+        RedditPost.model_validate({**post, "schema_version": 2})
+
+
+def test_scored_post_bounds():
+    base = dict(
+        source_id="t3_a",
+        event_time=T0,
+        source="reddit",
+        text="btc pumping hard",
+        original_length=16,
+        content_hash="0" * 64,
+        label="positive",
+        confidence=0.9,
+        p_negative=0.05,
+        p_neutral=0.05,
+        p_positive=0.9,
+        model_version="3",
+    )
+    assert ScoredPost(**base, score=0.85).score == 0.85
+    with pytest.raises(ValidationError):
+        ScoredPost(**base, score=1.5)
+
+
+def test_dead_letter_keeps_undecodable_payload_and_is_idempotent():
+    payload = b"\xff\xfe{broken"
+    first = DeadLetter.for_payload(payload, reason="malformed_json", detail="x", component="test")
+    second = DeadLetter.for_payload(payload, reason="malformed_json", detail="x", component="test")
+    assert first.source_id == second.source_id
+    assert first.payload.endswith("{broken")
+    with pytest.raises(ValidationError):
+        DeadLetter.for_payload(payload, reason="Bad Reason", detail="x", component="test")
+
+
+def test_trend_window_id_is_stable():
+    sid = TrendWindow.make_source_id("bitcoin", "5m", "all", T0)
+    assert sid == "bitcoin:5m:all:2024-05-01T12:30:00.000Z"
