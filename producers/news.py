@@ -139,6 +139,10 @@ class FeedSource:
         self.store = StateStore.for_source(settings, self.name)
         self.state: dict[str, Any] = self.store.load()
         self.state.setdefault("feeds", {})
+        # Keys seen in any feed: the same story syndicated by two feeds is produced once.
+        self.seen_anywhere: set[str] = {
+            key for feed in self.state["feeds"].values() for key in feed.get("seen", [])
+        }
 
     def close(self) -> None:
         self.fetcher.close()
@@ -209,7 +213,7 @@ class FeedSource:
             return None
         feed_state = self.state["feeds"].get(result.url, {})
         seen: list[str] = feed_state.get("seen", [])
-        seen_set = set(seen)
+        seen_set = set(seen) | self.seen_anywhere
         records: list[Outgoing] = []
         new_keys: list[str] = []
         dated = [
@@ -242,6 +246,7 @@ class FeedSource:
                 "checked": time.time(),
             }
             self.store.save(self.state)
+            self.seen_anywhere.update(new_keys)
 
         return Batch(records, commit, label=result.url)
 
