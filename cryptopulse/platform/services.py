@@ -312,7 +312,12 @@ class MlflowService(Service):
         ]
 
     def env(self) -> dict[str, str]:
-        return {"MLFLOW_ENABLE_TRACING": "false", "MALLOC_ARENA_MAX": "2", "HF_HUB_OFFLINE": "1"}
+        # No GenAI job runners (huey consumers): the registry and tracking are all we use.
+        return {
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MALLOC_ARENA_MAX": "2",
+            "HF_HUB_OFFLINE": "1",
+        }
 
     def ready(self) -> bool:
         try:

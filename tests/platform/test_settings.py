@@ -58,3 +58,12 @@ def test_cli_fails_fast_on_bad_setting(monkeypatch):
     )
     assert result.returncode == 2
     assert "CRYPTOPULSE_SPARK__DRIVER_MEMORY='lots'" in result.stderr
+
+
+def test_configuration_doc_is_current():
+    from pathlib import Path
+
+    from cryptopulse.settings import render_configuration_doc
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    assert doc.read_text() == render_configuration_doc(), "run: python -m cryptopulse.settings"

@@ -1,0 +1,113 @@
+"""CryptoPulse's own long-running processes, managed exactly like the platform services.
+
+Each runs a ``cryptopulse`` sub-command in its own process (so one crash takes down
+one component), logs under ``settings.log_dir`` and is probed on its HTTP port.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import httpx
+
+from cryptopulse.platform.services import PLATFORM_SERVICES, Service
+
+
+class _CliService(Service):
+    """A ``cryptopulse`` sub-command with an HTTP readiness endpoint."""
+
+    command: tuple[str, ...]
+    probe_path: str = "/metrics"
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "cryptopulse", *self.command]
+
+    def env(self) -> dict[str, str]:
+        return {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}{self.probe_path}", timeout=2).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    def version(self) -> str:
+        from cryptopulse import __version__
+
+        return __version__
+
+
+class ReplayProducerService(_CliService):
+    name = "producer"
+    description = "Replay producer (bundled real texts + price random walk)"
+    command = ("produce", "replay")
+
+    @property
+    def port(self) -> int:
+        return self.settings.producer.metrics_port
+
+
+class StreamWorkerService(_CliService):
+    name = "worker"
+    description = "faust-streaming worker: clean, validate, score"
+    command = ("worker",)
+
+    @property
+    def port(self) -> int:
+        return self.settings.stream.web_port
+
+
+class SparkStreamingService(_CliService):
+    name = "spark"
+    description = "Spark Structured Streaming: trend windows to Redis and the lake"
+    command = ("spark", "stream")
+
+    @property
+    def port(self) -> int:
+        return self.settings.spark.metrics_port
+
+
+class ApiService(_CliService):
+    name = "api"
+    description = "FastAPI over the Redis views"
+    command = ("api",)
+    probe_path = "/healthz"
+
+    @property
+    def host(self) -> str:
+        return self.settings.api.host
+
+    @property
+    def port(self) -> int:
+        return self.settings.api.port
+
+
+class DashboardService(_CliService):
+    name = "dashboard"
+    description = "Streamlit dashboard"
+    command = ("dashboard",)
+    probe_path = "/_stcore/health"
+
+    @property
+    def host(self) -> str:
+        return self.settings.dashboard.host
+
+    @property
+    def port(self) -> int:
+        return self.settings.dashboard.port
+
+
+PIPELINE_SERVICES: tuple[type[Service], ...] = (
+    StreamWorkerService,
+    SparkStreamingService,
+    ApiService,
+    DashboardService,
+    ReplayProducerService,
+)
+"""Start order: consumers before the producer, so the first replayed events are live."""
+
+ALL_SERVICES: tuple[type[Service], ...] = (*PLATFORM_SERVICES, *PIPELINE_SERVICES)
