@@ -107,3 +107,30 @@ def test_status_cli_exits_nonzero_when_down(private_settings: Settings, tmp_path
     )
     assert result.returncode == 1
     assert "down" in result.stdout
+
+
+def _processes_under(path: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(path in part for part in proc.info["cmdline"] or []):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.mark.integration
+def test_down_leaves_no_process_behind(tmp_path):
+    """MLflow (uvicorn workers) and Prometheus spawn children; down must reap them all."""
+    from cryptopulse.platform.services import MlflowService, PrometheusService
+
+    settings = load_settings(
+        home=tmp_path / "home", mlflow={"port": _free_port()}, prometheus={"port": _free_port()}
+    )
+    manager = Platform(settings, services=[MlflowService, PrometheusService])
+    manager.up()
+    assert all(s.up for s in manager.status())
+    assert _processes_under(str(settings.home))
+    assert sorted(manager.down()) == ["mlflow", "prometheus"]
+    assert [p.pid for p in _processes_under(str(settings.home)) if p.status() != psutil.STATUS_ZOMBIE] == []
