@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,7 +46,9 @@ def producer_overrides(server: FakeServer, **extra: Any) -> dict[str, Any]:
     }
 
 
-def make_settings(home: Path, server: FakeServer, *, kafka: dict[str, Any] | None = None, **extra: Any) -> Settings:
+def make_settings(
+    home: Path, server: FakeServer, *, kafka: dict[str, Any] | None = None, **extra: Any
+) -> Settings:
     return load_settings(home=home, kafka=kafka or {}, producer=producer_overrides(server, **extra))
 
 
@@ -110,30 +113,42 @@ def kafka_settings(platform: Settings, tmp_path: Path, server: FakeServer) -> Se
 
 def read_topic(settings: Settings, topic: str, *, timeout_s: float = 20.0) -> list[tuple[str | None, bytes]]:
     """Every record now in ``topic`` (up to the high watermarks), as (key, value), in offset order."""
-    consumer = Consumer({
-        "bootstrap.servers": settings.kafka.bootstrap,
-        "group.id": f"test-{uuid.uuid4().hex}",
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed",
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         partitions = sorted(metadata.topics[topic].partitions)
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+        }
         wanted = sum(ends.values())
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         out: list[tuple[int, int, str | None, bytes]] = []
-        import time
-
         deadline = time.monotonic() + timeout_s
         while len(out) < wanted and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is None or msg.error():
                 continue
             key = msg.key()
-            out.append((msg.partition(), msg.offset(), key.decode() if key else None, msg.value()))
+            out.append(
+                (msg.partition() or 0, msg.offset() or 0, key.decode() if key else None, msg.value() or b"")
+            )
         assert len(out) == wanted, f"read {len(out)} of {wanted} records from {topic}"
         return [(k, v) for _, _, k, v in sorted(out, key=lambda r: (r[0], r[1]))]
     finally:
         consumer.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every producer test not marked ``integration`` is a ``unit`` test (no services needed)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents and item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.unit)

@@ -84,8 +84,8 @@ class FakeServer:
                 if reply.truncate_to is not None:
                     self.close_connection = True
 
-            do_GET = _handle  # noqa: N815
-            do_POST = _handle  # noqa: N815
+            do_GET = _handle
+            do_POST = _handle
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

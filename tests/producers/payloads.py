@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 BASE_TS = 1_732_780_800  # 2024-11-28T08:00:00Z
 
 
-def reddit_post(id36: str, *, sub: str = "Bitcoin", title: str | None = None, offset: int = 0,
-                **extra: Any) -> dict[str, Any]:
+def reddit_post(
+    id36: str, *, sub: str = "Bitcoin", title: str | None = None, offset: int = 0, **extra: Any
+) -> dict[str, Any]:
     data = {
         "approved_at_utc": None,
         "subreddit": sub,
@@ -35,8 +36,9 @@ def reddit_post(id36: str, *, sub: str = "Bitcoin", title: str | None = None, of
     return {"kind": "t3", "data": data}
 
 
-def reddit_comment(id36: str, *, sub: str = "Bitcoin", link: str = "t3_1abc", offset: int = 0,
-                   **extra: Any) -> dict[str, Any]:
+def reddit_comment(
+    id36: str, *, sub: str = "Bitcoin", link: str = "t3_1abc", offset: int = 0, **extra: Any
+) -> dict[str, Any]:
     data = {
         "subreddit_id": "t5_2qh1i",
         "link_id": link,
@@ -55,28 +57,33 @@ def reddit_comment(id36: str, *, sub: str = "Bitcoin", link: str = "t3_1abc", of
 
 
 def listing(children: list[dict[str, Any]], *, after: str | None = None, before: str | None = None) -> bytes:
-    return json.dumps({
-        "kind": "Listing",
-        "data": {
-            "after": after,
-            "dist": len(children),
-            "modhash": "",
-            "geo_filter": None,
-            "children": children,
-            "before": before,
-        },
-    }).encode()
+    return json.dumps(
+        {
+            "kind": "Listing",
+            "data": {
+                "after": after,
+                "dist": len(children),
+                "modhash": "",
+                "geo_filter": None,
+                "children": children,
+                "before": before,
+            },
+        }
+    ).encode()
 
 
 def token(expires_in: int = 86400) -> bytes:
-    return json.dumps({"access_token": "tok-123", "token_type": "bearer", "expires_in": expires_in,
-                       "scope": "*"}).encode()
+    return json.dumps(
+        {"access_token": "tok-123", "token_type": "bearer", "expires_in": expires_in, "scope": "*"}
+    ).encode()
 
 
 def rss(items: list[dict[str, str]], *, title: str = "Crypto News", encoding: str = "utf-8") -> bytes:
-    parts = [f'<?xml version="1.0" encoding="{encoding}"?>',
-             '<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel>',
-             f"<title>{title}</title><link>https://example.com/</link><description>news</description>"]
+    parts = [
+        f'<?xml version="1.0" encoding="{encoding}"?>',
+        '<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel>',
+        f"<title>{title}</title><link>https://example.com/</link><description>news</description>",
+    ]
     for item in items:
         parts.append("<item>")
         parts.append(f"<title>{item['title']}</title>")
@@ -93,13 +100,17 @@ def rss(items: list[dict[str, str]], *, title: str = "Crypto News", encoding: st
 
 
 def atom(entries: list[dict[str, str]], *, title: str = "Atom Crypto") -> bytes:
-    parts = ['<?xml version="1.0" encoding="utf-8"?>', '<feed xmlns="http://www.w3.org/2005/Atom">',
-             f"<title>{title}</title><id>urn:feed</id><updated>2024-11-28T08:00:00Z</updated>"]
+    parts = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        '<feed xmlns="http://www.w3.org/2005/Atom">',
+        f"<title>{title}</title><id>urn:feed</id><updated>2024-11-28T08:00:00Z</updated>",
+    ]
     for entry in entries:
         parts.append(
             f"<entry><title>{entry['title']}</title><id>{entry['id']}</id>"
             f'<link href="{entry["link"]}"/><updated>{entry["updated"]}</updated>'
-            f"<summary>{entry.get('summary', 'atom summary')}</summary><author><name>A</name></author></entry>"
+            f"<summary>{entry.get('summary', 'atom summary')}</summary>"
+            "<author><name>A</name></author></entry>"
         )
     parts.append("</feed>")
     return "".join(parts).encode()
@@ -110,24 +121,42 @@ def rfc822(offset: int) -> str:
 
 
 def markets(coins: dict[str, float], *, updated: str = "2024-11-28T08:00:00.123Z") -> bytes:
-    return json.dumps([
-        {
-            "id": coin, "symbol": coin[:3], "name": coin.title(), "image": "https://x/img.png",
-            "current_price": price, "market_cap": price * 1e7, "market_cap_rank": i + 1,
-            "total_volume": price * 1e5, "high_24h": price * 1.01, "low_24h": price * 0.99,
-            "price_change_24h": price * 0.01, "price_change_percentage_24h": 1.2,
-            "last_updated": updated, "price_change_percentage_24h_in_currency": 1.2,
-        }
-        for i, (coin, price) in enumerate(coins.items())
-    ]).encode()
+    return json.dumps(
+        [
+            {
+                "id": coin,
+                "symbol": coin[:3],
+                "name": coin.title(),
+                "image": "https://x/img.png",
+                "current_price": price,
+                "market_cap": price * 1e7,
+                "market_cap_rank": i + 1,
+                "total_volume": price * 1e5,
+                "high_24h": price * 1.01,
+                "low_24h": price * 0.99,
+                "price_change_24h": price * 0.01,
+                "price_change_percentage_24h": 1.2,
+                "last_updated": updated,
+                "price_change_percentage_24h_in_currency": 1.2,
+            }
+            for i, (coin, price) in enumerate(coins.items())
+        ]
+    ).encode()
 
 
 def simple_price(coins: dict[str, float], *, updated: int = BASE_TS) -> bytes:
-    return json.dumps({
-        coin: {"usd": price, "usd_market_cap": price * 1e7, "usd_24h_vol": price * 1e5,
-               "usd_24h_change": -0.5, "last_updated_at": updated}
-        for coin, price in coins.items()
-    }).encode()
+    return json.dumps(
+        {
+            coin: {
+                "usd": price,
+                "usd_market_cap": price * 1e7,
+                "usd_24h_vol": price * 1e5,
+                "usd_24h_change": -0.5,
+                "last_updated_at": updated,
+            }
+            for coin, price in coins.items()
+        }
+    ).encode()
 
 
 def newsapi(articles: list[dict[str, Any]]) -> bytes:

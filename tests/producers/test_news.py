@@ -16,13 +16,16 @@ from tests.producers import payloads as p
 from tests.producers.conftest import RecordingProducer, make_settings, read_topic
 from tests.producers.fakeserver import FakeServer, Reply
 
-pytestmark = pytest.mark.unit
+RSS_HEADERS = {
+    "Content-Type": "application/rss+xml; charset=utf-8",
+    "ETag": '"v1"',
+    "Last-Modified": "Thu, 28 Nov 2024 08:00:00 GMT",
+}
 
-RSS_HEADERS = {"Content-Type": "application/rss+xml; charset=utf-8", "ETag": '"v1"',
-               "Last-Modified": "Thu, 28 Nov 2024 08:00:00 GMT"}
 
-
-def feeds_run(settings: Settings, server: FakeServer, paths: list[str], producer: RecordingProducer) -> Runner:
+def feeds_run(
+    settings: Settings, server: FakeServer, paths: list[str], producer: RecordingProducer
+) -> Runner:
     source = FeedSource(settings, feeds=[server.url + path for path in paths])
     runner = Runner(settings, source, producer=producer)
     runner.run(cycles=1)
@@ -42,16 +45,45 @@ def test_bundled_feed_list_and_helpers() -> None:
     assert entry_keys(None, None, "Title")[0].startswith("text:")
 
 
-def test_rss_and_atom_feeds_produce_articles_oldest_first(unit_settings: Settings, server: FakeServer,
-                                                          recorder: RecordingProducer) -> None:
-    server.set("/rss", Reply(200, p.rss([
-        {"title": "Second &amp; newest", "link": "https://ex.com/2", "guid": "g-2", "date": p.rfc822(120),
-         "summary": "ETH <b>rallies</b>"},
-        {"title": "First", "link": "https://ex.com/1", "date": p.rfc822(60)},
-    ]), RSS_HEADERS))
-    server.set("/atom", Reply(200, p.atom([
-        {"title": "Atom entry", "id": "urn:uuid:1", "link": "https://atom.ex/1", "updated": "2024-11-28T09:00:00Z"},
-    ]), {"Content-Type": "application/atom+xml"}))
+def test_rss_and_atom_feeds_produce_articles_oldest_first(
+    unit_settings: Settings, server: FakeServer, recorder: RecordingProducer
+) -> None:
+    server.set(
+        "/rss",
+        Reply(
+            200,
+            p.rss(
+                [
+                    {
+                        "title": "Second &amp; newest",
+                        "link": "https://ex.com/2",
+                        "guid": "g-2",
+                        "date": p.rfc822(120),
+                        "summary": "ETH <b>rallies</b>",
+                    },
+                    {"title": "First", "link": "https://ex.com/1", "date": p.rfc822(60)},
+                ]
+            ),
+            RSS_HEADERS,
+        ),
+    )
+    server.set(
+        "/atom",
+        Reply(
+            200,
+            p.atom(
+                [
+                    {
+                        "title": "Atom entry",
+                        "id": "urn:uuid:1",
+                        "link": "https://atom.ex/1",
+                        "updated": "2024-11-28T09:00:00Z",
+                    },
+                ]
+            ),
+            {"Content-Type": "application/atom+xml"},
+        ),
+    )
     feeds_run(unit_settings, server, ["/rss", "/atom"], recorder)
 
     got = articles(recorder)
@@ -59,14 +91,17 @@ def test_rss_and_atom_feeds_produce_articles_oldest_first(unit_settings: Setting
     first, second, atom = got
     assert first.source_id == entry_keys(None, "https://ex.com/1", None)[0]
     assert second.source_id == entry_keys("g-2", None, None)[0]
-    assert second.summary == "ETH rallies" and second.publisher == "Crypto News" and second.author == "Reporter"
+    assert (
+        second.summary == "ETH rallies" and second.publisher == "Crypto News" and second.author == "Reporter"
+    )
     assert second.event_time == datetime.fromtimestamp(p.BASE_TS + 120, UTC)
     assert atom.feed == server.url + "/atom" and atom.link == "https://atom.ex/1"
     assert atom.event_time == datetime(2024, 11, 28, 9, tzinfo=UTC)
 
 
-def test_conditional_get_and_restart_dedup(unit_settings: Settings, server: FakeServer,
-                                           recorder: RecordingProducer) -> None:
+def test_conditional_get_and_restart_dedup(
+    unit_settings: Settings, server: FakeServer, recorder: RecordingProducer
+) -> None:
     item1 = {"title": "One", "link": "https://ex.com/1", "guid": "g-1", "date": p.rfc822(1)}
     item2 = {"title": "Two", "link": "https://ex.com/2", "guid": "g-2", "date": p.rfc822(2)}
 
@@ -84,14 +119,17 @@ def test_conditional_get_and_restart_dedup(unit_settings: Settings, server: Fake
     assert [a.title for a in articles(recorder)] == ["One"]
 
     # A server that ignores validators: the seen ids still prevent duplicates after a restart.
-    server.set("/rss", Reply(200, p.rss([item2, item1]), {"Content-Type": "application/rss+xml", "ETag": '"v2"'}))
+    server.set(
+        "/rss", Reply(200, p.rss([item2, item1]), {"Content-Type": "application/rss+xml", "ETag": '"v2"'})
+    )
     feeds_run(unit_settings, server, ["/rss"], recorder)
     feeds_run(unit_settings, server, ["/rss"], recorder)
     assert [a.title for a in articles(recorder)] == ["One", "Two"]
 
 
-def test_same_story_in_two_feeds_is_produced_once(unit_settings: Settings, server: FakeServer,
-                                                  recorder: RecordingProducer) -> None:
+def test_same_story_in_two_feeds_is_produced_once(
+    unit_settings: Settings, server: FakeServer, recorder: RecordingProducer
+) -> None:
     story = {"title": "Syndicated", "link": "https://ex.com/s", "date": p.rfc822(5)}
     server.set("/a", Reply(200, p.rss([story])))
     server.set("/b", Reply(200, p.rss([{**story, "guid": "other-guid"}])))
@@ -99,15 +137,18 @@ def test_same_story_in_two_feeds_is_produced_once(unit_settings: Settings, serve
     assert [a.title for a in articles(recorder)] == ["Syndicated"]
 
 
-def test_each_feed_failure_is_isolated(unit_settings: Settings, server: FakeServer,
-                                       recorder: RecordingProducer) -> None:
+def test_each_feed_failure_is_isolated(
+    unit_settings: Settings, server: FakeServer, recorder: RecordingProducer
+) -> None:
     good = p.rss([{"title": "Survivor", "link": "https://ex.com/ok", "date": p.rfc822(1)}])
     server.set("/5xx", Reply(502, b"bad gateway"))
     server.set("/timeout", Reply(200, good, stall_s=1.5))
     server.set("/truncated", Reply(200, p.rss([{"title": "Half", "link": "https://ex.com/h"}] * 3)[:-80]))
     server.set("/cut", Reply(200, good, truncate_to=100))
     server.set("/garbage", Reply(200, b"\x00\xff{not xml at all"))
-    server.set("/html", Reply(200, b"<html><body>Cloudflare says hi</body></html>", {"Content-Type": "text/html"}))
+    server.set(
+        "/html", Reply(200, b"<html><body>Cloudflare says hi</body></html>", {"Content-Type": "text/html"})
+    )
     server.set("/ok", Reply(200, good))
     paths = ["/5xx", "/timeout", "/truncated", "/cut", "/garbage", "/html", "/missing", "/ok"]
     runner = feeds_run(unit_settings, server, paths, recorder)
@@ -118,22 +159,51 @@ def test_each_feed_failure_is_isolated(unit_settings: Settings, server: FakeServ
     assert set(state["feeds"]) == {server.url + "/ok"}  # failed feeds keep no validators: refetched next time
 
 
-def test_non_utf8_feeds_decode_correctly(unit_settings: Settings, server: FakeServer,
-                                         recorder: RecordingProducer) -> None:
-    server.set("/latin1", Reply(200, p.rss([{"title": "Café crème: Bitcoin à 100k", "link": "https://ex.fr/1"}],
-                                           title="Le Journal", encoding="iso-8859-1"),
-                                {"Content-Type": "application/rss+xml"}))
-    server.set("/cp1252", Reply(200, p.rss([{"title": "Ether’s “rally” — €", "link": "https://ex.com/q"}],
-                                           encoding="windows-1252"),
-                                {"Content-Type": "text/xml; charset=windows-1252"}))
+def test_non_utf8_feeds_decode_correctly(
+    unit_settings: Settings, server: FakeServer, recorder: RecordingProducer
+) -> None:
+    server.set(
+        "/latin1",
+        Reply(
+            200,
+            p.rss(
+                [{"title": "Café crème: Bitcoin à 100k", "link": "https://ex.fr/1"}],
+                title="Le Journal",
+                encoding="iso-8859-1",
+            ),
+            {"Content-Type": "application/rss+xml"},
+        ),
+    )
+    server.set(
+        "/cp1252",
+        Reply(
+            200,
+            p.rss([{"title": "Ether’s “rally” — €", "link": "https://ex.com/q"}], encoding="windows-1252"),
+            {"Content-Type": "text/xml; charset=windows-1252"},
+        ),
+    )
     feeds_run(unit_settings, server, ["/latin1", "/cp1252"], recorder)
-    assert sorted(a.title for a in articles(recorder)) == ["Café crème: Bitcoin à 100k", "Ether’s “rally” — €"]
+    assert sorted(a.title for a in articles(recorder)) == [
+        "Café crème: Bitcoin à 100k",
+        "Ether’s “rally” — €",
+    ]
 
 
-def test_invalid_entry_is_dead_lettered(unit_settings: Settings, server: FakeServer,
-                                        recorder: RecordingProducer) -> None:
-    server.set("/rss", Reply(200, p.rss([{"title": "", "link": "https://ex.com/empty"},
-                                         {"title": "Fine", "link": "https://ex.com/fine"}])))
+def test_invalid_entry_is_dead_lettered(
+    unit_settings: Settings, server: FakeServer, recorder: RecordingProducer
+) -> None:
+    server.set(
+        "/rss",
+        Reply(
+            200,
+            p.rss(
+                [
+                    {"title": "", "link": "https://ex.com/empty"},
+                    {"title": "Fine", "link": "https://ex.com/fine"},
+                ]
+            ),
+        ),
+    )
     feeds_run(unit_settings, server, ["/rss"], recorder)
     assert [a.title for a in articles(recorder)] == ["Fine"]
     assert [d["reason"] for d in recorder.dead] == ["invalid_schema"]
@@ -144,8 +214,11 @@ def test_newsapi_everything(tmp_path: Path, server: FakeServer) -> None:
     body = p.newsapi([p.newsapi_article(3), p.newsapi_article(2, title="[Removed]"), p.newsapi_article(1)])
     server.set(
         "/v2/everything",
-        Reply(429, json.dumps({"status": "error", "code": "rateLimited", "message": "slow down"}).encode(),
-              {"Retry-After": "0.2"}),
+        Reply(
+            429,
+            json.dumps({"status": "error", "code": "rateLimited", "message": "slow down"}).encode(),
+            {"Retry-After": "0.2"},
+        ),
         Reply(200, body),
     )
     recorder = RecordingProducer(settings)
@@ -173,16 +246,32 @@ def test_newsapi_error_body_fails_cycle(tmp_path: Path, server: FakeServer) -> N
 
 @pytest.mark.integration
 def test_feeds_into_kafka_with_dead_letter_and_restart(kafka_settings: Settings, server: FakeServer) -> None:
-    server.set("/rss", Reply(200, p.rss([
-        {"title": "Kafka one", "link": "https://ex.com/k1", "date": p.rfc822(1)},
-        {"title": "", "link": "https://ex.com/bad"},
-    ])))
+    server.set(
+        "/rss",
+        Reply(
+            200,
+            p.rss(
+                [
+                    {"title": "Kafka one", "link": "https://ex.com/k1", "date": p.rfc822(1)},
+                    {"title": "", "link": "https://ex.com/bad"},
+                ]
+            ),
+        ),
+    )
     feeds = [server.url + "/rss"]
     Runner(kafka_settings, FeedSource(kafka_settings, feeds=feeds)).run(cycles=1)
-    server.set("/rss", Reply(200, p.rss([
-        {"title": "Kafka two", "link": "https://ex.com/k2", "date": p.rfc822(2)},
-        {"title": "Kafka one", "link": "https://ex.com/k1", "date": p.rfc822(1)},
-    ])))
+    server.set(
+        "/rss",
+        Reply(
+            200,
+            p.rss(
+                [
+                    {"title": "Kafka two", "link": "https://ex.com/k2", "date": p.rfc822(2)},
+                    {"title": "Kafka one", "link": "https://ex.com/k1", "date": p.rfc822(1)},
+                ]
+            ),
+        ),
+    )
     Runner(kafka_settings, FeedSource(kafka_settings, feeds=feeds)).run(cycles=1)
 
     prefix = kafka_settings.kafka.topic_prefix

@@ -15,8 +15,6 @@ from tests.producers import payloads as p
 from tests.producers.conftest import RecordingProducer, make_settings, read_topic
 from tests.producers.fakeserver import FakeServer, Reply
 
-pytestmark = pytest.mark.unit
-
 MARKETS = "/api/v3/coins/markets"
 SIMPLE = "/api/v3/simple/price"
 
@@ -31,8 +29,9 @@ def ticks(producer: RecordingProducer) -> list[PriceTick]:
     return [r for _, _, r in producer.sent if isinstance(r, PriceTick)]
 
 
-def test_markets_batched_ticks_keyed_by_coin(unit_settings: Settings, server: FakeServer,
-                                             recorder: RecordingProducer) -> None:
+def test_markets_batched_ticks_keyed_by_coin(
+    unit_settings: Settings, server: FakeServer, recorder: RecordingProducer
+) -> None:
     server.set(MARKETS, Reply(200, p.markets({"bitcoin": 95000.5, "ethereum": 3600.25})))
     run_once(unit_settings, recorder)
     got = ticks(recorder)
@@ -47,13 +46,16 @@ def test_markets_batched_ticks_keyed_by_coin(unit_settings: Settings, server: Fa
     assert requests[0].query["vs_currency"] == ["usd"]
 
 
-def test_unchanged_quotes_and_restart_do_not_duplicate(unit_settings: Settings, server: FakeServer,
-                                                       recorder: RecordingProducer) -> None:
+def test_unchanged_quotes_and_restart_do_not_duplicate(
+    unit_settings: Settings, server: FakeServer, recorder: RecordingProducer
+) -> None:
     server.set(MARKETS, Reply(200, p.markets({"bitcoin": 1.0, "ethereum": 2.0})))
     run_once(unit_settings, recorder)
     run_once(unit_settings, recorder)  # restart, same last_updated: nothing new
     assert len(ticks(recorder)) == 2
-    server.set(MARKETS, Reply(200, p.markets({"bitcoin": 1.5, "ethereum": 2.5}, updated="2024-11-28T08:01:00Z")))
+    server.set(
+        MARKETS, Reply(200, p.markets({"bitcoin": 1.5, "ethereum": 2.5}, updated="2024-11-28T08:01:00Z"))
+    )
     run_once(unit_settings, recorder)
     assert [t.price for t in ticks(recorder)] == [1.0, 2.0, 1.5, 2.5]
 
@@ -62,8 +64,11 @@ def test_429_backs_off_then_succeeds_with_demo_key(tmp_path, server: FakeServer)
     settings = make_settings(tmp_path, server, coingecko_api_key="CG-demo")
     server.set(
         MARKETS,
-        Reply(429, b'{"status": {"error_code": 429, "error_message": "You\'ve exceeded the Rate Limit."}}',
-              {"Retry-After": "0.2"}),
+        Reply(
+            429,
+            b'{"status": {"error_code": 429, "error_message": "You\'ve exceeded the Rate Limit."}}',
+            {"Retry-After": "0.2"},
+        ),
         Reply(200, p.markets({"bitcoin": 10.0})),
     )
     recorder = RecordingProducer(settings)
@@ -73,9 +78,9 @@ def test_429_backs_off_then_succeeds_with_demo_key(tmp_path, server: FakeServer)
     assert server.hits(SIMPLE) == []
 
 
-def test_persistent_429_fails_cycle_without_hammering_other_endpoint(unit_settings: Settings,
-                                                                     server: FakeServer,
-                                                                     recorder: RecordingProducer) -> None:
+def test_persistent_429_fails_cycle_without_hammering_other_endpoint(
+    unit_settings: Settings, server: FakeServer, recorder: RecordingProducer
+) -> None:
     server.set(MARKETS, Reply(429, b"{}", {"Retry-After": "0.05"}))
     runner = run_once(unit_settings, recorder)
     assert runner.stats.failed_cycles == 1 and recorder.sent == []
@@ -84,11 +89,16 @@ def test_persistent_429_fails_cycle_without_hammering_other_endpoint(unit_settin
 
 @pytest.mark.parametrize(
     "failure",
-    [Reply(500, b"oops"), Reply(200, b'[{"id": "bitcoin", "current_pr'), Reply(200, b'{"error": "not a list"}')],
+    [
+        Reply(500, b"oops"),
+        Reply(200, b'[{"id": "bitcoin", "current_pr'),
+        Reply(200, b'{"error": "not a list"}'),
+    ],
     ids=["5xx", "truncated", "wrong-shape"],
 )
-def test_markets_failure_falls_back_to_simple_price(failure: Reply, unit_settings: Settings,
-                                                    server: FakeServer, recorder: RecordingProducer) -> None:
+def test_markets_failure_falls_back_to_simple_price(
+    failure: Reply, unit_settings: Settings, server: FakeServer, recorder: RecordingProducer
+) -> None:
     server.set(MARKETS, failure)
     server.set(SIMPLE, Reply(200, p.simple_price({"bitcoin": 20.0, "ethereum": 3.0})))
     run_once(unit_settings, recorder)
@@ -99,14 +109,17 @@ def test_markets_failure_falls_back_to_simple_price(failure: Reply, unit_setting
     assert query["include_last_updated_at"] == ["true"] and query["vs_currencies"] == ["usd"]
 
 
-def test_bad_quote_is_dead_lettered(unit_settings: Settings, server: FakeServer,
-                                    recorder: RecordingProducer) -> None:
+def test_bad_quote_is_dead_lettered(
+    unit_settings: Settings, server: FakeServer, recorder: RecordingProducer
+) -> None:
     body = json.loads(p.markets({"bitcoin": 5.0, "ethereum": 1.0}))
     body[1]["current_price"] = None  # CoinGecko returns null for delisted/unpriced coins
     server.set(MARKETS, Reply(200, json.dumps(body).encode()))
     run_once(unit_settings, recorder)
     assert [t.coin for t in ticks(recorder)] == ["bitcoin"]
-    assert recorder.dead[0]["reason"] == "invalid_schema" and recorder.dead[0]["source_id"].startswith("ethereum:")
+    assert recorder.dead[0]["reason"] == "invalid_schema" and recorder.dead[0]["source_id"].startswith(
+        "ethereum:"
+    )
 
 
 @pytest.mark.integration
@@ -116,5 +129,6 @@ def test_prices_into_kafka(kafka_settings: Settings, server: FakeServer) -> None
     run_once(kafka_settings)  # restart with unchanged quotes
     records = read_topic(kafka_settings, f"{kafka_settings.kafka.topic_prefix}.raw.prices")
     assert sorted((k, PriceTick.from_json(v).price) for k, v in records) == [
-        ("bitcoin", 90000.0), ("ethereum", 3000.0)
+        ("bitcoin", 90000.0),
+        ("ethereum", 3000.0),
     ]

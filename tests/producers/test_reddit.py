@@ -17,8 +17,6 @@ from tests.producers import payloads as p
 from tests.producers.conftest import RecordingProducer, make_settings, read_topic
 from tests.producers.fakeserver import FakeServer, Reply, Seen
 
-pytestmark = pytest.mark.unit
-
 
 def metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
@@ -43,7 +41,9 @@ def paged(pages: dict[str | None, bytes]):
 def test_fullname_ordering_and_skip_reasons() -> None:
     assert fullname_value("t3_zz") > fullname_value("t3_10") > fullname_value("t3_z")
     assert skip_reason("post", {"selftext": "[removed]", "title": "x"}) == "removed"
-    assert skip_reason("post", {"selftext": "", "title": "x", "removed_by_category": "moderator"}) == "removed"
+    assert (
+        skip_reason("post", {"selftext": "", "title": "x", "removed_by_category": "moderator"}) == "removed"
+    )
     assert skip_reason("post", {"selftext": "", "title": "x", "removed_by_category": "deleted"}) == "deleted"
     assert skip_reason("comment", {"body": "[deleted]"}) == "deleted"
     assert skip_reason("comment", {"body": "fine"}) is None
@@ -73,7 +73,9 @@ def test_public_listing_first_run_produces_oldest_first_and_skips_removed(
     comment = recorder.sent[3][2]
     assert isinstance(comment, RedditComment) and comment.link_id == "t3_1abc"
     assert [k for _, k, _ in recorder.sent] == recorder.ids()  # keyed by source id
-    assert metric("cryptopulse_producer_skipped_total", source="reddit", reason="removed") == removed_before + 2
+    assert (
+        metric("cryptopulse_producer_skipped_total", source="reddit", reason="removed") == removed_before + 2
+    )
     first = server.hits("/r/Bitcoin/new.json")[0]
     assert first.query["limit"] == ["100"] and first.query["raw_json"] == ["1"]
     assert first.headers["user-agent"].startswith("cryptopulse/")
@@ -111,7 +113,11 @@ def test_oauth_client_credentials_and_token_refresh(tmp_path, server: FakeServer
     server.set(
         "/r/Bitcoin/new",
         Reply(401, b'{"message": "Unauthorized", "error": 401}'),
-        Reply(200, p.listing([p.reddit_post("a1")]), {"X-Ratelimit-Remaining": "99.0", "X-Ratelimit-Reset": "300"}),
+        Reply(
+            200,
+            p.listing([p.reddit_post("a1")]),
+            {"X-Ratelimit-Remaining": "99.0", "X-Ratelimit-Reset": "300"},
+        ),
     )
     server.set("/r/Bitcoin/comments", Reply(200, p.listing([p.reddit_comment("b1")])))
     recorder = RecordingProducer(settings)
@@ -126,12 +132,16 @@ def test_oauth_client_credentials_and_token_refresh(tmp_path, server: FakeServer
     assert server.hits("/r/Bitcoin/new.json") == []
 
 
-def test_429_waits_for_reset_then_succeeds(unit_settings: Settings, server: FakeServer,
-                                           recorder: RecordingProducer) -> None:
+def test_429_waits_for_reset_then_succeeds(
+    unit_settings: Settings, server: FakeServer, recorder: RecordingProducer
+) -> None:
     server.set(
         "/r/Bitcoin/new.json",
-        Reply(429, b'{"message": "Too Many Requests", "error": 429}',
-              {"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": "0.3", "X-Ratelimit-Used": "100"}),
+        Reply(
+            429,
+            b'{"message": "Too Many Requests", "error": 429}',
+            {"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": "0.3", "X-Ratelimit-Used": "100"},
+        ),
         Reply(200, p.listing([p.reddit_post("z1")])),
     )
     server.set("/r/Bitcoin/comments.json", Reply(200, p.listing([])))
@@ -141,10 +151,15 @@ def test_429_waits_for_reset_then_succeeds(unit_settings: Settings, server: Fake
     assert recorder.ids() == ["t3_z1"]
 
 
-def test_remaining_zero_pauses_next_request(unit_settings: Settings, server: FakeServer,
-                                            recorder: RecordingProducer) -> None:
-    server.set("/r/Bitcoin/new.json", Reply(200, p.listing([p.reddit_post("z1")]),
-                                            {"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": "0.4"}))
+def test_remaining_zero_pauses_next_request(
+    unit_settings: Settings, server: FakeServer, recorder: RecordingProducer
+) -> None:
+    server.set(
+        "/r/Bitcoin/new.json",
+        Reply(
+            200, p.listing([p.reddit_post("z1")]), {"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": "0.4"}
+        ),
+    )
     server.set("/r/Bitcoin/comments.json", Reply(200, p.listing([])))
     started = time.monotonic()
     run_once(unit_settings, recorder)
@@ -178,7 +193,9 @@ def test_failures_do_not_advance_cursor_and_next_cycle_has_no_gap(
     assert recorder.ids() == ["t3_x1", "t3_x2", "t3_x3"]
 
 
-def test_delivery_failure_keeps_cursor_so_items_are_reproduced(unit_settings: Settings, server: FakeServer) -> None:
+def test_delivery_failure_keeps_cursor_so_items_are_reproduced(
+    unit_settings: Settings, server: FakeServer
+) -> None:
     server.set("/r/Bitcoin/comments.json", Reply(200, p.listing([])))
     server.set("/r/Bitcoin/new.json", Reply(200, p.listing([p.reddit_post("d1")])))
     failing = RecordingProducer(unit_settings, fail_flush=True)
@@ -190,13 +207,22 @@ def test_delivery_failure_keeps_cursor_so_items_are_reproduced(unit_settings: Se
     assert healthy.ids() == ["t3_d1"]
 
 
-def test_invalid_item_goes_to_dead_letter(unit_settings: Settings, server: FakeServer,
-                                          recorder: RecordingProducer) -> None:
+def test_invalid_item_goes_to_dead_letter(
+    unit_settings: Settings, server: FakeServer, recorder: RecordingProducer
+) -> None:
     server.set("/r/Bitcoin/comments.json", Reply(200, p.listing([])))
-    server.set("/r/Bitcoin/new.json", Reply(200, p.listing([
-        p.reddit_post("v2", title="t" * 1200),  # longer than RedditPost allows
-        p.reddit_post("v1"),
-    ])))
+    server.set(
+        "/r/Bitcoin/new.json",
+        Reply(
+            200,
+            p.listing(
+                [
+                    p.reddit_post("v2", title="t" * 1200),  # longer than RedditPost allows
+                    p.reddit_post("v1"),
+                ]
+            ),
+        ),
+    )
     run_once(unit_settings, recorder)
     assert recorder.ids() == ["t3_v1"]
     assert len(recorder.dead) == 1
@@ -219,10 +245,17 @@ def test_one_failing_subreddit_does_not_stop_others(tmp_path, server: FakeServer
 @pytest.mark.integration
 def test_reddit_into_kafka_restart_no_duplicates(kafka_settings: Settings, server: FakeServer) -> None:
     server.set("/r/Bitcoin/comments.json", Reply(200, p.listing([p.reddit_comment("k1")])))
-    server.set("/r/Bitcoin/new.json", Reply(200, p.listing([p.reddit_post("k2"), p.reddit_post("k1", selftext="[deleted]")])))
+    server.set(
+        "/r/Bitcoin/new.json",
+        Reply(200, p.listing([p.reddit_post("k2"), p.reddit_post("k1", selftext="[deleted]")])),
+    )
     Runner(kafka_settings, RedditSource(kafka_settings)).run(cycles=1)
-    server.set("/r/Bitcoin/new.json", Reply(200, p.listing([p.reddit_post(i) for i in ("k4", "k3", "k2", "k1")])))
-    server.set("/r/Bitcoin/comments.json", Reply(200, p.listing([p.reddit_comment("k2"), p.reddit_comment("k1")])))
+    server.set(
+        "/r/Bitcoin/new.json", Reply(200, p.listing([p.reddit_post(i) for i in ("k4", "k3", "k2", "k1")]))
+    )
+    server.set(
+        "/r/Bitcoin/comments.json", Reply(200, p.listing([p.reddit_comment("k2"), p.reddit_comment("k1")]))
+    )
     Runner(kafka_settings, RedditSource(kafka_settings)).run(cycles=1)  # a restart: new producer and source
 
     records = read_topic(kafka_settings, f"{kafka_settings.kafka.topic_prefix}.raw.reddit")

@@ -22,8 +22,6 @@ from producers.replay import ReplaySource, load_rows, news_source_id, reddit_ful
 from schemas.events import NewsArticle, PriceTick, RedditPost, utc_now
 from tests.producers.conftest import RecordingProducer, read_topic
 
-pytestmark = pytest.mark.unit
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -64,8 +62,10 @@ def test_records_look_like_real_sources_with_stable_ids(tmp_path: Path) -> None:
             assert (record.title + record.selftext) == row["text"]
         else:
             assert isinstance(record, NewsArticle)
-            assert record.source_id == news_source_id(row["dataset"], row["row"]) == (
-                f"replay:{row['dataset']}:{row['row']}"
+            assert (
+                record.source_id
+                == news_source_id(row["dataset"], row["row"])
+                == (f"replay:{row['dataset']}:{row['row']}")
             )
             assert record.title == row["text"]
         assert before <= record.event_time <= utc_now() + timedelta(seconds=1)
@@ -82,7 +82,9 @@ def test_restart_resumes_without_duplicates_or_gaps(tmp_path: Path) -> None:
     run(settings, second, limit=30)
     ids = [r.source_id for r in texts(first) + texts(second)]
     expected = [
-        reddit_fullname(r["dataset"], r["row"]) if r["kind"] == "post" else news_source_id(r["dataset"], r["row"])
+        reddit_fullname(r["dataset"], r["row"])
+        if r["kind"] == "post"
+        else news_source_id(r["dataset"], r["row"])
         for r in load_rows()[:75]
     ]
     assert ids == expected
@@ -96,7 +98,13 @@ def test_loop_marks_new_passes_and_one_pass_mode_stops(tmp_path: Path) -> None:
     producer = RecordingProducer(settings)
     run(settings, producer, limit=7, rows=rows)
     assert [r.source_id for r in texts(producer)] == [
-        "replay:d:0", "replay:d:1", "replay:d:2", "replay:d:0:p1", "replay:d:1:p1", "replay:d:2:p1", "replay:d:0:p2",
+        "replay:d:0",
+        "replay:d:1",
+        "replay:d:2",
+        "replay:d:0:p1",
+        "replay:d:1:p1",
+        "replay:d:2:p1",
+        "replay:d:0:p2",
     ]
     once = replay_settings(tmp_path / "once", replay_loop=False)
     producer = RecordingProducer(once)
@@ -105,7 +113,9 @@ def test_loop_marks_new_passes_and_one_pass_mode_stops(tmp_path: Path) -> None:
 
 
 def test_rate_and_time_compression(tmp_path: Path) -> None:
-    settings = replay_settings(tmp_path, replay_rate=100, replay_time_compression=3600, replay_price_interval_s=600)
+    settings = replay_settings(
+        tmp_path, replay_rate=100, replay_time_compression=3600, replay_price_interval_s=600
+    )
     producer = RecordingProducer(settings)
     started = time.monotonic()
     run(settings, producer, limit=40)
@@ -144,14 +154,21 @@ def test_replay_process_sigterm_flushes_checkpoints_and_resumes(platform: Settin
     }
     settings = load_settings(home=tmp_path, kafka={**platform.kafka.model_dump(), "topic_prefix": prefix})
     ensure_topics(settings, RAW_SPECS)
-    proc = subprocess.Popen([sys.executable, "-m", "producers", "replay"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "producers", "replay"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 20
         metrics = ""
         while time.monotonic() < deadline:
             try:
-                metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+                metrics = (
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+                )
             except OSError:
                 metrics = ""
             if 'cryptopulse_producer_records_produced_total{source="replay"' in metrics:
@@ -168,13 +185,20 @@ def test_replay_process_sigterm_flushes_checkpoints_and_resumes(platform: Settin
     position = json.loads((tmp_path / "producers" / "replay.json").read_text())["position"]
     assert position > 0
 
-    resumed = subprocess.run([sys.executable, "-m", "producers", "replay", "--limit", "25", "--no-metrics"],
-                             cwd=ROOT, env=env, capture_output=True, timeout=60)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "producers", "replay", "--limit", "25", "--no-metrics"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
     assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
 
     rows = load_rows()[: position + 25]
     expected = sorted(
-        reddit_fullname(r["dataset"], r["row"]) if r["kind"] == "post" else news_source_id(r["dataset"], r["row"])
+        reddit_fullname(r["dataset"], r["row"])
+        if r["kind"] == "post"
+        else news_source_id(r["dataset"], r["row"])
         for r in rows
     )
     landed = [k for k, _ in read_topic(settings, f"{prefix}.raw.news")]
