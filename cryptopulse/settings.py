@@ -35,7 +35,9 @@ class _Section(BaseModel):
 class KafkaSettings(_Section):
     """Apache Kafka (KRaft, single node locally)."""
 
-    bootstrap_servers: str | None = Field(default=None, description="clients' bootstrap list; default host:port")
+    bootstrap_servers: str | None = Field(
+        default=None, description="clients' bootstrap list; default host:port"
+    )
     host: str = "127.0.0.1"
     port: Port = 9092
     controller_port: Port = 9093
@@ -70,7 +72,9 @@ class RedisSettings(_Section):
 class MlflowSettings(_Section):
     """MLflow tracking server and model registry."""
 
-    tracking_uri: str | None = Field(default=None, pattern=r"^(https?|file|sqlite):", description="default http://host:port")
+    tracking_uri: str | None = Field(
+        default=None, pattern=r"^(https?|file|sqlite):", description="default http://host:port"
+    )
     host: str = "127.0.0.1"
     port: Port = 5000
     workers: int = Field(default=1, ge=1, le=32)
@@ -102,10 +106,14 @@ class ModelSettings(_Section):
     seed: int = 13
     promotion_min_gain: float = Field(default=0.005, ge=0.0, le=1.0)
     promotion_max_slowdown: float = Field(default=1.25, ge=1.0, le=100.0)
-    max_length: int = Field(default=64, ge=8, le=512, description="transformer tokens per text (train and serve)")
+    max_length: int = Field(
+        default=64, ge=8, le=512, description="transformer tokens per text (train and serve)"
+    )
     data_dir: Path | None = Field(default=None, description="labelled data; default: data/ in the repository")
     train_epochs: float = Field(default=1.0, gt=0.0, le=20.0)
-    train_max_examples: int = Field(default=18_000, ge=16, description="cap on transformer fine-tuning examples")
+    train_max_examples: int = Field(
+        default=18_000, ge=16, description="cap on transformer fine-tuning examples"
+    )
     train_learning_rate: float = Field(default=6e-5, gt=0.0, lt=1.0)
     train_batch_size: int = Field(default=32, ge=1, le=1024)
 
@@ -116,13 +124,30 @@ class SparkSettings(_Section):
     driver_memory: str = Field(default="1g", pattern=r"^\d+[mg]$")
     watermark: str = "10 minutes"
     metrics_port: Port = 9102
+    # Added for spark_jobs (trend windows, lake, backfill).
+    app_name: str = Field(default="cryptopulse-trends", pattern=r"^[a-zA-Z0-9._-]+$")
+    lake_dir: Path | None = Field(default=None, description="Parquet lake; default: home/lake")
+    checkpoint_dir: Path | None = Field(default=None, description="streaming checkpoints; default: home/checkpoints")
+    trigger_interval: str = Field(default="10 seconds", description="micro-batch trigger of `spark stream`")
+    starting_offsets: Literal["earliest", "latest"] = Field(
+        default="earliest", description="where a stream without a checkpoint starts"
+    )
+    max_offsets_per_trigger: int | None = Field(default=100_000, ge=1, description="records per micro-batch cap")
+    trailing_windows: int = Field(default=20, ge=2, le=1000, description="z-score / correlation lookback")
+    backfill_kafka_slack_s: int = Field(
+        default=86_400, ge=0, description="Kafka timestamps may trail event times by this much (offsets-for-times)"
+    )
+    ui_enabled: bool = False
+    extra_conf: dict[str, str] = Field(default_factory=dict, description="more spark.* settings, e.g. on a cluster")
 
 
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: Port = 8000
     workers: int = Field(default=2, ge=1, le=64)
-    cors_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8501", "http://localhost:8501"])
+    cors_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8501", "http://localhost:8501"]
+    )
     auth_enabled: bool = False
     open_health: bool = True
     open_metrics: bool = True
@@ -147,7 +172,9 @@ class StreamSettings(_Section):
     batch_within_s: float = Field(default=0.05, gt=0, le=10)
     dedup_window_s: int = Field(default=3600, ge=1)
     min_text_chars: int = Field(default=10, ge=1)
-    app_id: str = Field(default="cryptopulse-stream", pattern=r"^[a-zA-Z0-9._-]+$", description="consumer group")
+    app_id: str = Field(
+        default="cryptopulse-stream", pattern=r"^[a-zA-Z0-9._-]+$", description="consumer group"
+    )
     web_host: str = "127.0.0.1"
     author_salt: SecretStr = SecretStr("cryptopulse-dev-salt")
     languages: list[str] = Field(
@@ -173,7 +200,12 @@ class ProducerSettings(_Section):
     # Reddit: app-only OAuth2 when id+secret are set, else public .json listings.
     subreddits: list[str] = Field(
         default_factory=lambda: [
-            "CryptoCurrency", "Bitcoin", "ethereum", "CryptoMarkets", "altcoin", "SatoshiStreetBets",
+            "CryptoCurrency",
+            "Bitcoin",
+            "ethereum",
+            "CryptoMarkets",
+            "altcoin",
+            "SatoshiStreetBets",
         ]
     )
     reddit_auth_url: str = "https://www.reddit.com/api/v1/access_token"
@@ -196,8 +228,18 @@ class ProducerSettings(_Section):
     coingecko_key_header: str = "x-cg-demo-api-key"
     coins: list[str] = Field(
         default_factory=lambda: [
-            "bitcoin", "ethereum", "solana", "ripple", "cardano", "dogecoin", "binancecoin",
-            "tron", "avalanche-2", "chainlink", "polkadot", "litecoin",
+            "bitcoin",
+            "ethereum",
+            "solana",
+            "ripple",
+            "cardano",
+            "dogecoin",
+            "binancecoin",
+            "tron",
+            "avalanche-2",
+            "chainlink",
+            "polkadot",
+            "litecoin",
         ]
     )
     vs_currency: str = Field(default="usd", pattern=r"^[a-z]{3,5}$")
@@ -322,7 +364,9 @@ def render_configuration_doc() -> str:
                 doc = (subfield.description or "").replace("|", "\\|")
                 lines.append(f"| `{_env_name((name, sub))}` | `{shown}` | {doc} |")
         elif name not in ("home", "cache_dir"):
-            lines.append(f"| `{_env_name((name,))}` | `{getattr(defaults, name)}` | {field.description or ''} |")
+            lines.append(
+                f"| `{_env_name((name,))}` | `{getattr(defaults, name)}` | {field.description or ''} |"
+            )
         else:
             lines.append(f"| `{_env_name((name,))}` | see above | {field.description or ''} |")
     return "\n".join(lines) + "\n"
