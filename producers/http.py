@@ -24,6 +24,9 @@ from producers.metrics import FAILED, FETCH_LATENCY
 
 log = logging.getLogger(__name__)
 
+LOW_REMAINING = 10
+"""Below this many requests left in the window, requests are spaced evenly until the reset."""
+
 
 class Stopped(Exception):
     """Shutdown was requested while waiting."""
@@ -98,10 +101,16 @@ class Fetcher:
         """Pause proactively when the server says the quota of this window is used up."""
         remaining = _seconds(response.headers.get("X-Ratelimit-Remaining"))
         reset = _seconds(response.headers.get("X-Ratelimit-Reset"))
-        if remaining is not None and remaining < 1 and reset is not None:
+        if remaining is None or reset is None:
+            return
+        if remaining < 1:
             wait = min(reset, self.backoff_max_s)
-            self._not_before = max(self._not_before, time.monotonic() + wait)
             log.warning("rate limit quota used up", extra={"source": self.source, "reset_s": reset})
+        elif remaining < LOW_REMAINING:
+            wait = min(reset / remaining, self.backoff_max_s)  # spread what is left over the window
+        else:
+            return
+        self._not_before = max(self._not_before, time.monotonic() + wait)
 
     def _retry_after(self, response: httpx.Response, attempt: int) -> float:
         delay = _seconds(response.headers.get("Retry-After"))

@@ -176,8 +176,9 @@ def test_remaining_zero_pauses_next_request(
         Reply(200, p.listing([p.reddit_post("x9")])[:-30]),  # complete response, truncated JSON
         Reply(200, b"<!doctype html><title>reddit</title>"),  # HTML instead of JSON
         Reply(200, json.dumps({"kind": "t3", "data": {}}).encode()),  # JSON but not a Listing
+        Reply(200, p.listing([p.reddit_post("x9", title="caf\u00e9")]).replace(b"caf\\u00e9", b"caf\xe9")),
     ],
-    ids=["5xx", "timeout", "truncated-connection", "truncated-json", "html", "not-a-listing"],
+    ids=["5xx", "timeout", "truncated-connection", "truncated-json", "html", "not-a-listing", "latin1-bytes"],
 )
 def test_failures_do_not_advance_cursor_and_next_cycle_has_no_gap(
     failure: Reply, unit_settings: Settings, server: FakeServer, recorder: RecordingProducer
