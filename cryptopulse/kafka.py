@@ -156,7 +156,9 @@ class EventProducer:
         self._producer.poll(0)
 
     def dead_letter(self, payload: bytes | str, *, reason: str, detail: str, **origin: Any) -> None:
-        record = DeadLetter.for_payload(payload, reason=reason, detail=detail, component=self.component, **origin)
+        record = DeadLetter.for_payload(
+            payload, reason=reason, detail=detail, component=self.component, **origin
+        )
         self.send(DEAD_LETTER.name(self.settings), record)
 
     def flush(self, timeout_s: float = 60.0) -> None:

@@ -154,6 +154,11 @@ class ApiSettings(_Section):
     rate_limit_per_minute: int = Field(default=600, ge=1)
     max_body_bytes: int = Field(default=256_000, ge=1024)
     max_score_texts: int = Field(default=64, ge=1, le=10_000)
+    rate_limit_window_s: int = Field(default=60, ge=1, le=86_400, description="sliding window of the rate limit")
+    key_cache_s: float = Field(default=5.0, ge=0, le=3600, description="API key cache; revocation delay")
+    require_model: bool = Field(default=False, description="/readyz fails while the scoring model is not loaded")
+    sse_heartbeat_s: float = Field(default=15.0, gt=0, le=300, description="comment line keeping SSE alive")
+    admin_enabled: bool = Field(default=True, description="serve /v1/admin/topics (Kafka view for the dashboard)")
 
 
 class DashboardSettings(_Section):
@@ -161,6 +166,8 @@ class DashboardSettings(_Section):
     port: Port = 8501
     refresh_s: int = Field(default=5, ge=1, le=3600)
     api_url: str | None = Field(default=None, pattern=r"^https?://", description="default: the local API")
+    api_key: SecretStr | None = Field(default=None, description="API key the dashboard sends when auth is on")
+    timeout_s: float = Field(default=5.0, gt=0, le=120, description="per API call")
 
 
 class StreamSettings(_Section):

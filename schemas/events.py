@@ -31,7 +31,7 @@ from pydantic import (
     field_validator,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 
 def _require_utc(value: datetime) -> datetime:

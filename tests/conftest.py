@@ -17,9 +17,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from cryptopulse.kafka import ensure_topics  # noqa: E402
-from cryptopulse.platform.manager import Platform  # noqa: E402
-from cryptopulse.settings import Settings, get_settings, load_settings  # noqa: E402
+from cryptopulse.kafka import ensure_topics
+from cryptopulse.platform.manager import Platform
+from cryptopulse.settings import Settings, get_settings, load_settings
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cryptopulse.logs import configure_logging
+from cryptopulse.platform.manager import ServiceStatus
 from cryptopulse.settings import Settings, SettingsError, get_settings
 
 app = typer.Typer(
@@ -63,36 +64,59 @@ def _main(
 @app.command()
 def up(
     services: Annotated[
-        list[str] | None, typer.Argument(help="Services to start (default: all platform services).")
+        list[str] | None, typer.Argument(help="Services to start (default: the whole pipeline).")
     ] = None,
+    platform_only: Annotated[
+        bool, typer.Option("--platform-only", help="Only Kafka, Redis, MLflow and Prometheus.")
+    ] = False,
+    train: Annotated[
+        bool,
+        typer.Option(
+            "--train/--no-train", help="Train and register the default model when none is registered."
+        ),
+    ] = True,
 ) -> None:
-    """Start the local platform (Kafka, Redis, MLflow, Prometheus) and create the topics.
+    """Start the local pipeline: platform, topics, default model, then the pipeline processes.
 
     Idempotent: running services are left alone, stale pid files are cleaned up, and a
     port held by a process cryptopulse did not start is reported instead of clobbered.
     """
     from cryptopulse.kafka import ensure_topics
     from cryptopulse.platform.manager import Platform
+    from cryptopulse.platform.pipeline import ALL_SERVICES
     from cryptopulse.platform.process import PortInUseError
-    from cryptopulse.platform.services import ServiceError
+    from cryptopulse.platform.services import PLATFORM_SERVICES, ServiceError
 
     settings = load_cli_settings()
-    platform = Platform(settings)
+    manager = Platform(settings, ALL_SERVICES)
+    platform_names = [cls.name for cls in PLATFORM_SERVICES]
+    if services is None:
+        services = platform_names if platform_only else [s.name for s in manager.services]
     started = time.monotonic()
+
+    def report(message: str) -> None:
+        console.print(f"  {message}")
+
     try:
-        with console.status("starting services...") as status:
-            platform.up(services, report=lambda msg: (status.update(msg), console.print(f"  {msg}")))
+        manager.up([name for name in services if name in platform_names], report=report)
+        if "kafka" in services:
+            for topic in ensure_topics(settings):
+                verb = "created" if topic.created else "exists"
+                report(f"topic {topic.name}: {verb} ({topic.partitions} partitions)")
+        pipeline = [name for name in services if name not in platform_names]
+        if pipeline and train:
+            from model_export.registry import ensure_default_model
+
+            version = ensure_default_model(settings, progress=True)
+            report(f"model {settings.mlflow.registered_model}: champion is version {version}")
+        manager.up(pipeline, report=report)
     except (PortInUseError, ServiceError, KeyError) as exc:
-        raise fail(str(exc)) from None
-    if services is None or "kafka" in services:
-        for topic in ensure_topics(settings):
-            verb = "created" if topic.created else "exists"
-            console.print(f"  topic {topic.name}: {verb} ({topic.partitions} partitions)")
-    console.print(f"[green]platform up[/green] in {time.monotonic() - started:.1f}s")
-    _print_status(platform.status(services))
+        raise fail(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
+    console.print(f"[green]up[/green] in {time.monotonic() - started:.1f}s")
+    _print_status(manager.status(services))
 
 
-def _print_status(statuses: list) -> bool:  # type: ignore[type-arg]
+def _print_status(statuses: list[ServiceStatus]) -> bool:
     table = Table(title="CryptoPulse services")
     for column in ("service", "state", "pid", "port", "version", "url"):
         table.add_column(column)
@@ -113,10 +137,11 @@ def status(
 ) -> None:
     """Show each service (up/down, pid, port, version); exit 1 when any is down."""
     from cryptopulse.platform.manager import Platform
+    from cryptopulse.platform.pipeline import ALL_SERVICES
 
     settings = load_cli_settings()
     try:
-        statuses = Platform(settings).status(services)
+        statuses = Platform(settings, ALL_SERVICES).status(services)
     except KeyError as exc:
         raise fail(str(exc.args[0])) from None
     if not _print_status(statuses):
@@ -129,10 +154,11 @@ def down(
 ) -> None:
     """Stop the services `up` started (by recorded pid only), in reverse order."""
     from cryptopulse.platform.manager import Platform
+    from cryptopulse.platform.pipeline import ALL_SERVICES
 
     settings = load_cli_settings()
     try:
-        Platform(settings).down(services, report=lambda msg: console.print(f"  {msg}"))
+        Platform(settings, ALL_SERVICES).down(services, report=lambda msg: console.print(f"  {msg}"))
     except KeyError as exc:
         raise fail(str(exc.args[0])) from None
 
@@ -145,10 +171,11 @@ def logs(
 ) -> None:
     """Print the last lines of a service's log (and follow it with -f)."""
     from cryptopulse.platform.manager import Platform, tail
+    from cryptopulse.platform.pipeline import ALL_SERVICES
 
     settings = load_cli_settings()
     try:
-        path: Path = Platform(settings).service(service).log_path
+        path: Path = Platform(settings, ALL_SERVICES).service(service).log_path
     except KeyError as exc:
         raise fail(str(exc.args[0])) from None
     if not path.exists():
@@ -174,8 +201,8 @@ def topics(
     create: Annotated[bool, typer.Option("--create", help="Create missing catalog topics first.")] = False,
 ) -> None:
     """List the catalog topics: partitions, key, retention, cleanup policy, schema, message counts."""
-    from confluent_kafka import KafkaException, TopicPartition
     from confluent_kafka import Consumer as KafkaConsumer
+    from confluent_kafka import KafkaException, TopicPartition
 
     from cryptopulse.kafka import admin_client, broker_ready, ensure_topics
     from schemas.topics import CATALOG
@@ -223,3 +250,14 @@ def topics(
     if missing:
         err_console.print(f"{missing} catalog topics are missing; run `cryptopulse topics --create`")
         raise typer.Exit(1)
+
+
+def _register_components() -> None:
+    """Each component package contributes its commands; heavy imports stay inside them."""
+    from cryptopulse.cli import produce, worker
+
+    for module in (produce, worker):
+        module.register(app)
+
+
+_register_components()

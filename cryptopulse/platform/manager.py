@@ -68,7 +68,9 @@ class Platform:
                     f"(see CRYPTOPULSE_* settings for {service.name})."
                 )
             service.prepare()
-            record = self.table.start(service.name, service.argv(), log_path=service.log_path, env=service.env())
+            record = self.table.start(
+                service.name, service.argv(), log_path=service.log_path, env=service.env()
+            )
             report(f"{service.name}: started (pid {record.pid}), waiting for it to answer")
         self._wait_ready(service, record, timeout_s)
         report(f"{service.name}: ready at {service.url}")

@@ -9,6 +9,7 @@ recorded here: never anything found by name or port.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -146,18 +147,14 @@ def _terminate_group(pid: int, timeout_s: float) -> None:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         for member in members:
-            try:
+            with contextlib.suppress(psutil.Error):
                 member.terminate()
-            except psutil.Error:
-                pass
     _, alive = psutil.wait_procs(members, timeout=timeout_s)
     if alive:
         log.warning("processes ignored SIGTERM; killing", extra={"pids": [p.pid for p in alive]})
         for member in alive:
-            try:
+            with contextlib.suppress(psutil.Error):
                 member.kill()
-            except psutil.Error:
-                pass
         psutil.wait_procs(alive, timeout=10)
 
 
@@ -171,10 +168,8 @@ def port_owner(host: str, port: int) -> PortOwner | None:
         if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
             name = "?"
             if conn.pid:
-                try:
+                with contextlib.suppress(psutil.Error):
                     name = " ".join(psutil.Process(conn.pid).cmdline()[:3]) or psutil.Process(conn.pid).name()
-                except psutil.Error:
-                    pass
             return PortOwner(conn.pid, name)
     return None
 

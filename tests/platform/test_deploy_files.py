@@ -35,7 +35,9 @@ def test_prometheus_configs_are_current():
 
 
 def test_compose_has_every_component():
-    assert {"kafka", "kafka-ui", "redis", "mlflow", "prometheus", "grafana"} | PROJECT_SERVICES <= set(SERVICES)
+    assert {"kafka", "kafka-ui", "redis", "mlflow", "prometheus", "grafana"} | PROJECT_SERVICES <= set(
+        SERVICES
+    )
     assert SERVICES["kafka"]["image"] == f"apache/kafka:{DEFAULTS.kafka.version}"
     assert SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert "zookeeper" not in " ".join(SERVICES).lower()

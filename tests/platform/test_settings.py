@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from pydantic import ValidationError
 
 from cryptopulse.settings import SettingsError, load_settings
 
@@ -47,7 +48,7 @@ def test_bad_value_names_variable_and_allowed_values(monkeypatch):
 
 def test_settings_are_frozen():
     settings = load_settings()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         settings.kafka.port = 1  # type: ignore[misc]
 
 

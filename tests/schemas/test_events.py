@@ -80,9 +80,7 @@ def test_reddit_ids_must_be_fullnames():
 
 
 def test_unknown_fields_and_versions_rejected():
-    post = json.loads(
-        RedditPost(source_id="t3_a", event_time=T0, subreddit="Bitcoin", title="x").to_json()
-    )
+    post = json.loads(RedditPost(source_id="t3_a", event_time=T0, subreddit="Bitcoin", title="x").to_json())
     with pytest.raises(ValidationError):
         RedditPost.model_validate({**post, "extra": 1})
     with pytest.raises(ValidationError):
