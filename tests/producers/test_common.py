@@ -87,3 +87,40 @@ def test_cli_register_and_help() -> None:
     assert result.exit_code == 0 and "--limit" in result.output
     result = runner.invoke(root, ["produce", "reddit", "--help"])
     assert result.exit_code == 0 and "--cycles" in result.output
+
+
+def test_metrics_count_produced_failures_latency_and_last_success(
+    unit_settings: Settings, server: FakeServer
+) -> None:
+    from prometheus_client import REGISTRY
+
+    from tests.producers import payloads as p
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    topic = f"{unit_settings.kafka.topic_prefix}.raw.prices"
+    before = {
+        "produced": value("cryptopulse_producer_records_produced_total", source="prices", topic=topic),
+        "5xx": value("cryptopulse_producer_failures_total", source="prices", reason="http_5xx"),
+        "latency": value(
+            "cryptopulse_producer_fetch_seconds_count", source="prices", endpoint="coins_markets"
+        ),
+    }
+    server.set(
+        "/api/v3/coins/markets", Reply(503, b"busy"), Reply(200, p.markets({"bitcoin": 1.0, "ethereum": 2.0}))
+    )
+    started = time.time()
+    Runner(
+        unit_settings, build_source("prices", unit_settings), producer=RecordingProducer(unit_settings)
+    ).run(cycles=1)
+    assert (
+        value("cryptopulse_producer_records_produced_total", source="prices", topic=topic)
+        == before["produced"] + 2
+    )
+    assert (
+        value("cryptopulse_producer_failures_total", source="prices", reason="http_5xx") == before["5xx"] + 1
+    )
+    latency = value("cryptopulse_producer_fetch_seconds_count", source="prices", endpoint="coins_markets")
+    assert latency == before["latency"] + 2
+    assert value("cryptopulse_producer_last_success_timestamp_seconds", source="prices") >= started

@@ -132,3 +132,36 @@ def test_prices_into_kafka(kafka_settings: Settings, server: FakeServer) -> None
         ("bitcoin", 90000.0),
         ("ethereum", 3000.0),
     ]
+
+
+@pytest.mark.integration
+def test_cli_produce_prices_once(kafka_settings: Settings, server: FakeServer) -> None:
+    """``cryptopulse produce prices --cycles 1`` end to end, configured only through the environment."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    server.set(MARKETS, Reply(200, p.markets({"bitcoin": 42.0})))
+    env = {
+        **os.environ,
+        "CRYPTOPULSE_HOME": str(kafka_settings.home),
+        "CRYPTOPULSE_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.kafka.bootstrap,
+        "CRYPTOPULSE_KAFKA__TOPIC_PREFIX": kafka_settings.kafka.topic_prefix,
+        "CRYPTOPULSE_PRODUCER__COINGECKO_BASE_URL": f"{server.url}/api/v3",
+        "CRYPTOPULSE_PRODUCER__COINS": '["bitcoin"]',
+        "CRYPTOPULSE_PRODUCER__COINGECKO_API_KEY": "CG-secret-value",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "cryptopulse", "produce", "prices", "--cycles", "1", "--no-metrics"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert b"prices: 1 records produced" in result.stdout
+    assert b"CG-secret-value" not in result.stdout + result.stderr  # secrets never logged
+    assert server.hits(MARKETS)[0].headers["x-cg-demo-api-key"] == "CG-secret-value"
+    records = read_topic(kafka_settings, f"{kafka_settings.kafka.topic_prefix}.raw.prices")
+    assert [(k, PriceTick.from_json(v).price) for k, v in records] == [("bitcoin", 42.0)]
