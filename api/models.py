@@ -1,0 +1,378 @@
+"""Response and request bodies of the public API (the OpenAPI document is built from these)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.events import Alert, CoinId, PriceTick, ScoredPost, TrendWindow, UtcDatetime, WindowSize
+
+_TREND_EXAMPLE: dict[str, Any] = {
+    "schema_version": 1,
+    "source_id": "bitcoin:5m:all:2026-11-28T18:00:00.000Z",
+    "event_time": "2026-11-28T18:05:00.000Z",
+    "ingest_time": "2026-11-28T18:05:02.000Z",
+    "coin": "bitcoin",
+    "window": "5m",
+    "source": "all",
+    "window_start": "2026-11-28T18:00:00.000Z",
+    "window_end": "2026-11-28T18:05:00.000Z",
+    "volume": 42,
+    "mean_score": 0.21,
+    "weighted_score": 0.25,
+    "positive_share": 0.45,
+    "neutral_share": 0.35,
+    "negative_share": 0.2,
+    "social_dominance": 0.38,
+    "volume_zscore": 1.7,
+    "price_close": 91234.5,
+    "price_return": 0.004,
+}
+_PRICE_EXAMPLE: dict[str, Any] = {
+    "schema_version": 1,
+    "source_id": "bitcoin:2026-11-28T18:05:00.000Z",
+    "event_time": "2026-11-28T18:05:00.000Z",
+    "ingest_time": "2026-11-28T18:05:01.000Z",
+    "coin": "bitcoin",
+    "vs_currency": "usd",
+    "price": 91234.5,
+    "provider": "coingecko",
+}
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class CoinSummary(_Out):
+    """A tracked coin with its latest window and price (either may not exist yet)."""
+
+    coin: CoinId
+    sentiment: TrendWindow | None = Field(description="latest window of the requested size")
+    price: PriceTick | None = None
+
+
+class CoinsResponse(_Out):
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "window": "5m",
+                    "count": 1,
+                    "coins": [{"coin": "bitcoin", "sentiment": _TREND_EXAMPLE, "price": _PRICE_EXAMPLE}],
+                }
+            ]
+        },
+    )
+
+    window: WindowSize
+    count: int = Field(ge=0)
+    coins: list[CoinSummary]
+
+
+class SentimentResponse(_Out):
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "coin": "bitcoin",
+                    "window": "5m",
+                    "latest": _TREND_EXAMPLE,
+                    "price": _PRICE_EXAMPLE,
+                    "age_s": 12.5,
+                }
+            ]
+        },
+    )
+
+    coin: CoinId
+    window: WindowSize
+    latest: TrendWindow
+    price: PriceTick | None = None
+    age_s: float = Field(description="seconds since the window ended (data freshness)")
+
+
+class TimeseriesResponse(_Out):
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "coin": "bitcoin",
+                    "window": "5m",
+                    "from": "2026-11-28T17:00:00.000Z",
+                    "to": "2026-11-28T18:05:00.000Z",
+                    "count": 1,
+                    "points": [_TREND_EXAMPLE],
+                }
+            ]
+        },
+    )
+
+    coin: CoinId
+    window: WindowSize
+    from_: UtcDatetime | None = Field(alias="from", serialization_alias="from")
+    to: UtcDatetime | None
+    count: int = Field(ge=0)
+    points: list[TrendWindow] = Field(description="oldest first")
+
+
+class TrendingItem(_Out):
+    rank: int = Field(ge=1)
+    coin: CoinId
+    volume_zscore: float
+    volume: int | None = None
+    mean_score: float | None = None
+    weighted_score: float | None = None
+    window_start: UtcDatetime | None = None
+
+
+class TrendingResponse(_Out):
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "window": "1h",
+                    "count": 1,
+                    "items": [
+                        {
+                            "rank": 1,
+                            "coin": "solana",
+                            "volume_zscore": 3.2,
+                            "volume": 180,
+                            "mean_score": 0.31,
+                            "weighted_score": 0.35,
+                            "window_start": "2026-11-28T17:00:00.000Z",
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+
+    window: WindowSize
+    count: int = Field(ge=0)
+    items: list[TrendingItem] = Field(description="highest volume z-score first")
+
+
+class MarketPart(_Out):
+    name: Literal["sentiment", "breadth", "momentum", "activity"]
+    value: float = Field(ge=0, le=100, description="this part on the 0-100 scale")
+    weight: float = Field(ge=0, le=1)
+    detail: str
+
+
+class MarketResponse(_Out):
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "window": "1h",
+                    "index": 61.8,
+                    "label": "greed",
+                    "coins": 12,
+                    "volume": 1520,
+                    "as_of": "2026-11-28T18:00:00.000Z",
+                    "parts": [
+                        {
+                            "name": "sentiment",
+                            "value": 62.0,
+                            "weight": 0.5,
+                            "detail": "volume-weighted score 0.24",
+                        },
+                        {"name": "breadth", "value": 66.7, "weight": 0.2, "detail": "8 of 12 coins positive"},
+                        {
+                            "name": "momentum",
+                            "value": 55.0,
+                            "weight": 0.2,
+                            "detail": "mean price return 0.2%",
+                        },
+                        {
+                            "name": "activity",
+                            "value": 60.0,
+                            "weight": 0.1,
+                            "detail": "mean volume z-score 0.41",
+                        },
+                    ],
+                }
+            ]
+        },
+    )
+
+    window: WindowSize
+    index: float = Field(ge=0, le=100, description="0 = extreme fear, 50 = neutral, 100 = extreme greed")
+    label: Literal["extreme fear", "fear", "neutral", "greed", "extreme greed", "no data"]
+    coins: int = Field(ge=0, description="coins with a window of this size")
+    volume: int = Field(ge=0)
+    as_of: UtcDatetime | None = Field(description="newest window start among the coins")
+    parts: list[MarketPart]
+
+
+class ScoreRequest(BaseModel):
+    """Texts to score; limits come from settings (api.max_score_texts, model.max_text_chars)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"texts": ["BTC breaking out, very bullish!", "ETH dumps again"]}]},
+    )
+
+    texts: list[str]
+
+
+class ScoreItem(_Out):
+    index: int = Field(ge=0, description="position in the request")
+    label: Literal["negative", "neutral", "positive"] | None
+    score: float | None = Field(default=None, ge=-1, le=1)
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    p_negative: float | None = None
+    p_neutral: float | None = None
+    p_positive: float | None = None
+    coins: list[str] = Field(default_factory=list)
+    error: str | None = Field(default=None, description="why this text was not scored")
+
+
+class ScoreResponse(_Out):
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_version": "cryptopulse-sentiment/3",
+                    "count": 1,
+                    "results": [
+                        {
+                            "index": 0,
+                            "label": "positive",
+                            "score": 0.82,
+                            "confidence": 0.86,
+                            "p_negative": 0.04,
+                            "p_neutral": 0.1,
+                            "p_positive": 0.86,
+                            "coins": ["bitcoin"],
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+
+    model_version: str
+    count: int = Field(ge=0)
+    results: list[ScoreItem]
+
+
+class PostsResponse(_Out):
+    count: int = Field(ge=0)
+    posts: list[ScoredPost] = Field(description="newest first")
+
+
+class AlertsResponse(_Out):
+    count: int = Field(ge=0)
+    alerts: list[Alert] = Field(description="newest first")
+
+
+class ModelStatus(_Out):
+    loaded: bool
+    version: str | None = None
+    uri: str
+    error: str | None = Field(default=None, description="why the model is not loaded")
+
+
+class Freshness(_Out):
+    latest_window_end: UtcDatetime | None = None
+    latest_post_time: UtcDatetime | None = None
+    window_age_s: float | None = None
+    post_age_s: float | None = None
+
+
+class InfoResponse(_Out):
+    """What the dashboard shows in its header: model, data freshness, coverage."""
+
+    version: str
+    model: ModelStatus
+    freshness: Freshness
+    coins: int = Field(ge=0)
+    auth_enabled: bool
+    windows: list[WindowSize]
+
+
+class Health(_Out):
+    status: Literal["ok"]
+
+
+class Check(_Out):
+    ok: bool
+    detail: str | None = None
+    latency_ms: float | None = None
+
+
+class Readiness(_Out):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, Check]
+    model: ModelStatus
+
+
+class PartitionInfo(_Out):
+    partition: int
+    low: int
+    high: int
+    messages: int
+
+
+class TopicInfo(_Out):
+    name: str
+    partitions: int
+    messages: int
+    detail: list[PartitionInfo]
+
+
+class TopicsResponse(_Out):
+    count: int
+    topics: list[TopicInfo]
+
+
+class GroupPartitionLag(_Out):
+    topic: str
+    partition: int
+    committed: int | None
+    high: int
+    lag: int
+
+
+class ConsumerGroupInfo(_Out):
+    group: str
+    state: str
+    lag: int
+    partitions: list[GroupPartitionLag]
+
+
+class ConsumerGroupsResponse(_Out):
+    count: int
+    groups: list[ConsumerGroupInfo]
+
+
+class TopicMessage(_Out):
+    partition: int
+    offset: int
+    timestamp: datetime | None
+    key: str | None
+    value: str
+
+
+class TopicMessagesResponse(_Out):
+    topic: str
+    count: int
+    messages: list[TopicMessage] = Field(description="newest first")
+
+
+class ApiKeyInfo(_Out):
+    key_id: str
+    name: str
+    created: datetime
+    revoked: bool

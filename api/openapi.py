@@ -1,0 +1,55 @@
+"""OpenAPI helpers: documented error responses and the problem+json media type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from api.problems import PROBLEM_MEDIA_TYPE, Problem
+
+_DESCRIPTIONS = {
+    401: "Missing, invalid or revoked API key",
+    404: "Unknown coin, or no data for it yet",
+    413: "Request body too large",
+    422: "Invalid parameter or body",
+    429: "Rate limit exceeded; see Retry-After",
+    503: "A dependency (Redis, model, Kafka) is unavailable",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries for these status codes, all problem+json."""
+    return {code: {"model": Problem, "description": _DESCRIPTIONS.get(code, "Error")} for code in codes}
+
+
+AUTHED = (401, 429)
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Generate once; error bodies are served as application/problem+json, so say so."""
+
+    def custom() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+            servers=app.servers,
+        )
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content")
+                    json_body = (content or {}).get("application/json", {})
+                    is_problem = str(json_body.get("schema", {}).get("$ref", "")).endswith("/Problem")
+                    if content and status.isdigit() and int(status) >= 400 and is_problem:
+                        content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = custom  # type: ignore[method-assign]

@@ -1,0 +1,69 @@
+"""/v1/admin: the Kafka view (topics, partitions, offsets, lag, latest messages)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from starlette.concurrency import run_in_threadpool
+
+from api import kafka_view
+from api.deps import StateDep
+from api.models import ConsumerGroupsResponse, TopicMessagesResponse, TopicsResponse
+from api.openapi import AUTHED, errors
+from api.problems import ProblemError
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+def _unavailable(exc: Exception) -> ProblemError:
+    return ProblemError(
+        503, "Kafka unavailable", str(exc), slug="kafka-unavailable", headers={"Retry-After": "5"}
+    )
+
+
+@router.get(
+    "/topics",
+    response_model=TopicsResponse,
+    summary="Topics with partitions and offsets",
+    responses=errors(*AUTHED, 503),
+)
+async def topics(state: StateDep) -> TopicsResponse:
+    try:
+        return await run_in_threadpool(kafka_view.list_topics, state.settings)
+    except kafka_view.KafkaUnavailable as exc:
+        raise _unavailable(exc) from exc
+
+
+@router.get(
+    "/consumer-groups",
+    response_model=ConsumerGroupsResponse,
+    summary="Consumer groups with lag",
+    responses=errors(*AUTHED, 503),
+)
+async def consumer_groups(state: StateDep) -> ConsumerGroupsResponse:
+    try:
+        return await run_in_threadpool(kafka_view.consumer_groups, state.settings)
+    except kafka_view.KafkaUnavailable as exc:
+        raise _unavailable(exc) from exc
+
+
+@router.get(
+    "/topics/{topic}/messages",
+    response_model=TopicMessagesResponse,
+    summary="Latest messages of a topic",
+    responses=errors(*AUTHED, 404, 422, 503),
+)
+async def topic_messages(
+    state: StateDep,
+    topic: Annotated[str, Path(pattern=r"^[a-zA-Z0-9._-]{1,249}$", examples=["cryptopulse.posts.scored"])],
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> TopicMessagesResponse:
+    try:
+        return await run_in_threadpool(kafka_view.latest_messages, state.settings, topic, limit)
+    except kafka_view.UnknownTopic as exc:
+        raise ProblemError(
+            404, "Unknown topic", f"topic {topic!r} does not exist", slug="unknown-topic"
+        ) from exc
+    except kafka_view.KafkaUnavailable as exc:
+        raise _unavailable(exc) from exc

@@ -1,0 +1,137 @@
+"""Coins, sentiment, time series, trending and market mood: reads of the Redis views."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import StateDep, TrackedCoin, WindowQuery
+from api.market import market_mood
+from api.models import (
+    CoinsResponse,
+    CoinSummary,
+    MarketResponse,
+    SentimentResponse,
+    TimeseriesResponse,
+    TrendingItem,
+    TrendingResponse,
+)
+from api.openapi import AUTHED, errors
+from api.problems import ProblemError
+from schemas.events import WindowSize
+
+router = APIRouter(prefix="/v1", tags=["sentiment"])
+
+
+@router.get(
+    "/coins",
+    response_model=CoinsResponse,
+    summary="Tracked coins with their latest sentiment",
+    responses=errors(*AUTHED, 422),
+)
+async def list_coins(state: StateDep, window: WindowQuery = WindowSize.FIVE_MINUTES) -> CoinsResponse:
+    coins = await state.store.coins()
+    latest = await state.store.latest_many(coins, window)
+    prices = await state.store.prices(coins)
+    return CoinsResponse(
+        window=window,
+        count=len(coins),
+        coins=[
+            CoinSummary(coin=c, sentiment=t, price=p) for c, t, p in zip(coins, latest, prices, strict=True)
+        ],
+    )
+
+
+@router.get(
+    "/coins/{coin}/sentiment",
+    response_model=SentimentResponse,
+    summary="Latest sentiment window of one coin",
+    responses=errors(*AUTHED, 404, 422),
+)
+async def coin_sentiment(
+    coin: TrackedCoin, state: StateDep, window: WindowQuery = WindowSize.FIVE_MINUTES
+) -> SentimentResponse:
+    latest = await state.store.latest(coin, window)
+    if latest is None:
+        raise ProblemError(404, "No data", f"no {window.value} window for {coin!r} yet", slug="no-data")
+    (price,) = await state.store.prices([coin])
+    return SentimentResponse(
+        coin=coin,
+        window=window,
+        latest=latest,
+        price=price,
+        age_s=round(max(0.0, time.time() - latest.window_end.timestamp()), 3),
+    )
+
+
+@router.get(
+    "/coins/{coin}/timeseries",
+    response_model=TimeseriesResponse,
+    response_model_by_alias=True,
+    summary="Sentiment windows of one coin over time",
+    responses=errors(*AUTHED, 404, 422),
+)
+async def coin_timeseries(
+    coin: TrackedCoin,
+    state: StateDep,
+    window: WindowQuery = WindowSize.FIVE_MINUTES,
+    from_: Annotated[
+        datetime | None, Query(alias="from", description="earliest window_start (ISO-8601 with zone)")
+    ] = None,
+    to: Annotated[datetime | None, Query(description="latest window_start (ISO-8601 with zone)")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000, description="at most this many newest windows")] = 500,
+) -> TimeseriesResponse:
+    for name, value in (("from", from_), ("to", to)):
+        if value is not None and value.tzinfo is None:
+            raise ProblemError(
+                422, "Invalid request", f"{name}: timestamp needs a timezone", slug="validation"
+            )
+    if from_ and to and from_ > to:
+        raise ProblemError(422, "Invalid request", "from must not be after to", slug="validation")
+    points = await state.store.timeseries(coin, window, from_, to, limit)
+    return TimeseriesResponse.model_validate(
+        {"coin": coin, "window": window, "from": from_, "to": to, "count": len(points), "points": points}
+    )
+
+
+@router.get(
+    "/trending",
+    response_model=TrendingResponse,
+    summary="Coins with unusual mention volume (volume z-score)",
+    responses=errors(*AUTHED, 422),
+)
+async def trending(
+    state: StateDep,
+    window: WindowQuery = WindowSize.ONE_HOUR,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> TrendingResponse:
+    rows = await state.store.trending(window, limit)
+    latest = await state.store.latest_many([c for c, _ in rows], window)
+    items = [
+        TrendingItem(
+            rank=i + 1,
+            coin=coin,
+            volume_zscore=round(z, 6),
+            volume=t.volume if t else None,
+            mean_score=t.mean_score if t else None,
+            weighted_score=t.weighted_score if t else None,
+            window_start=t.window_start if t else None,
+        )
+        for i, ((coin, z), t) in enumerate(zip(rows, latest, strict=True))
+    ]
+    return TrendingResponse(window=window, count=len(items), items=items)
+
+
+@router.get(
+    "/market",
+    response_model=MarketResponse,
+    summary="Overall market mood index (0-100) with its parts",
+    responses=errors(*AUTHED, 422),
+)
+async def market(state: StateDep, window: WindowQuery = WindowSize.ONE_HOUR) -> MarketResponse:
+    coins = await state.store.coins()
+    windows = [w for w in await state.store.latest_many(coins, window) if w is not None]
+    return market_mood(window, windows)

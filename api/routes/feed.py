@@ -1,0 +1,77 @@
+"""Latest scored posts, alerts and the service info the dashboard header shows."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import StateDep
+from api.models import AlertsResponse, Freshness, InfoResponse, ModelStatus, PostsResponse
+from api.openapi import AUTHED, errors
+from schemas.events import WindowSize
+
+router = APIRouter(prefix="/v1", tags=["feed"])
+
+
+@router.get(
+    "/posts/latest",
+    response_model=PostsResponse,
+    summary="Newest scored posts",
+    responses=errors(*AUTHED, 422),
+)
+async def latest_posts(
+    state: StateDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    coin: Annotated[
+        str | None, Query(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="only posts mentioning it")
+    ] = None,
+) -> PostsResponse:
+    posts = await state.store.posts(500 if coin else limit)
+    if coin:
+        posts = [p for p in posts if coin in p.coins][:limit]
+    return PostsResponse(count=len(posts), posts=posts)
+
+
+@router.get("/alerts", response_model=AlertsResponse, summary="Newest alerts", responses=errors(*AUTHED, 422))
+async def alerts(state: StateDep, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> AlertsResponse:
+    items = await state.store.alerts(limit)
+    return AlertsResponse(count=len(items), alerts=items)
+
+
+def model_status(state: StateDep) -> ModelStatus:
+    m = state.model
+    return ModelStatus(loaded=m.loaded, version=m.version, uri=m.uri, error=m.error)
+
+
+@router.get(
+    "/info",
+    response_model=InfoResponse,
+    summary="Model version, data freshness and coverage",
+    responses=errors(*AUTHED),
+)
+async def info(state: StateDep) -> InfoResponse:
+    from cryptopulse import __version__
+
+    coins = await state.store.coins()
+    latest = [w for w in await state.store.latest_many(coins, WindowSize.ONE_MINUTE) if w is not None]
+    if not latest:
+        latest = [w for w in await state.store.latest_many(coins, WindowSize.FIVE_MINUTES) if w is not None]
+    posts = await state.store.posts(1)
+    now = time.time()
+    window_end = max((w.window_end for w in latest), default=None)
+    post_time = posts[0].event_time if posts else None
+    return InfoResponse(
+        version=__version__,
+        model=model_status(state),
+        freshness=Freshness(
+            latest_window_end=window_end,
+            latest_post_time=post_time,
+            window_age_s=round(now - window_end.timestamp(), 3) if window_end else None,
+            post_age_s=round(now - post_time.timestamp(), 3) if post_time else None,
+        ),
+        coins=len(coins),
+        auth_enabled=state.settings.api.auth_enabled,
+        windows=list(WindowSize),
+    )

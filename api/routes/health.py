@@ -1,0 +1,86 @@
+"""Liveness, readiness (Redis and model) and Prometheus metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+
+from api import metrics
+from api.deps import StateDep, authenticate_health
+from api.models import Check, Health, Readiness
+from api.openapi import errors
+from api.routes.feed import model_status
+from api.security import Principal
+
+router = APIRouter(tags=["health"])
+HealthAuth = Annotated[Principal, Depends(authenticate_health)]
+
+
+@router.get(
+    "/healthz", response_model=Health, summary="Liveness: the process answers", responses=errors(401, 429)
+)
+async def healthz(_: HealthAuth) -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="Readiness: Redis answers (and the model is loaded when api.require_model)",
+    responses={
+        503: {"model": Readiness, "description": "Not ready; the failing check says why"},
+        **errors(401, 429),
+    },
+)
+async def readyz(state: StateDep, _: HealthAuth) -> JSONResponse:
+    t0 = time.perf_counter()
+    try:
+        await state.redis.ping()
+        redis_check = Check(ok=True, latency_ms=round((time.perf_counter() - t0) * 1000, 3))
+    except Exception as exc:  # connection refused, timeout, auth
+        redis_check = Check(ok=False, detail=f"{type(exc).__name__}: {exc}")
+    model = model_status(state)
+    model_check = Check(ok=model.loaded, detail=None if model.loaded else model.error)
+    ready = redis_check.ok and (model.loaded or not state.settings.api.require_model)
+    body = Readiness(
+        status="ready" if ready else "not ready",
+        checks={"redis": redis_check, "model": model_check},
+        model=model,
+    )
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)
+
+
+async def metrics_endpoint(state: StateDep) -> Response:
+    """Prometheus exposition (all workers)."""
+    payload, content_type = metrics.render()
+    return Response(payload, media_type=content_type)
+
+
+def metrics_router(open_metrics: bool) -> APIRouter:
+    """/metrics, behind the API key unless ``api.open_metrics``."""
+    from api.deps import authenticate
+
+    deps = [] if open_metrics else [Depends(authenticate)]
+    r = APIRouter(tags=["health"])
+    r.add_api_route(
+        "/metrics",
+        metrics_endpoint,
+        methods=["GET"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        dependencies=deps,
+        responses={
+            200: {
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+                "description": "exposition format",
+            },
+            **({} if open_metrics else errors(401, 429)),
+        },
+    )
+    return r
+
+
+__all__ = ["metrics_router", "router"]
