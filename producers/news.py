@@ -38,7 +38,7 @@ import httpx
 
 from cryptopulse.settings import Settings
 from producers.base import Batch, Outgoing, skip
-from producers.http import Fetcher, FetchError
+from producers.http import Fetcher, FetchError, Stopped
 from producers.metrics import FAILED
 from producers.state import StateStore
 from schemas.events import NewsArticle, content_hash, utc_now
@@ -149,6 +149,16 @@ class FeedSource:
 
     def fetch(self, url: str) -> FeedResult:
         """Fetch and parse one feed; never raises (errors are returned, per-feed isolation)."""
+        try:
+            return self._fetch(url)
+        except Stopped:
+            raise
+        except Exception as exc:  # a bad URL in the list, a feedparser surprise: this feed only
+            FAILED.labels(self.name, "error").inc()
+            log.warning("feed failed", extra={"feed": url, "error": f"{type(exc).__name__}: {exc}"})
+            return FeedResult(url, error="error")
+
+    def _fetch(self, url: str) -> FeedResult:
         feed_state = self.state["feeds"].get(url, {})
         headers = {}
         if feed_state.get("etag"):
@@ -201,7 +211,12 @@ class FeedSource:
         workers = min(self.cfg.news_fetch_workers, max(1, len(self.feeds)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="feed") as pool:
             for result in pool.map(self.fetch, self.feeds):
-                batch = self._batch(result)
+                try:
+                    batch = self._batch(result)
+                except Exception:
+                    FAILED.labels(self.name, "error").inc()
+                    log.exception("feed entries unusable", extra={"feed": result.url})
+                    continue
                 if batch is not None:
                     yield batch
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from cryptopulse.settings import Settings
 from producers.base import Runner
@@ -151,10 +152,17 @@ def test_each_feed_failure_is_isolated(
     )
     server.set("/ok", Reply(200, good))
     paths = ["/5xx", "/timeout", "/truncated", "/cut", "/garbage", "/html", "/missing", "/ok"]
-    runner = feeds_run(unit_settings, server, paths, recorder)
+    source = FeedSource(
+        unit_settings, feeds=[server.url + path for path in paths] + ["http://exa mple.com/\x00"]
+    )
+    runner = Runner(unit_settings, source, producer=recorder)
+    runner.run(cycles=1)
 
     assert [a.title for a in articles(recorder)] == ["Survivor"]
     assert runner.stats.failed_cycles == 0
+    assert REGISTRY.get_sample_value(
+        "cryptopulse_producer_failures_total", {"source": "news", "reason": "error"}
+    )
     state = json.loads((unit_settings.home / "producers" / "news.json").read_text())
     assert set(state["feeds"]) == {server.url + "/ok"}  # failed feeds keep no validators: refetched next time
 
