@@ -26,7 +26,7 @@ import httpx
 
 from cryptopulse.settings import Settings
 from producers.base import Batch, Outgoing, skip
-from producers.http import Fetcher, FetchError, decode_json
+from producers.http import Fetcher, FetchError, Stopped, decode_json
 from producers.metrics import FAILED
 from producers.state import StateStore
 from schemas.events import RedditComment, RedditPost
@@ -240,6 +240,12 @@ class RedditSource:
                     log.error(
                         "listing failed", extra={"subreddit": subreddit, "kind": kind, "reason": exc.reason}
                     )
+                    continue
+                except Stopped:
+                    raise
+                except Exception:
+                    FAILED.labels(self.name, "error").inc()
+                    log.exception("listing unusable", extra={"subreddit": subreddit, "kind": kind})
                     continue
                 yield self._batch(subreddit, kind, items, cursor)
 
