@@ -289,3 +289,19 @@ def test_feeds_into_kafka_with_dead_letter_and_restart(kafka_settings: Settings,
     assert len(dead) == 1
     assert dead[0].reason == "invalid_schema" and dead[0].component == "producer.news"
     assert json.loads(dead[0].payload)["link"] == "https://ex.com/bad"
+
+
+def test_news_command_combines_feeds_and_newsapi_when_key_set(tmp_path: Path, server: FakeServer) -> None:
+    from producers import MultiSource, build_source
+
+    feeds_file = tmp_path / "feeds.csv"
+    feeds_file.write_text(f"Feeds\n{server.url}/rss\n", encoding="utf-8")
+    settings = make_settings(tmp_path, server, newsapi_key="k", news_feeds_file=str(feeds_file))
+    server.set("/rss", Reply(200, p.rss([{"title": "From RSS", "link": "https://ex.com/r"}])))
+    server.set("/v2/everything", Reply(200, p.newsapi([p.newsapi_article(1)])))
+    source = build_source("news", settings)
+    assert isinstance(source, MultiSource)
+    recorder = RecordingProducer(settings)
+    Runner(settings, source, producer=recorder).run(cycles=1)
+    assert sorted(a.title for a in articles(recorder)) == ["Bitcoin ETF story 1", "From RSS"]
+    assert isinstance(build_source("news", make_settings(tmp_path / "nokey", server)), FeedSource)
