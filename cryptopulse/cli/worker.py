@@ -1,0 +1,50 @@
+"""``cryptopulse worker``: run the faust stream worker (clean, score, live counters)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cryptopulse.logs import configure_logging
+from cryptopulse.settings import Settings, SettingsError, get_settings
+
+
+def run_worker(settings: Settings, *, loglevel: str | None = None) -> None:
+    """Start faust's worker for the configured app in this process (blocks until stopped)."""
+    from faust.worker import Worker
+
+    from stream_processors.app import create_app
+
+    configure_logging(settings)
+    app = create_app(settings)
+    worker = Worker(
+        app,
+        loglevel=(loglevel or settings.log_level).lower(),
+        override_logging=False,  # keep CryptoPulse's structured logging
+        quiet=True,  # no faust banner on stdout
+    )
+    worker.execute_from_commandline()
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``worker`` command to the CLI."""
+
+    @app.command("worker")
+    def worker(
+        web_port: Annotated[
+            int | None, typer.Option(help="faust web port for /metrics (default settings.stream.web_port)")
+        ] = None,
+        loglevel: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
+    ) -> None:
+        """Run the stream worker: raw -> clean -> scored, dead letters, live counters, /metrics."""
+        try:
+            settings = get_settings()
+            if web_port is not None:
+                settings = settings.model_copy(
+                    update={"stream": settings.stream.model_copy(update={"web_port": web_port})}
+                )
+        except SettingsError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        run_worker(settings, loglevel=loglevel)

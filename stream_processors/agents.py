@@ -1,0 +1,326 @@
+"""Agents, tables and timers of the stream worker.
+
+Two agents, each a faust consumer of one stage:
+
+* ``clean``: raw.reddit + raw.news -> clean.posts or deadletter, one outcome per record,
+  de-duplicated by source id and content hash in a windowed table;
+* ``score``: clean.posts -> scored.posts in micro-batches (``stream.take_events``), with
+  the shared :class:`scoring.runtime.SentimentRuntime`, per-coin tumbling-window
+  counters (1 and 5 minutes) mirrored to Redis, and live pub/sub.
+
+Delivery is at-least-once (see docs/stream-processing.md): offsets are committed
+only after the producer is flushed, so a crash replays, never skips. The score
+agent waits for the broker's ack of a batch's scored records before it records
+their ids in the ``scored`` table, so a replayed id found there is known to be
+delivered already and is skipped: no second scoring and no double counting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+import structlog
+from faust.streams import _current_event  # set per event when updating tables from a batch
+from faust.types import EventT
+
+from cryptopulse.settings import Settings
+from schemas.events import CleanPost, DeadLetter, ScoredPost, ValidationError
+from schemas.topics import CLEAN_POSTS, DEAD_LETTER, RAW_NEWS, RAW_REDDIT, SCORED_POSTS
+from stream_processors import metrics as m
+from stream_processors.cleaning import (
+    REASON_INVALID_SCHEMA,
+    REASON_SCORING_FAILED,
+    CleaningConfig,
+    LanguageDetector,
+    TextTagger,
+)
+from stream_processors.live import CounterUpdate, LivePublisher
+from stream_processors.models import ALL_COINS
+from stream_processors.processing import (
+    COMPONENT_SCORE,
+    Origin,
+    dead_letter,
+    process_raw,
+)
+from stream_processors.scorer import ModelHolder, registry_resolver, runtime_loader, score_batch
+
+log = structlog.get_logger(__name__)
+
+COUNTER_WINDOWS: dict[str, int] = {"1m": 60, "5m": 300}
+
+
+def _use_event(event: EventT) -> None:
+    """Make ``event`` the current one, so table writes go to its changelog partition."""
+    _current_event.set(weakref.ref(event))
+
+
+def _origin(event: EventT) -> Origin:
+    msg = event.message
+    key = msg.key.decode("utf-8", "replace") if isinstance(msg.key, bytes) else msg.key
+    return Origin(msg.topic, msg.partition, msg.offset, key)
+
+
+class WindowedDedup:
+    """:class:`~stream_processors.processing.DedupStore` over a tumbling faust table.
+
+    A key counts as seen when it is in the current window or the previous one, so
+    the horizon is between one and two windows; old windows expire with the table.
+    """
+
+    def __init__(self, table: Any, window_s: float) -> None:
+        self.table = table
+        self.window_s = window_s
+
+    def claimed_by(self, key: str) -> str | None:
+        windows = self.table[key]
+        return windows.current() or windows.delta(self.window_s) or None
+
+    def claim(self, key: str, origin: str) -> None:
+        self.table[key] = origin
+
+
+class StreamPipeline:
+    """Topics, tables, agents and timers of one app, built from settings."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        *,
+        holder: ModelHolder | None = None,
+        tagger: TextTagger | None = None,
+        publisher: LivePublisher | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        stream = settings.stream
+        self.cleaning = CleaningConfig.from_settings(settings)
+        self.detector = LanguageDetector(self.cleaning.languages, self.cleaning.short_text_chars)
+        if tagger is None:
+            from scoring.coins import CoinCatalog
+
+            tagger = CoinCatalog.default()
+        self.tagger = tagger
+        self.holder = holder or ModelHolder(
+            settings.model.uri, runtime_loader(settings), registry_resolver(settings)
+        )
+        self.holder.on_swap.append(self._on_swap)
+        self.publisher = publisher or LivePublisher(
+            settings.redis.dsn, settings.redis.key_prefix, enabled=stream.live_redis
+        )
+
+        def topic(*names: str) -> faust.TopicT:
+            return app.topic(*names, key_serializer="raw", value_serializer="raw")
+
+        self.raw_topic = topic(RAW_REDDIT.name(settings), RAW_NEWS.name(settings))
+        self.clean_topic = topic(CLEAN_POSTS.name(settings))
+        self.scored_topic = topic(SCORED_POSTS.name(settings))
+        self.dead_letter_topic = topic(DEAD_LETTER.name(settings))
+
+        window = float(stream.dedup_window_s)
+        self.dedup = WindowedDedup(
+            app.Table("dedup", default=str, help="id:/hash: key -> origin that claimed it").tumbling(
+                window, expires=2 * window
+            ),
+            window,
+        )
+        self.scored = WindowedDedup(
+            app.Table("scored", default=str, help="source_id -> model version, once acked").tumbling(
+                window, expires=2 * window
+            ),
+            window,
+        )
+        self.counters = {
+            name: app.Table(
+                f"counts_{name}", default=list, help=f"coin -> [volume, score_sum] per {name}"
+            ).tumbling(size, expires=10 * size)
+            for name, size in COUNTER_WINDOWS.items()
+        }
+
+        app.agent(self.raw_topic, name="clean")(self.clean_agent)
+        app.agent(self.clean_topic, name="score")(self.score_agent)
+        app.timer(interval=stream.model_poll_s, name="model_poll", on_leader=False)(self.poll_model)
+        app.timer(interval=5.0, name="consumer_lag", on_leader=False)(self.update_lag)
+        app.on_before_shutdown.connect(self._on_shutdown)  # type: ignore[arg-type]
+
+    # -- clean -------------------------------------------------------------------------
+
+    async def clean_agent(self, stream: faust.StreamT) -> None:
+        """One outcome per raw record: CleanPost to clean.posts or DeadLetter."""
+        async for event in stream.events():
+            await self.clean_one(event)
+
+    async def clean_one(self, event: EventT) -> None:
+        m.EVENTS_IN.labels("clean").inc()
+        origin = _origin(event)
+        payload = event.value if isinstance(event.value, bytes) else str(event.value).encode()
+        started = time.perf_counter()
+        outcome = process_raw(
+            payload,
+            origin,
+            config=self.cleaning,
+            tagger=self.tagger,
+            dedup=self.dedup,
+            detector=self.detector,
+        )
+        m.CLEAN_TIME.observe(time.perf_counter() - started)
+        if isinstance(outcome, CleanPost):
+            await self.clean_topic.send(key=outcome.source_id.encode(), value=outcome.to_json())
+            m.EVENTS_OUT.labels("clean", "clean").inc()
+        else:
+            await self.send_dead_letter(outcome, "clean")
+
+    async def send_dead_letter(self, record: DeadLetter, agent: str) -> Any:
+        m.DEAD_LETTERS.labels(record.component, record.reason).inc()
+        m.EVENTS_OUT.labels(agent, "dead_letter").inc()
+        log.info(
+            "dead letter",
+            reason=record.reason,
+            component=record.component,
+            source_id=record.source_id,
+            topic=record.original_topic,
+            partition=record.original_partition,
+            offset=record.original_offset,
+        )
+        return await self.dead_letter_topic.send(key=record.source_id.encode(), value=record.to_json())
+
+    # -- score -------------------------------------------------------------------------
+
+    async def score_agent(self, stream: faust.StreamT) -> None:
+        """Micro-batches of clean posts -> scored posts, counters and live events."""
+        await self.ensure_model()
+        stream_settings = self.settings.stream
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            stream_settings.batch_size, within=stream_settings.batch_within_s
+        ):
+            await self.score_events(events)
+
+    async def ensure_model(self) -> None:
+        """Load the model, retrying while the registry has none: events wait in Kafka."""
+        delay = 2.0
+        while not self.holder.loaded:
+            try:
+                await self.holder.load()
+                m.MODEL_INFO.labels(self.holder.version).set(1)
+            except Exception as exc:
+                log.error("model load failed; retrying", uri=self.holder.uri, error=str(exc), retry_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+    async def score_events(self, events: Sequence[EventT]) -> None:
+        m.EVENTS_IN.labels("score").inc(len(events))
+        posts: list[CleanPost] = []
+        event_of: dict[str, EventT] = {}
+        pending: list[Any] = []
+        for event in events:
+            payload = event.value if isinstance(event.value, bytes) else str(event.value).encode()
+            try:
+                post = CleanPost.from_json(payload)
+            except ValidationError as exc:
+                record = dead_letter(
+                    payload,
+                    _origin(event),
+                    reason=REASON_INVALID_SCHEMA,
+                    detail=str(exc),
+                    component=COMPONENT_SCORE,
+                )
+                pending.append(await self.send_dead_letter(record, "score"))
+                continue
+            _use_event(event)
+            if post.source_id in event_of or self.scored.claimed_by(post.source_id):
+                m.REDELIVERED.labels("score").inc()  # already scored and acked (or twice in batch)
+                continue
+            event_of[post.source_id] = event
+            posts.append(post)
+        if posts:
+            runtime = self.holder.current  # one model per batch: a hot swap lands between batches
+            result = await asyncio.to_thread(score_batch, runtime, posts)
+            m.BATCH_SIZE.observe(len(posts))
+            m.INFERENCE.observe(result.inference_s)
+            for scored in result.scored:
+                pending.append(
+                    await self.scored_topic.send(key=scored.source_id.encode(), value=scored.to_json())
+                )
+            for post, reason in result.failed:
+                record = dead_letter(
+                    post.to_json(),
+                    _origin(event_of[post.source_id]),
+                    reason=REASON_SCORING_FAILED,
+                    detail=reason,
+                    component=COMPONENT_SCORE,
+                    source_id=post.source_id,
+                )
+                pending.append(await self.send_dead_letter(record, "score"))
+        if pending:
+            await asyncio.gather(*pending)  # broker acks before we mark the ids as scored
+        if not posts:
+            return
+        now = time.time()
+        for scored in result.scored:
+            _use_event(event_of[scored.source_id])
+            self.scored.claim(scored.source_id, scored.model_version)
+            m.E2E_LATENCY.observe(max(0.0, now - scored.ingest_time.timestamp()))
+        for post, _ in result.failed:
+            _use_event(event_of[post.source_id])
+            self.scored.claim(post.source_id, "failed")
+        m.EVENTS_OUT.labels("score", "scored").inc(len(result.scored))
+        updates = self.update_counters(result.scored, event_of)
+        await self.publisher.publish(result.scored, updates)
+
+    def update_counters(
+        self, scored: Sequence[ScoredPost], event_of: dict[str, EventT]
+    ) -> list[CounterUpdate]:
+        """Add a batch to the per-coin tumbling windows: one table write per coin and window."""
+        deltas: dict[tuple[str, str, float], tuple[int, float, EventT]] = {}
+        for post in scored:
+            event = event_of[post.source_id]
+            ts = event.message.timestamp
+            for name, size in COUNTER_WINDOWS.items():
+                start = ts - ts % size
+                for coin in [*post.coins, ALL_COINS]:
+                    n, total, _ = deltas.get((name, coin, start), (0, 0.0, event))
+                    deltas[(name, coin, start)] = (n + 1, total + post.score, event)
+        updates: list[CounterUpdate] = []
+        for (name, coin, start), (n, total, event) in deltas.items():
+            _use_event(event)
+            table = self.counters[name]
+            current = table[coin].current() or [0, 0.0]
+            value = [int(current[0]) + n, float(current[1]) + total]
+            table[coin] = value
+            size = COUNTER_WINDOWS[name]
+            updates.append(CounterUpdate(coin, name, start, start + size, int(value[0]), round(value[1], 6)))
+        return updates
+
+    # -- timers ------------------------------------------------------------------------
+
+    async def poll_model(self) -> None:
+        """Hot swap: follow the registry alias without a restart."""
+        if self.holder.loaded:
+            await self.holder.maybe_swap()
+
+    def _on_swap(self, old: str, new: str) -> None:
+        m.MODEL_SWAPS.inc()
+        m.MODEL_INFO.labels(old).set(0)
+        m.MODEL_INFO.labels(new).set(1)
+
+    async def update_lag(self) -> None:
+        consumer = self.app.consumer
+        try:
+            assignment = consumer.assignment()
+            for tp in assignment:
+                highwater = consumer.highwater(tp)
+                read = consumer._read_offset.get(tp)  # type: ignore[attr-defined]
+                if highwater is None:
+                    continue
+                position = (read + 1) if read is not None else 0
+                m.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+        except Exception as exc:  # lag is informational: never let it break the worker
+            log.debug("lag update failed", error=str(exc))
+
+    async def _on_shutdown(self, app: faust.App, **kwargs: Any) -> None:
+        await self.publisher.close()

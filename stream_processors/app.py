@@ -1,0 +1,60 @@
+"""The faust application: configuration only; agents, tables and views are registered
+by :mod:`stream_processors.agents` and :mod:`stream_processors.views`.
+
+Run it with ``cryptopulse worker`` or ``python -m stream_processors worker``. Settings
+decide everything: broker, consumer group (``{topic_prefix}.{stream.app_id}``, so
+test runs with their own topic prefix never share state), web port for /metrics,
+and faust's state directory under ``settings.home / "faust"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from cryptopulse.settings import Settings, get_settings
+
+
+def group_id(settings: Settings) -> str:
+    return f"{settings.kafka.topic_prefix}.{settings.stream.app_id}"
+
+
+def faust_config(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of :class:`faust.App`, kept apart so tests can inspect them."""
+    stream = settings.stream
+    return {
+        "broker": [f"kafka://{server.strip()}" for server in settings.kafka.bootstrap.split(",")],
+        "datadir": str(settings.home / "faust"),
+        "store": "memory://",
+        "autodiscover": False,
+        "processing_guarantee": stream.processing_guarantee,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "topic_partitions": settings.kafka.default_partitions,
+        "topic_replication_factor": settings.kafka.replication_factor,
+        "consumer_auto_offset_reset": "earliest",
+        "broker_commit_interval": stream.commit_interval_s,
+        "producer_acks": -1,
+        "producer_linger_ms": 5,
+        "table_cleanup_interval": 30.0,
+        "web_enabled": True,
+        "web_host": stream.web_host,
+        "web_port": stream.web_port,
+        "web_bind": stream.web_host,
+        "web": "aiohttp://",
+    }
+
+
+def create_app(settings: Settings | None = None, **components: Any) -> faust.App:
+    """Build a configured app with the pipeline's agents, tables, timers and views."""
+    from stream_processors.agents import StreamPipeline
+    from stream_processors.views import register_views
+
+    settings = settings or get_settings()
+    (settings.home / "faust").mkdir(parents=True, exist_ok=True)
+    app = faust.App(group_id(settings), **faust_config(settings))
+    pipeline = StreamPipeline(app, settings, **components)
+    register_views(app, pipeline)
+    app.pipeline = pipeline  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,122 @@
+"""Live view in Redis: counter mirror (hashes + zset) and pub/sub channels.
+
+Best effort by design: the Faust tables are the source of truth and Kafka the record
+of every scored post, so a Redis outage is logged and counted, never allowed to
+stall or crash the stream. Writes are idempotent (``HSET`` of the table's current
+value, not ``HINCRBY``), so a replay after a restart rewrites the same numbers.
+
+Keys (prefix = settings.redis.key_prefix):
+
+* ``{prefix}:live:counter:{window}:{coin}`` hash: window_start, window_end (epoch s),
+  volume, score_sum, mean_score, updated (epoch s); expires after two windows;
+* ``{prefix}:live:volume:{window}`` sorted set: coin -> volume of its latest window;
+* channel ``{prefix}:live:scored``: every ScoredPost as JSON;
+* channel ``{prefix}:live:counters``: every counter change as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import structlog
+
+from schemas.events import ScoredPost
+from stream_processors.metrics import REDIS_ERRORS
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class CounterUpdate:
+    """One coin's tumbling-window counter after a micro-batch."""
+
+    coin: str
+    window: str
+    window_start: float
+    window_end: float
+    volume: int
+    score_sum: float
+
+    @property
+    def mean_score(self) -> float:
+        return self.score_sum / self.volume if self.volume else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "mean_score": round(self.mean_score, 6)}
+
+
+def counter_key(prefix: str, window: str, coin: str) -> str:
+    return f"{prefix}:live:counter:{window}:{coin}"
+
+
+def volume_key(prefix: str, window: str) -> str:
+    return f"{prefix}:live:volume:{window}"
+
+
+def scored_channel(prefix: str) -> str:
+    return f"{prefix}:live:scored"
+
+
+def counters_channel(prefix: str) -> str:
+    return f"{prefix}:live:counters"
+
+
+class LivePublisher:
+    """Mirrors counters to Redis and fans scored posts/counter updates out on pub/sub."""
+
+    def __init__(self, dsn: str, prefix: str, *, enabled: bool = True) -> None:
+        self.prefix = prefix
+        self.enabled = enabled
+        self._dsn = dsn
+        self._client: Any = None
+        self._last_error = 0.0
+
+    def _redis(self) -> Any:
+        if self._client is None:
+            import redis.asyncio as aioredis
+
+            self._client = aioredis.Redis.from_url(self._dsn, socket_timeout=2.0, socket_connect_timeout=2.0)
+        return self._client
+
+    async def publish(self, scored: Sequence[ScoredPost], counters: Sequence[CounterUpdate]) -> None:
+        if not self.enabled or (not scored and not counters):
+            return
+        if time.monotonic() - self._last_error < 5.0:
+            return  # back off after a failure instead of paying a timeout per batch
+        try:
+            pipe = self._redis().pipeline(transaction=False)
+            channel = scored_channel(self.prefix)
+            for post in scored:
+                pipe.publish(channel, post.model_dump_json())
+            now = time.time()
+            for update in counters:
+                key = counter_key(self.prefix, update.window, update.coin)
+                data = update.as_dict()
+                pipe.hset(
+                    key,
+                    mapping={
+                        "window_start": update.window_start,
+                        "window_end": update.window_end,
+                        "volume": update.volume,
+                        "score_sum": update.score_sum,
+                        "mean_score": data["mean_score"],
+                        "updated": now,
+                    },
+                )
+                pipe.expire(key, int(2 * (update.window_end - update.window_start)) + 1)
+                pipe.zadd(volume_key(self.prefix, update.window), {update.coin: update.volume})
+                pipe.publish(counters_channel(self.prefix), json.dumps(data))
+            await pipe.execute()
+        except Exception as exc:
+            self._last_error = time.monotonic()
+            REDIS_ERRORS.inc()
+            log.warning("redis live publish failed", error=str(exc))
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -1,0 +1,44 @@
+"""Prometheus metrics of the stream worker, served at /metrics on the faust web port.
+
+Names carry the ``cryptopulse_stream_`` prefix; labels are low-cardinality (agent,
+output kind, reason, topic/partition), never ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_IN = Counter("cryptopulse_stream_events_in_total", "records consumed", ["agent"])
+EVENTS_OUT = Counter("cryptopulse_stream_events_out_total", "records produced", ["agent", "output"])
+DEAD_LETTERS = Counter(
+    "cryptopulse_stream_dead_letters_total", "records sent to the dead-letter topic", ["component", "reason"]
+)
+REDELIVERED = Counter(
+    "cryptopulse_stream_redelivered_total", "records seen again after a restart (at-least-once)", ["agent"]
+)
+E2E_LATENCY = Histogram(
+    "cryptopulse_stream_e2e_latency_seconds",
+    "ingest_time to scored record produced",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+BATCH_SIZE = Histogram(
+    "cryptopulse_stream_batch_size",
+    "records per scoring micro-batch",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+INFERENCE = Histogram(
+    "cryptopulse_stream_inference_seconds",
+    "model time per micro-batch",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+CLEAN_TIME = Histogram(
+    "cryptopulse_stream_clean_seconds",
+    "clean+validate time per record",
+    buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01),
+)
+CONSUMER_LAG = Gauge(
+    "cryptopulse_stream_consumer_lag", "highwater minus next offset to read", ["topic", "partition"]
+)
+MODEL_INFO = Gauge("cryptopulse_stream_model_info", "model version in service (value 1)", ["model_version"])
+MODEL_SWAPS = Counter("cryptopulse_stream_model_swaps_total", "hot swaps of the scoring model")
+REDIS_ERRORS = Counter("cryptopulse_stream_redis_errors_total", "failed live mirror/publish calls")

@@ -1,0 +1,143 @@
+"""The clean step as one function over a payload: raw bytes in, exactly one outcome out.
+
+Faust-free so the "nothing lost" rule is unit-testable: :func:`process_raw` returns
+either a :class:`CleanPost` or a :class:`DeadLetter` for every payload, whatever it
+holds. De-duplication state is behind the small :class:`DedupStore` protocol (a
+windowed Faust table in the worker, a dict in tests).
+
+Duplicate detection must survive at-least-once redelivery: after a crash the worker
+re-reads records whose offsets were not committed, and their ids are already in the
+(changelog-restored) dedup table. Each remembered key therefore stores the *origin*
+(topic:partition:offset) of the record that claimed it; seeing the same key again
+from the same origin is a redelivery and is processed again (downstream writes are
+idempotent by ``source_id``), while the same key from another origin is a true
+duplicate and is dead-lettered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from schemas.events import CleanPost, DeadLetter
+from stream_processors.cleaning import (
+    REASON_DUPLICATE_CONTENT,
+    REASON_DUPLICATE_ID,
+    CleaningConfig,
+    LanguageDetector,
+    Rejection,
+    TextTagger,
+    clean_record,
+    parse_payload,
+)
+
+COMPONENT_CLEAN = "stream.clean"
+COMPONENT_SCORE = "stream.score"
+
+
+class DedupStore(Protocol):
+    """Remembers which origin first claimed a key within the de-duplication window."""
+
+    def claimed_by(self, key: str) -> str | None: ...
+
+    def claim(self, key: str, origin: str) -> None: ...
+
+
+class DictDedup:
+    """In-memory :class:`DedupStore` for tests and tools (no window, no expiry)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    def claimed_by(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def claim(self, key: str, origin: str) -> None:
+        self.data[key] = origin
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a record came from; also the identity of one delivery for duplicate checks."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+
+    @property
+    def marker(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+    def as_dead_letter_fields(self) -> dict[str, Any]:
+        return {
+            "original_topic": self.topic,
+            "original_partition": self.partition,
+            "original_offset": self.offset,
+            "original_key": self.key,
+        }
+
+
+def dead_letter(
+    payload: bytes, origin: Origin, *, reason: str, detail: str, component: str, source_id: str | None = None
+) -> DeadLetter:
+    return DeadLetter.for_payload(
+        payload,
+        reason=reason,
+        detail=detail,
+        component=component,
+        source_id=source_id,
+        **origin.as_dead_letter_fields(),
+    )
+
+
+def process_raw(
+    payload: bytes,
+    origin: Origin,
+    *,
+    config: CleaningConfig,
+    tagger: TextTagger,
+    dedup: DedupStore,
+    detector: LanguageDetector | None = None,
+) -> CleanPost | DeadLetter:
+    """Parse, clean, validate and de-duplicate one raw payload; never raises on content."""
+    parsed = parse_payload(payload)
+    if isinstance(parsed, Rejection):
+        return dead_letter(
+            payload, origin, reason=parsed.reason, detail=parsed.detail, component=COMPONENT_CLEAN
+        )
+    id_key = f"id:{parsed.source_id}"
+    claimed = dedup.claimed_by(id_key)
+    if claimed and claimed != origin.marker:
+        return dead_letter(
+            payload,
+            origin,
+            reason=REASON_DUPLICATE_ID,
+            detail=f"source_id already seen at {claimed}",
+            component=COMPONENT_CLEAN,
+            source_id=parsed.source_id,
+        )
+    dedup.claim(id_key, origin.marker)
+    result = clean_record(parsed, config=config, tagger=tagger, detector=detector)
+    if isinstance(result, Rejection):
+        return dead_letter(
+            payload,
+            origin,
+            reason=result.reason,
+            detail=result.detail,
+            component=COMPONENT_CLEAN,
+            source_id=parsed.source_id,
+        )
+    hash_key = f"hash:{result.content_hash}"
+    claimed = dedup.claimed_by(hash_key)
+    if claimed and claimed != origin.marker:
+        return dead_letter(
+            payload,
+            origin,
+            reason=REASON_DUPLICATE_CONTENT,
+            detail=f"same cleaned text already seen at {claimed}",
+            component=COMPONENT_CLEAN,
+            source_id=parsed.source_id,
+        )
+    dedup.claim(hash_key, origin.marker)
+    return result

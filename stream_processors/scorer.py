@@ -1,0 +1,185 @@
+"""Micro-batch scoring and model hot swap, independent of faust so both are unit-testable.
+
+:class:`ModelHolder` owns the current :class:`scoring.runtime.SentimentRuntime`. The
+score agent takes ``holder.current`` once per micro-batch, so a batch is scored by
+exactly one model and a swap between batches cannot lose or double-score an event:
+swapping only replaces the reference the *next* batch reads. The new model is loaded
+in a thread while the old one keeps serving, and the reference is replaced only
+after the load succeeded (a broken new version leaves the old one in place).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from schemas.events import CleanPost, ScoredPost, SentimentLabel, utc_now
+
+log = structlog.get_logger(__name__)
+
+
+class ScoreLike(Protocol):
+    """What :meth:`SentimentRuntime.score` returns per text (scoring.runtime.TextScore)."""
+
+    label: Any
+    score: float | None
+    confidence: float | None
+    p_negative: float | None
+    p_neutral: float | None
+    p_positive: float | None
+    model_version: str
+    error: str | None
+
+
+class RuntimeLike(Protocol):
+    model_version: str
+
+    def score(self, texts: Sequence[object]) -> Sequence[Any]: ...
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Scored posts plus (post, reason) pairs the model refused, for the dead-letter topic."""
+
+    scored: list[ScoredPost]
+    failed: list[tuple[CleanPost, str]]
+    model_version: str
+    inference_s: float
+
+
+def score_batch(runtime: RuntimeLike, posts: Sequence[CleanPost]) -> BatchResult:
+    """Score ``posts`` with one runtime call; every post ends in ``scored`` or ``failed``."""
+    started = time.perf_counter()
+    results = list(runtime.score([p.text for p in posts])) if posts else []
+    inference_s = time.perf_counter() - started
+    if len(results) != len(posts):
+        raise RuntimeError(f"runtime returned {len(results)} scores for {len(posts)} texts")
+    scored: list[ScoredPost] = []
+    failed: list[tuple[CleanPost, str]] = []
+    now = utc_now()
+    for post, result in zip(posts, results, strict=True):
+        if result.error is not None or result.label is None:
+            failed.append((post, result.error or "no label"))
+            continue
+        scored.append(
+            ScoredPost(
+                **post.model_dump(),
+                label=SentimentLabel(str(getattr(result.label, "value", result.label))),
+                score=_clip(result.score, -1.0, 1.0),
+                confidence=_clip(result.confidence, 0.0, 1.0),
+                p_negative=_clip(result.p_negative, 0.0, 1.0),
+                p_neutral=_clip(result.p_neutral, 0.0, 1.0),
+                p_positive=_clip(result.p_positive, 0.0, 1.0),
+                model_version=result.model_version,
+                scored_time=now,
+            )
+        )
+    return BatchResult(scored, failed, runtime.model_version, inference_s)
+
+
+def _clip(value: float | None, low: float, high: float) -> float:
+    return min(high, max(low, float(value or 0.0)))
+
+
+class ModelHolder:
+    """The runtime in service plus the hot-swap logic driven by a periodic registry poll.
+
+    ``loader(uri)`` returns a runtime; ``resolver(uri)`` returns the version label the
+    registry alias points to now (None when it cannot tell). Both run in a thread.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        loader: Callable[[str], RuntimeLike],
+        resolver: Callable[[str], str | None] | None = None,
+    ) -> None:
+        self.uri = uri
+        self._loader = loader
+        self._resolver = resolver
+        self._runtime: RuntimeLike | None = None
+        self._lock = asyncio.Lock()
+        self.swaps = 0
+        self.on_swap: list[Callable[[str, str], None]] = []
+
+    @property
+    def loaded(self) -> bool:
+        return self._runtime is not None
+
+    @property
+    def current(self) -> RuntimeLike:
+        if self._runtime is None:
+            raise RuntimeError(f"model {self.uri} not loaded yet")
+        return self._runtime
+
+    @property
+    def version(self) -> str | None:
+        return self._runtime.model_version if self._runtime is not None else None
+
+    async def load(self) -> RuntimeLike:
+        """Load the model at start-up (in a thread: it takes seconds)."""
+        async with self._lock:
+            runtime = await asyncio.to_thread(self._loader, self.uri)
+            self._runtime = runtime
+            log.info("model loaded", uri=self.uri, model_version=runtime.model_version)
+            return runtime
+
+    async def maybe_swap(self) -> bool:
+        """Swap in the version the alias points to now, if it moved; True when swapped."""
+        if self._resolver is None or self._lock.locked():
+            return False
+        async with self._lock:
+            try:
+                wanted = await asyncio.to_thread(self._resolver, self.uri)
+            except Exception as exc:  # registry down: keep serving the current model
+                log.warning("model registry poll failed", uri=self.uri, error=str(exc))
+                return False
+            if wanted is None or wanted == self.version:
+                return False
+            try:
+                runtime = await asyncio.to_thread(self._loader, self.uri)
+            except Exception as exc:
+                log.error("hot swap load failed; keeping current model", wanted=wanted, error=str(exc))
+                return False
+            old = self.version or "none"
+            if runtime.model_version == old:
+                return False
+            self._runtime = runtime
+            self.swaps += 1
+            for callback in self.on_swap:
+                callback(old, runtime.model_version)
+            log.info("model hot-swapped", old=old, new=runtime.model_version, uri=self.uri)
+            return True
+
+
+def registry_resolver(settings: Any) -> Callable[[str], str | None]:
+    """Version label (``name/version``, as the runtime reports it) the alias points to now."""
+
+    def resolve(uri: str) -> str | None:
+        from mlflow import MlflowClient
+
+        from scoring.runtime import parse_models_uri
+
+        if not uri.startswith("models:/"):
+            return None
+        name, alias, version = parse_models_uri(uri)
+        if alias is None:
+            return f"{name}/{version}"
+        client = MlflowClient(tracking_uri=settings.mlflow.uri, registry_uri=settings.mlflow.uri)
+        return f"{name}/{client.get_model_version_by_alias(name, alias).version}"
+
+    return resolve
+
+
+def runtime_loader(settings: Any) -> Callable[[str], RuntimeLike]:
+    def load(uri: str) -> RuntimeLike:
+        from scoring.runtime import SentimentRuntime
+
+        return SentimentRuntime.load(uri, settings)
+
+    return load
