@@ -1,0 +1,354 @@
+"""``cryptopulse train``, ``cryptopulse score`` and ``cryptopulse model list|promote``.
+
+Wire into the main app with ``register(app)``. Heavy imports (torch, mlflow,
+onnxruntime) happen inside the commands so ``cryptopulse --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+log = logging.getLogger(__name__)
+console = Console(stderr=True)
+
+RESULT_COLUMNS = (
+    "label",
+    "score",
+    "confidence",
+    "p_negative",
+    "p_neutral",
+    "p_positive",
+    "coins",
+    "model_version",
+    "error",
+)
+PROGRESS_MIN_ROWS = 500
+
+model_app = typer.Typer(
+    name="model", help="The sentiment model registry: list versions, promote one.", no_args_is_help=True
+)
+
+
+def _settings() -> Any:
+    from cryptopulse.settings import get_settings
+
+    return get_settings()
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def train(
+    register_model: Annotated[
+        bool, typer.Option("--register/--no-register", help="log to MLflow and register a version")
+    ] = True,
+    out: Annotated[
+        Path | None, typer.Option(help="working directory (default: cache_dir/training/...)")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(help="cap on fine-tuning steps (smoke runs)")] = None,
+    epochs: Annotated[
+        float | None, typer.Option(help="fine-tuning epochs (default model.train_epochs)")
+    ] = None,
+    limit_per_split: Annotated[
+        int | None, typer.Option(help="rows per dataset and split (smoke runs)")
+    ] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Train the sentiment ensemble on data/, export int8 ONNX, evaluate, and register it in MLflow."""
+    settings = _settings()
+    overrides: dict[str, Any] = {}
+    if max_steps is not None:
+        overrides["max_steps"] = max_steps
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    if limit_per_split is not None:
+        overrides["limit_per_split"] = limit_per_split
+    if register_model:
+        from model_export.registry import train_and_register
+
+        try:
+            registered, result = train_and_register(settings, progress=progress, out_dir=out, **overrides)
+        except Exception as exc:
+            if type(exc).__name__ in {"MlflowException", "ConnectionError", "RestException"}:
+                raise _fail(f"MLflow at {settings.mlflow.uri} failed: {exc}") from exc
+            raise
+        typer.echo(
+            f"registered {registered.name} version {registered.version} "
+            f"({', '.join(registered.aliases) or 'no alias'})"
+        )
+    else:
+        from model_export.train import TrainConfig
+        from model_export.train import train as run_training
+
+        work = out or settings.cache_dir / "training" / "local"
+        result = run_training(TrainConfig.from_settings(settings, work, **overrides), progress=progress)
+    _print_metrics(result.metrics)
+    typer.echo(f"artifact: {result.artifact_dir}")
+
+
+def _print_metrics(metrics: dict[str, float]) -> None:
+    table = Table(title="test split (never used in training)")
+    table.add_column("system")
+    table.add_column("weighted F1", justify="right")
+    systems = (
+        "ensemble",
+        "transformer",
+        "baseline_tfidf_lr",
+        "baseline_vader",
+        "crypto_lexicon",
+        "baseline_majority",
+    )
+    for system in systems:
+        key = "test_weighted_f1" if system == "ensemble" else f"test_{system}_weighted_f1"
+        if key in metrics:
+            table.add_row(system, f"{metrics[key]:.4f}")
+    Console().print(table)
+    for key in (
+        "test_accuracy",
+        "test_macro_f1",
+        "test_log_loss",
+        "test_ece",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "throughput_texts_per_s",
+    ):
+        if key in metrics:
+            typer.echo(f"{key}: {metrics[key]:.4f}")
+
+
+# -- score -------------------------------------------------------------------------------
+
+
+def _detect_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in {".jsonl", ".ndjson", ".json"}:
+        return "jsonl"
+    raise _fail(f"{path}: unknown format {suffix!r}; use .csv or .jsonl")
+
+
+def _read_rows(path: Path, fmt: str, column: str) -> list[tuple[object, str | None]]:
+    """(value, row error) per input row, in order; a bad row never aborts the file."""
+    try:
+        raw = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise _fail(f"input file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"cannot read {path}: {exc}") from None
+    rows: list[tuple[object, str | None]] = []
+    if fmt == "csv":
+        reader = csv.DictReader(raw.splitlines(keepends=True))
+        if reader.fieldnames is None or column not in reader.fieldnames:
+            found = ", ".join(reader.fieldnames or []) or "none"
+            raise _fail(f"{path}: no column {column!r} (columns: {found}); choose one with --text-column")
+        for record in reader:
+            value = record.get(column)
+            rows.append((value, None) if value is not None else (None, "missing value"))
+        return rows
+    seen_column = False
+    for number, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            rows.append((None, f"line {number}: invalid JSON ({exc.msg})"))
+            continue
+        if not isinstance(record, dict):
+            rows.append((None, f"line {number}: not a JSON object"))
+        elif column not in record:
+            rows.append((None, f"line {number}: no field {column!r}"))
+        else:
+            seen_column = True
+            rows.append((record[column], None))
+    if rows and not seen_column:
+        raise _fail(f"{path}: no row has a field {column!r}; choose one with --text-column")
+    return rows
+
+
+def _batches(n: int, size: int) -> Iterator[range]:
+    for start in range(0, n, size):
+        yield range(start, min(n, start + size))
+
+
+def score(
+    input: Annotated[Path, typer.Option("--input", "-i", help="CSV or JSONL file to score")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="where to write (same format as input)")],
+    text_column: Annotated[str, typer.Option(help="column/field holding the text")] = "text",
+    model: Annotated[
+        str | None, typer.Option(help="models:/NAME@ALIAS, models:/NAME/VERSION or a directory")
+    ] = None,
+    keep_columns: Annotated[bool, typer.Option(help="copy the input columns before the results")] = False,
+) -> None:
+    """Score every row of a file; bad rows get an empty label and a reason in ``error``."""
+    from rich.progress import track
+
+    from scoring.runtime import ModelLoadError, SentimentRuntime
+
+    settings = _settings()
+    fmt = _detect_format(input)
+    rows = _read_rows(input, fmt, text_column)
+    originals = _read_originals(input, fmt) if keep_columns else None
+    uri = model or settings.model.uri
+    try:
+        runtime = SentimentRuntime.load(uri, settings)
+    except ModelLoadError as exc:
+        raise _fail(f"cannot load model {uri}: {exc}") from None
+    results: list[dict[str, Any]] = []
+    batches = list(_batches(len(rows), settings.model.batch_size))
+    iterator = (
+        track(batches, description="scoring", console=console, transient=True)
+        if len(rows) >= PROGRESS_MIN_ROWS
+        else batches
+    )
+    for batch in iterator:
+        texts = [rows[i][0] for i in batch]
+        scored = runtime.score(texts)
+        for i, s in zip(batch, scored, strict=True):
+            row_error = rows[i][1]
+            record = s.model_dump()
+            if row_error is not None:
+                record = {"label": None, "model_version": runtime.model_version, "error": row_error}
+            results.append(record)
+    _write(output, fmt, results, originals)
+    errors = sum(1 for r in results if r.get("error"))
+    console.print(
+        f"scored {len(results) - errors} of {len(results)} rows with {runtime.model_version}"
+        + (f"; {errors} rows with errors" if errors else "")
+        + f" -> {output}"
+    )
+
+
+def _read_originals(path: Path, fmt: str) -> list[dict[str, Any]]:
+    text = path.read_text("utf-8")
+    if fmt == "csv":
+        return [dict(r) for r in csv.DictReader(text.splitlines(keepends=True))]
+    out: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            value = {}
+        out.append(value if isinstance(value, dict) else {})
+    return out
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ",".join(value)
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return value
+
+
+def _write(
+    path: Path, fmt: str, results: list[dict[str, Any]], originals: list[dict[str, Any]] | None
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extra = list(dict.fromkeys(k for o in originals or [] for k in o if k not in RESULT_COLUMNS))
+    try:
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            if fmt == "csv":
+                writer = csv.DictWriter(fh, fieldnames=[*extra, *RESULT_COLUMNS], extrasaction="ignore")
+                writer.writeheader()
+                for i, r in enumerate(results):
+                    row = {k: _cell(v) for k, v in (originals[i] if originals else {}).items()}
+                    row.update({c: _cell(r.get(c)) for c in RESULT_COLUMNS})
+                    if not r.get("label"):
+                        row["label"] = ""
+                    writer.writerow(row)
+            else:
+                for i, r in enumerate(results):
+                    obj = {
+                        k: v
+                        for k, v in (originals[i] if originals else {}).items()
+                        if k not in RESULT_COLUMNS
+                    }
+                    obj.update({c: r.get(c) for c in RESULT_COLUMNS})
+                    obj["label"] = obj["label"] or ""
+                    obj["coins"] = list(obj["coins"] or [])
+                    fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise _fail(f"cannot write {path}: {exc}") from None
+
+
+# -- registry ----------------------------------------------------------------------------
+
+
+@model_app.command("list")
+def list_models() -> None:
+    """Registered versions with aliases and the metrics the promotion gate compares."""
+    from model_export.registry import list_versions
+
+    settings = _settings()
+    try:
+        versions = list_versions(settings)
+    except Exception as exc:
+        raise _fail(f"cannot reach MLflow at {settings.mlflow.uri}: {exc}") from None
+    if not versions:
+        typer.echo(f"no versions of {settings.mlflow.registered_model} registered at {settings.mlflow.uri}")
+        return
+    table = Table(title=f"{settings.mlflow.registered_model} @ {settings.mlflow.uri}")
+    for col in ("version", "aliases", "weighted F1", "p95 ms", "run"):
+        table.add_column(col)
+    for v in versions:
+        f1 = v.metrics.get("eval_weighted_f1")
+        p95 = v.metrics.get("eval_latency_p95_ms")
+        table.add_row(
+            v.version,
+            ", ".join(v.aliases),
+            "" if f1 is None else f"{f1:.4f}",
+            "" if p95 is None else f"{p95:.2f}",
+            v.run_id[:12],
+        )
+    Console().print(table)
+
+
+@model_app.command("promote")
+def promote_model(
+    version: Annotated[str, typer.Argument(help="registered version to make champion")],
+    force: Annotated[bool, typer.Option(help="skip the quality/latency gate")] = False,
+) -> None:
+    """Make VERSION the champion if it beats the current champion (see model.promotion_* settings)."""
+    from model_export.registry import RegistryError, promote
+
+    settings = _settings()
+    try:
+        decision = promote(version, settings, force=force)
+    except RegistryError as exc:
+        raise _fail(str(exc)) from None
+    if decision.allowed:
+        typer.echo(f"version {version} is now champion: {decision.reason}")
+    else:
+        raise _fail(f"version {version} not promoted: {decision.reason}", code=1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train``, ``score`` and the ``model`` group to the main CLI."""
+    app.command("train")(train)
+    app.command("score")(score)
+    app.add_typer(model_app, name="model")
+
+
+# A standalone app, handy for tests and ``python -m cryptopulse.cli.model``.
+app = typer.Typer(name="cryptopulse-model", no_args_is_help=True, add_completion=False)
+register(app)
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,81 @@
+"""Tiny real run: train a few steps -> export -> int8 ONNX -> runtime -> agrees with torch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from model_export.train import TrainResult
+from model_export.transformer import torch_probabilities
+from scoring.runtime import ARTIFACT_FILES, SentimentRuntime
+
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
+
+SAMPLE = [
+    "Bitcoin surges to a new all-time high as ETF inflows grow",
+    "Exchange hacked, users lose millions in a rug pull",
+    "The company will publish its quarterly report on Tuesday",
+    "$ETH looking bullish 🚀",
+    "Operating profit fell to EUR 1.2 mn from EUR 3.4 mn",
+]
+
+
+def test_artifact_is_complete(tiny: TrainResult) -> None:
+    for name in ARTIFACT_FILES:
+        assert (tiny.artifact_dir / name).is_file(), name
+    meta = json.loads((tiny.artifact_dir / "metadata.json").read_text())
+    assert meta["labels"] == ["negative", "neutral", "positive"]
+    assert meta["max_length"] == 32
+    assert "test_weighted_f1" in meta["metrics"]
+
+
+def test_export_was_verified_against_torch(tiny: TrainResult) -> None:
+    assert tiny.metrics["verify_fp32_max_abs_diff"] < 1e-3
+    assert tiny.metrics["verify_int8_max_abs_diff"] < 0.1
+
+
+def test_runtime_transformer_agrees_with_torch(tiny: TrainResult) -> None:
+    runtime = SentimentRuntime(tiny.artifact_dir, threads=1, batch_size=2)
+    onnx_int8 = runtime.transformer_proba(SAMPLE)
+    reference = torch_probabilities(tiny.artifact_dir.parent / "hf", SAMPLE, max_length=32)
+    assert np.abs(onnx_int8 - reference).max() < 0.1
+    fp32 = SentimentRuntime(tiny.artifact_dir, threads=1, onnx_file=tiny.fp32_onnx).transformer_proba(SAMPLE)
+    assert np.abs(fp32 - reference).max() < 1e-3
+
+
+def test_metrics_cover_the_model_card(tiny: TrainResult) -> None:
+    m = tiny.metrics
+    for key in (
+        "test_accuracy",
+        "test_weighted_f1",
+        "test_macro_f1",
+        "test_log_loss",
+        "test_ece",
+        "test_precision_negative",
+        "test_recall_neutral",
+        "test_f1_positive",
+        "test_baseline_majority_weighted_f1",
+        "test_baseline_vader_weighted_f1",
+        "test_baseline_tfidf_lr_weighted_f1",
+        "financial_phrasebank_ensemble_weighted_f1",
+        "cryptolin_ensemble_weighted_f1",
+        "tweeteval_ensemble_weighted_f1",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "throughput_texts_per_s",
+    ):
+        assert key in m, key
+    assert 0.0 <= m["test_ece"] <= 1.0
+    assert all(p.suffix == ".png" and p.is_file() for p in tiny.images)
+
+
+def test_training_is_reproducible(tiny: TrainResult, tmp_path) -> None:
+    from model_export.train import train
+    from tests.model_export.tiny import tiny_config
+
+    again = train(tiny_config(tmp_path / "again", measure_latency=False), progress=False)
+    a = SentimentRuntime(tiny.artifact_dir).ensemble_proba(SAMPLE)
+    b = SentimentRuntime(again.artifact_dir).ensemble_proba(SAMPLE)
+    assert np.abs(a - b).max() < 1e-3

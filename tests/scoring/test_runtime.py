@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from model_export.train import TrainResult
+from scoring.runtime import ModelLoadError, SentimentRuntime, TextScore, parse_models_uri
+
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def runtime(tiny: TrainResult) -> SentimentRuntime:
+    return SentimentRuntime(tiny.artifact_dir, model_version="tiny/1", batch_size=4, max_text_chars=200)
+
+
+def test_scores_are_well_formed(runtime: SentimentRuntime) -> None:
+    texts = ["$BTC to the moon 🚀", "Exchange hacked, funds lost", "Shares were flat", "ok"] * 3
+    out = runtime.score(texts)
+    assert len(out) == len(texts)
+    for s in out:
+        assert isinstance(s, TextScore)
+        assert s.label in {"negative", "neutral", "positive"}
+        assert s.p_negative + s.p_neutral + s.p_positive == pytest.approx(1.0, abs=1e-6)  # type: ignore[operator]
+        assert s.score == pytest.approx(s.p_positive - s.p_negative)  # type: ignore[operator]
+        assert -1.0 <= s.score <= 1.0  # type: ignore[operator]
+        assert s.confidence == pytest.approx(max(s.p_negative, s.p_neutral, s.p_positive))  # type: ignore[type-var]
+        assert s.model_version == "tiny/1"
+        assert s.error is None
+    assert out[0].coins == ("bitcoin",)
+    with pytest.raises(Exception):  # frozen  # noqa: B017
+        out[0].label = "neutral"  # type: ignore[misc]
+
+
+def test_batching_does_not_change_results(tiny: TrainResult) -> None:
+    texts = ["short", "a somewhat longer text about ethereum staking yields", "bitcoin", "FUD", "gm"]
+    one = SentimentRuntime(tiny.artifact_dir, batch_size=1).score(texts)
+    many = SentimentRuntime(tiny.artifact_dir, batch_size=64).score(texts)
+    for a, b in zip(one, many, strict=True):
+        assert a.label == b.label
+        assert a.p_positive == pytest.approx(b.p_positive, abs=1e-4)
+
+
+def test_bad_inputs_get_errors_not_exceptions(runtime: SentimentRuntime) -> None:
+    out = runtime.score(["", "   ", None, 42, "x" * 201, "fine text"])
+    assert [s.label is None for s in out] == [True, True, True, True, True, False]
+    assert out[0].error == "empty text"
+    assert "not text" in (out[2].error or "")
+    assert "longer than 200" in (out[4].error or "")
+    assert runtime.score([]) == []
+
+
+def test_tag_coins_and_explain(runtime: SentimentRuntime) -> None:
+    assert runtime.tag_coins("SOL and $ETH") == ["solana", "ethereum"]
+    explanation = runtime.explain("profit rose and the outlook is strong")
+    assert all(isinstance(tok, str) and w > 0 for tok, w in explanation)
+
+
+def test_load_errors(tmp_path) -> None:
+    with pytest.raises(ModelLoadError):
+        SentimentRuntime.load(tmp_path / "missing")
+    with pytest.raises(ModelLoadError):
+        SentimentRuntime.load(tmp_path)  # exists but is no artifact
+    with pytest.raises(ModelLoadError):
+        parse_models_uri("models:/no-alias-or-version")
+    assert parse_models_uri("models:/m@champion") == ("m", "champion", None)
+    assert parse_models_uri("models:/m/3") == ("m", None, "3")
+
+
+def test_runtime_never_imports_torch(tiny: TrainResult) -> None:
+    code = textwrap.dedent(f"""
+        import sys
+        from scoring.runtime import SentimentRuntime
+        rt = SentimentRuntime.load({str(tiny.artifact_dir)!r})
+        out = rt.score(["bitcoin to the moon", "", "rekt"])
+        rt.explain("bitcoin to the moon")
+        assert out[0].label is not None and out[1].error
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in {{"torch", "transformers", "optimum"}})
+        assert not heavy, heavy
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")
