@@ -1,0 +1,114 @@
+"""API test fixtures: settings with a unique Redis prefix, seeded views, app clients."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from cryptopulse.settings import Settings, load_settings
+from scoring.runtime import TextScore
+from tests.api.seed import seed_views
+
+
+def make_settings(base: Settings, prefix: str | None = None, **api: Any) -> Settings:
+    """Settings like ``base`` with a unique Redis key prefix and API overrides."""
+    return load_settings(
+        kafka=base.kafka.model_dump(),
+        redis={**base.redis.model_dump(), "key_prefix": prefix or f"test-api-{uuid.uuid4().hex[:10]}"},
+        api={**base.api.model_dump(), **api},
+        model=base.model.model_dump(),
+        dashboard=base.dashboard.model_dump(),
+    )
+
+
+def _cleanup(client: redis.Redis, prefix: str) -> None:
+    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture
+def redis_settings(platform: Settings) -> Iterator[Settings]:
+    """Real Redis, unique key prefix (cleaned up afterwards); no Kafka topics needed."""
+    settings = make_settings(platform)
+    yield settings
+    _cleanup(redis.Redis.from_url(settings.redis.dsn), settings.redis.key_prefix)
+
+
+@pytest.fixture
+def sync_redis(redis_settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_settings.redis.dsn)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def seeded(redis_settings: Settings, sync_redis: redis.Redis) -> dict[str, Any]:
+    return seed_views(sync_redis, redis_settings.redis.key_prefix)
+
+
+class FakeRuntime:
+    """Stands in for scoring.runtime.SentimentRuntime where the model itself is not under test."""
+
+    model_version = "fake/1"
+
+    def score(self, texts: list[str]) -> list[TextScore]:
+        out = []
+        for text in texts:
+            if not text.strip():
+                out.append(TextScore(label=None, model_version=self.model_version, error="empty text"))
+                continue
+            positive = "bull" in text.lower() or "moon" in text.lower()
+            out.append(
+                TextScore(
+                    label="positive" if positive else "neutral",
+                    score=0.7 if positive else 0.0,
+                    confidence=0.8,
+                    p_negative=0.1,
+                    p_neutral=0.1 if positive else 0.8,
+                    p_positive=0.8 if positive else 0.1,
+                    coins=("bitcoin",) if "btc" in text.lower() else (),
+                    model_version=self.model_version,
+                )
+            )
+        return out
+
+
+@pytest.fixture
+def client(redis_settings: Settings) -> Iterator[TestClient]:
+    """The app over real Redis, auth off, a fake scoring runtime."""
+    with TestClient(create_app(redis_settings, runtime=FakeRuntime())) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(platform: Settings) -> Path:
+    """A real (tiny) model artifact, trained once and cached across runs (~1-2 min the first time)."""
+    import os
+
+    given = os.environ.get("CRYPTOPULSE_TEST_MODEL_DIR")
+    if given:
+        return Path(given)
+    out = platform.cache_dir / "test-models" / "api-tiny"
+    artifact = out / "artifact"
+    if not (artifact / "metadata.json").exists():
+        from model_export.train import TrainConfig, train
+
+        config = TrainConfig(
+            out_dir=out,
+            max_steps=3,
+            limit_per_split=40,
+            max_length=32,
+            measure_latency=False,
+            model_version="tiny-test",
+            threads=2,
+        )
+        train(config, progress=False)
+    return artifact

@@ -1,0 +1,203 @@
+"""Every /v1 read endpoint with good and bad input, against real Redis seeded by the writer helpers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from schemas.events import TrendWindow
+from tests.api.seed import COINS
+
+pytestmark = pytest.mark.integration
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response: Any, status: int, text: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert body["status"] == status and body["title"]
+    if text:
+        assert text in body["detail"], body
+    return body  # type: ignore[no-any-return]
+
+
+def test_coins_lists_tracked_coins_with_latest_sentiment(client: TestClient, seeded: dict[str, Any]) -> None:
+    r = client.get("/v1/coins", params={"window": "5m"})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["count"] == 3 and body["window"] == "5m"
+    by_coin = {c["coin"]: c for c in body["coins"]}
+    assert set(by_coin) == set(COINS)
+    expected = max(
+        (w for w in seeded["windows"] if w.coin == "bitcoin" and w.window == "5m"),
+        key=lambda w: w.window_start,
+    )
+    assert TrendWindow.model_validate(by_coin["bitcoin"]["sentiment"]) == expected
+    assert by_coin["bitcoin"]["price"]["price"] == COINS["bitcoin"]["price"]
+
+
+def test_coins_empty_when_nothing_seeded(client: TestClient) -> None:
+    r = client.get("/v1/coins")
+    assert r.status_code == 200 and r.json()["coins"] == []
+
+
+def test_coin_sentiment(client: TestClient, seeded: dict[str, Any]) -> None:
+    for window in ("1m", "5m", "1h", "1d"):
+        r = client.get("/v1/coins/ethereum/sentiment", params={"window": window})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["coin"] == "ethereum" and body["latest"]["window"] == window
+        assert body["latest"]["mean_score"] < 0  # seeded bearish
+        assert body["age_s"] >= 0
+
+
+def test_unknown_coin_is_404_problem(client: TestClient, seeded: dict[str, Any]) -> None:
+    body = assert_problem(client.get("/v1/coins/dogecash/sentiment"), 404, "not tracked")
+    assert body["type"].endswith("/unknown-coin")
+    assert_problem(client.get("/v1/coins/dogecash/timeseries"), 404)
+
+
+def test_tracked_coin_without_this_window_is_404(client: TestClient, seeded: dict[str, Any]) -> None:
+    assert_problem(
+        client.get("/v1/coins/bitcoin/sentiment", params={"window": "1h_5m"}), 404, "no 1h_5m window"
+    )
+
+
+@pytest.mark.parametrize("window", ["2m", "", "1H", "hour"])
+def test_bad_window_is_422_problem(client: TestClient, seeded: dict[str, Any], window: str) -> None:
+    body = assert_problem(client.get("/v1/coins/bitcoin/sentiment", params={"window": window}), 422)
+    assert body["errors"][0]["loc"] == ["query", "window"]
+    assert_problem(client.get("/v1/trending", params={"window": window}), 422)
+
+
+def test_bad_coin_id_is_422(client: TestClient) -> None:
+    assert_problem(client.get("/v1/coins/Bit%20Coin/sentiment"), 422)
+
+
+def test_timeseries_range_and_limit(client: TestClient, seeded: dict[str, Any]) -> None:
+    series = sorted(
+        (w for w in seeded["windows"] if w.coin == "solana" and w.window == "1m"),
+        key=lambda w: w.window_start,
+    )
+    r = client.get("/v1/coins/solana/timeseries", params={"window": "1m"})
+    body = r.json()
+    assert r.status_code == 200 and body["count"] == len(series) == 30
+    assert [p["window_start"] for p in body["points"]] == [
+        w.model_dump(mode="json")["window_start"] for w in series
+    ]
+
+    start, end = series[10].window_start, series[19].window_start
+    r = client.get(
+        "/v1/coins/solana/timeseries",
+        params={"window": "1m", "from": start.isoformat(), "to": end.isoformat()},
+    )
+    body = r.json()
+    assert body["count"] == 10 and body["from"].startswith(start.strftime("%Y-%m-%dT%H:%M"))
+    r = client.get("/v1/coins/solana/timeseries", params={"window": "1m", "limit": 5})
+    points = r.json()["points"]
+    assert len(points) == 5
+    assert points[-1]["window_start"] == series[-1].model_dump(mode="json")["window_start"]  # newest kept
+
+
+def test_timeseries_bad_input(client: TestClient, seeded: dict[str, Any]) -> None:
+    now = seeded["now"]
+    assert_problem(
+        client.get(
+            "/v1/coins/bitcoin/timeseries",
+            params={"from": now.isoformat(), "to": (now - timedelta(hours=1)).isoformat()},
+        ),
+        422,
+        "from must not be after to",
+    )
+    assert_problem(client.get("/v1/coins/bitcoin/timeseries", params={"from": "yesterday"}), 422)
+    assert_problem(
+        client.get("/v1/coins/bitcoin/timeseries", params={"from": "2026-01-01T00:00:00"}), 422, "timezone"
+    )
+    assert_problem(client.get("/v1/coins/bitcoin/timeseries", params={"limit": 0}), 422)
+    assert_problem(client.get("/v1/coins/bitcoin/timeseries", params={"limit": 5001}), 422)
+
+
+def test_trending_ranks_by_zscore(client: TestClient, seeded: dict[str, Any]) -> None:
+    r = client.get("/v1/trending", params={"window": "1h", "limit": 2})
+    body = r.json()
+    assert r.status_code == 200
+    assert [i["coin"] for i in body["items"]] == ["solana", "bitcoin"]
+    assert body["items"][0]["rank"] == 1 and body["items"][0]["volume_zscore"] == pytest.approx(3.3)
+    assert body["items"][0]["volume"] is not None
+    assert_problem(client.get("/v1/trending", params={"limit": 0}), 422)
+
+
+def test_market_mood(client: TestClient, seeded: dict[str, Any]) -> None:
+    body = client.get("/v1/market", params={"window": "1h"}).json()
+    assert 0 <= body["index"] <= 100 and body["coins"] == 3
+    assert {p["name"] for p in body["parts"]} == {"sentiment", "breadth", "momentum", "activity"}
+    assert body["label"] in {"extreme fear", "fear", "neutral", "greed", "extreme greed"}
+
+
+def test_market_without_data(client: TestClient) -> None:
+    body = client.get("/v1/market").json()
+    assert body["label"] == "no data" and body["index"] == 50 and body["parts"] == []
+
+
+def test_posts_and_alerts(client: TestClient, seeded: dict[str, Any]) -> None:
+    posts = client.get("/v1/posts/latest", params={"limit": 3}).json()
+    assert posts["count"] == 3
+    assert posts["posts"][0]["source_id"] == seeded["posts"][-1].source_id  # newest first
+    only_eth = client.get("/v1/posts/latest", params={"coin": "ethereum"}).json()["posts"]
+    assert only_eth and all("ethereum" in p["coins"] for p in only_eth)
+    alerts = client.get("/v1/alerts").json()
+    assert alerts["count"] == 1 and alerts["alerts"][0]["kind"] == "volume_spike"
+    assert_problem(client.get("/v1/posts/latest", params={"limit": 501}), 422)
+
+
+def test_info_reports_model_and_freshness(client: TestClient, seeded: dict[str, Any]) -> None:
+    body = client.get("/v1/info").json()
+    assert body["model"] == {"loaded": True, "version": "fake/1", "uri": body["model"]["uri"], "error": None}
+    assert body["coins"] == 3
+    assert body["freshness"]["window_age_s"] is not None and body["freshness"]["window_age_s"] < 300
+    assert body["freshness"]["post_age_s"] is not None
+
+
+def test_health_ready_metrics(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["redis"]["ok"] and ready.json()["model"]["loaded"]
+    client.get("/v1/coins")
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert 'cryptopulse_api_requests_total{method="GET",route="/v1/coins",status="200"}' in metrics.text
+
+
+def test_unknown_route_is_problem(client: TestClient) -> None:
+    assert_problem(client.get("/v1/nope"), 404)
+    assert_problem(client.delete("/v1/coins"), 405)
+
+
+def test_openapi_document_is_complete(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    paths = doc["paths"]
+    for path in (
+        "/v1/coins",
+        "/v1/coins/{coin}/sentiment",
+        "/v1/coins/{coin}/timeseries",
+        "/v1/trending",
+        "/v1/market",
+        "/v1/score",
+        "/v1/stream",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ):
+        assert path in paths, path
+    sentiment = paths["/v1/coins/{coin}/sentiment"]["get"]["responses"]
+    assert PROBLEM in sentiment["404"]["content"] and PROBLEM in sentiment["422"]["content"]
+    assert doc["components"]["schemas"]["SentimentResponse"]["examples"]
+    assert "text/event-stream" in paths["/v1/stream"]["get"]["responses"]["200"]["content"]
+    score_body = doc["components"]["schemas"]["ScoreRequest"]["properties"]["texts"]
+    assert score_body["maxItems"] == 64 and score_body["minItems"] == 1
