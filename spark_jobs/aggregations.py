@@ -1,0 +1,558 @@
+"""Pure trend-window logic: Spark for the per-event work, pandas for the per-window finish.
+
+The split is deliberate. Everything proportional to the number of *events* (parse,
+de-duplicate, explode coins and sources, assign event-time windows, sum) runs in Spark
+and is shared verbatim by the streaming job and the backfill. What is proportional to
+the number of *windows* (shares, dominance, prices, z-scores, correlations) is finished
+in pandas by :func:`build_trend_frame` and :func:`add_cross_window_features`, the same
+functions for both jobs, so a backfill reproduces what streaming wrote bit for bit.
+
+Aggregates are kept as *sums* (count, sum of scores, ...) rather than means so they
+can be merged: the backfill first sums events into one-minute buckets and then rolls
+the buckets up into every window size with the very same aggregation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from cryptopulse.settings import Settings
+from schemas.events import TrendWindow, WindowSize
+from schemas.topics import RAW_PRICES, SCORED_POSTS
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+TOTAL_COIN = "__total__"
+"""Pseudo coin whose ``n`` counts every mention of a (window, source): dominance denominator."""
+PRICE_SOURCE = "__price__"
+"""Pseudo source of the price rows (OHLC of one coin in one window)."""
+ALL_SOURCES = "all"
+
+WINDOW_SPECS: dict[WindowSize, tuple[str, str | None]] = {
+    WindowSize.ONE_MINUTE: ("1 minute", None),
+    WindowSize.FIVE_MINUTES: ("5 minutes", None),
+    WindowSize.ONE_HOUR: ("1 hour", None),
+    WindowSize.ONE_DAY: ("1 day", None),
+    WindowSize.ONE_HOUR_SLIDING: ("1 hour", "5 minutes"),
+}
+"""Spark ``window()`` duration and slide of each window size."""
+
+MEASURES = (
+    "n",
+    "s_score",
+    "s_conf",
+    "s_wscore",
+    "n_pos",
+    "n_neu",
+    "n_neg",
+    "last_event",
+    "last_ingest",
+    "p_open",
+    "t_open",
+    "p_close",
+    "t_close",
+    "p_high",
+    "p_low",
+)
+"""Mergeable per-group measures; times are epoch milliseconds after :func:`aggregate_windows`."""
+
+KEY_COLUMNS = ("window", "window_start", "window_end", "coin", "source")
+DIGITS = 9
+"""Derived floats are rounded so that summation order (stream vs backfill) cannot show."""
+
+EVENT_DDL = (
+    "source_id STRING, event_time TIMESTAMP, ingest_time TIMESTAMP, source STRING, text STRING, "
+    "coins ARRAY<STRING>, label STRING, score DOUBLE, confidence DOUBLE, p_negative DOUBLE, "
+    "p_neutral DOUBLE, p_positive DOUBLE, model_version STRING, coin STRING, price DOUBLE"
+)
+"""Superset of the ScoredPost and PriceTick JSON fields the trend job reads."""
+
+
+# -- Spark: per-event work ---------------------------------------------------------------------
+
+
+def kafka_events(raw: DataFrame, settings: Settings) -> DataFrame:
+    """Kafka rows (topic, value, timestamp) -> (kind, value, kafka_time) with kind post|price."""
+    from pyspark.sql import functions as F
+
+    scored, prices = SCORED_POSTS.name(settings), RAW_PRICES.name(settings)
+    kind = F.when(F.col("topic") == scored, "post").when(F.col("topic") == prices, "price")
+    return raw.select(
+        kind.alias("kind"),
+        F.col("value").cast("string").alias("value"),
+        F.col("timestamp").alias("kafka_time"),
+    ).where(F.col("kind").isNotNull())
+
+
+def parse_events(events: DataFrame) -> DataFrame:
+    """(kind, value JSON) -> typed events; records that do not parse are dropped."""
+    from pyspark.sql import functions as F
+
+    parsed = events.select("kind", "value", F.from_json("value", EVENT_DDL).alias("e"))
+    typed = parsed.select("kind", "value", "e.*")
+    ok_post = (F.col("kind") == "post") & F.col("score").isNotNull() & F.col("source").isNotNull()
+    ok_price = (F.col("kind") == "price") & F.col("price").isNotNull() & F.col("coin").isNotNull()
+    return typed.where(
+        F.col("event_time").isNotNull() & F.col("source_id").isNotNull() & (ok_post | ok_price)
+    )
+
+
+def _ms(column: Column) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.unix_millis(column)
+
+
+def measure_rows(events: DataFrame) -> DataFrame:
+    """Typed events -> one row per (event, coin, source) mention, per post total, per price tick.
+
+    Each post counts once for its own source and once for ``all``; a post mentioning
+    several coins is one mention of each. ``TOTAL_COIN`` rows carry the number of
+    mentions, the denominator of social dominance.
+    """
+    from pyspark.sql import functions as F
+
+    posts = events.where(F.col("kind") == "post").select(
+        "event_time",
+        "ingest_time",
+        F.explode(F.array(F.col("source"), F.lit(ALL_SOURCES))).alias("source"),
+        F.array_distinct(F.coalesce(F.col("coins"), F.array().cast("array<string>"))).alias("coins"),
+        "score",
+        F.coalesce(F.col("confidence"), F.lit(0.0)).alias("confidence"),
+        "label",
+    )
+    null_d = F.lit(None).cast("double")
+    null_t = F.lit(None).cast("timestamp")
+    zero = F.lit(0.0)
+
+    def common(
+        n: Column, s_score: Column, s_conf: Column, s_wscore: Column, label: Column | None
+    ) -> list[Column]:
+        def is_label(name: str) -> Column:
+            return F.when(label == name, 1).otherwise(0) if label is not None else F.lit(0)
+
+        return [
+            n.cast("long").alias("n"),
+            s_score.alias("s_score"),
+            s_conf.alias("s_conf"),
+            s_wscore.alias("s_wscore"),
+            is_label("positive").cast("long").alias("n_pos"),
+            is_label("neutral").cast("long").alias("n_neu"),
+            is_label("negative").cast("long").alias("n_neg"),
+            F.col("event_time").alias("last_event"),
+            F.col("ingest_time").alias("last_ingest"),
+        ]
+
+    no_price = [
+        null_d.alias("p_open"),
+        null_t.alias("t_open"),
+        null_d.alias("p_close"),
+        null_t.alias("t_close"),
+        null_d.alias("p_high"),
+        null_d.alias("p_low"),
+    ]
+    mentions = posts.select(
+        "event_time",
+        F.explode("coins").alias("coin"),
+        "source",
+        *common(
+            F.lit(1),
+            F.col("score"),
+            F.col("confidence"),
+            F.col("confidence") * F.col("score"),
+            F.col("label"),
+        ),
+        *no_price,
+    )
+    totals = posts.where(F.size("coins") > 0).select(
+        "event_time",
+        F.lit(TOTAL_COIN).alias("coin"),
+        "source",
+        *common(F.size("coins"), zero, zero, zero, None),
+        *no_price,
+    )
+    ticks = events.where(F.col("kind") == "price").select(
+        "event_time",
+        F.col("coin"),
+        F.lit(PRICE_SOURCE).alias("source"),
+        *common(F.lit(0), zero, zero, zero, None),
+        F.col("price").alias("p_open"),
+        F.col("event_time").alias("t_open"),
+        F.col("price").alias("p_close"),
+        F.col("event_time").alias("t_close"),
+        F.col("price").alias("p_high"),
+        F.col("price").alias("p_low"),
+    )
+    return mentions.unionByName(totals).unionByName(ticks)
+
+
+def _sums() -> list[Column]:
+    from pyspark.sql import functions as F
+
+    return [
+        F.sum("n").alias("n"),
+        F.sum("s_score").alias("s_score"),
+        F.sum("s_conf").alias("s_conf"),
+        F.sum("s_wscore").alias("s_wscore"),
+        F.sum("n_pos").alias("n_pos"),
+        F.sum("n_neu").alias("n_neu"),
+        F.sum("n_neg").alias("n_neg"),
+        F.max("last_event").alias("last_event"),
+        F.max("last_ingest").alias("last_ingest"),
+        F.min_by("p_open", "t_open").alias("p_open"),
+        F.min("t_open").alias("t_open"),
+        F.max_by("p_close", "t_close").alias("p_close"),
+        F.max("t_close").alias("t_close"),
+        F.max("p_high").alias("p_high"),
+        F.min("p_low").alias("p_low"),
+    ]
+
+
+def minute_buckets(measures: DataFrame) -> DataFrame:
+    """Batch-only pre-aggregation into one-minute buckets (every window size is a union of them)."""
+    from pyspark.sql import functions as F
+
+    return measures.groupBy(
+        F.window("event_time", "1 minute").start.alias("event_time"), "coin", "source"
+    ).agg(*_sums())
+
+
+def assign_windows(measures: DataFrame, sizes: Iterable[WindowSize] = tuple(WINDOW_SPECS)) -> DataFrame:
+    """One copy of each row per window size (and per slide for ``1h_5m``), with struct ``w``.
+
+    ``window()`` is applied to the watermarked ``event_time`` in every branch, so the
+    streaming aggregation knows how to drop late rows and evict finished windows.
+    """
+    from pyspark.sql import functions as F
+
+    out: DataFrame | None = None
+    for size in sizes:
+        duration, slide = WINDOW_SPECS[WindowSize(size)]
+        w = F.window("event_time", duration, slide) if slide else F.window("event_time", duration)
+        branch = measures.select(
+            w.alias("w"), F.lit(WindowSize(size).value).alias("window"), *measures.columns
+        )
+        out = branch if out is None else out.unionByName(branch)
+    assert out is not None
+    return out
+
+
+def aggregate_windows(windowed: DataFrame) -> DataFrame:
+    """Sum the measures per (window size, window, coin, source); times become epoch ms."""
+    from pyspark.sql import functions as F
+
+    agg = windowed.groupBy("window", "w", "coin", "source").agg(*_sums())
+    return agg.select(
+        "window",
+        _ms(F.col("w.start")).alias("window_start"),
+        _ms(F.col("w.end")).alias("window_end"),
+        "coin",
+        "source",
+        "n",
+        "s_score",
+        "s_conf",
+        "s_wscore",
+        "n_pos",
+        "n_neu",
+        "n_neg",
+        _ms(F.col("last_event")).alias("last_event"),
+        _ms(F.col("last_ingest")).alias("last_ingest"),
+        "p_open",
+        _ms(F.col("t_open")).alias("t_open"),
+        "p_close",
+        _ms(F.col("t_close")).alias("t_close"),
+        "p_high",
+        "p_low",
+    )
+
+
+# -- pandas: per-window finish -------------------------------------------------------------------
+
+TREND_COLUMNS = (
+    "coin",
+    "window",
+    "source",
+    "window_start",
+    "window_end",
+    "volume",
+    "mean_score",
+    "weighted_score",
+    "positive_share",
+    "neutral_share",
+    "negative_share",
+    "social_dominance",
+    "volume_zscore",
+    "price_open",
+    "price_high",
+    "price_low",
+    "price_close",
+    "price_return",
+    "sentiment_return_corr",
+    "event_time",
+    "ingest_time",
+)
+"""Columns of a trend frame (times in epoch ms); one row is one TrendWindow."""
+
+
+def component_field(source: str, coin: str) -> str:
+    """Field name of one aggregate row inside a window's component hash."""
+    return f"{source}|{coin}"
+
+
+def components_to_json(row: Mapping[str, Any]) -> str:
+    """The measures of one aggregate row as compact JSON (exact float round trip)."""
+    return json.dumps({m: _plain(row.get(m)) for m in MEASURES}, separators=(",", ":"))
+
+
+def _plain(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    return value
+
+
+def components_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Aggregate rows (dicts with KEY_COLUMNS + MEASURES) as a typed frame."""
+    frame = pd.DataFrame.from_records(list(records), columns=[*KEY_COLUMNS, *MEASURES])
+    for col in ("n", "n_pos", "n_neu", "n_neg", "window_start", "window_end"):
+        frame[col] = frame[col].fillna(0).astype("int64")
+    for col in ("s_score", "s_conf", "s_wscore", "p_open", "p_close", "p_high", "p_low"):
+        frame[col] = frame[col].astype("float64")
+    for col in ("last_event", "last_ingest", "t_open", "t_close"):
+        frame[col] = frame[col].astype("Float64").astype("float64")
+    return frame
+
+
+def _round(values: pd.Series | np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(values, dtype="float64"), DIGITS)
+
+
+def build_trend_frame(components: pd.DataFrame) -> pd.DataFrame:
+    """Complete aggregates of some windows -> one trend row per (window, coin, source).
+
+    ``components`` must hold, for each window it covers, every row of that window
+    (all coins, the ``TOTAL_COIN`` rows and the ``PRICE_SOURCE`` rows): dominance and
+    prices are looked up inside it. Cross-window features are left empty here.
+    """
+    keys = ["window", "window_start"]
+    if components.empty:
+        return pd.DataFrame(columns=list(TREND_COLUMNS))
+    posts = components[
+        (components["source"] != PRICE_SOURCE) & (components["coin"] != TOTAL_COIN) & (components["n"] > 0)
+    ]
+    totals = components.loc[components["coin"] == TOTAL_COIN, [*keys, "source", "n"]].rename(
+        columns={"n": "total"}
+    )
+    prices = components.loc[
+        components["source"] == PRICE_SOURCE,
+        [*keys, "coin", "p_open", "p_high", "p_low", "p_close", "last_ingest"],
+    ].rename(columns={"last_ingest": "price_ingest"})
+    posts = posts.drop(columns=["p_open", "p_high", "p_low", "p_close", "t_open", "t_close"])
+    df = posts.merge(totals, on=[*keys, "source"], how="left").merge(prices, on=[*keys, "coin"], how="left")
+    n = df["n"].to_numpy(dtype="float64")
+    s_conf = df["s_conf"].to_numpy(dtype="float64")
+    mean = df["s_score"].to_numpy(dtype="float64") / n
+    weighted = np.where(
+        s_conf > 0, df["s_wscore"].to_numpy(dtype="float64") / np.where(s_conf > 0, s_conf, 1), mean
+    )
+    total = df["total"].fillna(0).to_numpy(dtype="float64")
+    p_open = df["p_open"].to_numpy(dtype="float64")
+    p_close = df["p_close"].to_numpy(dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ret = np.where(p_open > 0, p_close / p_open - 1.0, np.nan)
+        dominance = np.where(total > 0, n / total, 1.0)
+    ingest = np.fmax(
+        df["last_ingest"].to_numpy(dtype="float64"), df["price_ingest"].to_numpy(dtype="float64")
+    )
+    out = pd.DataFrame(
+        {
+            "coin": df["coin"].to_numpy(),
+            "window": df["window"].to_numpy(),
+            "source": df["source"].to_numpy(),
+            "window_start": df["window_start"].to_numpy(dtype="int64"),
+            "window_end": df["window_end"].to_numpy(dtype="int64"),
+            "volume": df["n"].to_numpy(dtype="int64"),
+            "mean_score": np.clip(_round(mean), -1.0, 1.0),
+            "weighted_score": np.clip(_round(weighted), -1.0, 1.0),
+            "positive_share": _round(df["n_pos"].to_numpy(dtype="float64") / n),
+            "neutral_share": _round(df["n_neu"].to_numpy(dtype="float64") / n),
+            "negative_share": _round(df["n_neg"].to_numpy(dtype="float64") / n),
+            "social_dominance": np.clip(_round(dominance), 0.0, 1.0),
+            "volume_zscore": np.nan,
+            "price_open": p_open,
+            "price_high": df["p_high"].to_numpy(dtype="float64"),
+            "price_low": df["p_low"].to_numpy(dtype="float64"),
+            "price_close": p_close,
+            "price_return": _round(ret),
+            "sentiment_return_corr": np.nan,
+            "event_time": df["last_event"].to_numpy(dtype="float64").astype("int64"),
+            "ingest_time": ingest.astype("int64"),
+        }
+    )
+    return out.sort_values(["window", "coin", "source", "window_start"], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class SeriesHistory:
+    """Earlier windows of one series: what z-scores and correlations look back on."""
+
+    starts: list[int]
+    volumes: list[float]
+    scores: list[float]
+    returns: list[float]
+
+
+def history_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """History points (window, coin, source, window_start, volume, weighted_score, price_return)."""
+    cols = ["window", "coin", "source", "window_start", "volume", "weighted_score", "price_return"]
+    frame = pd.DataFrame.from_records(list(rows), columns=cols)
+    frame["window_start"] = frame["window_start"].astype("int64")
+    for col in ("volume", "weighted_score", "price_return"):
+        frame[col] = frame[col].astype("float64")
+    return frame
+
+
+def _trailing(values: np.ndarray, size: int, *, include_current: bool) -> np.ndarray:
+    """Row i holds the ``size`` values before i (or ending at i), NaN-padded on the left."""
+    padded = np.concatenate([np.full(size, np.nan), values])
+    view = np.lib.stride_tricks.sliding_window_view(padded, size)
+    return view[1 : len(values) + 1] if include_current else view[: len(values)]
+
+
+def _series_features(
+    vol: np.ndarray, score: np.ndarray, ret: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    prev = _trailing(vol, size, include_current=False)
+    count = np.sum(~np.isnan(prev), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        filled = np.where(np.isnan(prev), 0.0, prev)
+        mean = np.sum(filled, axis=1) / np.maximum(count, 1)
+        var = np.sum(np.where(np.isnan(prev), 0.0, (prev - mean[:, None]) ** 2), axis=1) / np.maximum(
+            count, 1
+        )
+        std = np.sqrt(var)
+        z = np.where((count >= 2) & (std > 0), (vol - mean) / np.where(std > 0, std, 1.0), np.nan)
+        xs = _trailing(score, size, include_current=True)
+        ys = _trailing(ret, size, include_current=True)
+        mask = ~np.isnan(xs) & ~np.isnan(ys)
+        k = np.sum(mask, axis=1)
+        x = np.where(mask, xs, 0.0)
+        y = np.where(mask, ys, 0.0)
+        mx = np.sum(x, axis=1) / np.maximum(k, 1)
+        my = np.sum(y, axis=1) / np.maximum(k, 1)
+        dx = np.where(mask, xs - mx[:, None], 0.0)
+        dy = np.where(mask, ys - my[:, None], 0.0)
+        sxy = np.sum(dx * dy, axis=1)
+        sxx = np.sum(dx * dx, axis=1)
+        syy = np.sum(dy * dy, axis=1)
+        ok = (k >= 3) & (sxx > 1e-18) & (syy > 1e-18)
+        corr = np.where(ok, sxy / np.sqrt(np.where(ok, sxx * syy, 1.0)), np.nan)
+    return z, np.clip(corr, -1.0, 1.0)
+
+
+def add_cross_window_features(
+    trends: pd.DataFrame, history: pd.DataFrame, trailing: int = 20
+) -> pd.DataFrame:
+    """Fill volume z-score and sentiment-return correlation of ``trends`` rows.
+
+    z-score: the window's volume against the mean and (population) standard deviation
+    of the ``trailing`` previous windows of the same (size, coin, source) that exist;
+    needs two of them and a non-zero spread. Correlation: Pearson correlation of the
+    confidence-weighted score and the price return over the last ``trailing`` windows
+    including this one, where both are known; needs three points. ``history`` holds
+    earlier windows (rows also in ``trends`` are taken from ``trends``).
+    """
+    if trends.empty:
+        return trends
+    keys = ["window", "coin", "source"]
+    current = trends[[*keys, "window_start", "volume", "weighted_score", "price_return"]].copy()
+    current["_row"] = np.arange(len(trends))
+    hist = history.copy()
+    if not hist.empty:
+        seen = set(
+            zip(current["window"], current["coin"], current["source"], current["window_start"], strict=True)
+        )
+        stale = [
+            (w, c, s, t) in seen
+            for w, c, s, t in zip(
+                hist["window"], hist["coin"], hist["source"], hist["window_start"], strict=True
+            )
+        ]
+        hist = hist[~np.asarray(stale, dtype=bool)]
+    hist = hist.assign(_row=-1)
+    merged = pd.concat([hist, current], ignore_index=True).astype({"volume": "float64"})
+    merged = merged.sort_values([*keys, "window_start"], kind="stable", ignore_index=True)
+    z_out = np.full(len(trends), np.nan)
+    c_out = np.full(len(trends), np.nan)
+    for _, group in merged.groupby(keys, sort=False):
+        z, corr = _series_features(
+            group["volume"].to_numpy(dtype="float64"),
+            group["weighted_score"].to_numpy(dtype="float64"),
+            group["price_return"].to_numpy(dtype="float64"),
+            trailing,
+        )
+        rows = group["_row"].to_numpy()
+        own = rows >= 0
+        z_out[rows[own]] = z[own]
+        c_out[rows[own]] = corr[own]
+    out = trends.copy()
+    out["volume_zscore"] = _round(z_out)
+    out["sentiment_return_corr"] = np.clip(_round(c_out), -1.0, 1.0)
+    return out
+
+
+def _opt(value: Any) -> float | None:
+    if value is None or pd.isna(value):
+        return None
+    return float(value)
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+
+
+def to_trend_windows(trends: pd.DataFrame) -> list[TrendWindow]:
+    """Trend rows -> validated TrendWindow models (what Redis and pub/sub carry)."""
+    windows = []
+    for rec in trends.to_dict("records"):
+        start = _utc(rec["window_start"])
+        windows.append(
+            TrendWindow(
+                source_id=TrendWindow.make_source_id(rec["coin"], rec["window"], rec["source"], start),
+                event_time=_utc(rec["event_time"]),
+                ingest_time=_utc(rec["ingest_time"]),
+                coin=rec["coin"],
+                window=WindowSize(rec["window"]),
+                source=rec["source"],
+                window_start=start,
+                window_end=_utc(rec["window_end"]),
+                volume=int(rec["volume"]),
+                mean_score=float(rec["mean_score"]),
+                weighted_score=float(rec["weighted_score"]),
+                positive_share=float(rec["positive_share"]),
+                neutral_share=float(rec["neutral_share"]),
+                negative_share=float(rec["negative_share"]),
+                social_dominance=float(rec["social_dominance"]),
+                volume_zscore=_opt(rec["volume_zscore"]),
+                price_open=_opt(rec["price_open"]),
+                price_high=_opt(rec["price_high"]),
+                price_low=_opt(rec["price_low"]),
+                price_close=_opt(rec["price_close"]),
+                price_return=_opt(rec["price_return"]),
+                sentiment_return_corr=_opt(rec["sentiment_return_corr"]),
+            )
+        )
+    return windows

@@ -1,0 +1,110 @@
+"""The Parquet history lake under ``settings.home / "lake"`` (or ``settings.spark.lake_dir``).
+
+Two datasets:
+
+* ``events/kind=post|price/date=YYYY-MM-DD/``: every scored post and price tick as the
+  original JSON plus (source_id, event_time), written by the streaming job's archive
+  query (Spark file sink: exactly once through its ``_spark_metadata`` log). The backfill
+  reads history from here with ``--source lake``.
+* ``trends/date=YYYY-MM-DD/window=1m|5m|1h|1d|1h_5m/``: trend windows of every source.
+  The streaming job adds one file per micro-batch and partition, named after the batch
+  (a replayed batch overwrites its own file); a window updated by several batches has
+  several rows, and readers keep the one with the newest ``ingest_time``
+  (:func:`read_trends`). A backfill replaces whole partitions (dynamic partition
+  overwrite: staged, then swapped in), after which a partition holds one row per window.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from cryptopulse.settings import Settings
+from spark_jobs.session import lake_dir
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+TIME_COLUMNS = ("window_start", "window_end", "event_time", "ingest_time")
+
+
+def events_path(settings: Settings) -> Path:
+    return lake_dir(settings) / "events"
+
+
+def trends_path(settings: Settings) -> Path:
+    return lake_dir(settings) / "trends"
+
+
+def lake_frame(trends: pd.DataFrame) -> pd.DataFrame:
+    """Trend rows (epoch-ms times) -> lake columns: UTC timestamps plus ``date`` partition value."""
+    out = trends.copy()
+    for col in TIME_COLUMNS:
+        out[col] = pd.to_datetime(out[col].astype("int64"), unit="ms", utc=True).astype("datetime64[us, UTC]")
+    out["volume"] = out["volume"].astype("int64")
+    out["date"] = out["window_start"].dt.strftime("%Y-%m-%d")
+    return out
+
+
+def write_trend_files(trends: pd.DataFrame, root: Path, name: str) -> int:
+    """Write one file ``name.parquet`` per (date, window) partition, atomically by rename.
+
+    Used by the streaming sink on the driver: rewriting the same ``name`` (a replayed
+    micro-batch) replaces the file instead of adding a duplicate.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if trends.empty:
+        return 0
+    frame = lake_frame(trends)
+    files = 0
+    for (date, window), part in frame.groupby(["date", "window"], sort=True):
+        folder = root / f"date={date}" / f"window={window}"
+        folder.mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pandas(
+            part.drop(columns=["date", "window"]).reset_index(drop=True), preserve_index=False
+        )
+        tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        tmp.replace(folder / f"{name}.parquet")
+        files += 1
+    return files
+
+
+def read_trends(spark: SparkSession, settings: Settings, *, latest_only: bool = True) -> DataFrame:
+    """The trend lake as a DataFrame; ``latest_only`` keeps the newest row of each window."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    df = spark.read.option("basePath", str(trends_path(settings))).parquet(str(trends_path(settings)))
+    if not latest_only:
+        return df
+    key = Window.partitionBy("coin", "window", "source", "window_start").orderBy(
+        F.col("ingest_time").desc(), F.col("volume").desc()
+    )
+    return df.withColumn("_rank", F.row_number().over(key)).where("_rank = 1").drop("_rank")
+
+
+def write_trend_partitions(spark: SparkSession, trends: pd.DataFrame, settings: Settings) -> int:
+    """Backfill: replace the (date, window) partitions present in ``trends`` atomically.
+
+    Spark's dynamic partition overwrite stages the new files and swaps each partition in,
+    leaving partitions outside the result untouched.
+    """
+    if trends.empty:
+        return 0
+    frame = lake_frame(trends)
+    df = spark.createDataFrame(frame)
+    (
+        df.repartition("date", "window")
+        .write.mode("overwrite")
+        .option("partitionOverwriteMode", "dynamic")
+        .option("compression", "zstd")
+        .partitionBy("date", "window")
+        .parquet(str(trends_path(settings)))
+    )
+    return int(frame.groupby(["date", "window"]).ngroups)

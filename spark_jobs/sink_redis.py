@@ -1,0 +1,276 @@
+"""Redis side of the trend job: window components, series history and the public views.
+
+Public views (``trend:latest``, ``trend:ts``, ``trending``, ``coins`` and the
+``live:trends`` channel) are written only through :func:`schemas.redis_keys.write_trend_windows`,
+the shared idempotent writer, and only for ``source == "all"``. Two internal
+structures, owned by this job, make micro-batches mergeable and replay-safe:
+
+* ``{p}:spark:agg:{w}:{start_ms}`` HASH ``source|coin`` -> JSON sums of one window.
+  Spark's update mode emits full aggregates (not deltas), so an HSET of the same batch
+  twice leaves the hash as it was; reading the whole hash back gives every coin of the
+  window, which is what social dominance and price fields need.
+* ``{p}:spark:hist:{w}:{coin}:{source}`` ZSET score = window_start seconds, member = JSON
+  (start, volume, weighted score, return): the trailing windows of every series, per
+  source too, for z-scores and correlations. Replaced by score, trimmed by retention.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from schemas.events import WindowSize
+from schemas.redis_keys import RETENTION_SECONDS, write_trend_windows
+from spark_jobs.aggregations import (
+    KEY_COLUMNS,
+    MEASURES,
+    component_field,
+    components_frame,
+    components_to_json,
+    history_frame,
+    to_trend_windows,
+)
+
+log = logging.getLogger(__name__)
+
+# KEYS: zset   ARGV: score, member, retention seconds. Replace the member at this score, trim.
+_HIST_LUA = """
+local s = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], s, s)
+redis.call('ZADD', KEYS[1], s, ARGV[2])
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if top[2] then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(top[2]) - tonumber(ARGV[3])))
+end
+return 1
+"""
+
+WindowKey = tuple[str, int]
+"""(window size, window_start epoch ms)."""
+
+
+class TrendStore:
+    """Reads and writes the job's Redis state under one key prefix (``settings.redis.key_prefix``)."""
+
+    def __init__(self, client: Any, prefix: str, *, trailing: int = 20) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.trailing = trailing
+        self._hist_script = client.register_script(_HIST_LUA)
+
+    # -- keys -----------------------------------------------------------------------------------
+    def agg_key(self, window: str, start_ms: int) -> str:
+        return f"{self.prefix}:spark:agg:{window}:{int(start_ms)}"
+
+    def hist_key(self, window: str, coin: str, source: str) -> str:
+        return f"{self.prefix}:spark:hist:{window}:{coin}:{source}"
+
+    # -- window components ------------------------------------------------------------------------
+    def upsert_components(self, rows: Iterable[Mapping[str, Any]]) -> set[WindowKey]:
+        """HSET each aggregate row into its window's hash; returns the windows touched."""
+        pipe = self.client.pipeline(transaction=True)
+        touched: set[WindowKey] = set()
+        for row in rows:
+            key = (str(row["window"]), int(row["window_start"]))
+            touched.add(key)
+            pipe.hset(
+                self.agg_key(*key),
+                component_field(str(row["source"]), str(row["coin"])),
+                components_to_json(row),
+            )
+        for window, start in touched:
+            pipe.expire(self.agg_key(window, start), _agg_ttl(window))
+        if touched:
+            pipe.execute()
+        return touched
+
+    def replace_components(self, frame: pd.DataFrame) -> set[WindowKey]:
+        """Backfill: each window's hash becomes exactly the given rows (DEL + HSET, atomically)."""
+        touched: set[WindowKey] = set()
+        pipe = self.client.pipeline(transaction=True)
+        for (window, start), group in frame.groupby(["window", "window_start"], sort=True):
+            key = self.agg_key(str(window), int(start))
+            mapping = {
+                component_field(str(r["source"]), str(r["coin"])): components_to_json(r)
+                for r in group.to_dict("records")
+            }
+            pipe.delete(key)
+            pipe.hset(key, mapping=mapping)
+            pipe.expire(key, _agg_ttl(str(window)))
+            touched.add((str(window), int(start)))
+            if len(pipe) > 3000:
+                pipe.execute()
+                pipe = self.client.pipeline(transaction=True)
+        if len(pipe):
+            pipe.execute()
+        return touched
+
+    def load_components(self, windows: Iterable[WindowKey]) -> pd.DataFrame:
+        """Every stored aggregate row of the given windows."""
+        keys = sorted(set(windows))
+        pipe = self.client.pipeline(transaction=False)
+        for window, start in keys:
+            pipe.hgetall(self.agg_key(window, start))
+        records: list[dict[str, Any]] = []
+        for (window, start), stored in zip(keys, pipe.execute(), strict=True):
+            end = start + _window_ms(window)
+            for field, payload in stored.items():
+                source, coin = _text(field).split("|", 1)
+                rec: dict[str, Any] = json.loads(payload)
+                rec.update(window=window, window_start=start, window_end=end, coin=coin, source=source)
+                records.append(rec)
+        return components_frame(records)
+
+    # -- series history -----------------------------------------------------------------------------
+    def load_history(self, trends: pd.DataFrame) -> pd.DataFrame:
+        """For each series in ``trends``: the ``trailing`` windows before its first row and all
+        stored windows between its first and last row."""
+        series = trends.groupby(["window", "coin", "source"])["window_start"].agg(["min", "max"])
+        pipe = self.client.pipeline(transaction=False)
+        order = []
+        for (window, coin, source), bounds in series.iterrows():
+            key = self.hist_key(str(window), str(coin), str(source))
+            lo, hi = int(bounds["min"]) // 1000, int(bounds["max"]) // 1000
+            pipe.zrevrangebyscore(key, f"({lo}", "-inf", start=0, num=self.trailing)
+            pipe.zrangebyscore(key, lo, hi)
+            order.append((window, coin, source))
+        results = pipe.execute() if order else []
+        rows = []
+        for i, (window, coin, source) in enumerate(order):
+            for payload in [*results[2 * i], *results[2 * i + 1]]:
+                point = json.loads(payload)
+                rows.append(
+                    {
+                        "window": window,
+                        "coin": coin,
+                        "source": source,
+                        "window_start": point["t"],
+                        "volume": point["v"],
+                        "weighted_score": point["w"],
+                        "price_return": point["r"],
+                    }
+                )
+        return history_frame(rows)
+
+    def history_before(self, series: Iterable[tuple[str, str, str]], start_ms: int) -> pd.DataFrame:
+        """The ``trailing`` windows of each series that start before ``start_ms`` (backfill)."""
+        keys = list(series)
+        pipe = self.client.pipeline(transaction=False)
+        for window, coin, source in keys:
+            pipe.zrevrangebyscore(
+                self.hist_key(window, coin, source),
+                f"({start_ms // 1000}",
+                "-inf",
+                start=0,
+                num=self.trailing,
+            )
+        rows = []
+        for (window, coin, source), points in zip(keys, pipe.execute() if keys else [], strict=True):
+            for payload in points:
+                p = json.loads(payload)
+                rows.append(
+                    {
+                        "window": window,
+                        "coin": coin,
+                        "source": source,
+                        "window_start": p["t"],
+                        "volume": p["v"],
+                        "weighted_score": p["w"],
+                        "price_return": p["r"],
+                    }
+                )
+        return history_frame(rows)
+
+    # -- writes ----------------------------------------------------------------------------------------
+    def write_trends(self, trends: pd.DataFrame, *, publish: bool = True, chunk: int = 2000) -> int:
+        """Series history for every row, then the public views for ``source == "all"`` rows."""
+        if trends.empty:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for i, rec in enumerate(
+            trends[
+                ["window", "coin", "source", "window_start", "volume", "weighted_score", "price_return"]
+            ].to_dict("records")
+        ):
+            member = json.dumps(
+                {
+                    "t": int(rec["window_start"]),
+                    "v": int(rec["volume"]),
+                    "w": _nullable(rec["weighted_score"]),
+                    "r": _nullable(rec["price_return"]),
+                },
+                separators=(",", ":"),
+            )
+            self._hist_script(
+                keys=[self.hist_key(rec["window"], rec["coin"], rec["source"])],
+                args=[int(rec["window_start"]) // 1000, member, RETENTION_SECONDS[WindowSize(rec["window"])]],
+                client=pipe,
+            )
+            if (i + 1) % chunk == 0:
+                pipe.execute()
+        pipe.execute()
+        overall = trends[trends["source"] == "all"]
+        written = 0
+        for begin in range(0, len(overall), chunk):
+            windows = to_trend_windows(overall.iloc[begin : begin + chunk])
+            write_trend_windows(self.client, self.prefix, windows, publish=publish)
+            written += len(windows)
+        return written
+
+    def drop_stale(self, trends: pd.DataFrame, windows: Iterable[str], lo_ms: int, hi_ms: int) -> int:
+        """Backfill: remove series points in [lo, hi] that the recomputation no longer has."""
+        from schemas.redis_keys import RedisKeys
+
+        keys = RedisKeys(self.prefix)
+        keep = {
+            (w, c, s): set(g["window_start"].astype("int64") // 1000)
+            for (w, c, s), g in trends.groupby(["window", "coin", "source"])
+        }
+        removed = 0
+        lo, hi = lo_ms // 1000, hi_ms // 1000
+        for window in windows:
+            for key in self.client.scan_iter(match=f"{self.prefix}:spark:hist:{window}:*", count=500):
+                name = _text(key)
+                _, coin, source = name.rsplit(":", 2)
+                wanted = keep.get((window, coin, source), set())
+                for _member, score in self.client.zrangebyscore(name, lo, hi, withscores=True):
+                    if int(score) not in wanted:
+                        self.client.zremrangebyscore(name, score, score)
+                        if source == "all":
+                            self.client.zremrangebyscore(keys.trend_ts(window, coin), score, score)
+                        removed += 1
+        return removed
+
+
+def _nullable(value: Any) -> float | None:
+    if value is None or pd.isna(value):
+        return None
+    return float(value)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _window_ms(window: str) -> int:
+    from schemas.redis_keys import WINDOW_SECONDS
+
+    return WINDOW_SECONDS[WindowSize(window)] * 1000
+
+
+def _agg_ttl(window: str) -> int:
+    # Components are only needed while late data can still arrive; keep them as long as the view.
+    return RETENTION_SECONDS[WindowSize(window)]
+
+
+def rows_to_records(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    """Spark Rows (or dicts) of :func:`aggregate_windows` -> plain dicts."""
+    out = []
+    for row in rows:
+        rec = row.asDict() if hasattr(row, "asDict") else dict(row)
+        out.append({k: rec.get(k) for k in (*KEY_COLUMNS, *MEASURES)})
+    return out

@@ -1,0 +1,268 @@
+"""The streaming trend job: Kafka (scored posts + price ticks) -> windows -> Redis + lake.
+
+Two queries share one SparkSession:
+
+* ``trends``: parse, de-duplicate within the watermark, assign event-time windows
+  (1m, 5m, 1h, 1d tumbling; 1h sliding every 5m) and aggregate in *update* mode. Each
+  micro-batch goes to :class:`TrendSink` (foreachBatch), which merges the updated
+  aggregates into Redis, finishes the affected windows, writes the views and the
+  trend lake. Late events inside the watermark update their window; later ones are
+  dropped by Spark's state store.
+* ``archive``: the parsed events appended to the events lake (Spark file sink), which
+  the backfill can read instead of Kafka.
+
+Both checkpoint under ``settings.home / "checkpoints"``; a restart resumes at the
+offsets the last committed batch ended at, and a replayed batch rewrites exactly the
+same Redis values and the same lake file.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptopulse.settings import Settings
+from schemas.topics import RAW_PRICES, SCORED_POSTS
+from spark_jobs.aggregations import (
+    add_cross_window_features,
+    aggregate_windows,
+    assign_windows,
+    build_trend_frame,
+    kafka_events,
+    measure_rows,
+    parse_events,
+)
+from spark_jobs.lake import events_path, trends_path, write_trend_files
+from spark_jobs.metrics import SparkMetrics
+from spark_jobs.session import checkpoint_dir
+from spark_jobs.sink_redis import TrendStore, rows_to_records
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+log = logging.getLogger(__name__)
+
+
+def redis_client(settings: Settings) -> Any:
+    import redis
+
+    return redis.Redis.from_url(settings.redis.dsn, decode_responses=True)
+
+
+@dataclass
+class BatchResult:
+    batch_id: int
+    aggregates: int
+    windows: int
+    trends: int
+    seconds: float
+
+
+class TrendSink:
+    """foreachBatch target: merge aggregates, finish windows, write Redis views and the lake.
+
+    Every write is keyed by what it describes (window, series, batch file name), so a
+    micro-batch replayed after a crash leaves Redis and the lake as they were.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: Any | None = None,
+        metrics: SparkMetrics | None = None,
+        run_token: str = "stream",
+        publish: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.store = TrendStore(
+            client or redis_client(settings),
+            settings.redis.key_prefix,
+            trailing=settings.spark.trailing_windows,
+        )
+        self.metrics = metrics or SparkMetrics()
+        self.run_token = run_token
+        self.publish = publish
+        self.last: BatchResult | None = None
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        self.process(rows_to_records(batch.collect()), batch_id)
+
+    def process(self, records: list[dict[str, Any]], batch_id: int) -> BatchResult:
+        started = time.perf_counter()
+        touched = self.store.upsert_components(records)
+        trends = build_trend_frame(self.store.load_components(touched))
+        if not trends.empty:
+            history = self.store.load_history(trends)
+            trends = add_cross_window_features(trends, history, self.settings.spark.trailing_windows)
+            self.store.write_trends(trends, publish=self.publish)
+            write_trend_files(trends, trends_path(self.settings), f"stream-{self.run_token}-{batch_id:010d}")
+        elapsed = time.perf_counter() - started
+        result = BatchResult(batch_id, len(records), len(touched), len(trends), elapsed)
+        self.metrics.batches.inc()
+        self.metrics.rows.labels("aggregates").inc(len(records))
+        self.metrics.rows.labels("trends").inc(len(trends))
+        self.metrics.batch_duration.observe(elapsed)
+        self.metrics.last_batch.set(time.time())
+        self.metrics.last_batch_id.set(batch_id)
+        self.last = result
+        log.info(
+            "trend batch written",
+            extra={
+                "batch_id": batch_id,
+                "aggregates": len(records),
+                "windows": len(touched),
+                "trends": len(trends),
+                "seconds": round(elapsed, 3),
+            },
+        )
+        return result
+
+
+def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Both input topics through the official Kafka source."""
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka.bootstrap)
+        .option("subscribe", f"{SCORED_POSTS.name(settings)},{RAW_PRICES.name(settings)}")
+        .option("startingOffsets", settings.spark.starting_offsets)
+        .option("failOnDataLoss", "false")
+    )
+    if settings.spark.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(settings.spark.max_offsets_per_trigger))
+    return reader.load()
+
+
+def trend_aggregates(events: DataFrame, settings: Settings) -> DataFrame:
+    """Typed events -> watermarked, de-duplicated, windowed aggregates (streaming)."""
+    watermarked = events.withWatermark("event_time", settings.spark.watermark).dropDuplicatesWithinWatermark(
+        ["kind", "source_id"]
+    )
+    return aggregate_windows(assign_windows(measure_rows(watermarked)))
+
+
+def _run_token(folder: Path) -> str:
+    """Stable per checkpoint: names the lake files of this stream so a new checkpoint never
+    overwrites an old one's files, while a restart of the same checkpoint rewrites its own."""
+    folder.mkdir(parents=True, exist_ok=True)
+    token_file = folder / "lake-token"
+    if not token_file.exists():
+        token_file.write_text(uuid.uuid4().hex[:12], "utf-8")
+    return token_file.read_text("utf-8").strip()
+
+
+@dataclass
+class StreamJob:
+    trends: StreamingQuery
+    archive: StreamingQuery | None
+    sink: TrendSink
+
+    def process_all_available(self) -> None:
+        self.trends.processAllAvailable()
+        if self.archive is not None:
+            self.archive.processAllAvailable()
+
+    def stop(self) -> None:
+        for query in (self.trends, self.archive):
+            if query is not None and query.isActive:
+                query.stop()
+
+    def await_termination(self) -> None:
+        for query in (self.trends, self.archive):
+            if query is not None:
+                query.awaitTermination()
+
+
+def start_stream(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    available_now: bool = False,
+    archive: bool = True,
+    metrics: SparkMetrics | None = None,
+    client: Any | None = None,
+    publish: bool = True,
+) -> StreamJob:
+    """Start the trend (and archive) queries; ``available_now`` processes the backlog and stops."""
+    checkpoints = checkpoint_dir(settings)
+    events = parse_events(kafka_events(kafka_stream(spark, settings), settings))
+    sink = TrendSink(
+        settings,
+        client=client,
+        metrics=metrics,
+        run_token=_run_token(checkpoints / "trends"),
+        publish=publish,
+    )
+    writer = (
+        trend_aggregates(events, settings)
+        .writeStream.queryName(f"trends-{settings.kafka.topic_prefix}")
+        .outputMode("update")
+        .foreachBatch(sink)
+        .option("checkpointLocation", str(checkpoints / "trends"))
+    )
+    writer = (
+        writer.trigger(availableNow=True)
+        if available_now
+        else writer.trigger(processingTime=settings.spark.trigger_interval)
+    )
+    trends_query = writer.start()
+    archive_query = None
+    if archive:
+        from pyspark.sql import functions as F
+
+        archive_writer = (
+            events.select(
+                "kind",
+                F.date_format("event_time", "yyyy-MM-dd").alias("date"),
+                "source_id",
+                "event_time",
+                "value",
+            )
+            .writeStream.queryName(f"archive-{settings.kafka.topic_prefix}")
+            .format("parquet")
+            .option("path", str(events_path(settings)))
+            .option("checkpointLocation", str(checkpoints / "archive"))
+            .option("compression", "zstd")
+            .partitionBy("kind", "date")
+            .outputMode("append")
+        )
+        archive_writer = (
+            archive_writer.trigger(availableNow=True)
+            if available_now
+            else archive_writer.trigger(processingTime=settings.spark.trigger_interval)
+        )
+        archive_query = archive_writer.start()
+    log.info(
+        "streaming started",
+        extra={
+            "checkpoints": str(checkpoints),
+            "lake": str(trends_path(settings).parent),
+            "available_now": available_now,
+        },
+    )
+    return StreamJob(trends_query, archive_query, sink)
+
+
+def run_stream(settings: Settings, *, master: str | None = None, serve_metrics: bool = True) -> None:
+    """``cryptopulse spark stream``: run until interrupted (SIGINT/SIGTERM stop the queries)."""
+    from spark_jobs.metrics import progress_listener
+    from spark_jobs.session import build_spark
+
+    spark = build_spark(settings, master=master)
+    metrics = SparkMetrics()
+    if serve_metrics:
+        metrics.serve(settings.spark.metrics_port)
+    spark.streams.addListener(progress_listener(metrics))
+    job = start_stream(spark, settings, metrics=metrics)
+    try:
+        spark.streams.awaitAnyTermination()
+    except KeyboardInterrupt:
+        log.info("stopping streaming queries")
+    finally:
+        job.stop()
+        spark.stop()

@@ -1,0 +1,102 @@
+"""Spark test fixtures: one SparkSession for the whole run, isolated topics/keys/folders per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cryptopulse.kafka import EventProducer, ensure_topics
+from cryptopulse.settings import Settings, load_settings
+from schemas.events import PriceTick, ScoredPost, SentimentLabel, Source, content_hash
+from schemas.topics import RAW_PRICES, SCORED_POSTS
+
+T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def spark(platform: Settings) -> Iterator[Any]:
+    """The one SparkSession of the test run (local[2], small shuffle, Kafka jars)."""
+    from spark_jobs.session import build_spark
+
+    session = build_spark(platform, app_name="cryptopulse-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def spark_settings(platform: Settings, tmp_path: Path) -> Settings:
+    """Unique topics, Redis prefix, lake and checkpoints; topics created."""
+    tag = uuid.uuid4().hex[:10]
+    settings = load_settings(
+        home=tmp_path / "home",
+        kafka={**platform.kafka.model_dump(), "topic_prefix": f"test-spark-{tag}"},
+        redis={**platform.redis.model_dump(), "key_prefix": f"test-spark-{tag}"},
+        spark={**platform.spark.model_dump(), "trigger_interval": "1 second"},
+    )
+    ensure_topics(settings, [SCORED_POSTS, RAW_PRICES])
+    return settings
+
+
+@pytest.fixture
+def redis_client(platform: Settings, spark_settings: Settings) -> Iterator[Any]:
+    import redis
+
+    client = redis.Redis.from_url(platform.redis.dsn, decode_responses=True)
+    yield client
+    for key in client.scan_iter(match=f"{spark_settings.redis.key_prefix}:*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+def post(
+    n: int,
+    at: datetime,
+    coins: list[str],
+    score: float,
+    confidence: float,
+    label: str,
+    source: str = "reddit",
+    text: str | None = None,
+) -> ScoredPost:
+    body = text or f"test post {n} about {' '.join(coins)}"
+    p_pos = max(score, 0.0)
+    p_neg = max(-score, 0.0)
+    return ScoredPost(
+        source_id=f"t3_test{n}",
+        event_time=at,
+        ingest_time=at + timedelta(seconds=1),
+        source=Source(source),
+        text=body,
+        original_length=len(body),
+        coins=coins,
+        content_hash=content_hash(body),
+        label=SentimentLabel(label),
+        score=score,
+        confidence=confidence,
+        p_negative=p_neg,
+        p_neutral=1.0 - p_pos - p_neg,
+        p_positive=p_pos,
+        model_version="test-1",
+        scored_time=at + timedelta(seconds=2),
+    )
+
+
+def tick(coin: str, at: datetime, price: float) -> PriceTick:
+    return PriceTick(
+        source_id=PriceTick.make_source_id(coin, at), event_time=at, ingest_time=at, coin=coin, price=price
+    )
+
+
+def produce(settings: Settings, records: list[ScoredPost | PriceTick]) -> None:
+    producer = EventProducer(settings, component="tests")
+    for record in records:
+        if isinstance(record, PriceTick):
+            producer.send(RAW_PRICES.name(settings), record, key=record.coin)
+        else:
+            producer.send(SCORED_POSTS.name(settings), record)
+    producer.flush()
