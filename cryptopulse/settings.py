@@ -193,6 +193,7 @@ class StreamSettings(_Section):
     model_poll_s: float = Field(default=30.0, gt=0, description="registry alias poll interval (hot swap)")
     live_redis: bool = Field(default=True, description="mirror counters and publish live events to Redis")
     commit_interval_s: float = Field(default=1.0, gt=0, le=60, description="consumer offset commit interval")
+    session_timeout_s: float = Field(default=10.0, ge=6, le=300, description="crashed worker detected after")
 
 
 class ProducerSettings(_Section):

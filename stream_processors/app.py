@@ -35,6 +35,8 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         "topic_replication_factor": settings.kafka.replication_factor,
         "consumer_auto_offset_reset": "earliest",
         "broker_commit_interval": stream.commit_interval_s,
+        "broker_session_timeout": stream.session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, stream.session_timeout_s / 3),
         "producer_acks": -1,
         "producer_linger_ms": 5,
         "table_cleanup_interval": 30.0,

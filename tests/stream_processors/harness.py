@@ -1,0 +1,173 @@
+"""Run the real stream worker as a subprocess and read its output topics (integration tests, bench)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer
+
+from cryptopulse.settings import Settings
+from schemas.topics import DEAD_LETTER, SCORED_POSTS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def worker_env(settings: Settings, *, model_uri: str, web_port: int, **extra: str) -> dict[str, str]:
+    """Environment that points a worker process at the test's topics, keys and model."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOPULSE_")}
+    env.update(
+        {
+            "CRYPTOPULSE_HOME": str(settings.home),
+            "CRYPTOPULSE_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap,
+            "CRYPTOPULSE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+            "CRYPTOPULSE_REDIS__URL": settings.redis.dsn,
+            "CRYPTOPULSE_REDIS__KEY_PREFIX": settings.redis.key_prefix,
+            "CRYPTOPULSE_MLFLOW__TRACKING_URI": settings.mlflow.uri,
+            "CRYPTOPULSE_MODEL__URI": model_uri,
+            "CRYPTOPULSE_STREAM__WEB_PORT": str(web_port),
+            "PYTHONPATH": str(REPO),
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    """``python -m stream_processors worker`` with a log file; SIGKILL-able."""
+
+    env: dict[str, str]
+    log_path: Path
+    web_port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stream_processors", "worker", "-l", "info"],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/stream/health", timeout=2) as resp:
+                return dict(json.loads(resp.read()))
+        except Exception:
+            return None
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=5) as resp:
+            return str(resp.read().decode())
+
+    def wait_ready(self, timeout_s: float = 120.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}; log: {self.tail()}")
+            health = self.health()
+            if health and health.get("model_loaded"):
+                return health
+            time.sleep(0.5)
+        raise TimeoutError(f"worker not ready after {timeout_s}s; log: {self.tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no commit, no goodbye (a crash)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+
+@contextlib.contextmanager
+def running_worker(env: dict[str, str], log_path: Path, web_port: int) -> Iterator[WorkerProcess]:
+    worker = WorkerProcess(env, log_path, web_port).start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+@dataclass
+class OutputReader:
+    """Reads scored and dead-letter topics from the beginning (read_committed)."""
+
+    settings: Settings
+    scored: list[dict[str, Any]] = field(default_factory=list)
+    dead: list[dict[str, Any]] = field(default_factory=list)
+    received_at: dict[str, float] = field(default_factory=dict)
+    _consumer: Any = None
+
+    def __post_init__(self) -> None:
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka.bootstrap,
+                "group.id": f"reader-{self.settings.kafka.topic_prefix}-{time.time_ns()}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        self._consumer.subscribe([SCORED_POSTS.name(self.settings), DEAD_LETTER.name(self.settings)])
+
+    def ids(self) -> set[str]:
+        return {r["source_id"] for r in self.scored} | {r["source_id"] for r in self.dead}
+
+    def poll(self, timeout_s: float = 0.5) -> int:
+        got = 0
+        for msg in self._consumer.consume(num_messages=500, timeout=timeout_s):
+            if msg.error():
+                continue
+            record = json.loads(msg.value())
+            now = time.time()
+            if msg.topic() == SCORED_POSTS.name(self.settings):
+                self.scored.append(record)
+                self.received_at.setdefault(record["source_id"], now)
+            else:
+                self.dead.append(record)
+            got += 1
+        return got
+
+    def wait_for(self, expected: Iterable[str], timeout_s: float = 120.0) -> set[str]:
+        """Poll until every expected id has an outcome; returns the ids still missing."""
+        wanted = set(expected)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not wanted <= self.ids():
+            self.poll()
+        return wanted - self.ids()
+
+    def close(self) -> None:
+        self._consumer.close()
