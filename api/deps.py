@@ -79,19 +79,6 @@ async def authenticate(
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
 
 
-async def authenticate_health(
-    request: Request,
-    response: Response,
-    state: StateDep,
-    api_key: Annotated[str | None, Depends(api_key_header)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
-    """Health probes are open unless ``api.open_health`` is false."""
-    if state.settings.api.open_health:
-        return ANONYMOUS
-    return await authenticate(request, response, state, api_key, credentials)
-
-
 WindowQuery = Annotated[WindowSize, Query(description="window size: 1m, 5m, 1h, 1d or 1h_5m (sliding)")]
 CoinPath = Annotated[
     str,

@@ -114,7 +114,7 @@ def create_app(
     if settings.api.admin_enabled:
         v1.include_router(admin.router)
     app.include_router(v1)
-    app.include_router(health.router)
+    app.include_router(health.health_router(settings.api.open_health))
     app.include_router(health.metrics_router(settings.api.open_metrics))
 
     # Outermost first: metrics see every answer, CORS decorates even 413s.
@@ -128,7 +128,7 @@ def create_app(
         max_age=600,
     )
     app.add_middleware(MetricsMiddleware)
-    install_openapi(app)
+    install_openapi(app, auth_enabled=settings.api.auth_enabled)
     return app
 
 

@@ -27,8 +27,12 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 AUTHED = (401, 429)
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Generate once; error bodies are served as application/problem+json, so say so."""
+def install_openapi(app: FastAPI, *, auth_enabled: bool) -> None:
+    """Generate once; error bodies are served as application/problem+json, so say so.
+
+    Security requirements are documented only when auth is enabled: a document that
+    demands keys the server ignores would mislead clients (and fails conformance tests).
+    """
 
     def custom() -> dict[str, Any]:
         if app.openapi_schema:
@@ -41,8 +45,14 @@ def install_openapi(app: FastAPI) -> None:
             tags=app.openapi_tags,
             servers=app.servers,
         )
+        if not auth_enabled:
+            schema.get("components", {}).pop("securitySchemes", None)
         for path_item in schema.get("paths", {}).values():
             for operation in path_item.values():
+                if not auth_enabled:
+                    operation.pop("security", None)
+                    for code in ("401", "429"):
+                        operation.get("responses", {}).pop(code, None)
                 for status, response in operation.get("responses", {}).items():
                     content = response.get("content")
                     json_body = (content or {}).get("application/json", {})

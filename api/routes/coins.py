@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import BeforeValidator
 
 from api.deps import StateDep, TrackedCoin, WindowQuery
 from api.market import market_mood
@@ -24,6 +26,18 @@ from api.problems import ProblemError
 from schemas.events import WindowSize
 
 router = APIRouter(prefix="/v1", tags=["sentiment"])
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339(value: Any) -> Any:
+    """Only RFC 3339 date-times with a zone (pydantic alone would take '0.5' as epoch seconds)."""
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError("expected an ISO-8601 date-time with a timezone, e.g. 2026-11-28T18:00:00Z")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
 
 
 @router.get(
@@ -79,9 +93,9 @@ async def coin_timeseries(
     state: StateDep,
     window: WindowQuery = WindowSize.FIVE_MINUTES,
     from_: Annotated[
-        datetime | None, Query(alias="from", description="earliest window_start (ISO-8601 with zone)")
+        Timestamp | None, Query(alias="from", description="earliest window_start (ISO-8601 with zone)")
     ] = None,
-    to: Annotated[datetime | None, Query(description="latest window_start (ISO-8601 with zone)")] = None,
+    to: Annotated[Timestamp | None, Query(description="latest window_start (ISO-8601 with zone)")] = None,
     limit: Annotated[int, Query(ge=1, le=5000, description="at most this many newest windows")] = 500,
 ) -> TimeseriesResponse:
     for name, value in (("from", from_), ("to", to)):

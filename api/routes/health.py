@@ -3,39 +3,24 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
 from api import metrics
-from api.deps import StateDep, authenticate_health
+from api.deps import StateDep
 from api.models import Check, Health, Readiness
 from api.openapi import errors
 from api.routes.feed import model_status
-from api.security import Principal
-
-router = APIRouter(tags=["health"])
-HealthAuth = Annotated[Principal, Depends(authenticate_health)]
 
 
-@router.get(
-    "/healthz", response_model=Health, summary="Liveness: the process answers", responses=errors(401, 429)
-)
-async def healthz(_: HealthAuth) -> Health:
+async def healthz() -> Health:
+    """Liveness: the process answers."""
     return Health(status="ok")
 
 
-@router.get(
-    "/readyz",
-    response_model=Readiness,
-    summary="Readiness: Redis answers (and the model is loaded when api.require_model)",
-    responses={
-        503: {"model": Readiness, "description": "Not ready; the failing check says why"},
-        **errors(401, 429),
-    },
-)
-async def readyz(state: StateDep, _: HealthAuth) -> JSONResponse:
+async def readyz(state: StateDep) -> JSONResponse:
+    """Readiness: Redis answers (and the model is loaded when api.require_model)."""
     t0 = time.perf_counter()
     try:
         await state.redis.ping()
@@ -51,6 +36,30 @@ async def readyz(state: StateDep, _: HealthAuth) -> JSONResponse:
         model=model,
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)
+
+
+def health_router(open_health: bool) -> APIRouter:
+    """/healthz and /readyz, behind the API key unless ``api.open_health``."""
+    from api.deps import authenticate
+
+    deps = [] if open_health else [Depends(authenticate)]
+    auth_errors = {} if open_health else errors(401, 429)
+    r = APIRouter(tags=["health"], dependencies=deps)
+    r.add_api_route(
+        "/healthz", healthz, methods=["GET"], response_model=Health, summary="Liveness", responses=auth_errors
+    )
+    r.add_api_route(
+        "/readyz",
+        readyz,
+        methods=["GET"],
+        response_model=Readiness,
+        summary="Readiness: Redis (and the model when api.require_model)",
+        responses={
+            503: {"model": Readiness, "description": "Not ready; the failing check says why"},
+            **auth_errors,
+        },
+    )
+    return r
 
 
 async def metrics_endpoint(state: StateDep) -> Response:
@@ -83,4 +92,4 @@ def metrics_router(open_metrics: bool) -> APIRouter:
     return r
 
 
-__all__ = ["metrics_router", "router"]
+__all__ = ["health_router", "metrics_router"]

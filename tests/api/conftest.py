@@ -112,3 +112,45 @@ def tiny_model_dir(platform: Settings) -> Path:
         )
         train(config, progress=False)
     return artifact
+
+
+class LiveServer:
+    """The app under a real uvicorn server in a background thread (real HTTP, real streaming)."""
+
+    def __init__(self, app: Any) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_api(redis_settings: Settings, seeded: dict[str, Any]) -> Iterator[LiveServer]:
+    """Seeded views served over HTTP by uvicorn (auth off, fake runtime)."""
+    with LiveServer(create_app(redis_settings, runtime=FakeRuntime())) as server:
+        yield server

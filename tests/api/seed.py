@@ -76,7 +76,7 @@ def make_window(coin: str, window: WindowSize, start: datetime, i: int = 0) -> T
 
 
 def seed_views(client: Any, prefix: str, *, now: datetime | None = None, points: int = 30) -> dict[str, Any]:
-    """Write trends (all window sizes, ``points`` each), prices, posts and alerts; returns what was written."""
+    """Write trends (every window size, ``points`` each), prices, posts and alerts; return them."""
     now = now or datetime.now(UTC)
     windows: list[TrendWindow] = []
     for window in (WindowSize.ONE_MINUTE, WindowSize.FIVE_MINUTES, WindowSize.ONE_HOUR, WindowSize.ONE_DAY):
