@@ -1,0 +1,1 @@
+"""Streamlit dashboard over the CryptoPulse API (``cryptopulse dashboard``); reads the API only."""

@@ -1,0 +1,259 @@
+"""CryptoPulse dashboard: market mood, coins, posts and alerts, and the Kafka topics view.
+
+Run with ``cryptopulse dashboard``. Every number comes from the API (never Redis or
+Kafka directly); each page refreshes itself every ``dashboard.refresh_s`` seconds.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from api.dashboard.charts import gauge, sentiment_chart, timeseries_frame
+from api.dashboard.client import ApiClient
+from cryptopulse.settings import get_settings
+
+WINDOWS = ["1m", "5m", "1h", "1d"]
+
+
+@st.cache_resource
+def _client() -> ApiClient:
+    return ApiClient(get_settings())
+
+
+def _refresh_s() -> int:
+    return get_settings().dashboard.refresh_s
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "no data"
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def _show_error(error: str | None) -> bool:
+    if error:
+        st.warning(error)
+        return True
+    return False
+
+
+def sidebar() -> None:
+    """Model version and data freshness, on every page."""
+    info = _client().get("/v1/info")
+    with st.sidebar:
+        st.caption(f"API: {_client().base_url}")
+        if _show_error(info.error):
+            return
+        model = info.data["model"]
+        fresh = info.data["freshness"]
+        st.markdown(f"**Model version:** `{model['version'] or 'not loaded'}`")
+        st.markdown(f"**Trend data:** {_age(fresh['window_age_s'])}")
+        st.markdown(f"**Latest post:** {_age(fresh['post_age_s'])}")
+        st.markdown(f"**Coins tracked:** {info.data['coins']}")
+        st.caption(f"refreshes every {_refresh_s()}s · {datetime.now(UTC):%H:%M:%S} UTC")
+
+
+def market_page() -> None:
+    st.title("Market mood")
+    window = st.segmented_control("Window", WINDOWS, default="1h", key="market_window") or "1h"
+
+    @st.fragment(run_every=_refresh_s())
+    def body() -> None:
+        market = _client().get("/v1/market", window=window)
+        trending = _client().get("/v1/trending", window=window, limit=10)
+        alerts = _client().get("/v1/alerts", limit=5)
+        left, right = st.columns([1, 2])
+        with left:
+            if not _show_error(market.error):
+                m = market.data
+                st.altair_chart(gauge(m["index"], m["label"]), use_container_width=False)
+                st.metric(
+                    "Mood index", f"{m['index']:.1f}", help="0 extreme fear · 50 neutral · 100 extreme greed"
+                )
+                st.caption(f"{m['label']} · {m['coins']} coins · {m['volume']} mentions")
+                if m["parts"]:
+                    st.table(
+                        pd.DataFrame(m["parts"])[["name", "value", "weight", "detail"]].set_index("name")
+                    )
+        with right:
+            st.subheader("Trending coins")
+            if not _show_error(trending.error):
+                items = trending.data["items"]
+                if items:
+                    st.table(
+                        pd.DataFrame(items)[
+                            ["rank", "coin", "volume_zscore", "volume", "weighted_score"]
+                        ].set_index("rank")
+                    )
+                else:
+                    st.info("no trending data for this window yet")
+            st.subheader("Alerts")
+            if not _show_error(alerts.error):
+                _alerts(alerts.data["alerts"])
+
+    body()
+
+
+def _alerts(alerts: list[dict[str, Any]]) -> None:
+    if not alerts:
+        st.caption("no alerts")
+    for a in alerts:
+        color = {"critical": "red", "warning": "orange"}.get(a["severity"], "blue")
+        st.markdown(
+            f":{color}[**{a['severity']}**] **{a['kind']}** {a.get('coin') or ''} · {a['message']} · "
+            f"`{a['event_time']}`"
+        )
+
+
+def coins_page() -> None:
+    st.title("Coins")
+    coins = _client().get("/v1/coins", window="5m")
+    if _show_error(coins.error):
+        return
+    names = [c["coin"] for c in coins.data["coins"]]
+    if not names:
+        st.info("no coins tracked yet")
+        return
+    c1, c2 = st.columns(2)
+    coin = c1.selectbox("Coin", names, key="coin")
+    window = c2.segmented_control("Window", WINDOWS, default="5m", key="coin_window") or "5m"
+
+    @st.fragment(run_every=_refresh_s())
+    def body() -> None:
+        latest = _client().get(f"/v1/coins/{coin}/sentiment", window=window)
+        series = _client().get(f"/v1/coins/{coin}/timeseries", window=window, limit=200)
+        if _show_error(latest.error):
+            return
+        w = latest.data["latest"]
+        price = latest.data.get("price")
+        m1, m2, m3, m4 = st.columns(4)
+        m1.metric(f"{coin} sentiment", f"{w['weighted_score']:+.2f}")
+        m2.metric("Mentions", f"{w['volume']}", help="mentions in the latest window")
+        m3.metric("Price", f"{price['price']:,.2f} {price['vs_currency'].upper()}" if price else "n/a")
+        m4.metric(
+            "Volume z-score", f"{w['volume_zscore']:.2f}" if w.get("volume_zscore") is not None else "n/a"
+        )
+        st.caption(
+            f"positive {w['positive_share']:.0%} · neutral {w['neutral_share']:.0%} · "
+            f"negative {w['negative_share']:.0%} · window {w['window_start']} → {w['window_end']}"
+        )
+        if not _show_error(series.error):
+            frame = timeseries_frame(series.data["points"])
+            if frame.empty:
+                st.info("no time series yet")
+            else:
+                top, volume = sentiment_chart(frame)
+                st.altair_chart(top, use_container_width=True)
+                st.caption("blue: confidence-weighted sentiment · orange dashed: closing price (right axis)")
+                st.altair_chart(volume, use_container_width=True)
+        st.subheader("All coins")
+        rows = [
+            {
+                "coin": c["coin"],
+                "sentiment": c["sentiment"]["weighted_score"] if c["sentiment"] else None,
+                "mentions": c["sentiment"]["volume"] if c["sentiment"] else None,
+                "price": c["price"]["price"] if c["price"] else None,
+            }
+            for c in coins.data["coins"]
+        ]
+        st.table(pd.DataFrame(rows).set_index("coin"))
+
+    body()
+
+
+def feed_page() -> None:
+    st.title("Latest posts")
+
+    @st.fragment(run_every=_refresh_s())
+    def body() -> None:
+        posts = _client().get("/v1/posts/latest", limit=30)
+        if _show_error(posts.error):
+            return
+        if not posts.data["posts"]:
+            st.info("no scored posts yet")
+        colors = {"positive": "green", "neutral": "gray", "negative": "red"}
+        for p in posts.data["posts"]:
+            with st.container(border=True):
+                coins = ", ".join(p["coins"]) or "-"
+                color = colors.get(p["label"], "gray")
+                st.markdown(
+                    f":{color}[**{p['label']}**] · confidence {p['confidence']:.0%} · "
+                    f"source {p['source']} ({p.get('channel') or '-'}) · coins: {coins}"
+                )
+                st.text(p["text"])
+                st.caption(f"{p['event_time']} · model {p['model_version']}")
+        st.subheader("Alerts")
+        alerts = _client().get("/v1/alerts", limit=20)
+        if not _show_error(alerts.error):
+            _alerts(alerts.data["alerts"])
+
+    body()
+
+
+def topics_page() -> None:
+    st.title("Kafka topics")
+
+    @st.fragment(run_every=_refresh_s())
+    def body() -> None:
+        topics = _client().get("/v1/admin/topics")
+        if _show_error(topics.error):
+            return
+        rows = [
+            {"topic": t["name"], "partitions": t["partitions"], "messages": t["messages"]}
+            for t in topics.data["topics"]
+        ]
+        st.table(pd.DataFrame(rows).set_index("topic") if rows else pd.DataFrame())
+        with st.expander("Partitions and offsets"):
+            detail = [{"topic": t["name"], **p} for t in topics.data["topics"] for p in t["detail"]]
+            if detail:
+                st.table(pd.DataFrame(detail).set_index(["topic", "partition"]))
+        st.subheader("Consumer groups")
+        groups = _client().get("/v1/admin/consumer-groups")
+        if not _show_error(groups.error):
+            if groups.data["groups"]:
+                st.table(
+                    pd.DataFrame(
+                        [
+                            {"group": g["group"], "state": g["state"], "lag": g["lag"]}
+                            for g in groups.data["groups"]
+                        ]
+                    ).set_index("group")
+                )
+            else:
+                st.caption("no consumer groups on these topics")
+        names = [t["name"] for t in topics.data["topics"]]
+        if names:
+            st.subheader("Latest messages")
+            busiest = max(topics.data["topics"], key=lambda t: t["messages"])["name"]
+            topic = st.selectbox("Topic", names, index=names.index(busiest), key="topic")
+            messages = _client().get(f"/v1/admin/topics/{topic}/messages", limit=20)
+            if not _show_error(messages.error):
+                for m in messages.data["messages"]:
+                    st.markdown(f"`p{m['partition']}@{m['offset']}` · key `{m['key']}` · {m['timestamp']}")
+                    st.text(m["value"][:1000])
+
+    body()
+
+
+def main() -> None:
+    st.set_page_config(page_title="CryptoPulse", layout="wide")
+    pages = [
+        st.Page(market_page, title="Market", url_path="market", default=True),
+        st.Page(coins_page, title="Coins", url_path="coins"),
+        st.Page(feed_page, title="Posts & alerts", url_path="posts"),
+        st.Page(topics_page, title="Topics", url_path="topics"),
+    ]
+    navigation = st.navigation(pages)
+    sidebar()
+    navigation.run()
+
+
+main()

@@ -1,0 +1,57 @@
+"""Thin HTTP client of the API for the dashboard: one place for base URL, key and errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from cryptopulse.settings import Settings
+
+
+@dataclass(frozen=True)
+class ApiResult:
+    """A decoded JSON body, or the problem's reason when the call failed."""
+
+    data: Any = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def api_base_url(settings: Settings) -> str:
+    if settings.dashboard.api_url:
+        return settings.dashboard.api_url.rstrip("/")
+    host = "127.0.0.1" if settings.api.host in ("0.0.0.0", "::") else settings.api.host
+    return f"http://{host}:{settings.api.port}"
+
+
+class ApiClient:
+    """Synchronous (Streamlit scripts are synchronous); failures become ``ApiResult.error``."""
+
+    def __init__(self, settings: Settings) -> None:
+        headers = {"User-Agent": "cryptopulse-dashboard"}
+        if settings.dashboard.api_key is not None:
+            headers["X-API-Key"] = settings.dashboard.api_key.get_secret_value()
+        self.base_url = api_base_url(settings)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=settings.dashboard.timeout_s
+        )
+
+    def get(self, path: str, **params: Any) -> ApiResult:
+        clean = {k: v for k, v in params.items() if v is not None}
+        try:
+            response = self._http.get(path, params=clean)
+        except httpx.HTTPError as exc:
+            return ApiResult(error=f"API at {self.base_url} unreachable: {exc}")
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+                reason = problem.get("detail") or problem.get("title")
+            except ValueError:
+                reason = response.text[:200]
+            return ApiResult(error=f"{path}: {response.status_code} {reason}")
+        return ApiResult(data=response.json())

@@ -1,0 +1,253 @@
+"""The Streamlit dashboard in headless Chromium: every page renders the data seeded in Redis.
+
+Stack: seeded Redis views (unique key prefix) and isolated Kafka topics -> the API under
+uvicorn -> ``streamlit run api/dashboard/app.py`` -> Chromium driven by chromedriver's
+W3C WebDriver HTTP API (plain httpx; no selenium). Screenshots of each page are written
+to ``$CRYPTOPULSE_TEST_ARTIFACTS/dashboard`` (default ``<home>/test-artifacts/dashboard``).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from api.main import create_app
+from cryptopulse.kafka import EventProducer
+from cryptopulse.settings import Settings
+from schemas.topics import SCORED_POSTS
+from tests.api.conftest import FakeRuntime, LiveServer, make_settings
+from tests.api.seed import seed_views
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"{url} did not answer within {timeout_s}s")
+
+
+class Browser:
+    """Minimal W3C WebDriver client over chromedriver."""
+
+    def __init__(self, driver_url: str, profile: str) -> None:
+        self.http = httpx.Client(base_url=driver_url, timeout=60)
+        args = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--window-size=1400,1800",
+        ]
+        caps = {"browserName": "chrome", "goog:chromeOptions": {"binary": CHROMIUM, "args": args}}
+        r = self.http.post("/session", json={"capabilities": {"alwaysMatch": caps}})
+        r.raise_for_status()
+        self.session = r.json()["value"]["sessionId"]
+
+    def _cmd(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        r = self.http.request(method, f"/session/{self.session}{path}", json=body)
+        r.raise_for_status()
+        return r.json()["value"]
+
+    def go(self, url: str) -> None:
+        self._cmd("POST", "/url", {"url": url})
+
+    def text(self) -> str:
+        return str(
+            self._cmd("POST", "/execute/sync", {"script": "return document.body.innerText;", "args": []})
+        )
+
+    def wait_for(self, needles: list[str], timeout_s: float = 90.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.text()
+            if all(n in text for n in needles) and "Running..." not in text:
+                return text
+            time.sleep(0.5)
+        missing = [n for n in needles if n not in text]
+        raise AssertionError(f"page lacks {missing}; it shows:\n{text[:3000]}")
+
+    def screenshot(self, path: Path) -> Path:
+        path.write_bytes(base64.b64decode(self._cmd("GET", "/screenshot")))
+        return path
+
+    def close(self) -> None:
+        try:
+            self.http.delete(f"/session/{self.session}")
+        finally:
+            self.http.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts(platform: Settings) -> Path:
+    root = Path(os.environ.get("CRYPTOPULSE_TEST_ARTIFACTS") or platform.home / "test-artifacts")
+    out = root / "dashboard"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture
+def stack(isolated_settings: Settings) -> Iterator[dict[str, Any]]:
+    """Seeded Redis + Kafka messages, the API, Streamlit and a Chromium session."""
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("chromium/chromedriver not installed")
+    settings = make_settings(isolated_settings, prefix=isolated_settings.redis.key_prefix)
+    sync = redis.Redis.from_url(settings.redis.dsn)
+    seeded = seed_views(sync, settings.redis.key_prefix)
+    topic = SCORED_POSTS.name(settings)
+    with EventProducer(settings, component="dashboard-test") as producer:
+        for post in seeded["posts"]:
+            producer.send(topic, post)
+        producer.flush()
+
+    procs: list[subprocess.Popen[bytes]] = []
+    profile = tempfile.mkdtemp(prefix="cp-chromium-")
+    browser: Browser | None = None
+    with LiveServer(create_app(settings, runtime=FakeRuntime())) as api:
+        try:
+            st_port, driver_port = _free_port(), _free_port()
+            env = {
+                **os.environ,
+                "CRYPTOPULSE_DASHBOARD__API_URL": api.url,
+                "CRYPTOPULSE_DASHBOARD__REFRESH_S": "30",
+                "CRYPTOPULSE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+            }
+            log = (artifacts_dir(settings) / "streamlit.log").open("wb")
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "streamlit",
+                        "run",
+                        str(REPO / "api" / "dashboard" / "app.py"),
+                        "--server.port",
+                        str(st_port),
+                        "--server.address",
+                        "127.0.0.1",
+                        "--server.headless",
+                        "true",
+                        "--browser.gatherUsageStats",
+                        "false",
+                        "--server.fileWatcherType",
+                        "none",
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=REPO,
+                )
+            )
+            procs.append(
+                subprocess.Popen(
+                    [CHROMEDRIVER, f"--port={driver_port}"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            _wait_http(f"http://127.0.0.1:{st_port}/_stcore/health")
+            _wait_http(f"http://127.0.0.1:{driver_port}/status")
+            browser = Browser(f"http://127.0.0.1:{driver_port}", profile)
+            yield {
+                "browser": browser,
+                "url": f"http://127.0.0.1:{st_port}",
+                "seeded": seeded,
+                "topic": topic,
+                "api": api.url,
+            }
+        finally:
+            if browser is not None:
+                browser.close()
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            shutil.rmtree(profile, ignore_errors=True)
+            keys = list(sync.scan_iter(f"{settings.redis.key_prefix}:*"))
+            if keys:
+                sync.delete(*keys)
+            sync.close()
+
+
+def artifacts_dir(settings: Settings) -> Path:
+    root = Path(os.environ.get("CRYPTOPULSE_TEST_ARTIFACTS") or settings.home / "test-artifacts")
+    out = root / "dashboard"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def test_every_page_shows_seeded_data(stack: dict[str, Any], artifacts: Path) -> None:
+    browser: Browser = stack["browser"]
+    url = stack["url"]
+    pages = {
+        "market": [
+            "Market mood",
+            "Mood index",
+            "Trending coins",
+            "solana",
+            "volume_spike",
+            "Model version",
+            "fake/1",
+        ],
+        "coins": ["bitcoin sentiment", "Mentions", "91,000.00 USD", "All coins", "ethereum"],
+        "posts": [
+            "Bitcoin ETF inflows hit a record",
+            "Ethereum gas fees spike again",
+            "confidence 80%",
+            "source reddit",
+            "coins: bitcoin, ethereum",
+        ],
+        "topics": [
+            "Kafka topics",
+            stack["topic"],
+            "Consumer groups",
+            "Latest messages",
+            "t3_seed0",
+            "Bitcoin ETF inflows hit a record",
+        ],
+    }
+    for page, needles in pages.items():
+        browser.go(f"{url}/" if page == "market" else f"{url}/{page}")  # market is the default page
+        text = browser.wait_for(needles)
+        assert "Page not found" not in text and "Traceback" not in text
+        shot = browser.screenshot(artifacts / f"{page}.png")
+        assert shot.stat().st_size > 20_000, f"{shot} looks blank"
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
