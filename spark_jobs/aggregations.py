@@ -64,6 +64,7 @@ MEASURES = (
 )
 """Mergeable per-group measures; times are epoch milliseconds after :func:`aggregate_windows`."""
 
+INTEGER_MEASURES = ("n", "n_pos", "n_neu", "n_neg", "last_event", "last_ingest", "t_open", "t_close")
 KEY_COLUMNS = ("window", "window_start", "window_end", "coin", "source")
 DIGITS = 9
 """Derived floats are rounded so that summation order (stream vs backfill) cannot show."""
@@ -309,7 +310,11 @@ def component_field(source: str, coin: str) -> str:
 
 def components_to_json(row: Mapping[str, Any]) -> str:
     """The measures of one aggregate row as compact JSON (exact float round trip)."""
-    return json.dumps({m: _plain(row.get(m)) for m in MEASURES}, separators=(",", ":"))
+    values = {m: _plain(row.get(m)) for m in MEASURES}
+    for m in INTEGER_MEASURES:
+        if values[m] is not None:
+            values[m] = int(values[m])
+    return json.dumps(values, separators=(",", ":"))
 
 
 def _plain(value: Any) -> Any:
@@ -317,8 +322,10 @@ def _plain(value: Any) -> Any:
         return None
     if isinstance(value, np.integer):
         return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
+    if isinstance(value, float | np.floating):
+        # Sums are stored rounded far below the published precision (DIGITS), so that
+        # recomputations summing in another order write byte-identical hashes.
+        return round(float(value), 12)
     if isinstance(value, datetime):
         return int(value.timestamp() * 1000)
     return value

@@ -67,6 +67,7 @@ def build_spark(
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .config("spark.sql.adaptive.enabled", "true")
         .config("spark.ui.enabled", str(spark_conf.ui_enabled).lower())
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.streaming.stateStore.stateSchemaCheck", "true")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")

@@ -15,7 +15,8 @@ from cryptopulse.settings import Settings, load_settings
 from schemas.events import PriceTick, ScoredPost, SentimentLabel, Source, content_hash
 from schemas.topics import RAW_PRICES, SCORED_POSTS
 
-T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+T0 = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
+"""Today 01:00 UTC: Kafka record timestamps (now) stay within the backfill's offsets-for-times slack."""
 
 
 @pytest.fixture(scope="session")

@@ -59,7 +59,9 @@ BASE = [
 ]
 
 
-def test_stream_windows_watermark_and_restart(spark: Any, spark_settings: Settings, redis_client: Any) -> None:
+def test_stream_windows_watermark_and_restart(
+    spark: Any, spark_settings: Settings, redis_client: Any
+) -> None:
     s, r = spark_settings, redis_client
     keys = RedisKeys(s.redis.key_prefix)
     produce(s, BASE)

@@ -1,0 +1,309 @@
+"""Backfill: recompute trend windows over a date range from history, optionally re-scored.
+
+``cryptopulse backfill --from 2026-01-01 --to 2026-01-07 [--model models:/NAME@ALIAS]
+[--source kafka|lake]`` runs as a Spark batch job:
+
+1. read the events of [from 00:00, to+1d 00:00) plus one hour (the sliding windows that
+   start before the end reach that far): from Kafka through offsets-for-times
+   (``startingOffsetsByTimestamp`` / ``endingOffsetsByTimestamp``, widened by
+   ``spark.backfill_kafka_slack_s`` because record timestamps trail event times) and then
+   filtered on event time, or from the events lake by partition;
+2. optionally re-score every post text with a registered model version through a pandas
+   UDF running the same ONNX :class:`scoring.runtime.SentimentRuntime` as the stream;
+3. de-duplicate, sum into one-minute buckets, roll those up into every window size
+   (the same aggregation as the stream), keep the windows that *start* in the range;
+4. finish the windows with the stream's own pandas functions (the trailing z-score and
+   correlation history before the range comes from Redis), then replace the affected
+   lake partitions (dynamic partition overwrite) and Redis windows.
+
+Every output is a pure function of the input, and every write replaces by key, so
+running the same backfill twice leaves the lake and Redis unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+
+from cryptopulse.settings import Settings
+from schemas.topics import RAW_PRICES, SCORED_POSTS
+from spark_jobs.aggregations import (
+    WINDOW_SPECS,
+    add_cross_window_features,
+    aggregate_windows,
+    assign_windows,
+    build_trend_frame,
+    components_frame,
+    measure_rows,
+    minute_buckets,
+    parse_events,
+)
+from spark_jobs.lake import events_path, write_trend_partitions
+from spark_jobs.sink_redis import TrendStore
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+HistorySource = Literal["kafka", "lake"]
+Progress = Callable[[str, int], None]
+"""Called with (stage description, stage number 1..STAGES) as the backfill advances."""
+STAGES = 6
+REACH = timedelta(hours=1)
+"""Longest window length: events this far past the range end still belong to its windows."""
+
+
+class BackfillError(RuntimeError):
+    """The backfill cannot run (bad range, unknown source, no model)."""
+
+
+@dataclass(frozen=True)
+class BackfillResult:
+    start: date
+    end: date
+    source: str
+    model_version: str | None
+    events: int
+    aggregates: int
+    trends: int
+    lake_partitions: int
+    redis_windows: int
+    stale_removed: int
+    seconds: float
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def day_bounds(start: date, end: date) -> tuple[datetime, datetime]:
+    """[start 00:00 UTC, end+1 00:00 UTC)."""
+    if end < start:
+        raise BackfillError(f"--to {end} is before --from {start}")
+    lo = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    hi = datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
+    return lo, hi
+
+
+def kafka_history(spark: SparkSession, settings: Settings, lo: datetime, hi: datetime) -> DataFrame:
+    """Both topics between offsets-for-times of [lo - slack, hi + slack], filtered on event time later."""
+    from cryptopulse.kafka import admin_client
+
+    topics = [SCORED_POSTS.name(settings), RAW_PRICES.name(settings)]
+    metadata = admin_client(settings).list_topics(timeout=10).topics
+    slack = timedelta(seconds=settings.spark.backfill_kafka_slack_s)
+    begin, finish = _epoch_ms(lo - slack), _epoch_ms(hi + slack)
+    missing = [t for t in topics if t not in metadata]
+    if missing:
+        raise BackfillError(f"topics missing: {', '.join(missing)}")
+    starting = {t: {str(p): begin for p in metadata[t].partitions} for t in topics}
+    ending = {t: {str(p): finish for p in metadata[t].partitions} for t in topics}
+    from spark_jobs.aggregations import kafka_events
+
+    raw = (
+        spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka.bootstrap)
+        .option("subscribe", ",".join(topics))
+        .option("startingOffsetsByTimestamp", json.dumps(starting))
+        .option("endingOffsetsByTimestamp", json.dumps(ending))
+        .option("startingOffsetsByTimestampStrategy", "latest")
+        .option("failOnDataLoss", "false")
+        .load()
+    )
+    return kafka_events(raw, settings).select("kind", "value")
+
+
+def lake_history(spark: SparkSession, settings: Settings, lo: datetime, hi: datetime) -> DataFrame:
+    """The archived events of the days overlapping [lo, hi) (partition pruning on ``date``)."""
+    from pyspark.sql import functions as F
+
+    path = events_path(settings)
+    if not path.exists():
+        raise BackfillError(f"no events lake at {path}; run `cryptopulse spark stream` or use --source kafka")
+    df = spark.read.parquet(str(path))
+    first, last = lo.date().isoformat(), (hi - timedelta(microseconds=1)).date().isoformat()
+    return df.where(
+        (F.col("date") >= F.lit(first).cast("date")) & (F.col("date") <= F.lit(last).cast("date"))
+    ).select("kind", "value")
+
+
+_RUNTIMES: dict[str, Any] = {}
+SCORE_DDL = (
+    "label STRING, score DOUBLE, confidence DOUBLE, p_negative DOUBLE, p_neutral DOUBLE, "
+    "p_positive DOUBLE, model_version STRING"
+)
+
+
+def _runtime(model: str, settings: Settings) -> Any:
+    """One SentimentRuntime per Python worker process (loaded on first batch)."""
+    runtime = _RUNTIMES.get(model)
+    if runtime is None:
+        from scoring.runtime import SentimentRuntime
+
+        runtime = SentimentRuntime.load(model, settings)
+        _RUNTIMES[model] = runtime
+    return runtime
+
+
+def score_texts(texts: list[Any], model: str, settings: Settings) -> list[dict[str, Any]]:
+    """Score texts with the runtime; rejected texts get an all-null verdict (kept as they were)."""
+    runtime = _runtime(model, settings)
+    out = []
+    for result in runtime.score(texts):
+        if result.label is None:
+            out.append(
+                dict.fromkeys(("label", "score", "confidence", "p_negative", "p_neutral", "p_positive"))
+            )
+            out[-1]["model_version"] = None
+            continue
+        out.append(
+            {
+                "label": str(result.label),
+                "score": result.score,
+                "confidence": result.confidence,
+                "p_negative": result.p_negative,
+                "p_neutral": result.p_neutral,
+                "p_positive": result.p_positive,
+                "model_version": result.model_version,
+            }
+        )
+    return out
+
+
+def rescore(events: DataFrame, model: str, settings: Settings) -> DataFrame:
+    """Replace the verdict of every post with the given model's, through a pandas UDF."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.functions import pandas_udf
+
+    # Type hints are resolved from this module's globals, hence pandas imported at the top.
+    @pandas_udf(SCORE_DDL)  # type: ignore[call-overload]
+    def verdict(texts: pd.Series) -> pd.DataFrame:
+        rows = score_texts(texts.tolist(), model, settings)
+        frame = pd.DataFrame.from_records(
+            rows,
+            columns=[
+                "label",
+                "score",
+                "confidence",
+                "p_negative",
+                "p_neutral",
+                "p_positive",
+                "model_version",
+            ],
+        )
+        return frame.astype(
+            {c: "float64" for c in ("score", "confidence", "p_negative", "p_neutral", "p_positive")}
+        )
+
+    posts = events.where(F.col("kind") == "post").withColumn("_v", verdict(F.col("text")))
+    replaced = ["label", "score", "confidence", "p_negative", "p_neutral", "p_positive", "model_version"]
+    posts = posts.select(
+        *[
+            F.coalesce(F.col(f"_v.{c}"), F.col(c)).alias(c) if c in replaced else F.col(c)
+            for c in events.columns
+        ]
+    )
+    return posts.unionByName(events.where(F.col("kind") != "post"))
+
+
+def run_backfill(
+    spark: SparkSession,
+    settings: Settings,
+    start: date,
+    end: date,
+    *,
+    source: HistorySource = "kafka",
+    model: str | None = None,
+    client: Any | None = None,
+    progress: Progress | None = None,
+) -> BackfillResult:
+    """Recompute and replace the windows that start in [start, end] (UTC days, inclusive)."""
+    from pyspark.sql import functions as F
+
+    def step(message: str, number: int) -> None:
+        log.info("backfill: %s", message, extra={"stage": number})
+        if progress is not None:
+            progress(message, number)
+
+    started = time.perf_counter()
+    lo, hi = day_bounds(start, end)
+    model_version = None
+    if model is not None:
+        step(f"loading model {model}", 1)
+        model_version = _runtime(model, settings).model_version
+    step(f"reading {source} history {lo:%Y-%m-%d} .. {hi:%Y-%m-%d}", 1)
+    if source == "kafka":
+        raw = kafka_history(spark, settings, lo, hi + REACH)
+    elif source == "lake":
+        raw = lake_history(spark, settings, lo, hi + REACH)
+    else:
+        raise BackfillError(f"unknown source {source!r} (kafka or lake)")
+    events = parse_events(raw).where(
+        (F.col("event_time") >= F.lit(lo)) & (F.col("event_time") < F.lit(hi + REACH))
+    )
+    events = events.dropDuplicates(["kind", "source_id"])
+    if model is not None:
+        events = rescore(events, model, settings)
+    events = events.persist()
+    n_events = events.count()
+    step(f"aggregating {n_events} events into windows", 2)
+    aggregates = aggregate_windows(assign_windows(minute_buckets(measure_rows(events)), WINDOW_SPECS)).where(
+        (F.col("window_start") >= _epoch_ms(lo)) & (F.col("window_start") < _epoch_ms(hi))
+    )
+    collected: Any = aggregates.toPandas()
+    components = components_frame(collected.to_dict("records"))
+    events.unpersist()
+    step(f"finishing {len(components)} window aggregates", 3)
+    store = TrendStore(
+        client if client is not None else _redis(settings),
+        settings.redis.key_prefix,
+        trailing=settings.spark.trailing_windows,
+    )
+    trends = build_trend_frame(components)
+    series = sorted(
+        {(w, c, s) for w, c, s in zip(trends["window"], trends["coin"], trends["source"], strict=True)}
+    )
+    trends = add_cross_window_features(
+        trends, store.history_before(series, _epoch_ms(lo)), settings.spark.trailing_windows
+    )
+    step(f"replacing lake partitions ({len(trends)} windows)", 4)
+    partitions = write_trend_partitions(spark, trends, settings)
+    step("replacing Redis windows", 5)
+    store.replace_components(components)
+    written = store.write_trends(trends, publish=False)
+    removed = store.drop_stale(trends, [w.value for w in WINDOW_SPECS], _epoch_ms(lo), _epoch_ms(hi) - 1)
+    seconds = time.perf_counter() - started
+    step(f"done in {seconds:.1f}s", 6)
+    result = BackfillResult(
+        start=start,
+        end=end,
+        source=source,
+        model_version=model_version,
+        events=n_events,
+        aggregates=len(components),
+        trends=len(trends),
+        lake_partitions=partitions,
+        redis_windows=written,
+        stale_removed=removed,
+        seconds=seconds,
+    )
+    log.info("backfill finished", extra={k: str(v) for k, v in result.__dict__.items()})
+    return result
+
+
+def _redis(settings: Settings) -> Any:
+    from spark_jobs.stream import redis_client
+
+    return redis_client(settings)
