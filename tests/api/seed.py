@@ -95,6 +95,7 @@ def seed_views(client: Any, prefix: str, *, now: datetime | None = None, points:
             PriceTick(
                 source_id=PriceTick.make_source_id(coin, now),
                 event_time=now,
+                ingest_time=now,
                 coin=coin,
                 price=spec["price"],
                 change_24h_pct=1.5,
@@ -107,6 +108,8 @@ def seed_views(client: Any, prefix: str, *, now: datetime | None = None, points:
         post = ScoredPost(
             source_id=f"t3_seed{i}",
             event_time=now - timedelta(seconds=30 * (len(POST_TEXTS) - i)),
+            ingest_time=now,
+            scored_time=now,
             source=Source.REDDIT if i % 2 == 0 else Source.NEWS,
             text=text,
             original_length=len(text),
@@ -126,6 +129,7 @@ def seed_views(client: Any, prefix: str, *, now: datetime | None = None, points:
     alert = Alert(
         source_id="alert:solana:volume",
         event_time=now,
+        ingest_time=now,
         kind="volume_spike",
         severity=AlertSeverity.WARNING,
         coin="solana",

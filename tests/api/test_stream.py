@@ -100,3 +100,26 @@ def test_stream_filters_by_event_and_coin(client: TestClient, publisher: tuple[r
 def test_stream_bad_params(client: TestClient) -> None:
     assert client.get("/v1/stream", params={"events": "prices"}).status_code == 422
     assert client.get("/v1/stream", params={"max_events": 0}).status_code == 422
+
+
+def test_stream_over_real_http(live_api: Any, publisher: tuple[redis.Redis, str]) -> None:
+    """Through uvicorn, events arrive while the response is still open (true streaming)."""
+    import httpx
+
+    sync, prefix = publisher
+    stop = threading.Event()
+    thread = _publish_until(
+        stop, lambda: sync.publish(RedisKeys(prefix).live_scored(), '{"source_id": "live"}')
+    )
+    try:
+        with httpx.stream("GET", f"{live_api.url}/v1/stream", timeout=10) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            buffer = ""
+            for chunk in response.iter_text():
+                buffer += chunk
+                if "data: " in buffer and buffer.endswith("\n\n"):
+                    break
+    finally:
+        stop.set()
+        thread.join()
+    assert parse_sse(buffer)[0] == ("scored", {"source_id": "live"})
