@@ -1,0 +1,194 @@
+"""Stream benchmark: sustained rates through the real broker and the real worker.
+
+For each rate (default 200, 500 and 1,000 events/s) a paced producer sends unique
+English Reddit posts to raw.reddit for ``--duration`` seconds, stamping
+``ingest_time`` at send. A reader consumes scored.posts and records, per event,
+``received - ingest_time`` (producer timestamp -> scored record readable downstream).
+A rate "holds" when every event arrives, the achieved output rate keeps up, and
+p99 < 1 s. The worker is a real ``python -m stream_processors worker`` subprocess
+with the production model URI (or a tiny model of the same architecture when the
+registry has no champion yet: inference cost depends on the architecture, not the
+weights).
+
+    .venv/bin/python bench/bench_stream.py --rates 200 500 1000 --duration 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from cryptopulse.kafka import EventProducer, ensure_topics, wait_for_broker  # noqa: E402
+from cryptopulse.settings import Settings, get_settings, load_settings  # noqa: E402
+from schemas.events import RedditPost  # noqa: E402
+from schemas.topics import RAW_REDDIT  # noqa: E402
+from tests.stream_processors.harness import OutputReader, WorkerProcess, free_port, worker_env  # noqa: E402
+
+COINS = ["Bitcoin", "Ethereum", "$SOL", "Dogecoin", "BTC", "ETH", "Cardano", "XRP"]
+MOODS = [
+    "looks really strong this morning",
+    "is dumping again and I am worried",
+    "keeps moving sideways, boring week",
+    "just broke resistance, bulls are back",
+    "feels overvalued at these levels honestly",
+    "fees are way too high right now",
+]
+
+
+def post(i: int, run: str) -> RedditPost:
+    now = datetime.now(UTC)
+    return RedditPost(
+        source_id=f"t3_{run}{i:x}",
+        event_time=now,
+        ingest_time=now,
+        subreddit="CryptoCurrency",
+        title=f"{COINS[i % len(COINS)]} {MOODS[(i // len(COINS)) % len(MOODS)]}, update {i} from {run}",
+        author=f"bench{i % 50}",
+    )
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def resolve_model(settings: Settings, requested: str | None) -> tuple[str, str]:
+    """The model URI to benchmark and a note on where it came from."""
+    if requested:
+        return requested, "given"
+    try:
+        from model_export.registry import champion_version
+
+        if champion_version(settings):
+            return settings.model.uri, "registry champion"
+    except Exception:
+        pass
+    from tests.stream_processors.model_fixture import register_versions, tiny_model_dir
+
+    name = f"bench-stream-{uuid.uuid4().hex[:6]}"
+    register_versions(settings, tiny_model_dir(settings), name)
+    return f"models:/{name}@champion", "tiny model, same architecture (no champion registered)"
+
+
+def run_rate(
+    settings: Settings, reader: OutputReader, rate: int, duration_s: float, drain_s: float
+) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:6]
+    topic = RAW_REDDIT.name(settings)
+    sent: list[str] = []
+    producer = EventProducer(settings, component="bench", **{"linger.ms": 2})
+    tick = 0.01
+    started = time.perf_counter()
+    next_tick = started
+    i = 0
+    while (now := time.perf_counter()) - started < duration_s:
+        due = int((now - started) * rate) - i
+        for _ in range(max(0, due)):
+            record = post(i, run)
+            producer.send(topic, record)
+            sent.append(record.source_id)
+            i += 1
+        reader.poll(0)
+        next_tick += tick
+        time.sleep(max(0.0, next_tick - time.perf_counter()))
+    producer.flush()
+    produce_s = time.perf_counter() - started
+    missing = reader.wait_for(sent, timeout_s=drain_s)
+    finished = time.perf_counter() - started
+    wanted = set(sent)
+    latencies: list[float] = []
+    scored_latencies: list[float] = []
+    for record in reader.scored:
+        sid = record["source_id"]
+        if sid in wanted:
+            ingest = datetime.fromisoformat(record["ingest_time"].replace("Z", "+00:00")).timestamp()
+            scored = datetime.fromisoformat(record["scored_time"].replace("Z", "+00:00")).timestamp()
+            latencies.append(reader.received_at[sid] - ingest)
+            scored_latencies.append(scored - ingest)
+            wanted.discard(sid)
+    p99 = pct(latencies, 0.99)
+    return {
+        "rate": rate,
+        "sent": len(sent),
+        "achieved_in_rate": round(len(sent) / produce_s, 1),
+        "received": len(latencies),
+        "missing": len(missing),
+        "drain_s": round(finished - produce_s, 2),
+        "p50_s": round(pct(latencies, 0.5), 4),
+        "p95_s": round(pct(latencies, 0.95), 4),
+        "p99_s": round(p99, 4),
+        "max_s": round(max(latencies, default=float("nan")), 4),
+        "mean_s": round(statistics.fmean(latencies), 4) if latencies else None,
+        "scored_p99_s": round(pct(scored_latencies, 0.99), 4),
+        "holds": not missing and p99 < 1.0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", type=int, nargs="+", default=[200, 500, 1000])
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per rate")
+    parser.add_argument("--drain", type=float, default=60.0, help="seconds to wait for stragglers")
+    parser.add_argument("--model-uri", default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    args = parser.parse_args()
+
+    base = get_settings()
+    wait_for_broker(base)
+    tag = uuid.uuid4().hex[:8]
+    home = Path(tempfile.mkdtemp(prefix="bench-stream-"))
+    settings = load_settings(
+        home=home,
+        kafka={**base.kafka.model_dump(), "topic_prefix": f"bench-{tag}"},
+        redis={**base.redis.model_dump(), "key_prefix": f"bench-{tag}"},
+    )
+    ensure_topics(settings)
+    model_uri, model_note = resolve_model(settings, args.model_uri)
+    port = free_port()
+    extra = {"CRYPTOPULSE_STREAM__BATCH_SIZE": str(args.batch_size)} if args.batch_size else {}
+    worker = WorkerProcess(
+        worker_env(settings, model_uri=model_uri, web_port=port, **extra), home / "w.log", port
+    )
+    reader = OutputReader(settings)
+    results: list[dict[str, Any]] = []
+    try:
+        worker.start()
+        health = worker.wait_ready(timeout_s=180)
+        print(f"worker ready: model {health['model_version']} ({model_note}); topics bench-{tag}.*")
+        run_rate(settings, reader, 50, 5.0, 30.0)  # warm-up: assignment, first batches, JIT-ish caches
+        for rate in args.rates:
+            result = run_rate(settings, reader, rate, args.duration, args.drain)
+            results.append(result)
+            print(json.dumps(result))
+    finally:
+        worker.stop()
+        reader.close()
+    held = [r["rate"] for r in results if r["holds"]]
+    print("\n| target rate (ev/s) | sent | received | p50 (s) | p95 (s) | p99 (s) | max (s) | holds |")
+    print("|---:|---:|---:|---:|---:|---:|---:|:---:|")
+    for r in results:
+        print(
+            f"| {r['rate']} | {r['sent']} | {r['received']} | {r['p50_s']} | {r['p95_s']} | "
+            f"{r['p99_s']} | {r['max_s']} | {'yes' if r['holds'] else 'no'} |"
+        )
+    print(f"\nhighest rate that holds (p99 < 1 s, nothing missing): {max(held) if held else 'none'}")
+    if args.json:
+        args.json.write_text(json.dumps({"model": model_uri, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
