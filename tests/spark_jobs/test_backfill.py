@@ -113,5 +113,6 @@ def test_backfill_rescores_with_model(spark: Any, spark_settings: Settings, redi
     rows = [x for x in lake_rows(spark, s) if x["window"] == "1m" and x["source"] == "all"]
     assert len(rows) == 1 and rows[0]["volume"] == 4
     mean = sum(e.score or 0.0 for e in expected) / 4
-    assert rows[0]["mean_score"] == pytest.approx(mean, abs=1e-6)
+    # int8 dynamic quantization depends slightly on which texts share a batch.
+    assert rows[0]["mean_score"] == pytest.approx(mean, abs=2e-3)
     assert rows[0]["mean_score"] != 0.0
