@@ -254,9 +254,9 @@ def topics(
 
 def _register_components() -> None:
     """Each component package contributes its commands; heavy imports stay inside them."""
-    from cryptopulse.cli import produce, worker
+    from cryptopulse.cli import model, produce, serve, worker
 
-    for module in (produce, worker):
+    for module in (model, produce, worker, serve):
         module.register(app)
 
 
