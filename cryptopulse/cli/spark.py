@@ -1,0 +1,148 @@
+"""``cryptopulse spark stream`` and ``cryptopulse backfill``: the Spark trend jobs.
+
+Wired into the main CLI with ``register(app)``; ``python -m spark_jobs stream|backfill``
+runs the same commands without the rest of the CLI.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+Master = Annotated[
+    str | None,
+    typer.Option(
+        "--master", help="Spark master, e.g. spark://host:7077 or yarn (default: settings.spark.master)."
+    ),
+]
+
+
+def stream(
+    master: Master = None,
+    no_metrics: Annotated[
+        bool, typer.Option("--no-metrics", help="Do not serve Prometheus /metrics.")
+    ] = False,
+    available_now: Annotated[
+        bool, typer.Option("--available-now", help="Process what Kafka holds now, then exit.")
+    ] = False,
+) -> None:
+    """Run the streaming trend job (Kafka -> event-time windows -> Redis views + Parquet lake)."""
+    from cryptopulse.logs import configure_logging
+    from cryptopulse.settings import SettingsError, get_settings
+
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings)
+    if available_now:
+        from spark_jobs.session import build_spark
+        from spark_jobs.stream import start_stream
+
+        spark = build_spark(settings, master=master)
+        try:
+            start_stream(spark, settings, available_now=True).await_termination()
+        finally:
+            spark.stop()
+        typer.echo("stream: backlog processed")
+        return
+    from spark_jobs.stream import run_stream
+
+    typer.echo(
+        f"spark stream: master={master or settings.spark.master} "
+        f"metrics=:{settings.spark.metrics_port} (Ctrl-C to stop)"
+    )
+    run_stream(settings, master=master, serve_metrics=not no_metrics)
+
+
+def backfill(
+    from_: Annotated[
+        datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First UTC day (YYYY-MM-DD).")
+    ],
+    to: Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last UTC day, inclusive.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Re-score texts with models:/NAME@ALIAS, models:/NAME/VERSION or a folder."
+        ),
+    ] = None,
+    source: Annotated[str, typer.Option("--source", help="History to read: kafka or lake.")] = "kafka",
+    master: Master = None,
+) -> None:
+    """Recompute trend windows of [--from, --to] and replace them in Redis and the lake (idempotent)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from cryptopulse.logs import configure_logging
+    from cryptopulse.settings import SettingsError, get_settings
+    from spark_jobs.backfill import STAGES, BackfillError, run_backfill
+    from spark_jobs.session import build_spark
+
+    if source not in ("kafka", "lake"):
+        raise typer.BadParameter("--source must be kafka or lake")
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings)
+    console = Console()
+    spark = build_spark(settings, app_name=f"{settings.spark.app_name}-backfill", master=master)
+    try:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("starting", total=STAGES)
+            result = run_backfill(
+                spark,
+                settings,
+                from_.date(),
+                to.date(),
+                source=source,  # type: ignore[arg-type]
+                model=model,
+                progress=lambda msg, n: progress.update(task, description=msg, completed=n),
+            )
+    except BackfillError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        spark.stop()
+    table = Table(title=f"backfill {result.start} .. {result.end} from {result.source}")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for name, value in (
+        ("model version", result.model_version or "(as scored)"),
+        ("events", f"{result.events:,}"),
+        ("window aggregates", f"{result.aggregates:,}"),
+        ("trend windows", f"{result.trends:,}"),
+        ("lake partitions replaced", f"{result.lake_partitions:,}"),
+        ("Redis windows written", f"{result.redis_windows:,}"),
+        ("stale windows removed", f"{result.stale_removed:,}"),
+        ("seconds", f"{result.seconds:.1f}"),
+        ("events/s", f"{result.events_per_second:,.0f}"),
+    ):
+        table.add_row(name, str(value))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``spark`` sub-command group (``stream``) and the top-level ``backfill`` command."""
+    spark_app = typer.Typer(
+        name="spark",
+        help="Spark trend jobs: windows from Kafka into Redis views and the Parquet lake.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_show_locals=False,
+    )
+    spark_app.command("stream")(stream)
+    spark_app.command("backfill")(backfill)
+    app.add_typer(spark_app, name="spark")
+    app.command("backfill")(backfill)
