@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request, Response
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.metrics import AUTH_FAILURES, RATE_LIMITED
@@ -29,7 +29,6 @@ StateDep = Annotated[AppState, Depends(get_state)]
 
 async def authenticate(
     request: Request,
-    response: Response,
     state: StateDep,
     api_key: Annotated[str | None, Depends(api_key_header)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -72,7 +71,8 @@ async def authenticate(
             slug="rate-limited",
             headers={**headers, "Retry-After": str(decision.retry_after_s)},
         )
-    response.headers.update(headers)
+    # Added to the response by MetricsMiddleware, also when a route returns a Response itself.
+    request.state.rate_headers = headers
     return principal
 
 

@@ -79,7 +79,11 @@ class BodyLimitMiddleware:
 
 
 class MetricsMiddleware:
-    """Counts and times every HTTP request by route template (bounded label set)."""
+    """Counts and times every HTTP request by route template (bounded label set).
+
+    It also adds the rate-limit headers the auth dependency left in the request state,
+    so they reach the client whatever kind of response the route returned.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -95,6 +99,17 @@ class MetricsMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                extra = scope.get("state", {}).get("rate_headers")
+                if extra:
+                    present = {k.lower() for k, _ in message.get("headers", [])}
+                    message["headers"] = [
+                        *message.get("headers", []),
+                        *(
+                            (k.lower().encode(), v.encode())
+                            for k, v in extra.items()
+                            if k.lower().encode() not in present
+                        ),
+                    ]
             await send(message)
 
         try:

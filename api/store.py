@@ -34,6 +34,17 @@ class ViewStore:
     async def is_tracked(self, coin: str) -> bool:
         return bool(await self.client.sismember(self.keys.coins(), coin))
 
+    async def sentiment(
+        self, coin: str, window: WindowSize
+    ) -> tuple[bool, TrendWindow | None, PriceTick | None]:
+        """(tracked, latest window, latest price) in one round trip: the hottest read."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.sismember(self.keys.coins(), coin)
+        pipe.get(self.keys.trend_latest(window, coin))
+        pipe.get(self.keys.price_latest(coin))
+        tracked, raw, price = await pipe.execute()
+        return bool(tracked), _parse(TrendWindow, raw), _parse(PriceTick, price)
+
     async def latest(self, coin: str, window: WindowSize) -> TrendWindow | None:
         return _parse(TrendWindow, await self.client.get(self.keys.trend_latest(window, coin)))
 

@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 from pydantic import BeforeValidator
 
-from api.deps import StateDep, TrackedCoin, WindowQuery
+from api.deps import CoinPath, StateDep, TrackedCoin, WindowQuery
 from api.market import market_mood
 from api.models import (
     CoinsResponse,
@@ -26,6 +27,12 @@ from api.problems import ProblemError
 from schemas.events import WindowSize
 
 router = APIRouter(prefix="/v1", tags=["sentiment"])
+
+
+def _json(model: Any) -> Response:
+    """Serialize once, skipping FastAPI's re-validation of an already valid model (hot path)."""
+    return Response(model.model_dump_json(by_alias=True), media_type="application/json")
+
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 
@@ -46,16 +53,19 @@ Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
     summary="Tracked coins with their latest sentiment",
     responses=errors(*AUTHED, 422),
 )
-async def list_coins(state: StateDep, window: WindowQuery = WindowSize.FIVE_MINUTES) -> CoinsResponse:
+async def list_coins(state: StateDep, window: WindowQuery = WindowSize.FIVE_MINUTES) -> Response:
     coins = await state.store.coins()
     latest = await state.store.latest_many(coins, window)
     prices = await state.store.prices(coins)
-    return CoinsResponse(
-        window=window,
-        count=len(coins),
-        coins=[
-            CoinSummary(coin=c, sentiment=t, price=p) for c, t, p in zip(coins, latest, prices, strict=True)
-        ],
+    return _json(
+        CoinsResponse(
+            window=window,
+            count=len(coins),
+            coins=[
+                CoinSummary(coin=c, sentiment=t, price=p)
+                for c, t, p in zip(coins, latest, prices, strict=True)
+            ],
+        )
     )
 
 
@@ -66,18 +76,21 @@ async def list_coins(state: StateDep, window: WindowQuery = WindowSize.FIVE_MINU
     responses=errors(*AUTHED, 404, 422),
 )
 async def coin_sentiment(
-    coin: TrackedCoin, state: StateDep, window: WindowQuery = WindowSize.FIVE_MINUTES
-) -> SentimentResponse:
-    latest = await state.store.latest(coin, window)
+    coin: CoinPath, state: StateDep, window: WindowQuery = WindowSize.FIVE_MINUTES
+) -> Response:
+    tracked, latest, price = await state.store.sentiment(coin, window)
+    if not tracked:
+        raise ProblemError(404, "Unknown coin", f"coin {coin!r} is not tracked", slug="unknown-coin")
     if latest is None:
         raise ProblemError(404, "No data", f"no {window.value} window for {coin!r} yet", slug="no-data")
-    (price,) = await state.store.prices([coin])
-    return SentimentResponse(
-        coin=coin,
-        window=window,
-        latest=latest,
-        price=price,
-        age_s=round(max(0.0, time.time() - latest.window_end.timestamp()), 3),
+    return _json(
+        SentimentResponse(
+            coin=coin,
+            window=window,
+            latest=latest,
+            price=price,
+            age_s=round(max(0.0, time.time() - latest.window_end.timestamp()), 3),
+        )
     )
 
 
@@ -97,7 +110,7 @@ async def coin_timeseries(
     ] = None,
     to: Annotated[Timestamp | None, Query(description="latest window_start (ISO-8601 with zone)")] = None,
     limit: Annotated[int, Query(ge=1, le=5000, description="at most this many newest windows")] = 500,
-) -> TimeseriesResponse:
+) -> Response:
     for name, value in (("from", from_), ("to", to)):
         if value is not None and value.tzinfo is None:
             raise ProblemError(
@@ -106,8 +119,10 @@ async def coin_timeseries(
     if from_ and to and from_ > to:
         raise ProblemError(422, "Invalid request", "from must not be after to", slug="validation")
     points = await state.store.timeseries(coin, window, from_, to, limit)
-    return TimeseriesResponse.model_validate(
-        {"coin": coin, "window": window, "from": from_, "to": to, "count": len(points), "points": points}
+    return _json(
+        TimeseriesResponse.model_validate(
+            {"coin": coin, "window": window, "from": from_, "to": to, "count": len(points), "points": points}
+        )
     )
 
 
@@ -121,7 +136,7 @@ async def trending(
     state: StateDep,
     window: WindowQuery = WindowSize.ONE_HOUR,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
-) -> TrendingResponse:
+) -> Response:
     rows = await state.store.trending(window, limit)
     latest = await state.store.latest_many([c for c, _ in rows], window)
     items = [
@@ -136,7 +151,7 @@ async def trending(
         )
         for i, ((coin, z), t) in enumerate(zip(rows, latest, strict=True))
     ]
-    return TrendingResponse(window=window, count=len(items), items=items)
+    return _json(TrendingResponse(window=window, count=len(items), items=items))
 
 
 @router.get(
