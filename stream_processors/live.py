@@ -5,11 +5,14 @@ of every scored post, so a Redis outage is logged and counted, never allowed to
 stall or crash the stream. Writes are idempotent (``HSET`` of the table's current
 value, not ``HINCRBY``), so a replay after a restart rewrites the same numbers.
 
-Keys (prefix = settings.redis.key_prefix):
+Key names come from the shared schema (:class:`schemas.redis_keys.RedisKeys`, documented
+in docs/redis-keys.md); prefix = settings.redis.key_prefix:
 
 * ``{prefix}:live:counter:{window}:{coin}`` hash: window_start, window_end (epoch s),
   volume, score_sum, mean_score, updated (epoch s); expires after two windows;
 * ``{prefix}:live:volume:{window}`` sorted set: coin -> volume of its latest window;
+* ``{prefix}:posts:latest`` list: newest-first ScoredPost JSON, capped (same LREM/LPUSH/
+  LTRIM as ``schemas.redis_keys.record_scored_post``, batched in one pipeline);
 * channel ``{prefix}:live:scored``: every ScoredPost as JSON;
 * channel ``{prefix}:live:counters``: every counter change as JSON.
 """
@@ -25,6 +28,7 @@ from typing import Any
 import structlog
 
 from schemas.events import ScoredPost
+from schemas.redis_keys import POSTS_LATEST_MAX, RedisKeys
 from stream_processors.metrics import REDIS_ERRORS
 
 log = structlog.get_logger(__name__)
@@ -50,19 +54,19 @@ class CounterUpdate:
 
 
 def counter_key(prefix: str, window: str, coin: str) -> str:
-    return f"{prefix}:live:counter:{window}:{coin}"
+    return RedisKeys(prefix).live_counter(window, coin)
 
 
 def volume_key(prefix: str, window: str) -> str:
-    return f"{prefix}:live:volume:{window}"
+    return RedisKeys(prefix).live_volume(window)
 
 
 def scored_channel(prefix: str) -> str:
-    return f"{prefix}:live:scored"
+    return RedisKeys(prefix).live_scored()
 
 
 def counters_channel(prefix: str) -> str:
-    return f"{prefix}:live:counters"
+    return RedisKeys(prefix).live_counters()
 
 
 class LivePublisher:
@@ -89,9 +93,14 @@ class LivePublisher:
             return  # back off after a failure instead of paying a timeout per batch
         try:
             pipe = self._redis().pipeline(transaction=False)
-            channel = scored_channel(self.prefix)
+            keys = RedisKeys(self.prefix)
             for post in scored:
-                pipe.publish(channel, post.model_dump_json())
+                payload = post.model_dump_json()
+                pipe.lrem(keys.posts_latest(), 0, payload)  # idempotent on replay
+                pipe.lpush(keys.posts_latest(), payload)
+                pipe.publish(keys.live_scored(), payload)
+            if scored:
+                pipe.ltrim(keys.posts_latest(), 0, POSTS_LATEST_MAX - 1)
             now = time.time()
             for update in counters:
                 key = counter_key(self.prefix, update.window, update.coin)

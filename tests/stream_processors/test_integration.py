@@ -183,6 +183,8 @@ def test_every_record_one_outcome_live_view_and_hot_swap(
         assert int(float(counter["volume"])) >= 1 and -1 <= float(counter["mean_score"]) <= 1
         assert client.hgetall(f"{prefix}:live:counter:1m:bitcoin")
         assert client.zscore(f"{prefix}:live:volume:1m", "all")
+        latest = [json.loads(x)["source_id"] for x in client.lrange(f"{prefix}:posts:latest", 0, -1)]
+        assert set(latest) == expected_scored and len(latest) == len(expected_scored)
         channels = Counter(channel for channel, _ in subscriber.messages)
         assert channels[f"{prefix}:live:scored"] == len(expected_scored)
         assert channels[f"{prefix}:live:counters"] >= 2
