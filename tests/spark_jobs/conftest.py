@@ -20,11 +20,12 @@ T0 = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
 
 
 @pytest.fixture(scope="session")
-def spark(platform: Settings) -> Iterator[Any]:
-    """The one SparkSession of the test run (local[2], small shuffle, Kafka jars)."""
+def spark() -> Iterator[Any]:
+    """The one SparkSession of the test run (local[2], small shuffle, Kafka jars from the cache)."""
+    from cryptopulse.settings import get_settings
     from spark_jobs.session import build_spark
 
-    session = build_spark(platform, app_name="cryptopulse-tests")
+    session = build_spark(get_settings(), app_name="cryptopulse-tests")
     yield session
     session.stop()
 

@@ -1,0 +1,207 @@
+"""Pure aggregation logic on small frames: hand-computed values, stream/batch path equality."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spark_jobs.aggregations import (
+    PRICE_SOURCE,
+    TOTAL_COIN,
+    WINDOW_SPECS,
+    add_cross_window_features,
+    aggregate_windows,
+    assign_windows,
+    build_trend_frame,
+    components_frame,
+    history_frame,
+    measure_rows,
+    minute_buckets,
+    parse_events,
+    to_trend_windows,
+)
+from spark_jobs.metrics import SparkMetrics
+from tests.spark_jobs.conftest import T0, post, tick
+
+pytestmark = pytest.mark.unit
+
+MS = int(T0.timestamp() * 1000)
+
+
+def comp(coin: str, source: str, n: int, **kw: Any) -> dict[str, Any]:
+    base = {
+        "window": "1m",
+        "window_start": MS,
+        "window_end": MS + 60_000,
+        "coin": coin,
+        "source": source,
+        "n": n,
+        "s_score": 0.0,
+        "s_conf": 0.0,
+        "s_wscore": 0.0,
+        "n_pos": 0,
+        "n_neu": 0,
+        "n_neg": 0,
+        "last_event": MS + 1000,
+        "last_ingest": MS + 2000,
+        "p_open": None,
+        "t_open": None,
+        "p_close": None,
+        "t_close": None,
+        "p_high": None,
+        "p_low": None,
+    }
+    base.update(kw)
+    return base
+
+
+def test_build_trend_frame_hand_computed() -> None:
+    frame = components_frame(
+        [
+            comp("bitcoin", "all", 2, s_score=0.3, s_conf=1.4, s_wscore=0.47, n_pos=1, n_neg=1),
+            comp("ethereum", "all", 1, s_score=-0.5, s_conf=0.5, s_wscore=-0.25, n_neg=1),
+            comp(TOTAL_COIN, "all", 3),
+            comp(
+                "bitcoin",
+                PRICE_SOURCE,
+                0,
+                p_open=100.0,
+                p_close=105.0,
+                p_high=110.0,
+                p_low=99.0,
+                t_open=MS,
+                t_close=MS + 50_000,
+                last_ingest=MS + 9000,
+            ),
+        ]
+    )
+    out = build_trend_frame(frame).set_index("coin")
+    btc, eth = out.loc["bitcoin"], out.loc["ethereum"]
+    assert btc["volume"] == 2 and btc["mean_score"] == 0.15
+    assert btc["weighted_score"] == pytest.approx(0.47 / 1.4, abs=1e-9)
+    assert (btc["positive_share"], btc["neutral_share"], btc["negative_share"]) == (0.5, 0.0, 0.5)
+    assert btc["social_dominance"] == pytest.approx(2 / 3, abs=1e-9)
+    assert (btc["price_open"], btc["price_high"], btc["price_low"], btc["price_close"]) == (100, 110, 99, 105)
+    assert btc["price_return"] == pytest.approx(0.05) and btc["ingest_time"] == MS + 9000
+    assert eth["social_dominance"] == pytest.approx(1 / 3, abs=1e-9) and np.isnan(eth["price_return"])
+    windows = {w.coin: w for w in to_trend_windows(out.reset_index())}
+    assert windows["ethereum"].price_open is None and windows["bitcoin"].window_end == T0 + timedelta(
+        minutes=1
+    )
+
+
+def trend_rows(volumes: list[int], scores: list[float], returns: list[float]) -> pd.DataFrame:
+    n = len(volumes)
+    return pd.DataFrame(
+        {
+            "window": "1m",
+            "coin": "bitcoin",
+            "source": "all",
+            "window_start": [MS + i * 60_000 for i in range(n)],
+            "volume": volumes,
+            "weighted_score": scores,
+            "price_return": returns,
+            "volume_zscore": np.nan,
+            "sentiment_return_corr": np.nan,
+        }
+    )
+
+
+def test_zscore_and_correlation_against_trailing_windows() -> None:
+    rows = trend_rows([1, 3, 5, 11], [0.1, 0.2, 0.3, 0.4], [0.01, 0.02, np.nan, 0.05])
+    out = add_cross_window_features(rows, history_frame([]), trailing=3)
+    z = out["volume_zscore"].tolist()
+    assert np.isnan(z[0]) and np.isnan(z[1])  # fewer than two previous windows
+    assert z[2] == pytest.approx(3.0)  # (5 - mean 2) / population std 1
+    assert z[3] == pytest.approx((11 - 3) / np.sqrt(8 / 3))
+    corr = out["sentiment_return_corr"].tolist()
+    assert np.isnan(corr[2]) and np.isnan(corr[3])  # only two complete pairs in each trailing 3
+    full = trend_rows([1, 1, 1, 1], [0.1, -0.2, 0.3, 0.5], [0.01, 0.02, -0.01, 0.04])
+    out = add_cross_window_features(full, history_frame([]), trailing=3)
+    assert np.isnan(out["volume_zscore"].iloc[3])  # no spread
+    expected = np.corrcoef([-0.2, 0.3, 0.5], [0.02, -0.01, 0.04])[0, 1]
+    assert out["sentiment_return_corr"].iloc[3] == pytest.approx(expected, abs=1e-9)
+
+
+def test_features_do_not_depend_on_how_much_history_is_loaded() -> None:
+    rng = np.random.default_rng(3)
+    n = 60
+    full = trend_rows(list(rng.integers(1, 50, n)), list(rng.uniform(-1, 1, n)), list(rng.normal(0, 0.01, n)))
+    everything = add_cross_window_features(full, history_frame([]), trailing=20)
+    tail = full.iloc[40:].reset_index(drop=True)
+    hist = history_frame(full.iloc[20:40].to_dict("records"))
+    partial = add_cross_window_features(tail, hist, trailing=20)
+    expected = everything.iloc[40:].reset_index(drop=True)
+    assert partial["volume_zscore"].tolist() == expected["volume_zscore"].tolist()
+    assert partial["sentiment_return_corr"].tolist() == expected["sentiment_return_corr"].tolist()
+
+
+def _events(spark: Any, records: list[Any]) -> Any:
+    rows = [("price" if hasattr(r, "price") else "post", r.model_dump_json()) for r in records]
+    return parse_events(spark.createDataFrame(rows, "kind string, value string"))
+
+
+def test_minute_buckets_path_equals_direct_path(spark: Any) -> None:
+    records = [
+        post(
+            i,
+            T0 + timedelta(seconds=37 * i),
+            ["bitcoin", "solana"][: 1 + i % 2],
+            ((i * 7) % 11 - 5) / 5,
+            0.3 + (i % 7) / 10,
+            ["negative", "neutral", "positive"][i % 3],
+            ["reddit", "news"][i % 2],
+        )
+        for i in range(40)
+    ] + [tick("bitcoin", T0 + timedelta(seconds=20 * i), 100 + (i * 13) % 7) for i in range(60)]
+    measures = measure_rows(_events(spark, records))
+    direct = aggregate_windows(assign_windows(measures)).toPandas()
+    bucketed = aggregate_windows(assign_windows(minute_buckets(measures))).toPandas()
+    a = build_trend_frame(components_frame(direct.to_dict("records")))
+    b = build_trend_frame(components_frame(bucketed.to_dict("records")))
+    pd.testing.assert_frame_equal(a, b)
+    assert set(a["window"]) == {w.value for w in WINDOW_SPECS}
+    one = a[(a["window"] == "1m") & (a["coin"] == "bitcoin") & (a["source"] == "all")].iloc[0]
+    assert one["price_open"] == 100 and one["price_close"] == 100 + (2 * 13) % 7
+
+
+def test_unparseable_records_are_dropped(spark: Any) -> None:
+    df = spark.createDataFrame(
+        [
+            ("post", "not json"),
+            ("post", json.dumps({"source_id": "x"})),
+            ("price", post(1, T0, [], 0, 1, "neutral").model_dump_json()),
+        ],
+        "kind string, value string",
+    )
+    assert parse_events(df).count() == 0
+
+
+def test_metrics_endpoint() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    metrics = SparkMetrics()
+    metrics.serve(port)
+    metrics.batches.inc()
+
+    progress = SimpleNamespace(
+        name="trends",
+        inputRowsPerSecond=12.5,
+        processedRowsPerSecond=40.0,
+        numInputRows=7,
+        eventTime={"watermark": "2026-01-05T10:00:00.000Z"},
+    )
+    metrics.on_progress(progress)
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert "cryptopulse_spark_batches_total 1.0" in body
+    assert 'cryptopulse_spark_input_rows_per_second{query="trends"} 12.5' in body
