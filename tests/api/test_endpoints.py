@@ -23,7 +23,7 @@ def assert_problem(response: Any, status: int, text: str | None = None) -> dict[
     assert body["status"] == status and body["title"]
     if text:
         assert text in body["detail"], body
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 def test_coins_lists_tracked_coins_with_latest_sentiment(client: TestClient, seeded: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from tests.api.conftest import FakeRuntime, LiveServer, make_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-AUTH = {"auth_enabled": True, "rate_limit_per_minute": 1_000_000}
+AUTH: dict[str, Any] = {"auth_enabled": True, "rate_limit_per_minute": 1_000_000}
 
 # The document does not depend on Redis; the live server below serves the same app, auth on.
 schema = schemathesis.openapi.from_dict(

@@ -39,7 +39,7 @@ def test_keys_are_stored_hashed(secured: tuple[TestClient, redis.Redis, Settings
     _, sync, settings = secured
     prefix = settings.redis.key_prefix
     key, record = create_api_key(sync, prefix, "dashboard")
-    stored = sync.hgetall(f"{prefix}:apikey:{record.key_id}")
+    stored: dict[bytes, bytes] = sync.hgetall(f"{prefix}:apikey:{record.key_id}")  # type: ignore[assignment]
     assert stored[b"hash"].startswith(b"sha256:") and key.encode() not in stored.values()
     assert key.split("_", 2)[2].encode() not in b"".join(stored.values())
     assert [k.key_id for k in list_api_keys(sync, prefix)] == [record.key_id]

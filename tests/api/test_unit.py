@@ -13,14 +13,14 @@ from api.main import create_app
 from api.market import market_mood
 from api.security import KEY_RE, hash_key
 from cryptopulse.settings import load_settings
-from schemas.events import WindowSize
+from schemas.events import TrendWindow, WindowSize
 from tests.api.seed import make_window
 
 pytestmark = pytest.mark.unit
 T0 = datetime(2026, 11, 28, 12, tzinfo=UTC)
 
 
-def _windows(scores: list[float], returns: list[float | None] | None = None) -> list:  # type: ignore[type-arg]
+def _windows(scores: list[float], returns: list[float | None] | None = None) -> list[TrendWindow]:
     out = []
     for i, (coin, score) in enumerate(zip(["bitcoin", "ethereum", "solana"], scores, strict=False)):
         w = make_window(coin, WindowSize.ONE_HOUR, T0, i).model_copy(

@@ -99,7 +99,9 @@ def test_latest_only_moves_forward_and_ts_replaces_same_start(rk: tuple[redis.Re
     assert client.zcard(k.trend_ts("1m", "bitcoin")) == 2
     revised = w2.model_copy(update={"volume": 999})  # a late update of the same window
     assert write_trend_windows(client, prefix, [revised]) == 1
-    members = client.zrangebyscore(k.trend_ts("1m", "bitcoin"), w2.window_start.timestamp(), "+inf")
+    members: list[bytes] = client.zrangebyscore(  # type: ignore[assignment]
+        k.trend_ts("1m", "bitcoin"), w2.window_start.timestamp(), "+inf"
+    )
     assert [TrendWindow.model_validate_json(m).volume for m in members] == [999]
     assert client.zscore(k.trending("1m"), "bitcoin") == pytest.approx(w2.volume_zscore)
     assert client.smembers(k.coins()) == {b"bitcoin"}
@@ -122,7 +124,8 @@ def test_retention_trims_from_newest(rk: tuple[redis.Redis, str]) -> None:
     edge = make_window("solana", WindowSize.ONE_MINUTE, T0 + timedelta(seconds=60))
     new = make_window("solana", WindowSize.ONE_MINUTE, T0 + timedelta(seconds=60 + day))
     write_trend_windows(client, prefix, [old, edge, new])
-    starts = [s for _, s in client.zrange(k.trend_ts("1m", "solana"), 0, -1, withscores=True)]
+    rows: list[tuple[bytes, float]] = client.zrange(k.trend_ts("1m", "solana"), 0, -1, withscores=True)  # type: ignore[assignment]
+    starts = [s for _, s in rows]
     assert starts == [edge.window_start.timestamp(), new.window_start.timestamp()]
 
 
