@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -111,11 +112,11 @@ def run_rate(
     wanted = set(sent)
     latencies: list[float] = []
     scored_latencies: list[float] = []
-    for record in reader.scored:
-        sid = record["source_id"]
+    for scored_record in reader.scored:
+        sid = scored_record["source_id"]
         if sid in wanted:
-            ingest = datetime.fromisoformat(record["ingest_time"].replace("Z", "+00:00")).timestamp()
-            scored = datetime.fromisoformat(record["scored_time"].replace("Z", "+00:00")).timestamp()
+            ingest = datetime.fromisoformat(scored_record["ingest_time"].replace("Z", "+00:00")).timestamp()
+            scored = datetime.fromisoformat(scored_record["scored_time"].replace("Z", "+00:00")).timestamp()
             latencies.append(reader.received_at[sid] - ingest)
             scored_latencies.append(scored - ingest)
             wanted.discard(sid)
@@ -137,18 +138,8 @@ def run_rate(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rates", type=int, nargs="+", default=[200, 500, 1000])
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds per rate")
-    parser.add_argument("--drain", type=float, default=60.0, help="seconds to wait for stragglers")
-    parser.add_argument("--model-uri", default=None)
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--json", type=Path, default=None, help="also write results here")
-    args = parser.parse_args()
-
-    base = get_settings()
-    wait_for_broker(base)
+def bench_rate(base: Settings, rate: int, args: argparse.Namespace, model_uri: str) -> dict[str, Any]:
+    """One rate on fresh topics with fresh worker(s): no backlog carried between rates."""
     tag = uuid.uuid4().hex[:8]
     home = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     settings = load_settings(
@@ -157,33 +148,56 @@ def main() -> None:
         redis={**base.redis.model_dump(), "key_prefix": f"bench-{tag}"},
     )
     ensure_topics(settings)
-    model_uri, model_note = resolve_model(settings, args.model_uri)
-    port = free_port()
     extra = {"CRYPTOPULSE_STREAM__BATCH_SIZE": str(args.batch_size)} if args.batch_size else {}
-    worker = WorkerProcess(
-        worker_env(settings, model_uri=model_uri, web_port=port, **extra), home / "w.log", port
-    )
+    workers = []
+    for n in range(args.workers):
+        port = free_port()
+        env = worker_env(settings, model_uri=model_uri, web_port=port, **extra)
+        workers.append(WorkerProcess(env, home / f"worker{n}.log", port))
     reader = OutputReader(settings)
-    results: list[dict[str, Any]] = []
     try:
-        worker.start()
-        health = worker.wait_ready(timeout_s=180)
-        print(f"worker ready: model {health['model_version']} ({model_note}); topics bench-{tag}.*")
-        run_rate(settings, reader, 50, 5.0, 30.0)  # warm-up: assignment, first batches, JIT-ish caches
-        for rate in args.rates:
-            result = run_rate(settings, reader, rate, args.duration, args.drain)
-            results.append(result)
-            print(json.dumps(result))
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.wait_ready(timeout_s=180)
+        run_rate(settings, reader, 20, 5.0, 60.0)  # warm-up: assignment, first batches, caches
+        result = run_rate(settings, reader, rate, args.duration, args.drain)
     finally:
-        worker.stop()
+        for worker in workers:
+            worker.stop()
         reader.close()
+    result["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    result["workers"] = args.workers
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", type=int, nargs="+", default=[200, 500, 1000])
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per rate")
+    parser.add_argument("--drain", type=float, default=30.0, help="seconds to wait for stragglers")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (<= partitions)")
+    parser.add_argument("--model-uri", default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    args = parser.parse_args()
+
+    base = get_settings()
+    wait_for_broker(base)
+    model_uri, model_note = resolve_model(base, args.model_uri)
+    print(f"model {model_uri} ({model_note}); {args.workers} worker(s); {os.cpu_count()} CPUs")
+    results: list[dict[str, Any]] = []
+    for rate in args.rates:
+        result = bench_rate(base, rate, args, model_uri)
+        results.append(result)
+        print(json.dumps(result), flush=True)
     held = [r["rate"] for r in results if r["holds"]]
-    print("\n| target rate (ev/s) | sent | received | p50 (s) | p95 (s) | p99 (s) | max (s) | holds |")
-    print("|---:|---:|---:|---:|---:|---:|---:|:---:|")
+    print("\n| target (ev/s) | sent | received | p50 (s) | p95 (s) | p99 (s) | max (s) | load avg | holds |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
     for r in results:
         print(
             f"| {r['rate']} | {r['sent']} | {r['received']} | {r['p50_s']} | {r['p95_s']} | "
-            f"{r['p99_s']} | {r['max_s']} | {'yes' if r['holds'] else 'no'} |"
+            f"{r['p99_s']} | {r['max_s']} | {r['loadavg_1m']} | {'yes' if r['holds'] else 'no'} |"
         )
     print(f"\nhighest rate that holds (p99 < 1 s, nothing missing): {max(held) if held else 'none'}")
     if args.json:
