@@ -155,9 +155,9 @@ def transformer_training_set(train: pd.DataFrame, config: TrainConfig) -> pd.Dat
 def _limit(corpus: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
     if limit is None:
         return corpus
-    keep: list[object] = []
+    keep: list[int] = []
     for _, group in corpus.groupby(["dataset", "split"], sort=True):
-        keep.extend(group.sample(n=min(len(group), limit), random_state=seed).index)
+        keep.extend(int(i) for i in group.sample(n=min(len(group), limit), random_state=seed).index)
     return corpus.loc[sorted(keep)]
 
 

@@ -126,9 +126,16 @@ class CoinCatalog:
         found: list[tuple[int, str]] = []
         words = [w.lower() for w in _WORD_RE.findall(text)]
         word_set = set(words)
-        letters = [ch for ch in text if ch.isalpha()]
-        shouting = bool(letters) and sum(ch.isupper() for ch in letters) / len(letters) > 0.6
         tokens = list(_TOKEN_RE.finditer(text))
+        # Shouting = the ordinary words (not tickers) are mostly upper case: then UPPERCASE proves nothing.
+        letters = [
+            ch
+            for m in tokens
+            if m.group(2).upper() not in self._by_symbol
+            for ch in m.group(2)
+            if ch.isalpha()
+        ]
+        shouting = len(letters) >= 6 and sum(ch.isupper() for ch in letters) / len(letters) > 0.6
         unambiguous_hit = False
         for idx, match in enumerate(tokens):
             cashtag, word = match.group(1) == "$", match.group(2)

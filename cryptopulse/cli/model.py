@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 log = logging.getLogger(__name__)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 RESULT_COLUMNS = (
     "label",

@@ -44,6 +44,8 @@ def test_lookup_by_symbol(catalog: CoinCatalog) -> None:
         ("Avalanche crypto network grows", ["avalanche-2"]),
         ("NEAR Protocol raises funds", ["near"]),
         ("dogecoin!!! 🚀", ["dogecoin"]),
+        ("SOL and $ETH", ["solana", "ethereum"]),
+        ("BUY SOL NOW", ["solana"]),  # shouting, but "buy" is market context
     ],
 )
 def test_tags(catalog: CoinCatalog, text: str, expected: list[str]) -> None:

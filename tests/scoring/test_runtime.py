@@ -41,7 +41,8 @@ def test_batching_does_not_change_results(tiny: TrainResult) -> None:
     many = SentimentRuntime(tiny.artifact_dir, batch_size=64).score(texts)
     for a, b in zip(one, many, strict=True):
         assert a.label == b.label
-        assert a.p_positive == pytest.approx(b.p_positive, abs=1e-4)
+        # int8 dynamic quantization ranges activations per batch: tiny, bounded drift
+        assert a.p_positive == pytest.approx(b.p_positive, abs=5e-3)
 
 
 def test_bad_inputs_get_errors_not_exceptions(runtime: SentimentRuntime) -> None:
