@@ -117,82 +117,79 @@ def measure_rows(events: DataFrame) -> DataFrame:
 
     Each post counts once for its own source and once for ``all``; a post mentioning
     several coins is one mention of each. ``TOTAL_COIN`` rows carry the number of
-    mentions, the denominator of social dominance.
+    mentions, the denominator of social dominance. Built with explodes only (no unions)
+    so a micro-batch stays a handful of tasks.
     """
     from pyspark.sql import functions as F
 
-    posts = events.where(F.col("kind") == "post").select(
+    is_post = F.col("kind") == "post"
+    coins = F.array_distinct(F.coalesce(F.col("coins"), F.array().cast("array<string>")))
+    entry = "struct<coin:string,n:bigint,mention:boolean>"
+    post_entries = F.concat(
+        F.transform(
+            coins,
+            lambda c: F.struct(
+                c.alias("coin"), F.lit(1).cast("bigint").alias("n"), F.lit(True).alias("mention")
+            ),
+        ),
+        F.array(
+            F.struct(
+                F.lit(TOTAL_COIN).alias("coin"),
+                F.size(coins).cast("bigint").alias("n"),
+                F.lit(False).alias("mention"),
+            )
+        ),
+    ).cast(f"array<{entry}>")
+    price_entries = F.array(
+        F.struct(
+            F.col("coin").alias("coin"), F.lit(0).cast("bigint").alias("n"), F.lit(False).alias("mention")
+        )
+    ).cast(f"array<{entry}>")
+    exploded = events.select(
+        "kind",
         "event_time",
         "ingest_time",
-        F.explode(F.array(F.col("source"), F.lit(ALL_SOURCES))).alias("source"),
-        F.array_distinct(F.coalesce(F.col("coins"), F.array().cast("array<string>"))).alias("coins"),
         "score",
         F.coalesce(F.col("confidence"), F.lit(0.0)).alias("confidence"),
         "label",
-    )
-    null_d = F.lit(None).cast("double")
-    null_t = F.lit(None).cast("timestamp")
+        "price",
+        F.explode(
+            F.when(is_post, F.array(F.col("source"), F.lit(ALL_SOURCES))).otherwise(
+                F.array(F.lit(PRICE_SOURCE))
+            )
+        ).alias("source"),
+        F.explode(F.when(is_post, post_entries).otherwise(price_entries)).alias("e"),
+    ).where((F.col("e.n") > 0) | (F.col("kind") == "price"))
+    mention = F.col("e.mention")
+    tick = F.col("kind") == "price"
     zero = F.lit(0.0)
 
-    def common(
-        n: Column, s_score: Column, s_conf: Column, s_wscore: Column, label: Column | None
-    ) -> list[Column]:
-        def is_label(name: str) -> Column:
-            return F.when(label == name, 1).otherwise(0) if label is not None else F.lit(0)
+    def count_if(cond: Column) -> Column:
+        return F.when(cond, 1).otherwise(0).cast("long")
 
-        return [
-            n.cast("long").alias("n"),
-            s_score.alias("s_score"),
-            s_conf.alias("s_conf"),
-            s_wscore.alias("s_wscore"),
-            is_label("positive").cast("long").alias("n_pos"),
-            is_label("neutral").cast("long").alias("n_neu"),
-            is_label("negative").cast("long").alias("n_neg"),
-            F.col("event_time").alias("last_event"),
-            F.col("ingest_time").alias("last_ingest"),
-        ]
+    def price_or_null(col: str) -> Column:
+        return F.when(tick, F.col(col))
 
-    no_price = [
-        null_d.alias("p_open"),
-        null_t.alias("t_open"),
-        null_d.alias("p_close"),
-        null_t.alias("t_close"),
-        null_d.alias("p_high"),
-        null_d.alias("p_low"),
-    ]
-    mentions = posts.select(
+    return exploded.select(
         "event_time",
-        F.explode("coins").alias("coin"),
+        F.col("e.coin").alias("coin"),
         "source",
-        *common(
-            F.lit(1),
-            F.col("score"),
-            F.col("confidence"),
-            F.col("confidence") * F.col("score"),
-            F.col("label"),
-        ),
-        *no_price,
+        F.col("e.n").alias("n"),
+        F.when(mention, F.col("score")).otherwise(zero).alias("s_score"),
+        F.when(mention, F.col("confidence")).otherwise(zero).alias("s_conf"),
+        F.when(mention, F.col("confidence") * F.col("score")).otherwise(zero).alias("s_wscore"),
+        count_if(mention & (F.col("label") == "positive")).alias("n_pos"),
+        count_if(mention & (F.col("label") == "neutral")).alias("n_neu"),
+        count_if(mention & (F.col("label") == "negative")).alias("n_neg"),
+        F.col("event_time").alias("last_event"),
+        F.col("ingest_time").alias("last_ingest"),
+        price_or_null("price").cast("double").alias("p_open"),
+        price_or_null("event_time").alias("t_open"),
+        price_or_null("price").cast("double").alias("p_close"),
+        price_or_null("event_time").alias("t_close"),
+        price_or_null("price").cast("double").alias("p_high"),
+        price_or_null("price").cast("double").alias("p_low"),
     )
-    totals = posts.where(F.size("coins") > 0).select(
-        "event_time",
-        F.lit(TOTAL_COIN).alias("coin"),
-        "source",
-        *common(F.size("coins"), zero, zero, zero, None),
-        *no_price,
-    )
-    ticks = events.where(F.col("kind") == "price").select(
-        "event_time",
-        F.col("coin"),
-        F.lit(PRICE_SOURCE).alias("source"),
-        *common(F.lit(0), zero, zero, zero, None),
-        F.col("price").alias("p_open"),
-        F.col("event_time").alias("t_open"),
-        F.col("price").alias("p_close"),
-        F.col("event_time").alias("t_close"),
-        F.col("price").alias("p_high"),
-        F.col("price").alias("p_low"),
-    )
-    return mentions.unionByName(totals).unionByName(ticks)
 
 
 def _sums() -> list[Column]:
@@ -226,24 +223,70 @@ def minute_buckets(measures: DataFrame) -> DataFrame:
     ).agg(*_sums())
 
 
-def assign_windows(measures: DataFrame, sizes: Iterable[WindowSize] = tuple(WINDOW_SPECS)) -> DataFrame:
-    """One copy of each row per window size (and per slide for ``1h_5m``), with struct ``w``.
+WATERMARK_DELAY_KEY = "spark.watermarkDelayMs"
+"""Column metadata Spark's stateful operators read to find the event-time key (see below)."""
 
-    ``window()`` is applied to the watermarked ``event_time`` in every branch, so the
-    streaming aggregation knows how to drop late rows and evict finished windows.
+
+def _window_starts(size: WindowSize) -> list[tuple[int, int]]:
+    """(offset of the window start before the slide boundary, length) in microseconds."""
+    duration, slide = WINDOW_SPECS[size]
+    length = _micros(duration)
+    step = _micros(slide) if slide else length
+    return [(k * step, length) for k in range(length // step)]
+
+
+def _micros(text: str) -> int:
+    amount, unit = text.split()
+    seconds = {"second": 1, "minute": 60, "hour": 3600, "day": 86_400}[
+        unit.rstrip("s") if unit != "s" else "second"
+    ]
+    return int(amount) * seconds * 1_000_000
+
+
+def interval_ms(text: str) -> int:
+    """``"10 minutes"`` -> 600000 (the interval strings settings use for watermark/trigger)."""
+    return _micros(text) // 1000
+
+
+def assign_windows(
+    measures: DataFrame,
+    sizes: Iterable[WindowSize] = tuple(WINDOW_SPECS),
+    *,
+    watermark_delay_ms: int | None = None,
+) -> DataFrame:
+    """One copy of each row per window it falls in (1 per tumbling size, 12 for ``1h_5m``).
+
+    Windows are epoch-aligned like Spark's ``window()``. All sizes come from one explode
+    instead of a union of ``window()`` calls, which kept a micro-batch at dozens of
+    tasks. In streaming, ``watermark_delay_ms`` tags the window struct ``w`` with the
+    watermark metadata that ``window()`` would have propagated, so the aggregation drops
+    rows for windows whose end is behind the watermark and evicts finished windows.
     """
     from pyspark.sql import functions as F
 
-    out: DataFrame | None = None
+    us = F.unix_micros(F.col("event_time"))
+    entries = []
     for size in sizes:
-        duration, slide = WINDOW_SPECS[WindowSize(size)]
-        w = F.window("event_time", duration, slide) if slide else F.window("event_time", duration)
-        branch = measures.select(
-            w.alias("w"), F.lit(WindowSize(size).value).alias("window"), *measures.columns
-        )
-        out = branch if out is None else out.unionByName(branch)
-    assert out is not None
-    return out
+        size = WindowSize(size)
+        step = _micros(WINDOW_SPECS[size][1] or WINDOW_SPECS[size][0])
+        base = us - F.pmod(us, F.lit(step))
+        for back, length in _window_starts(size):
+            start = base - F.lit(back)
+            entries.append(
+                F.struct(
+                    F.lit(size.value).alias("window"),
+                    F.timestamp_micros(start).alias("start"),
+                    F.timestamp_micros(start + F.lit(length)).alias("end"),
+                )
+            )
+    exploded = measures.select(F.explode(F.array(*entries)).alias("_w"), *measures.columns)
+    w = F.struct(F.col("_w.start").alias("start"), F.col("_w.end").alias("end"))
+    w = (
+        w.alias("w", metadata={WATERMARK_DELAY_KEY: watermark_delay_ms})
+        if watermark_delay_ms is not None
+        else w.alias("w")
+    )
+    return exploded.select(w, F.col("_w.window").alias("window"), *measures.columns)
 
 
 def aggregate_windows(windowed: DataFrame) -> DataFrame:

@@ -32,6 +32,7 @@ from spark_jobs.aggregations import (
     aggregate_windows,
     assign_windows,
     build_trend_frame,
+    interval_ms,
     kafka_events,
     measure_rows,
     parse_events,
@@ -143,7 +144,8 @@ def trend_aggregates(events: DataFrame, settings: Settings) -> DataFrame:
     watermarked = events.withWatermark("event_time", settings.spark.watermark).dropDuplicatesWithinWatermark(
         ["kind", "source_id"]
     )
-    return aggregate_windows(assign_windows(measure_rows(watermarked)))
+    delay = interval_ms(settings.spark.watermark)
+    return aggregate_windows(assign_windows(measure_rows(watermarked), watermark_delay_ms=delay))
 
 
 def _run_token(folder: Path) -> str:
