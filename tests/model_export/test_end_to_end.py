@@ -71,11 +71,14 @@ def test_metrics_cover_the_model_card(tiny: TrainResult) -> None:
     assert all(p.suffix == ".png" and p.is_file() for p in tiny.images)
 
 
-def test_training_is_reproducible(tiny: TrainResult, tmp_path) -> None:
-    from model_export.train import train
-    from tests.model_export.tiny import tiny_config
+def test_fine_tuning_is_reproducible(tmp_path) -> None:
+    from model_export.transformer import FineTuneConfig, fine_tune
 
-    again = train(tiny_config(tmp_path / "again", measure_latency=False), progress=False)
-    a = SentimentRuntime(tiny.artifact_dir).ensemble_proba(SAMPLE)
-    b = SentimentRuntime(again.artifact_dir).ensemble_proba(SAMPLE)
-    assert np.abs(a - b).max() < 1e-3
+    texts = SAMPLE * 4
+    labels = [2, 0, 1, 2, 0] * 4
+    config = FineTuneConfig(max_length=16, batch_size=8, max_steps=2, seed=5)
+    a = fine_tune(texts, labels, tmp_path / "a", config, progress=False)
+    b = fine_tune(texts, labels, tmp_path / "b", config, progress=False)
+    pa = torch_probabilities(a, SAMPLE, max_length=16)
+    pb = torch_probabilities(b, SAMPLE, max_length=16)
+    assert np.abs(pa - pb).max() < 1e-6
