@@ -19,7 +19,7 @@ api_key_header = APIKeyHeader(
 bearer = HTTPBearer(auto_error=False, description="the same API key as a bearer token")
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.cp
     return state
 

@@ -72,7 +72,7 @@ def create_app(
     state = AppState(
         settings=settings,
         redis=client,
-        store=ViewStore(client, prefix),
+        store=ViewStore(client, prefix, settings.api.view_cache_s),
         verifier=KeyVerifier(client, prefix, settings.api.key_cache_s),
         limiter=RateLimiter(client, prefix, settings.api.rate_limit_window_s),
         model=holder,

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import redis
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,7 +119,29 @@ def start_api(port: int, workers: int, prefix: str, home: Path) -> subprocess.Po
     raise TimeoutError("API not ready after 60s")
 
 
-def run_wrk(url: str, paths: str, rate: int, connections: int, duration: int, lua: Path) -> dict[str, Any]:
+def server_cpu_s(proc: subprocess.Popen[bytes]) -> float:
+    """CPU seconds (user + system) of the API process tree so far."""
+    total = 0.0
+    try:
+        root = psutil.Process(proc.pid)
+        for p in [root, *root.children(recursive=True)]:
+            times = p.cpu_times()
+            total += times.user + times.system
+    except psutil.NoSuchProcess:
+        pass
+    return total
+
+
+def run_wrk(
+    url: str,
+    paths: str,
+    rate: int,
+    connections: int,
+    duration: int,
+    lua: Path,
+    server: subprocess.Popen[bytes],
+) -> dict[str, Any]:
+    """One paced wrk run; adds the server's CPU cost per request (independent of machine load)."""
     delay_ms = max(0, round(connections * 1000 / rate))
     env = {**os.environ, "BENCH_PATHS": paths, "BENCH_DELAY_MS": str(delay_ms)}
     cmd = [
@@ -133,8 +156,13 @@ def run_wrk(url: str, paths: str, rate: int, connections: int, duration: int, lu
         str(lua),
         url,
     ]
+    cpu0 = server_cpu_s(server)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
-    return {"target_rps": rate, "connections": connections, "delay_ms": delay_ms, **parse_wrk(out)}
+    cpu = server_cpu_s(server) - cpu0
+    row = {"target_rps": rate, "connections": connections, "delay_ms": delay_ms, **parse_wrk(out)}
+    row["server_cpu_ms_per_request"] = round(1000 * cpu / row["requests"], 3) if row["requests"] else None
+    row["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    return row
 
 
 def main() -> int:
@@ -160,12 +188,12 @@ def main() -> int:
         url = f"http://127.0.0.1:{port}"
         try:
             for paths in ENDPOINTS.values():  # warm-up: connections, JIT-free but caches and pools
-                run_wrk(url, paths, 200, 10, 3, lua)
+                run_wrk(url, paths, 200, 10, 3, lua, proc)
             for endpoint, paths in ENDPOINTS.items():
                 for rate in args.rates:
                     row = {
                         "endpoint": endpoint,
-                        **run_wrk(url, paths, rate, args.connections, args.duration, lua),
+                        **run_wrk(url, paths, rate, args.connections, args.duration, lua, proc),
                     }
                     log.info("%s @ %d req/s: %s", endpoint, rate, row)
                     results.append(row)
@@ -185,13 +213,15 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     lines = [
-        "| endpoint | target req/s | achieved req/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx |",
-        "|---|---|---|---|---|---|---|---|",
+        "| endpoint | target req/s | achieved req/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx "
+        "| server CPU ms/req | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| `{r['endpoint']}` | {r['target_rps']} | {r['achieved_rps']:.0f} | {r['p50_ms']} | "
-            f"{r['p90_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['non_2xx']} |"
+            f"{r['p90_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['non_2xx']} | "
+            f"{r['server_cpu_ms_per_request']} | {r['load_avg_1m']} |"
         )
     sys.stdout.write("\n".join(lines) + "\n")
     ok = all(r["non_2xx"] == 0 for r in results)

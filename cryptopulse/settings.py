@@ -159,6 +159,7 @@ class ApiSettings(_Section):
     require_model: bool = Field(default=False, description="/readyz fails while the scoring model is not loaded")
     sse_heartbeat_s: float = Field(default=15.0, gt=0, le=300, description="comment line keeping SSE alive")
     admin_enabled: bool = Field(default=True, description="serve /v1/admin/topics (Kafka view for the dashboard)")
+    view_cache_s: float = Field(default=0.5, ge=0, le=60, description="per-worker cache of hot view reads; 0 = off")
 
 
 class DashboardSettings(_Section):
@@ -194,6 +195,7 @@ class StreamSettings(_Section):
     live_redis: bool = Field(default=True, description="mirror counters and publish live events to Redis")
     commit_interval_s: float = Field(default=1.0, gt=0, le=60, description="consumer offset commit interval")
     session_timeout_s: float = Field(default=10.0, ge=6, le=300, description="crashed worker detected after")
+    scoring_process: bool = Field(default=True, description="model in a child process (no GIL contention)")
 
 
 class ProducerSettings(_Section):

@@ -138,7 +138,6 @@ async def trending(
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> Response:
     rows = await state.store.trending(window, limit)
-    latest = await state.store.latest_many([c for c, _ in rows], window)
     items = [
         TrendingItem(
             rank=i + 1,
@@ -149,7 +148,7 @@ async def trending(
             weighted_score=t.weighted_score if t else None,
             window_start=t.window_start if t else None,
         )
-        for i, ((coin, z), t) in enumerate(zip(rows, latest, strict=True))
+        for i, (coin, z, t) in enumerate(rows)
     ]
     return _json(TrendingResponse(window=window, count=len(items), items=items))
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from api.deps import StateDep
 from api.models import AlertsResponse, Freshness, InfoResponse, ModelStatus, PostsResponse
 from api.openapi import AUTHED, errors
+from api.state import AppState
 from schemas.events import WindowSize
 
 router = APIRouter(prefix="/v1", tags=["feed"])
@@ -40,7 +41,7 @@ async def alerts(state: StateDep, limit: Annotated[int, Query(ge=1, le=200)] = 5
     return AlertsResponse(count=len(items), alerts=items)
 
 
-def model_status(state: StateDep) -> ModelStatus:
+def model_status(state: AppState) -> ModelStatus:
     m = state.model
     return ModelStatus(loaded=m.loaded, version=m.version, uri=m.uri, error=m.error)
 

@@ -201,3 +201,38 @@ def test_openapi_document_is_complete(client: TestClient) -> None:
     assert "text/event-stream" in paths["/v1/stream"]["get"]["responses"]["200"]["content"]
     score_body = doc["components"]["schemas"]["ScoreRequest"]["properties"]["texts"]
     assert score_body["maxItems"] == 64 and score_body["minItems"] == 1
+
+
+def test_view_cache_bounds_staleness(redis_settings: Any, sync_redis: Any, seeded: dict[str, Any]) -> None:
+    """A new window shows after at most api.view_cache_s; with 0 it shows at once."""
+    import time
+
+    from api.main import create_app
+    from schemas.redis_keys import write_trend_windows
+    from tests.api.conftest import FakeRuntime, make_settings
+    from tests.api.seed import make_window
+
+    prefix = redis_settings.redis.key_prefix
+    latest = max(
+        (w for w in seeded["windows"] if w.coin == "bitcoin" and w.window == "1m"),
+        key=lambda w: w.window_start,
+    )
+    for step, cache_s in ((1, 0.0), (2, 0.3)):
+        newer = make_window("bitcoin", latest.window, latest.window_start + timedelta(minutes=step), 99)
+        expected = newer.model_dump(mode="json")["window_start"]
+        settings = make_settings(redis_settings, prefix=prefix, view_cache_s=cache_s)
+        with TestClient(create_app(settings, runtime=FakeRuntime())) as c:
+            before = c.get("/v1/coins/bitcoin/sentiment", params={"window": "1m"}).json()["latest"][
+                "window_start"
+            ]
+            write_trend_windows(sync_redis, prefix, [newer], publish=False)
+            now = c.get("/v1/coins/bitcoin/sentiment", params={"window": "1m"}).json()["latest"][
+                "window_start"
+            ]
+            if cache_s == 0:
+                assert now == expected
+            else:
+                assert now == before != expected
+                time.sleep(cache_s + 0.05)
+                after = c.get("/v1/coins/bitcoin/sentiment", params={"window": "1m"}).json()["latest"]
+                assert after["window_start"] == expected
