@@ -1,0 +1,82 @@
+"""The foreachBatch sink against real Redis: a replayed micro-batch changes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cryptopulse.settings import Settings
+from schemas.events import TrendWindow
+from schemas.redis_keys import RedisKeys
+from spark_jobs.aggregations import PRICE_SOURCE, TOTAL_COIN
+from spark_jobs.lake import trends_path
+from spark_jobs.stream import TrendSink
+from tests.spark_jobs.test_aggregations import MS, comp
+from tests.spark_jobs.test_stream import snapshot
+
+pytestmark = pytest.mark.integration
+
+
+def batch(minute: int, btc: int, eth: int) -> list[dict[str, Any]]:
+    start = MS + minute * 60_000
+    at = {
+        "window_start": start,
+        "window_end": start + 60_000,
+        "last_event": start + 5,
+        "last_ingest": start + 9,
+    }
+    return [
+        comp("bitcoin", "all", btc, s_score=0.5 * btc, s_conf=btc, s_wscore=0.5 * btc, n_pos=btc, **at),
+        comp("ethereum", "all", eth, s_score=-0.2 * eth, s_conf=eth, s_wscore=-0.2 * eth, n_neu=eth, **at),
+        comp(TOTAL_COIN, "all", btc + eth, **at),
+        comp(
+            "bitcoin",
+            PRICE_SOURCE,
+            0,
+            p_open=10.0,
+            p_close=11.0,
+            p_high=12.0,
+            p_low=9.0,
+            t_open=start,
+            t_close=start + 50_000,
+            **at,
+        ),
+    ]
+
+
+def lake_files(settings: Settings) -> dict[str, bytes]:
+    root = trends_path(settings)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.parquet"))}
+
+
+def test_replayed_batch_leaves_redis_and_lake_unchanged(spark_settings: Settings, redis_client: Any) -> None:
+    s, r = spark_settings, redis_client
+    sink = TrendSink(s, client=r, run_token="t", publish=False)
+    for i, (btc, eth) in enumerate([(2, 1), (3, 3), (1, 4), (6, 2)]):
+        sink.process(batch(i, btc, eth), i)
+    before, files = snapshot(r, s), lake_files(s)
+    sink.process(batch(3, 6, 2), 3)  # replay of the last micro-batch
+    assert snapshot(r, s) == before
+    assert lake_files(s) == files
+
+    keys = RedisKeys(s.redis.key_prefix)
+    latest = TrendWindow.model_validate_json(r.get(keys.trend_latest("1m", "bitcoin")))
+    assert (
+        latest.volume == 6 and latest.social_dominance == 0.75 and latest.price_return == pytest.approx(0.1)
+    )
+    assert latest.volume_zscore == pytest.approx((6 - 2) / (2 / 3) ** 0.5)  # previous 2, 3, 1
+    assert r.zscore(keys.trending("1m"), "bitcoin") == pytest.approx(latest.volume_zscore)
+
+
+def test_late_coin_updates_dominance_of_the_others(spark_settings: Settings, redis_client: Any) -> None:
+    s, r = spark_settings, redis_client
+    sink = TrendSink(s, client=r, run_token="t", publish=False)
+    first = [*batch(0, 2, 0)[:1], comp(TOTAL_COIN, "all", 2)]
+    sink.process(first, 0)
+    keys = RedisKeys(s.redis.key_prefix)
+    assert TrendWindow.model_validate_json(r.get(keys.trend_latest("1m", "bitcoin"))).social_dominance == 1.0
+    # Ethereum arrives in a later batch: Spark re-emits only ethereum and the total row.
+    sink.process([comp("ethereum", "all", 2, s_conf=2.0), comp(TOTAL_COIN, "all", 4)], 1)
+    btc = TrendWindow.model_validate_json(r.get(keys.trend_latest("1m", "bitcoin")))
+    assert (btc.volume, btc.social_dominance) == (2, 0.5)
