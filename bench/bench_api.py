@@ -169,7 +169,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=int, nargs="+", default=[500, 1000])
     parser.add_argument("--duration", type=int, default=15, help="seconds per run")
-    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument(
+        "--connections", type=int, default=100, help="more connections: pacing closer to target"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "api.json")
     args = parser.parse_args()
