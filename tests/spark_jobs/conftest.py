@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ import pytest
 
 from cryptopulse.kafka import EventProducer, ensure_topics
 from cryptopulse.settings import Settings, load_settings
-from schemas.events import PriceTick, ScoredPost, SentimentLabel, Source, content_hash
+from schemas.events import Event, PriceTick, ScoredPost, SentimentLabel, Source, content_hash
 from schemas.topics import RAW_PRICES, SCORED_POSTS
 
 T0 = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
@@ -94,7 +94,7 @@ def tick(coin: str, at: datetime, price: float) -> PriceTick:
     )
 
 
-def produce(settings: Settings, records: list[ScoredPost | PriceTick]) -> None:
+def produce(settings: Settings, records: Sequence[Event]) -> None:
     producer = EventProducer(settings, component="tests")
     for record in records:
         if isinstance(record, PriceTick):

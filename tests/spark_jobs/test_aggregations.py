@@ -162,8 +162,8 @@ def test_minute_buckets_path_equals_direct_path(spark: Any) -> None:
         for i in range(40)
     ] + [tick("bitcoin", T0 + timedelta(seconds=20 * i), 100 + (i * 13) % 7) for i in range(60)]
     measures = measure_rows(_events(spark, records))
-    direct = aggregate_windows(assign_windows(measures)).toPandas()
-    bucketed = aggregate_windows(assign_windows(minute_buckets(measures))).toPandas()
+    direct: Any = aggregate_windows(assign_windows(measures)).toPandas()
+    bucketed: Any = aggregate_windows(assign_windows(minute_buckets(measures))).toPandas()
     a = build_trend_frame(components_frame(direct.to_dict("records")))
     b = build_trend_frame(components_frame(bucketed.to_dict("records")))
     pd.testing.assert_frame_equal(a, b)
