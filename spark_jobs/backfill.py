@@ -57,6 +57,24 @@ HistorySource = Literal["kafka", "lake"]
 Progress = Callable[[str, int], None]
 """Called with (stage description, stage number 1..STAGES) as the backfill advances."""
 STAGES = 6
+AGG_COLUMNS = (
+    "kind",
+    "source_id",
+    "event_time",
+    "ingest_time",
+    "source",
+    "coins",
+    "label",
+    "score",
+    "confidence",
+    "p_negative",
+    "p_neutral",
+    "p_positive",
+    "model_version",
+    "coin",
+    "price",
+)
+"""Event columns the window aggregation reads (plus ``text`` when re-scoring)."""
 REACH = timedelta(hours=1)
 """Longest window length: events this far past the range end still belong to its windows."""
 
@@ -253,7 +271,10 @@ def run_backfill(
     events = parse_events(raw).where(
         (F.col("event_time") >= F.lit(lo)) & (F.col("event_time") < F.lit(hi + REACH))
     )
-    events = events.dropDuplicates(["kind", "source_id"])
+    # Only what the windows need travels through the shuffle and the cache (not the raw
+    # JSON, not the text unless it is re-scored).
+    needed = [*AGG_COLUMNS, "text"] if model is not None else list(AGG_COLUMNS)
+    events = events.select(*needed).dropDuplicates(["kind", "source_id"])
     if model is not None:
         events = rescore(events, model, settings)
     events = events.persist()
@@ -282,7 +303,8 @@ def run_backfill(
     partitions = write_trend_partitions(spark, trends, settings)
     step("replacing Redis windows", 5)
     store.replace_components(components)
-    written = store.write_trends(trends, publish=False)
+    store.replace_history(trends, _epoch_ms(lo), _epoch_ms(hi) - 1)
+    written = store.write_trends(trends, publish=False, history=False)
     removed = store.drop_stale(trends, [w.value for w in WINDOW_SPECS], _epoch_ms(lo), _epoch_ms(hi) - 1)
     seconds = time.perf_counter() - started
     step(f"done in {seconds:.1f}s", 6)

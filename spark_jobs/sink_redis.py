@@ -186,33 +186,15 @@ class TrendStore:
         return history_frame(rows)
 
     # -- writes ----------------------------------------------------------------------------------------
-    def write_trends(self, trends: pd.DataFrame, *, publish: bool = True, chunk: int = 2000) -> int:
-        """Series history for every row, then the public views for ``source == "all"`` rows."""
+    def write_trends(
+        self, trends: pd.DataFrame, *, publish: bool = True, history: bool = True, chunk: int = 2000
+    ) -> int:
+        """Series history for every row (unless ``history=False``), then the public views for
+        ``source == "all"`` rows."""
         if trends.empty:
             return 0
-        pipe = self.client.pipeline(transaction=False)
-        for i, rec in enumerate(
-            trends[
-                ["window", "coin", "source", "window_start", "volume", "weighted_score", "price_return"]
-            ].to_dict("records")
-        ):
-            member = json.dumps(
-                {
-                    "t": int(rec["window_start"]),
-                    "v": int(rec["volume"]),
-                    "w": _nullable(rec["weighted_score"]),
-                    "r": _nullable(rec["price_return"]),
-                },
-                separators=(",", ":"),
-            )
-            self._hist_script(
-                keys=[self.hist_key(rec["window"], rec["coin"], rec["source"])],
-                args=[int(rec["window_start"]) // 1000, member, RETENTION_SECONDS[WindowSize(rec["window"])]],
-                client=pipe,
-            )
-            if (i + 1) % chunk == 0:
-                pipe.execute()
-        pipe.execute()
+        if history:
+            self._write_history(trends, chunk)
         overall = trends[trends["source"] == "all"]
         written = 0
         for begin in range(0, len(overall), chunk):
@@ -221,29 +203,88 @@ class TrendStore:
             written += len(windows)
         return written
 
+    def _write_history(self, trends: pd.DataFrame, chunk: int) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for i, rec in enumerate(
+            trends[
+                ["window", "coin", "source", "window_start", "volume", "weighted_score", "price_return"]
+            ].to_dict("records")
+        ):
+            member = _hist_member(rec)
+            self._hist_script(
+                keys=[self.hist_key(rec["window"], rec["coin"], rec["source"])],
+                args=[int(rec["window_start"]) // 1000, member, RETENTION_SECONDS[WindowSize(rec["window"])]],
+                client=pipe,
+            )
+            if (i + 1) % chunk == 0:
+                pipe.execute()
+        pipe.execute()
+
+    def replace_history(self, trends: pd.DataFrame, lo_ms: int, hi_ms: int) -> None:
+        """Backfill: each series' points in [lo, hi] become exactly the given rows (one MULTI per series)."""
+        lo, hi = lo_ms // 1000, hi_ms // 1000
+        pipe = self.client.pipeline(transaction=True)
+        for (window, coin, source), group in trends.groupby(["window", "coin", "source"], sort=True):
+            key = self.hist_key(str(window), str(coin), str(source))
+            mapping = {
+                _hist_member(rec): int(rec["window_start"]) // 1000
+                for rec in group[["window_start", "volume", "weighted_score", "price_return"]].to_dict(
+                    "records"
+                )
+            }
+            pipe.zremrangebyscore(key, lo, hi)
+            pipe.zadd(key, mapping)
+            pipe.eval(_TRIM_LUA, 1, key, RETENTION_SECONDS[WindowSize(str(window))])
+            if len(pipe) > 3000:
+                pipe.execute()
+                pipe = self.client.pipeline(transaction=True)
+        if len(pipe):
+            pipe.execute()
+
     def drop_stale(self, trends: pd.DataFrame, windows: Iterable[str], lo_ms: int, hi_ms: int) -> int:
-        """Backfill: remove series points in [lo, hi] that the recomputation no longer has."""
+        """Backfill: remove ``trend:ts`` windows in [lo, hi] that the recomputation no longer has."""
         from schemas.redis_keys import RedisKeys
 
         keys = RedisKeys(self.prefix)
+        overall = trends[trends["source"] == "all"]
         keep = {
-            (w, c, s): set(g["window_start"].astype("int64") // 1000)
-            for (w, c, s), g in trends.groupby(["window", "coin", "source"])
+            (w, c): set(g["window_start"].astype("int64") // 1000)
+            for (w, c), g in overall.groupby(["window", "coin"])
         }
         removed = 0
         lo, hi = lo_ms // 1000, hi_ms // 1000
         for window in windows:
-            for key in self.client.scan_iter(match=f"{self.prefix}:spark:hist:{window}:*", count=500):
+            prefix = keys.trend_ts(window, "")
+            for key in self.client.scan_iter(match=f"{prefix}*", count=500):
                 name = _text(key)
-                _, coin, source = name.rsplit(":", 2)
-                wanted = keep.get((window, coin, source), set())
+                coin = name[len(prefix) :]
+                wanted = keep.get((window, coin), set())
                 for _member, score in self.client.zrangebyscore(name, lo, hi, withscores=True):
                     if int(score) not in wanted:
                         self.client.zremrangebyscore(name, score, score)
-                        if source == "all":
-                            self.client.zremrangebyscore(keys.trend_ts(window, coin), score, score)
                         removed += 1
         return removed
+
+
+_TRIM_LUA = """
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if top[2] then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(top[2]) - tonumber(ARGV[1])))
+end
+return 1
+"""
+
+
+def _hist_member(rec: Mapping[str, Any]) -> str:
+    return json.dumps(
+        {
+            "t": int(rec["window_start"]),
+            "v": int(rec["volume"]),
+            "w": _nullable(rec["weighted_score"]),
+            "r": _nullable(rec["price_return"]),
+        },
+        separators=(",", ":"),
+    )
 
 
 def _nullable(value: Any) -> float | None:
