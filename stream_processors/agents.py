@@ -47,7 +47,13 @@ from stream_processors.processing import (
     dead_letter,
     process_raw,
 )
-from stream_processors.scorer import ModelHolder, registry_resolver, runtime_loader, score_batch
+from stream_processors.scorer import (
+    ModelHolder,
+    process_runtime_loader,
+    registry_resolver,
+    runtime_loader,
+    score_batch,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -106,9 +112,8 @@ class StreamPipeline:
 
             tagger = CoinCatalog.default()
         self.tagger = tagger
-        self.holder = holder or ModelHolder(
-            settings.model.uri, runtime_loader(settings), registry_resolver(settings)
-        )
+        loader = process_runtime_loader(settings) if stream.scoring_process else runtime_loader(settings)
+        self.holder = holder or ModelHolder(settings.model.uri, loader, registry_resolver(settings))
         self.holder.on_swap.append(self._on_swap)
         self.publisher = publisher or LivePublisher(
             settings.redis.dsn, settings.redis.key_prefix, enabled=stream.live_redis
@@ -152,8 +157,14 @@ class StreamPipeline:
 
     async def clean_agent(self, stream: faust.StreamT) -> None:
         """One outcome per raw record: CleanPost to clean.posts or DeadLetter."""
+        await asyncio.to_thread(self.warm_up)
         async for event in stream.events():
             await self.clean_one(event)
+
+    def warm_up(self) -> None:
+        """Load lingua's models before the first record, not inside the event loop's first step."""
+        self.detector.detect("Warming up the language models before the first record arrives here.")
+        self.detector.detect("Calentando los modelos de idioma antes de que llegue el primer registro.")
 
     async def clean_one(self, event: EventT) -> None:
         m.EVENTS_IN.labels("clean").inc()
@@ -324,3 +335,4 @@ class StreamPipeline:
 
     async def _on_shutdown(self, app: faust.App, **kwargs: Any) -> None:
         await self.publisher.close()
+        await self.holder.close()

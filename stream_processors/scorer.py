@@ -129,6 +129,11 @@ class ModelHolder:
             log.info("model loaded", uri=self.uri, model_version=runtime.model_version)
             return runtime
 
+    async def close(self) -> None:
+        """Release the runtime (stops a scoring child process)."""
+        runtime, self._runtime = self._runtime, None
+        await _close(runtime)
+
     async def maybe_swap(self) -> bool:
         """Swap in the version the alias points to now, if it moved; True when swapped."""
         if self._resolver is None or self._lock.locked():
@@ -148,13 +153,21 @@ class ModelHolder:
                 return False
             old = self.version or "none"
             if runtime.model_version == old:
+                await _close(runtime)
                 return False
-            self._runtime = runtime
+            previous, self._runtime = self._runtime, runtime
             self.swaps += 1
             for callback in self.on_swap:
                 callback(old, runtime.model_version)
             log.info("model hot-swapped", old=old, new=runtime.model_version, uri=self.uri)
+            await _close(previous)  # waits for a batch still in flight on the old model
             return True
+
+
+async def _close(runtime: Any) -> None:
+    close = getattr(runtime, "close", None)
+    if close is not None:
+        await asyncio.to_thread(close)
 
 
 def registry_resolver(settings: Any) -> Callable[[str], str | None]:
@@ -181,5 +194,67 @@ def runtime_loader(settings: Any) -> Callable[[str], RuntimeLike]:
         from scoring.runtime import SentimentRuntime
 
         return SentimentRuntime.load(uri, settings)
+
+    return load
+
+
+# -- scoring in a child process ------------------------------------------------------------
+
+_CHILD_RUNTIME: Any = None
+
+
+def _child_init(uri: str, settings_json: str) -> None:
+    """Pool initializer: load the model once in the child process."""
+    global _CHILD_RUNTIME
+    from cryptopulse.settings import Settings
+    from scoring.runtime import SentimentRuntime
+
+    settings = Settings.model_validate_json(settings_json)
+    _CHILD_RUNTIME = SentimentRuntime.load(uri, settings)
+
+
+def _child_version() -> str:
+    return str(_CHILD_RUNTIME.model_version)
+
+
+def _child_score(texts: list[str]) -> list[Any]:
+    return list(_CHILD_RUNTIME.score(texts))
+
+
+class ProcessRuntime:
+    """A :class:`RuntimeLike` whose model lives in a dedicated child process.
+
+    The event loop's process keeps the GIL for faust, cleaning and serialization while
+    tokenization, TF-IDF, the lexicon and onnxruntime run in parallel in the child;
+    ``score`` blocks only the calling thread (the agent calls it via ``to_thread``).
+    """
+
+    def __init__(self, uri: str, settings: Any) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_child_init,
+            initargs=(uri, settings.model_dump_json()),
+        )
+        try:
+            self.model_version: str = self._pool.submit(_child_version).result()
+        except BaseException:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+    def score(self, texts: Sequence[object]) -> list[Any]:
+        return self._pool.submit(_child_score, [str(t) for t in texts]).result()
+
+    def close(self) -> None:
+        """Wait for an in-flight batch, then stop the child."""
+        self._pool.shutdown(wait=True)
+
+
+def process_runtime_loader(settings: Any) -> Callable[[str], RuntimeLike]:
+    def load(uri: str) -> RuntimeLike:
+        return ProcessRuntime(uri, settings)
 
     return load
