@@ -283,8 +283,8 @@ def run_backfill(
     aggregates = aggregate_windows(assign_windows(minute_buckets(measure_rows(events)), WINDOW_SPECS)).where(
         (F.col("window_start") >= _epoch_ms(lo)) & (F.col("window_start") < _epoch_ms(hi))
     )
-    collected: Any = aggregates.toPandas()
-    components = components_frame(collected.to_dict("records"))
+    # Arrow straight to pandas: the aggregates are longs, doubles and strings only.
+    components = components_frame(aggregates.toArrow().to_pandas().to_dict("records"))
     events.unpersist()
     step(f"finishing {len(components)} window aggregates", 3)
     store = TrendStore(
