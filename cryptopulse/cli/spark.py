@@ -84,6 +84,8 @@ def backfill(
 
     if source not in ("kafka", "lake"):
         raise typer.BadParameter("--source must be kafka or lake")
+    if to.date() < from_.date():
+        raise typer.BadParameter(f"--to {to:%Y-%m-%d} is before --from {from_:%Y-%m-%d}")
     try:
         settings = get_settings()
     except SettingsError as exc:
