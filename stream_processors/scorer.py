@@ -127,7 +127,14 @@ class ModelHolder:
             runtime = await asyncio.to_thread(self._loader, self.uri)
             self._runtime = runtime
             log.info("model loaded", uri=self.uri, model_version=runtime.model_version)
-            return runtime
+        if self._resolver is not None:
+            # First registry call now, not at the first poll: importing the MLflow client
+            # holds the GIL for seconds and would stall the stream mid-flight.
+            try:
+                await asyncio.to_thread(self._resolver, self.uri)
+            except Exception as exc:
+                log.warning("model registry not reachable yet", uri=self.uri, error=str(exc))
+        return runtime
 
     async def close(self) -> None:
         """Release the runtime (stops a scoring child process)."""
