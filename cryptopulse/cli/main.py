@@ -254,9 +254,9 @@ def topics(
 
 def _register_components() -> None:
     """Each component package contributes its commands; heavy imports stay inside them."""
-    from cryptopulse.cli import model, produce, serve, worker
+    from cryptopulse.cli import model, produce, serve, spark, worker
 
-    for module in (model, produce, worker, serve):
+    for module in (model, produce, worker, spark, serve):
         module.register(app)
 
 
