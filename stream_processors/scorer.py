@@ -210,9 +210,22 @@ def runtime_loader(settings: Any) -> Callable[[str], RuntimeLike]:
 _CHILD_RUNTIME: Any = None
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Exit when the worker dies (even by SIGKILL): an orphaned child would keep its model in RAM."""
+    import os
+
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
 def _child_init(uri: str, settings_json: str) -> None:
     """Pool initializer: load the model once in the child process."""
     global _CHILD_RUNTIME
+    import os
+    import threading
+
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     from cryptopulse.settings import Settings
     from scoring.runtime import SentimentRuntime
 
