@@ -19,6 +19,8 @@ same Redis values and the same lake file.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -261,10 +263,20 @@ def run_stream(settings: Settings, *, master: str | None = None, serve_metrics: 
         metrics.serve(settings.spark.metrics_port)
     spark.streams.addListener(progress_listener(metrics))
     job = start_stream(spark, settings, metrics=metrics)
+    # Our own SIGINT/SIGTERM handling: PySpark's default SIGINT handler cancels jobs from
+    # inside a py4j call; stopping the queries between polls ends the micro-batch cleanly.
+    stopping = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        log.info("signal received, stopping streaming queries", extra={"signal": signum})
+        stopping.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
     try:
-        spark.streams.awaitAnyTermination()
-    except KeyboardInterrupt:
-        log.info("stopping streaming queries")
+        while not stopping.is_set():
+            if spark.streams.awaitAnyTermination(1):
+                break
     finally:
         job.stop()
         spark.stop()
