@@ -81,7 +81,8 @@ class TrainConfig:
     threads: int = 2
     model_version: str = "local"
     measure_latency: bool = True
-    verify_tolerance: float = 0.1
+    verify_tolerance: float = 0.03  # mean |p_int8 - p_torch|; fp32 must match within 1e-3
+    transformer_dir: Path | None = None  # reuse an already fine-tuned HF model dir (skip fine-tuning)
 
     @classmethod
     def from_settings(cls, settings: Any, out_dir: Path, **overrides: Any) -> TrainConfig:
@@ -192,15 +193,19 @@ def verify_export(
         z = logits - logits.max(axis=1, keepdims=True)
         proba = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
         out[f"verify_{tag}_max_abs_diff"] = float(np.abs(proba - reference).max())
+        out[f"verify_{tag}_mean_abs_diff"] = float(np.abs(proba - reference).mean())
         out[f"verify_{tag}_argmax_agreement"] = float((proba.argmax(1) == reference.argmax(1)).mean())
     log.info("export verification: %s", out)
     if out["verify_fp32_max_abs_diff"] > 1e-3:
         raise ExportVerificationError(
             f"fp32 ONNX differs from torch by {out['verify_fp32_max_abs_diff']:.2e}"
         )
-    if out["verify_int8_max_abs_diff"] > tolerance:
+    # int8 flips a few borderline texts by design; the average drift and agreement must stay small.
+    if out["verify_int8_mean_abs_diff"] > tolerance or out["verify_int8_argmax_agreement"] < 0.9:
         raise ExportVerificationError(
-            f"int8 ONNX differs from torch by {out['verify_int8_max_abs_diff']:.3f} > {tolerance}"
+            f"int8 ONNX drifts from torch: mean |dp| {out['verify_int8_mean_abs_diff']:.3f} "
+            f"(max {tolerance}), "
+            f"label agreement {out['verify_int8_argmax_agreement']:.2f} (min 0.90)"
         )
     return out
 
@@ -261,7 +266,11 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         seed=config.seed,
         threads=config.threads,
     )
-    hf_dir = fine_tune(mix["text"].tolist(), mix["label"].tolist(), out / "hf", ft, progress=progress)
+    if config.transformer_dir is not None:
+        hf_dir = Path(config.transformer_dir)
+        log.info("reusing the fine-tuned transformer in %s", hf_dir)
+    else:
+        hf_dir = fine_tune(mix["text"].tolist(), mix["label"].tolist(), out / "hf", ft, progress=progress)
     fine_tune_s = time.perf_counter() - t
     fp32 = export_onnx(hf_dir, out / "model_fp32.onnx", config.max_length)
     int8 = quantize_int8(fp32, artifact / "model.onnx")

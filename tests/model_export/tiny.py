@@ -23,7 +23,7 @@ def tiny_config(out_dir: Path, **overrides: object) -> TrainConfig:
         "max_length": 32,
         "batch_size": 16,
         "model_version": "tiny-test",
-        "verify_tolerance": 0.5,
+        "verify_tolerance": 0.2,
         "threads": 2,
     }
     base.update(overrides)
