@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from cryptopulse.settings import Settings
-from schemas.events import TrendWindow, WindowSize
+from schemas.events import Source, TrendWindow, WindowSize
 from schemas.topics import RAW_PRICES, SCORED_POSTS
 
 if TYPE_CHECKING:
@@ -35,6 +35,9 @@ TOTAL_COIN = "__total__"
 PRICE_SOURCE = "__price__"
 """Pseudo source of the price rows (OHLC of one coin in one window)."""
 ALL_SOURCES = "all"
+POST_SOURCES = tuple(s.value for s in Source if s is not Source.PRICES)
+COIN_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+"""Same as ``schemas.events.CoinId``."""
 
 WINDOW_SPECS: dict[WindowSize, tuple[str, str | None]] = {
     WindowSize.ONE_MINUTE: ("1 minute", None),
@@ -99,8 +102,15 @@ def parse_events(events: DataFrame) -> DataFrame:
 
     parsed = events.select("kind", "value", F.from_json("value", EVENT_DDL).alias("e"))
     typed = parsed.select("kind", "value", "e.*")
-    ok_post = (F.col("kind") == "post") & F.col("score").isNotNull() & F.col("source").isNotNull()
-    ok_price = (F.col("kind") == "price") & F.col("price").isNotNull() & F.col("coin").isNotNull()
+    # Anything a TrendWindow could not hold is dropped here: one bad record must not fail
+    # a micro-batch forever (the batch would be replayed with the same record).
+    ok_post = (
+        (F.col("kind") == "post")
+        & F.col("score").between(-1.0, 1.0)
+        & F.col("source").isin(*POST_SOURCES)
+        & (F.col("confidence").isNull() | F.col("confidence").between(0.0, 1.0))
+    )
+    ok_price = (F.col("kind") == "price") & (F.col("price") > 0) & F.col("coin").rlike(COIN_PATTERN)
     return typed.where(
         F.col("event_time").isNotNull() & F.col("source_id").isNotNull() & (ok_post | ok_price)
     )
@@ -123,7 +133,10 @@ def measure_rows(events: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
     is_post = F.col("kind") == "post"
-    coins = F.array_distinct(F.coalesce(F.col("coins"), F.array().cast("array<string>")))
+    coins = F.filter(
+        F.array_distinct(F.coalesce(F.col("coins"), F.array().cast("array<string>"))),
+        lambda c: c.rlike(COIN_PATTERN),
+    )
     entry = "struct<coin:string,n:bigint,mention:boolean>"
     post_entries = F.concat(
         F.transform(

@@ -172,16 +172,26 @@ def test_minute_buckets_path_equals_direct_path(spark: Any) -> None:
     assert one["price_open"] == 100 and one["price_close"] == 100 + (2 * 13) % 7
 
 
-def test_unparseable_records_are_dropped(spark: Any) -> None:
-    df = spark.createDataFrame(
-        [
-            ("post", "not json"),
-            ("post", json.dumps({"source_id": "x"})),
-            ("price", post(1, T0, [], 0, 1, "neutral").model_dump_json()),
-        ],
-        "kind string, value string",
-    )
-    assert parse_events(df).count() == 0
+def test_unparseable_and_invalid_records_are_dropped(spark: Any) -> None:
+    good = json.loads(post(1, T0, ["bitcoin"], 0.5, 1.0, "positive").model_dump_json())
+    bad = [
+        "not json",
+        json.dumps({"source_id": "x"}),
+        json.dumps({**good, "score": 3.0}),
+        json.dumps({**good, "source": "twitter"}),
+        json.dumps({**good, "confidence": -1}),
+    ]
+    rows = [("post", v) for v in bad] + [
+        ("price", json.dumps({**good, "coin": "BTC!", "price": 1.0})),
+        ("price", post(1, T0, [], 0, 1, "neutral").model_dump_json()),
+        ("post", json.dumps({**good, "coins": ["bitcoin", "Not A Coin"]})),
+    ]
+    events = parse_events(spark.createDataFrame(rows, "kind string, value string"))
+    assert events.count() == 1
+    assert [(r["coin"], r["n"]) for r in measure_rows(events).where("source = 'all'").collect()] == [
+        ("bitcoin", 1),
+        (TOTAL_COIN, 1),
+    ]
 
 
 def test_metrics_endpoint() -> None:
