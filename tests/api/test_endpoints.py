@@ -236,3 +236,22 @@ def test_view_cache_bounds_staleness(redis_settings: Any, sync_redis: Any, seede
                 time.sleep(cache_s + 0.05)
                 after = c.get("/v1/coins/bitcoin/sentiment", params={"window": "1m"}).json()["latest"]
                 assert after["window_start"] == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/coins", {"window": "7m"}),
+        ("/v1/market", {"window": "week"}),
+        ("/v1/coins/bitcoin/timeseries", {"window": "1y"}),
+        ("/v1/alerts", {"limit": 0}),
+        ("/v1/alerts", {"limit": "many"}),
+        ("/v1/posts/latest", {"coin": "NOT A COIN"}),
+        ("/v1/trending", {"limit": 101}),
+    ],
+)
+def test_bad_query_parameters_are_422(
+    client: TestClient, seeded: dict[str, Any], path: str, params: dict[str, Any]
+) -> None:
+    body = assert_problem(client.get(path, params=params), 422)
+    assert body["errors"] and body["errors"][0]["loc"][0] == "query"
