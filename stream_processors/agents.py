@@ -320,18 +320,28 @@ class StreamPipeline:
         m.MODEL_INFO.labels(new).set(1)
 
     async def update_lag(self) -> None:
+        """Consumer lag per assigned partition: highwater minus the next offset to read."""
         consumer = self.app.consumer
         try:
             assignment = consumer.assignment()
-            for tp in assignment:
+            read_offsets = getattr(consumer, "_read_offset", {})
+        except Exception as exc:  # not started / rebalancing: try again next tick
+            log.debug("lag update skipped", error=str(exc))
+            return
+        sources = {*self.raw_topic.topics, *self.clean_topic.topics}
+        for tp in assignment:
+            if tp.topic not in sources:  # changelogs are written, not read, while active
+                continue
+            try:
                 highwater = consumer.highwater(tp)
-                read = consumer._read_offset.get(tp)  # type: ignore[attr-defined]
-                if highwater is None:
-                    continue
-                position = (read + 1) if read is not None else 0
-                m.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
-        except Exception as exc:  # lag is informational: never let it break the worker
-            log.debug("lag update failed", error=str(exc))
+            except Exception as exc:  # partition not fetched yet
+                log.debug("no highwater yet", topic=tp.topic, partition=tp.partition, error=str(exc))
+                continue
+            if highwater is None:
+                continue
+            read = read_offsets.get(tp)
+            position = (read + 1) if read is not None else 0
+            m.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
 
     async def _on_shutdown(self, app: faust.App, **kwargs: Any) -> None:
         await self.publisher.close()
