@@ -117,7 +117,7 @@ def backfill(
         raise typer.Exit(1) from None
     finally:
         spark.stop()
-    table = Table(title=f"backfill {result.start} .. {result.end} from {result.source}")
+    table = Table(title=f"backfill {result.start}..{result.end} ({result.source})", min_width=44)
     table.add_column("what")
     table.add_column("value", justify="right")
     for name, value in (
