@@ -31,8 +31,8 @@ def spark() -> Iterator[Any]:
 
 
 @pytest.fixture
-def spark_settings(platform: Settings, tmp_path: Path) -> Settings:
-    """Unique topics, Redis prefix, lake and checkpoints; topics created."""
+def spark_settings(platform: Settings, tmp_path: Path) -> Iterator[Settings]:
+    """Unique topics, Redis prefix, lake and checkpoints; topics created, deleted afterwards."""
     tag = uuid.uuid4().hex[:10]
     settings = load_settings(
         home=tmp_path / "home",
@@ -41,7 +41,13 @@ def spark_settings(platform: Settings, tmp_path: Path) -> Settings:
         spark={**platform.spark.model_dump(), "trigger_interval": "1 second"},
     )
     ensure_topics(settings, [SCORED_POSTS, RAW_PRICES])
-    return settings
+    yield settings
+    from cryptopulse.kafka import admin_client
+
+    topics = [SCORED_POSTS.name(settings), RAW_PRICES.name(settings)]
+    admin = admin_client(settings)  # keep a reference until the futures resolve
+    for future in admin.delete_topics(topics, operation_timeout=30).values():
+        future.result(timeout=60)
 
 
 @pytest.fixture
