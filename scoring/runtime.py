@@ -96,12 +96,10 @@ def resolve_models_uri(uri: str, settings: Settings) -> tuple[Path, str]:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{mv.version}-", dir=target.parent))
         try:
+            # Resolve the version's source through *this* registry (never the process default).
+            source = client.get_model_version_download_uri(name, str(mv.version))
             local = Path(
-                download_artifacts(
-                    artifact_uri=f"models:/{name}/{mv.version}",
-                    dst_path=str(tmp),
-                    tracking_uri=settings.mlflow.uri,
-                )
+                download_artifacts(artifact_uri=source, dst_path=str(tmp), tracking_uri=settings.mlflow.uri)
             )
             found = next(iter(local.rglob("metadata.json")), None)
             if found is None:

@@ -70,7 +70,11 @@ def test_registry_lifecycle(tiny: TrainResult, settings: Settings, monkeypatch: 
     out = runner.invoke(cli.app, ["model", "list"])
     assert out.exit_code == 0 and "cp-test" in out.output
 
-    # serving resolves the alias, downloads once into the cache and reports name/version
+    # serving resolves the alias through settings' registry (not the process default), downloads once
+    # into the cache and reports name/version
+    import mlflow
+
+    mlflow.set_registry_uri(f"sqlite:///{settings.cache_dir}/not-this-registry.db")
     runtime = SentimentRuntime.load("models:/cp-test@champion", settings)
     assert runtime.model_version == f"cp-test/{v4.version}"
     assert runtime.score(["bitcoin to the moon"])[0].label is not None
