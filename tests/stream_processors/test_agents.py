@@ -1,0 +1,119 @@
+"""The faust agents themselves, through ``agent.test_context()`` (no broker: topic sends captured)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cryptopulse.settings import load_settings
+from schemas.events import CleanPost, RedditPost, Source, content_hash
+from stream_processors.app import create_app
+from stream_processors.scorer import ModelHolder
+from tests.stream_processors.fakes import FakeRuntime
+
+pytestmark = pytest.mark.unit
+
+
+class Harness:
+    """An app whose output topics append to ``sent`` instead of producing to Kafka."""
+
+    def __init__(self, home: Path) -> None:
+        settings = load_settings(home=home, kafka={"topic_prefix": "tc"}, stream={"live_redis": False})
+        self.runtime = FakeRuntime("fake/7")
+        self.app = create_app(settings, holder=ModelHolder("fake", lambda uri: self.runtime))
+        self.pipeline = self.app.pipeline  # type: ignore[attr-defined]
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        for topic in (self.pipeline.clean_topic, self.pipeline.scored_topic, self.pipeline.dead_letter_topic):
+            topic.send = self._capture(topic.get_topic_name())
+
+    def _capture(self, name: str) -> Any:
+        async def send(key: bytes | None = None, value: bytes | None = None, **kwargs: Any) -> Any:
+            assert value is not None
+            self.sent.append((name.split(".", 1)[1], json.loads(value)))
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+        return send
+
+    def agent(self, name: str) -> Any:
+        return next(a for a in self.app.agents.values() if a.name == name)
+
+    def outputs(self, topic: str) -> list[dict[str, Any]]:
+        return [record for name, record in self.sent if name == topic]
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    yield Harness(tmp_path)
+
+
+def reddit(sid: str, text: str) -> bytes:
+    return RedditPost(source_id=sid, event_time=datetime.now(UTC), subreddit="Bitcoin", title=text).to_json()
+
+
+def clean(sid: str, text: str) -> bytes:
+    return CleanPost(
+        source_id=sid,
+        event_time=datetime.now(UTC),
+        source=Source.REDDIT,
+        text=text,
+        original_length=len(text),
+        coins=["bitcoin"],
+        content_hash=content_hash(text),
+    ).to_json()
+
+
+def test_clean_agent_one_outcome_each(harness: Harness) -> None:
+    async def scenario() -> None:
+        async with harness.agent("clean").test_context() as agent:
+            await agent.put(reddit("t3_a", "Bitcoin looks strong today my friends"), key=b"t3_a")
+            await agent.put(b"{broken", key=b"x")
+            await agent.put(reddit("t3_a", "Bitcoin looks strong today, again"), key=b"t3_a")
+            await agent.put(
+                reddit("t3_b", "Bitcoin va a subir mucho esta semana según los analistas"), key=b"t3_b"
+            )
+
+    asyncio.run(scenario())
+    assert [r["source_id"] for r in harness.outputs("clean.posts")] == ["t3_a"]
+    dead = {r["reason"]: r for r in harness.outputs("deadletter")}
+    assert set(dead) == {"malformed_json", "duplicate_source_id", "non_english"}
+    assert dead["malformed_json"]["payload"] == "{broken" and dead["malformed_json"]["original_key"] == "x"
+
+
+def test_score_agent_batches_counts_and_skips_replays(harness: Harness) -> None:
+    async def until(predicate: Any, timeout_s: float = 10.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not predicate():
+            assert asyncio.get_running_loop().time() < deadline, harness.sent
+            await asyncio.sleep(0.02)
+
+    async def scenario() -> None:
+        async with harness.agent("score").test_context() as agent:
+            for i in range(3):
+                await agent.put(clean(f"t3_{i}", f"Bitcoin is doing fine today {i}"), key=f"t3_{i}".encode())
+            await until(lambda: len(harness.outputs("scored.posts")) == 3)
+            # after a restart the same clean record is read again: already scored, skipped
+            await agent.put(clean("t3_0", "Bitcoin is doing fine today 0"), key=b"t3_0")
+            await agent.put(clean("t3_9", "refuse-me Bitcoin"), key=b"t3_9")
+            await agent.put(b'{"not": "a clean post"}', key=b"bad")
+            await until(lambda: len(harness.outputs("deadletter")) == 2)
+            await asyncio.sleep(0.3)
+
+    asyncio.run(scenario())
+    scored = harness.outputs("scored.posts")
+    assert sorted(r["source_id"] for r in scored) == ["t3_0", "t3_1", "t3_2"]
+    assert {r["model_version"] for r in scored} == {"fake/7"}
+    assert all(len(batch) >= 1 for batch in harness.runtime.calls)
+    dead = {r["reason"]: r for r in harness.outputs("deadletter")}
+    assert set(dead) == {"scoring_failed", "invalid_schema"}
+    assert dead["scoring_failed"]["component"] == "stream.score"
+    volume = harness.pipeline.counters["1m"]
+    totals = [v for k, v in volume.table.data.items() if k[0] == "all"]
+    assert sum(v[0] for v in totals) == 3  # the replay and the failure are not counted
