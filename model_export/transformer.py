@@ -120,7 +120,8 @@ def fine_tune(
             scheduler.step()
             optimizer.zero_grad()
             step += 1
-            running = 0.9 * running + 0.1 * float(out.loss) if step > 1 else float(out.loss)
+            loss = float(out.loss.item())
+            running = 0.9 * running + 0.1 * loss if step > 1 else loss
             bar.update(1)
             bar.set_postfix(loss=f"{running:.3f}")
     bar.close()

@@ -192,7 +192,7 @@ def score(
     ] = None,
     keep_columns: Annotated[bool, typer.Option(help="copy the input columns before the results")] = False,
 ) -> None:
-    """Score every row of a file; bad rows get an empty label and a reason in ``error``."""
+    """Score every row of a CSV or JSONL file; a bad row gets an empty label and a reason in error."""
     from rich.progress import track
 
     from scoring.runtime import ModelLoadError, SentimentRuntime

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from cryptopulse.cli.model import RESULT_COLUMNS, app
 from model_export.train import TrainResult
@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.unit, pytest.mark.slow]
 runner = CliRunner()
 
 
-def _score(*args: str) -> object:
+def _score(*args: str) -> Result:
     return runner.invoke(app, ["score", *args])
 
 
