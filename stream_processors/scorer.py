@@ -208,6 +208,7 @@ def runtime_loader(settings: Any) -> Callable[[str], RuntimeLike]:
 # -- scoring in a child process ------------------------------------------------------------
 
 _CHILD_RUNTIME: Any = None
+_CHILD_ERROR: str | None = None
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -220,20 +221,29 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _child_init(uri: str, settings_json: str) -> None:
-    """Pool initializer: load the model once in the child process."""
-    global _CHILD_RUNTIME
+    """Pool initializer: load the model once in the child process.
+
+    A failure is kept and re-raised by :func:`_child_version`, so the worker logs the real
+    cause instead of a bare "process pool terminated abruptly".
+    """
+    global _CHILD_RUNTIME, _CHILD_ERROR
     import os
     import threading
 
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    from cryptopulse.settings import Settings
-    from scoring.runtime import SentimentRuntime
+    try:
+        from cryptopulse.settings import Settings
+        from scoring.runtime import SentimentRuntime
 
-    settings = Settings.model_validate_json(settings_json)
-    _CHILD_RUNTIME = SentimentRuntime.load(uri, settings)
+        settings = Settings.model_validate_json(settings_json)
+        _CHILD_RUNTIME = SentimentRuntime.load(uri, settings)
+    except Exception as exc:
+        _CHILD_ERROR = f"{type(exc).__name__}: {exc}"
 
 
 def _child_version() -> str:
+    if _CHILD_RUNTIME is None:
+        raise RuntimeError(_CHILD_ERROR or "model not loaded")
     return str(_CHILD_RUNTIME.model_version)
 
 

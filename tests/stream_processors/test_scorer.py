@@ -111,3 +111,11 @@ def test_live_names_and_counter_mean() -> None:
     update = CounterUpdate("bitcoin", "1m", 60.0, 120.0, 4, 1.0)
     assert update.mean_score == 0.25 and update.as_dict()["mean_score"] == 0.25
     assert CounterUpdate("x", "5m", 0, 300, 0, 0.0).mean_score == 0.0
+
+
+def test_process_runtime_reports_the_real_load_error(tmp_path) -> None:
+    from cryptopulse.settings import load_settings
+    from stream_processors.scorer import ProcessRuntime
+
+    with pytest.raises(RuntimeError, match="not a CryptoPulse model artifact"):
+        ProcessRuntime(str(tmp_path), load_settings(home=tmp_path))
