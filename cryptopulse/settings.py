@@ -178,13 +178,15 @@ class StreamSettings(_Section):
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     batch_size: int = Field(default=64, ge=1, le=10_000)
     batch_within_s: float = Field(default=0.05, gt=0, le=10)
-    dedup_window_s: int = Field(default=3600, ge=1)
+    dedup_window_s: int = Field(default=900, ge=1, description="same text or id within this many seconds")
     min_text_chars: int = Field(default=10, ge=1)
     app_id: str = Field(
         default="cryptopulse-stream", pattern=r"^[a-zA-Z0-9._-]+$", description="consumer group"
     )
     web_host: str = "127.0.0.1"
-    author_salt: SecretStr = SecretStr("cryptopulse-dev-salt")
+    author_salt: SecretStr | None = Field(
+        default=None, description="salt of author-name hashes; default: random, created once under home/secrets"
+    )
     languages: list[str] = Field(
         default_factory=lambda: ["en", "es", "de", "fr", "pt", "it", "nl", "tr", "ru", "id"],
         description="languages lingua may answer with; fewer means less memory",
@@ -200,7 +202,12 @@ class StreamSettings(_Section):
 
 class ProducerSettings(_Section):
     metrics_port: Port = 9101
-    replay_rate: float = Field(default=20.0, gt=0, le=100_000, description="events per second")
+    replay_rate: float = Field(
+        default=3.0,
+        gt=0,
+        le=100_000,
+        description="events per second; one pass of the bundled texts then outlasts stream.dedup_window_s",
+    )
     reddit_client_id: SecretStr | None = None
     reddit_client_secret: SecretStr | None = None
     reddit_user_agent: str = "cryptopulse/0.1 (sentiment research; +https://github.com/cryptopulse)"

@@ -100,7 +100,7 @@ class TextTagger(Protocol):
 class CleaningConfig:
     """The knobs of :func:`clean_record`, taken from settings by :meth:`from_settings`."""
 
-    author_salt: str = "cryptopulse-dev-salt"
+    author_salt: str
     min_chars: int = 10
     max_chars: int = 1000
     short_text_chars: int = 30
@@ -109,9 +109,16 @@ class CleaningConfig:
 
     @classmethod
     def from_settings(cls, settings: Any) -> CleaningConfig:
+        from cryptopulse.secrets import persistent_secret
+
         stream = settings.stream
+        salt = (
+            stream.author_salt.get_secret_value()
+            if stream.author_salt is not None
+            else persistent_secret(settings.home / "secrets" / "author_salt")
+        )
         return cls(
-            author_salt=stream.author_salt.get_secret_value(),
+            author_salt=salt,
             min_chars=stream.min_text_chars,
             max_chars=settings.model.max_text_chars,
             short_text_chars=stream.short_text_chars,
