@@ -127,18 +127,26 @@ class SparkSettings(_Section):
     # Added for spark_jobs (trend windows, lake, backfill).
     app_name: str = Field(default="cryptopulse-trends", pattern=r"^[a-zA-Z0-9._-]+$")
     lake_dir: Path | None = Field(default=None, description="Parquet lake; default: home/lake")
-    checkpoint_dir: Path | None = Field(default=None, description="streaming checkpoints; default: home/checkpoints")
+    checkpoint_dir: Path | None = Field(
+        default=None, description="streaming checkpoints; default: home/checkpoints"
+    )
     trigger_interval: str = Field(default="10 seconds", description="micro-batch trigger of `spark stream`")
     starting_offsets: Literal["earliest", "latest"] = Field(
         default="earliest", description="where a stream without a checkpoint starts"
     )
-    max_offsets_per_trigger: int | None = Field(default=100_000, ge=1, description="records per micro-batch cap")
+    max_offsets_per_trigger: int | None = Field(
+        default=100_000, ge=1, description="records per micro-batch cap"
+    )
     trailing_windows: int = Field(default=20, ge=2, le=1000, description="z-score / correlation lookback")
     backfill_kafka_slack_s: int = Field(
-        default=86_400, ge=0, description="Kafka timestamps may trail event times by this much (offsets-for-times)"
+        default=86_400,
+        ge=0,
+        description="Kafka timestamps may trail event times by this much (offsets-for-times)",
     )
     ui_enabled: bool = False
-    extra_conf: dict[str, str] = Field(default_factory=dict, description="more spark.* settings, e.g. on a cluster")
+    extra_conf: dict[str, str] = Field(
+        default_factory=dict, description="more spark.* settings, e.g. on a cluster"
+    )
 
 
 class ApiSettings(_Section):
@@ -154,12 +162,20 @@ class ApiSettings(_Section):
     rate_limit_per_minute: int = Field(default=600, ge=1)
     max_body_bytes: int = Field(default=256_000, ge=1024)
     max_score_texts: int = Field(default=64, ge=1, le=10_000)
-    rate_limit_window_s: int = Field(default=60, ge=1, le=86_400, description="sliding window of the rate limit")
+    rate_limit_window_s: int = Field(
+        default=60, ge=1, le=86_400, description="sliding window of the rate limit"
+    )
     key_cache_s: float = Field(default=5.0, ge=0, le=3600, description="API key cache; revocation delay")
-    require_model: bool = Field(default=False, description="/readyz fails while the scoring model is not loaded")
+    require_model: bool = Field(
+        default=False, description="/readyz fails while the scoring model is not loaded"
+    )
     sse_heartbeat_s: float = Field(default=15.0, gt=0, le=300, description="comment line keeping SSE alive")
-    admin_enabled: bool = Field(default=True, description="serve /v1/admin/topics (Kafka view for the dashboard)")
-    view_cache_s: float = Field(default=0.5, ge=0, le=60, description="per-worker cache of hot view reads; 0 = off")
+    admin_enabled: bool = Field(
+        default=True, description="serve /v1/admin/topics (Kafka view for the dashboard)"
+    )
+    view_cache_s: float = Field(
+        default=0.5, ge=0, le=60, description="per-worker cache of hot view reads; 0 = off"
+    )
 
 
 class DashboardSettings(_Section):
@@ -185,7 +201,8 @@ class StreamSettings(_Section):
     )
     web_host: str = "127.0.0.1"
     author_salt: SecretStr | None = Field(
-        default=None, description="salt of author-name hashes; default: random, created once under home/secrets"
+        default=None,
+        description="salt of author-name hashes; default: random, created once under home/secrets",
     )
     languages: list[str] = Field(
         default_factory=lambda: ["en", "es", "de", "fr", "pt", "it", "nl", "tr", "ru", "id"],

@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from cryptopulse.logs import configure_logging
+from cryptopulse.cli.common import console, err_console, fail, load_cli_settings
 from cryptopulse.platform.manager import ServiceStatus
-from cryptopulse.settings import Settings, SettingsError, get_settings
 
 app = typer.Typer(
     name="cryptopulse",
@@ -22,25 +20,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-# Wide output when piped (logs, CI) so tables are not folded into unreadable columns.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
-
-
-def load_cli_settings() -> Settings:
-    """Validate settings at start-up; a bad value exits 2 naming the variable."""
-    try:
-        settings = get_settings()
-    except SettingsError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    configure_logging(settings)
-    return settings
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code)
 
 
 def _print_version(value: bool) -> None:

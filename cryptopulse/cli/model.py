@@ -39,14 +39,15 @@ model_app = typer.Typer(
 
 
 def _settings() -> Any:
-    from cryptopulse.settings import get_settings
+    from cryptopulse.cli.common import load_cli_settings
 
-    return get_settings()
+    return load_cli_settings()
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code)
+    from cryptopulse.cli.common import fail
+
+    return fail(message, code)
 
 
 def train(

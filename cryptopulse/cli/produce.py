@@ -26,19 +26,10 @@ NoMetrics = Annotated[bool, typer.Option("--no-metrics", help="Do not serve Prom
 
 
 def _run(name: str, *, cycles: int | None, metrics_port: int | None, no_metrics: bool, **kwargs: Any) -> None:
-    from cryptopulse.logs import configure_logging
-    from cryptopulse.settings import SettingsError, get_settings
+    from cryptopulse.cli.common import load_cli_settings, override
     from producers import run
 
-    try:
-        settings = get_settings()
-    except SettingsError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    if metrics_port is not None:
-        producer = settings.producer.model_copy(update={"metrics_port": metrics_port})
-        settings = settings.model_copy(update={"producer": producer})
-    configure_logging(settings)
+    settings = override(load_cli_settings(), "producer", metrics_port=metrics_port)
     stats = run(name, settings, cycles=cycles, serve_metrics=not no_metrics, **kwargs)
     produced = sum(stats.produced.values())
     typer.echo(

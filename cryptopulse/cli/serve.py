@@ -36,7 +36,7 @@ def api(
     """Serve the REST API (FastAPI under uvicorn) in the foreground."""
     import uvicorn
 
-    from cryptopulse.cli.main import load_cli_settings
+    from cryptopulse.cli.common import load_cli_settings
 
     settings = load_cli_settings()
     n = workers or settings.api.workers
@@ -65,7 +65,7 @@ def dashboard(
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default dashboard.port).")] = None,
 ) -> None:
     """Serve the Streamlit dashboard in the foreground (it reads the API only)."""
-    from cryptopulse.cli.main import load_cli_settings
+    from cryptopulse.cli.common import load_cli_settings
 
     settings = load_cli_settings()
     argv = [
@@ -94,7 +94,7 @@ def dashboard(
 def _redis():  # type: ignore[no-untyped-def]
     import redis
 
-    from cryptopulse.cli.main import fail, load_cli_settings
+    from cryptopulse.cli.common import fail, load_cli_settings
 
     settings = load_cli_settings()
     client = redis.Redis.from_url(settings.redis.dsn, socket_connect_timeout=3)

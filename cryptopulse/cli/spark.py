@@ -29,15 +29,9 @@ def stream(
     ] = False,
 ) -> None:
     """Run the streaming trend job (Kafka -> event-time windows -> Redis views + Parquet lake)."""
-    from cryptopulse.logs import configure_logging
-    from cryptopulse.settings import SettingsError, get_settings
+    from cryptopulse.cli.common import load_cli_settings
 
-    try:
-        settings = get_settings()
-    except SettingsError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    configure_logging(settings)
+    settings = load_cli_settings()
     if available_now:
         from spark_jobs.session import build_spark
         from spark_jobs.stream import start_stream
@@ -77,8 +71,7 @@ def backfill(
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from cryptopulse.logs import configure_logging
-    from cryptopulse.settings import SettingsError, get_settings
+    from cryptopulse.cli.common import fail, load_cli_settings
     from spark_jobs.backfill import STAGES, BackfillError, run_backfill
     from spark_jobs.session import build_spark
 
@@ -86,12 +79,7 @@ def backfill(
         raise typer.BadParameter("--source must be kafka or lake")
     if to.date() < from_.date():
         raise typer.BadParameter(f"--to {to:%Y-%m-%d} is before --from {from_:%Y-%m-%d}")
-    try:
-        settings = get_settings()
-    except SettingsError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    configure_logging(settings)
+    settings = load_cli_settings()
     console = Console()
     spark = build_spark(settings, app_name=f"{settings.spark.app_name}-backfill", master=master)
     try:
@@ -113,8 +101,7 @@ def backfill(
                 progress=lambda msg, n: progress.update(task, description=msg, completed=n),
             )
     except BackfillError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+        raise fail(str(exc)) from None
     finally:
         spark.stop()
     table = Table(title=f"backfill {result.start}..{result.end} ({result.source})", min_width=44)

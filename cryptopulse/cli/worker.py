@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cryptopulse.logs import configure_logging
-from cryptopulse.settings import Settings, SettingsError, get_settings
+from cryptopulse.settings import Settings
 
 
 def run_worker(settings: Settings, *, loglevel: str | None = None) -> None:
@@ -38,13 +38,7 @@ def register(app: typer.Typer) -> None:
         loglevel: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
     ) -> None:
         """Run the stream worker: raw -> clean -> scored, dead letters, live counters, /metrics."""
-        try:
-            settings = get_settings()
-            if web_port is not None:
-                settings = settings.model_copy(
-                    update={"stream": settings.stream.model_copy(update={"web_port": web_port})}
-                )
-        except SettingsError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+        from cryptopulse.cli.common import load_cli_settings, override
+
+        settings = override(load_cli_settings(), "stream", web_port=web_port)
         run_worker(settings, loglevel=loglevel)
