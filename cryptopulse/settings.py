@@ -110,7 +110,7 @@ class ModelSettings(_Section):
         default=64, ge=8, le=512, description="transformer tokens per text (train and serve)"
     )
     data_dir: Path | None = Field(default=None, description="labelled data; default: data/ in the repository")
-    train_epochs: float = Field(default=1.0, gt=0.0, le=20.0)
+    train_epochs: float = Field(default=2.0, gt=0.0, le=20.0)
     train_max_examples: int = Field(
         default=18_000, ge=16, description="cap on transformer fine-tuning examples"
     )

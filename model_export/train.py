@@ -69,7 +69,7 @@ class TrainConfig:
     datasets: tuple[str, ...] = datamod.DATASETS
     seed: int = 13
     max_length: int = 64
-    epochs: float = 1.0
+    epochs: float = 2.0
     batch_size: int = 32
     learning_rate: float = 6e-5
     max_steps: int | None = None
