@@ -47,26 +47,7 @@ def isolated_settings(platform: Settings) -> Settings:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(platform: Settings) -> Path:
-    """A real (tiny) ensemble artifact, trained once per cache (about a minute the first time).
+    """A real (tiny) ensemble artifact shared by every test that scores text."""
+    from tests.tiny_model import tiny_model_dir as build
 
-    ``CRYPTOPULSE_TEST_MODEL_DIR`` points at an existing artifact instead.
-    """
-    given = os.environ.get("CRYPTOPULSE_TEST_MODEL_DIR")
-    if given:
-        return Path(given)
-    out = platform.cache_dir / "test-models" / "tiny"
-    artifact = out / "artifact"
-    if not (artifact / "metadata.json").exists():
-        from model_export.train import TrainConfig, train
-
-        config = TrainConfig(
-            out_dir=out,
-            max_steps=3,
-            limit_per_split=40,
-            max_length=32,
-            measure_latency=False,
-            model_version="tiny-test",
-            threads=2,
-        )
-        train(config, progress=False)
-    return artifact
+    return build(platform)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,32 +85,6 @@ def client(redis_settings: Settings) -> Iterator[TestClient]:
     """The app over real Redis, auth off, a fake scoring runtime."""
     with TestClient(create_app(redis_settings, runtime=FakeRuntime())) as c:
         yield c
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(platform: Settings) -> Path:
-    """A real (tiny) model artifact, trained once and cached across runs (~1-2 min the first time)."""
-    import os
-
-    given = os.environ.get("CRYPTOPULSE_TEST_MODEL_DIR")
-    if given:
-        return Path(given)
-    out = platform.cache_dir / "test-models" / "api-tiny"
-    artifact = out / "artifact"
-    if not (artifact / "metadata.json").exists():
-        from model_export.train import TrainConfig, train
-
-        config = TrainConfig(
-            out_dir=out,
-            max_steps=3,
-            limit_per_split=40,
-            max_length=32,
-            measure_latency=False,
-            model_version="tiny-test",
-            threads=2,
-        )
-        train(config, progress=False)
-    return artifact
 
 
 class LiveServer:

@@ -95,7 +95,7 @@ def test_backfill_reproduces_stream_and_is_idempotent(
 
 def test_backfill_rescores_with_model(spark: Any, spark_settings: Settings, redis_client: Any) -> None:
     from scoring.runtime import SentimentRuntime
-    from tests.stream_processors.model_fixture import tiny_model_dir
+    from tests.tiny_model import tiny_model_dir
 
     s, r = spark_settings, redis_client
     model = tiny_model_dir(s)

@@ -1,53 +1,18 @@
-"""A tiny but real sentiment model for the stream integration tests.
+"""Registry helpers for the stream integration tests.
 
-Trained once with the model engineer's ``model_export.train`` (a few fine-tuning
-steps on a few rows per dataset: real ONNX + linear + lexicon members, poor
-accuracy, fast) and cached under ``cache_dir/test-models`` so later runs reuse it.
+The model itself is the suite's shared tiny model (``tests.tiny_model``);
 ``register_versions`` puts it in the MLflow registry under a unique name so the
 worker loads it by alias exactly as in production and hot swap can be exercised.
 """
 
 from __future__ import annotations
 
-import fcntl
-import shutil
 from pathlib import Path
 
 from cryptopulse.settings import Settings
+from tests.tiny_model import TINY_VERSION, tiny_model_dir
 
-TINY_VERSION = "stream-test-tiny"
-
-
-def tiny_model_dir(settings: Settings) -> Path:
-    """Path of a complete artifact directory; trains it on first use (about a minute or two)."""
-    from scoring.runtime import ARTIFACT_FILES
-
-    root = settings.cache_dir / "test-models"
-    root.mkdir(parents=True, exist_ok=True)
-    target = root / "stream-tiny"
-    with (root / ".stream-tiny.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if all((target / name).exists() for name in ARTIFACT_FILES):
-            return target
-        from model_export.train import TrainConfig, train
-
-        config = TrainConfig(
-            out_dir=root / "stream-tiny-work",
-            limit_per_split=40,
-            max_steps=4,
-            max_examples=200,
-            batch_size=16,
-            threads=1,
-            model_version=TINY_VERSION,
-            measure_latency=False,
-            verify_tolerance=1.0,
-        )
-        result = train(config, progress=False)
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(result.artifact_dir, target)
-        shutil.rmtree(config.out_dir, ignore_errors=True)
-        return target
+__all__ = ["TINY_VERSION", "move_champion", "register_versions", "tiny_model_dir"]
 
 
 def register_versions(settings: Settings, artifact: Path, name: str, count: int = 1) -> list[str]:
