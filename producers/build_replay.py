@@ -1,6 +1,7 @@
 """Build ``producers/data/replay/texts.jsonl`` from the bundled public data sets.
 
-Run once by a maintainer (``python -m producers.build_replay /work/shared/data``); the
+Run once by a maintainer (``python -m producers.build_replay DATA_DIR``, the folder of the
+labelled sets as published, laid out like ``data/``); the
 output is committed so the replay works with no network and no data directory. Only
 sets whose terms allow redistribution with attribution are used; labels are dropped
 (the replay is a text stream, not a training set). Rows are shuffled with a fixed seed
@@ -66,5 +67,8 @@ def build(root: Path, out: Path = OUT, seed: int = 13) -> int:
 
 
 if __name__ == "__main__":
-    count = build(Path(sys.argv[1] if len(sys.argv) > 1 else "/work/shared/data"))
+    if len(sys.argv) != 2:
+        sys.stderr.write("usage: python -m producers.build_replay DATA_DIR\n")
+        raise SystemExit(2)
+    count = build(Path(sys.argv[1]))
     sys.stdout.write(f"{count} rows -> {OUT}\n")
