@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def cli(redis_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
-    monkeypatch.setattr("cryptopulse.cli.main.get_settings", lambda: redis_settings)
+    monkeypatch.setattr("cryptopulse.cli.common.get_settings", lambda: redis_settings)
     app = typer.Typer()
 
     @app.callback()
