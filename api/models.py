@@ -287,8 +287,8 @@ class ModelStatus(_Out):
 class Freshness(_Out):
     latest_window_end: UtcDatetime | None = None
     latest_post_time: UtcDatetime | None = None
-    window_age_s: float | None = None
-    post_age_s: float | None = None
+    window_age_s: float | None = Field(default=None, description="seconds since a trend view last changed")
+    post_age_s: float | None = Field(default=None, description="seconds since the newest scored post's event")
 
 
 class InfoResponse(_Out):

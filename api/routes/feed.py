@@ -62,6 +62,9 @@ async def info(state: StateDep) -> InfoResponse:
     posts = await state.store.posts(1)
     now = time.time()
     window_end = max((w.window_end for w in latest), default=None)
+    # Freshness is when a view last changed (newest ingest time), not when its window
+    # ends: the current window ends in the future.
+    updated = max((w.ingest_time for w in latest), default=None)
     post_time = posts[0].event_time if posts else None
     return InfoResponse(
         version=__version__,
@@ -69,7 +72,7 @@ async def info(state: StateDep) -> InfoResponse:
         freshness=Freshness(
             latest_window_end=window_end,
             latest_post_time=post_time,
-            window_age_s=round(now - window_end.timestamp(), 3) if window_end else None,
+            window_age_s=round(now - updated.timestamp(), 3) if updated else None,
             post_age_s=round(now - post_time.timestamp(), 3) if post_time else None,
         ),
         coins=len(coins),
