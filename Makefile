@@ -1,5 +1,5 @@
 # The two commands of the README. Both install what is missing first (scripts/setup).
-.PHONY: up test setup down lint typecheck
+.PHONY: up test setup down lint typecheck bench
 
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
@@ -12,6 +12,8 @@ up: setup
 ## Install everything, then run the whole test suite (starts the local platform itself).
 test: setup
 	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/mypy cryptopulse schemas producers stream_processors spark_jobs api model_export scoring
 	$(VENV)/python -m schemas.jsonschema --check
 	$(VENV)/pytest
 
@@ -27,3 +29,9 @@ lint:
 
 typecheck:
 	$(VENV)/mypy cryptopulse schemas producers stream_processors spark_jobs api model_export scoring
+
+bench:
+	$(VENV)/python bench/bench_model.py --model models:/cryptopulse-sentiment@champion
+	$(VENV)/python bench/bench_stream.py
+	$(VENV)/python bench/bench_spark.py
+	$(VENV)/python bench/bench_api.py
