@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
@@ -14,12 +15,21 @@ from api.openapi import AUTHED, errors
 from api.problems import ProblemError
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
+T = TypeVar("T")
 
 
 def _unavailable(exc: Exception) -> ProblemError:
     return ProblemError(
         503, "Kafka unavailable", str(exc), slug="kafka-unavailable", headers={"Retry-After": "5"}
     )
+
+
+async def _from_kafka(call: Callable[..., T], *args: Any) -> T:
+    """Run a blocking Kafka admin read off the event loop; an unreachable broker is a 503."""
+    try:
+        return await run_in_threadpool(call, *args)
+    except kafka_view.KafkaUnavailable as exc:
+        raise _unavailable(exc) from exc
 
 
 @router.get(
@@ -29,10 +39,7 @@ def _unavailable(exc: Exception) -> ProblemError:
     responses=errors(*AUTHED, 503),
 )
 async def topics(state: StateDep) -> TopicsResponse:
-    try:
-        return await run_in_threadpool(kafka_view.list_topics, state.settings)
-    except kafka_view.KafkaUnavailable as exc:
-        raise _unavailable(exc) from exc
+    return await _from_kafka(kafka_view.list_topics, state.settings)
 
 
 @router.get(
@@ -42,10 +49,7 @@ async def topics(state: StateDep) -> TopicsResponse:
     responses=errors(*AUTHED, 503),
 )
 async def consumer_groups(state: StateDep) -> ConsumerGroupsResponse:
-    try:
-        return await run_in_threadpool(kafka_view.consumer_groups, state.settings)
-    except kafka_view.KafkaUnavailable as exc:
-        raise _unavailable(exc) from exc
+    return await _from_kafka(kafka_view.consumer_groups, state.settings)
 
 
 @router.get(
@@ -60,10 +64,8 @@ async def topic_messages(
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
 ) -> TopicMessagesResponse:
     try:
-        return await run_in_threadpool(kafka_view.latest_messages, state.settings, topic, limit)
+        return await _from_kafka(kafka_view.latest_messages, state.settings, topic, limit)
     except kafka_view.UnknownTopic as exc:
         raise ProblemError(
             404, "Unknown topic", f"topic {topic!r} does not exist", slug="unknown-topic"
         ) from exc
-    except kafka_view.KafkaUnavailable as exc:
-        raise _unavailable(exc) from exc
