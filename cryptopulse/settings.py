@@ -144,6 +144,13 @@ class SparkSettings(_Section):
         description="Kafka timestamps may trail event times by this much (offsets-for-times)",
     )
     ui_enabled: bool = False
+    alert_zscore: float = Field(
+        default=3.0, gt=0, description="volume z-score that raises a volume_spike alert"
+    )
+    alert_min_volume: int = Field(default=5, ge=1, description="fewer mentions never alert")
+    alert_windows: list[str] = Field(
+        default_factory=lambda: ["5m", "1h"], description="window sizes that can raise alerts"
+    )
     extra_conf: dict[str, str] = Field(
         default_factory=dict, description="more spark.* settings, e.g. on a cluster"
     )

@@ -82,6 +82,10 @@ class RedisKeys:
         """LIST: newest-first JSON ScoredPost, capped at POSTS_LATEST_MAX."""
         return f"{self.prefix}:posts:latest"
 
+    def alert_seen(self, source_id: str) -> str:
+        """STRING (with TTL): marks an alert as raised, so it is raised once."""
+        return f"{self.prefix}:alert:seen:{source_id}"
+
     def alerts_latest(self) -> str:
         """LIST: newest-first JSON Alert, capped at ALERTS_LATEST_MAX."""
         return f"{self.prefix}:alerts:latest"
@@ -237,6 +241,24 @@ def record_alert(client: Any, prefix: str, alert: Alert) -> None:
     pipe.execute()
 
 
+ALERT_MEMORY_S = 8 * 24 * 3600
+"""How long an alert's id is remembered: longer than the longest window plus lateness."""
+
+
+def alert_raised(client: Any, prefix: str, alert: Alert) -> bool:
+    """Whether an alert with this ``source_id`` was raised already."""
+    return bool(client.exists(RedisKeys(prefix).alert_seen(alert.source_id)))
+
+
+def raise_alert_once(client: Any, prefix: str, alert: Alert) -> bool:
+    """Record ``alert`` unless one with its ``source_id`` was raised before; True when new."""
+    keys = RedisKeys(prefix)
+    if not client.set(keys.alert_seen(alert.source_id), "1", nx=True, ex=ALERT_MEMORY_S):
+        return False
+    record_alert(client, prefix, alert)
+    return True
+
+
 def record_price(client: Any, prefix: str, tick: PriceTick) -> bool:
     """Set ``price:latest`` unless a newer tick is already there; True when written."""
     keys = RedisKeys(prefix)
@@ -299,14 +321,17 @@ async def arecord_price(client: Any, prefix: str, tick: PriceTick) -> bool:
 
 __all__ = [
     "ALERTS_LATEST_MAX",
+    "ALERT_MEMORY_S",
     "POSTS_LATEST_MAX",
     "RETENTION_SECONDS",
     "WINDOW_SECONDS",
     "RedisKeys",
+    "alert_raised",
     "arecord_alert",
     "arecord_price",
     "arecord_scored_post",
     "awrite_trend_windows",
+    "raise_alert_once",
     "record_alert",
     "record_price",
     "record_scored_post",

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptopulse.settings import Settings
-from schemas.topics import RAW_PRICES, SCORED_POSTS
+from schemas.redis_keys import alert_raised, raise_alert_once
+from schemas.topics import ALERTS, RAW_PRICES, SCORED_POSTS
 from spark_jobs.aggregations import (
     add_cross_window_features,
     aggregate_windows,
@@ -38,7 +39,9 @@ from spark_jobs.aggregations import (
     kafka_events,
     measure_rows,
     parse_events,
+    to_trend_windows,
 )
+from spark_jobs.alerts import volume_spike_alerts
 from spark_jobs.lake import events_path, trends_path, write_trend_files
 from spark_jobs.metrics import SparkMetrics
 from spark_jobs.session import checkpoint_dir
@@ -92,6 +95,31 @@ class TrendSink:
         self.run_token = run_token
         self.publish = publish
         self.last: BatchResult | None = None
+        self._alert_producer: Any = None
+
+    def raise_alerts(self, trends: Any) -> int:
+        """Publish new volume-spike alerts to the alerts topic, then record them in Redis.
+
+        Kafka first: a crash in between re-sends the alert (at-least-once, same
+        ``source_id``) rather than recording one that never reached the topic.
+        """
+        overall = trends[trends["source"] == "all"]
+        alerts = volume_spike_alerts(to_trend_windows(overall), self.settings.spark)
+        fresh = [a for a in alerts if not alert_raised(self.store.client, self.store.prefix, a)]
+        if not fresh:
+            return 0
+        if self._alert_producer is None:
+            from cryptopulse.kafka import EventProducer
+
+            self._alert_producer = EventProducer(self.settings, component="spark.alerts")
+        topic = ALERTS.name(self.settings)
+        for alert in fresh:
+            self._alert_producer.send(topic, alert, key=alert.coin)
+        self._alert_producer.flush()
+        for alert in fresh:
+            raise_alert_once(self.store.client, self.store.prefix, alert)
+        log.info("alerts raised", extra={"alerts": [a.source_id for a in fresh]})
+        return len(fresh)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         self.process(rows_to_records(batch.collect()), batch_id)
@@ -104,6 +132,7 @@ class TrendSink:
             history = self.store.load_history(trends)
             trends = add_cross_window_features(trends, history, self.settings.spark.trailing_windows)
             self.store.write_trends(trends, publish=self.publish)
+            self.raise_alerts(trends)
             write_trend_files(trends, trends_path(self.settings), f"stream-{self.run_token}-{batch_id:010d}")
         elapsed = time.perf_counter() - started
         result = BatchResult(batch_id, len(records), len(touched), len(trends), elapsed)

@@ -83,7 +83,7 @@ class Platform:
             if service.ready():
                 return
             if not record.alive():
-                self.table.stop(service.name)
+                self.table.forget(record)
                 raise ServiceError(
                     f"{service.name} exited during start-up; last lines of {service.log_path}:\n"
                     + tail(service.log_path, 25)
@@ -96,18 +96,20 @@ class Platform:
         )
 
     def up(self, names: Iterable[str] | None = None, report: Reporter = log.info) -> None:
-        for service in self._select(names):
-            self.start(service, report)
+        with self.table.lock():
+            for service in self._select(names):
+                self.start(service, report)
 
     def down(self, names: Iterable[str] | None = None, report: Reporter = log.info) -> list[str]:
         """Stop recorded processes in reverse order; returns the names that were stopped."""
         stopped = []
-        for service in reversed(self._select(names)):
-            if self.table.stop(service.name):
-                stopped.append(service.name)
-                report(f"{service.name}: stopped")
-            else:
-                report(f"{service.name}: not running")
+        with self.table.lock():
+            for service in reversed(self._select(names)):
+                if self.table.stop(service.name):
+                    stopped.append(service.name)
+                    report(f"{service.name}: stopped")
+                else:
+                    report(f"{service.name}: not running")
         return stopped
 
     def status(self, names: Iterable[str] | None = None) -> list[ServiceStatus]:

@@ -10,13 +10,15 @@ recorded here: never anything found by name or port.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +124,27 @@ class ProcessTable:
         tmp.write_text(json.dumps(record.__dict__), "utf-8")
         tmp.replace(self._path(name))
         return record
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Serialize ``up``/``down`` of one home: two concurrent ``up`` runs must not both
+        start a service and then clean up each other's pid files."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with (self.run_dir / ".lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def forget(self, record: PidRecord) -> None:
+        """Remove ``record``'s pid file, but only while it still describes that process."""
+        current = self._path(record.name)
+        try:
+            if json.loads(current.read_text("utf-8")).get("pid") == record.pid:
+                current.unlink(missing_ok=True)
+        except (FileNotFoundError, ValueError):
+            pass
 
     def stop(self, name: str, *, timeout_s: float = 30.0) -> bool:
         """SIGTERM the recorded process group, SIGKILL after ``timeout_s``; True if it was running."""

@@ -134,3 +134,31 @@ def test_down_leaves_no_process_behind(tmp_path):
     assert _processes_under(str(settings.home))
     assert sorted(manager.down()) == ["mlflow", "prometheus"]
     assert [p.pid for p in _processes_under(str(settings.home)) if p.status() != psutil.STATUS_ZOMBIE] == []
+
+
+@pytest.mark.integration
+def test_concurrent_ups_start_one_process(private_settings: Settings):
+    """Two `up` runs at once (two shells, two test sessions) share one service."""
+    import threading
+
+    managers = [Platform(private_settings, services=[RedisService]) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def run(manager: Platform) -> None:
+        try:
+            manager.up()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(m,)) for m in managers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        assert errors == []
+        record = managers[0].table.get("redis")
+        assert record is not None and managers[1].table.get("redis") == record
+        assert managers[0].status()[0].managed
+    finally:
+        assert managers[0].down() == ["redis"]
