@@ -43,6 +43,15 @@ def window(
     )
 
 
+def _row(trend: TrendWindow) -> dict[str, Any]:
+    """A trend-frame row as the streaming job holds it: times in epoch milliseconds."""
+    row = trend.model_dump()
+    for name in ("event_time", "ingest_time", "window_start", "window_end"):
+        row[name] = int(row[name].timestamp() * 1000)
+    row["window"] = trend.window.value
+    return row
+
+
 @pytest.mark.unit
 def test_rule_thresholds_filters_and_severity():
     cfg = SparkSettings(alert_zscore=3.0, alert_min_volume=5, alert_windows=["5m", "1h"])
@@ -75,7 +84,7 @@ def test_sink_raises_each_alert_once_to_kafka_and_redis(spark_settings: Settings
 
     ensure_topics(spark_settings, [ALERTS])
     sink = TrendSink(spark_settings, client=redis_client, publish=False)
-    frame = pd.DataFrame([window("bitcoin", z=5.0).model_dump(), window("solana", z=0.5).model_dump()])
+    frame = pd.DataFrame([_row(window("bitcoin", z=5.0)), _row(window("solana", z=0.5))])
     assert sink.raise_alerts(frame) == 1
     assert sink.raise_alerts(frame) == 0  # the next micro-batch updating the same window
     stored = redis_client.lrange(RedisKeys(spark_settings.redis.key_prefix).alerts_latest(), 0, -1)
