@@ -1,6 +1,6 @@
 """Shared fixtures: the real local platform for integration tests.
 
-``platform`` starts Kafka, Redis, MLflow and Prometheus through the same code as
+``platform`` starts Kafka, Redis and MLflow through the same code as
 ``cryptopulse up`` (or reuses them when already running) and creates the catalog
 topics. Tests isolate themselves with unique topic prefixes / Redis key prefixes
 (see ``isolated_settings``) rather than by restarting services.
@@ -18,7 +18,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from cryptopulse.kafka import ensure_topics
+from cryptopulse.kafka import admin_client, ensure_topics
 from cryptopulse.platform.manager import Platform
 from cryptopulse.settings import Settings, get_settings, load_settings
 
@@ -33,16 +33,29 @@ def platform() -> Iterator[Settings]:
     yield settings
 
 
+def delete_prefixed_topics(settings: Settings) -> None:
+    """Delete every topic under ``settings.kafka.topic_prefix`` (catalog and faust's own),
+    so repeated test runs do not pile up partitions in the local broker."""
+    admin = admin_client(settings)
+    prefix = settings.kafka.topic_prefix + "."
+    names = [name for name in admin.list_topics(timeout=10).topics if name.startswith(prefix)]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            future.result(timeout=60)
+
+
 @pytest.fixture
-def isolated_settings(platform: Settings) -> Settings:
-    """Settings whose topics and Redis keys are unique to this test, with topics created."""
+def isolated_settings(platform: Settings) -> Iterator[Settings]:
+    """Settings whose topics and Redis keys are unique to this test, with topics created;
+    the topics are deleted afterwards."""
     tag = uuid.uuid4().hex[:10]
     settings = load_settings(
         kafka={**platform.kafka.model_dump(), "topic_prefix": f"test-{tag}"},
         redis={**platform.redis.model_dump(), "key_prefix": f"test-{tag}"},
     )
     ensure_topics(settings)
-    return settings
+    yield settings
+    delete_prefixed_topics(settings)
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ from cryptopulse.platform.pipeline import ApiService, SparkStreamingService, Str
 from cryptopulse.settings import Settings, load_settings
 from schemas.events import DeadLetter, ScoredPost
 from schemas.topics import DEAD_LETTER, RAW_NEWS, RAW_REDDIT, SCORED_POSTS
+from tests.conftest import delete_prefixed_topics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -106,6 +107,7 @@ def pipeline(
         yield settings
     finally:
         manager.down()
+        delete_prefixed_topics(settings)
 
 
 def test_replayed_events_reach_the_api_with_consistent_counts(pipeline: Settings):
