@@ -91,6 +91,16 @@ def dead_letter(
     )
 
 
+def _claim(dedup: DedupStore, key: str, origin: Origin) -> str | None:
+    """Claim ``key`` for this record's position; the earlier claimant's marker when another
+    record holds it. A record re-delivered after a crash finds its own marker and passes."""
+    claimed = dedup.claimed_by(key)
+    if claimed and claimed != origin.marker:
+        return str(claimed)
+    dedup.claim(key, origin.marker)
+    return None
+
+
 def process_raw(
     payload: bytes,
     origin: Origin,
@@ -106,9 +116,8 @@ def process_raw(
         return dead_letter(
             payload, origin, reason=parsed.reason, detail=parsed.detail, component=COMPONENT_CLEAN
         )
-    id_key = f"id:{parsed.source_id}"
-    claimed = dedup.claimed_by(id_key)
-    if claimed and claimed != origin.marker:
+    claimed = _claim(dedup, f"id:{parsed.source_id}", origin)
+    if claimed:
         return dead_letter(
             payload,
             origin,
@@ -117,7 +126,6 @@ def process_raw(
             component=COMPONENT_CLEAN,
             source_id=parsed.source_id,
         )
-    dedup.claim(id_key, origin.marker)
     result = clean_record(parsed, config=config, tagger=tagger, detector=detector)
     if isinstance(result, Rejection):
         return dead_letter(
@@ -128,9 +136,8 @@ def process_raw(
             component=COMPONENT_CLEAN,
             source_id=parsed.source_id,
         )
-    hash_key = f"hash:{result.content_hash}"
-    claimed = dedup.claimed_by(hash_key)
-    if claimed and claimed != origin.marker:
+    claimed = _claim(dedup, f"hash:{result.content_hash}", origin)
+    if claimed:
         return dead_letter(
             payload,
             origin,
@@ -139,5 +146,4 @@ def process_raw(
             component=COMPONENT_CLEAN,
             source_id=parsed.source_id,
         )
-    dedup.claim(hash_key, origin.marker)
     return result
