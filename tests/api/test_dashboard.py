@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,18 +29,13 @@ from cryptopulse.settings import Settings
 from schemas.topics import SCORED_POSTS
 from tests.api.conftest import FakeRuntime, LiveServer, make_settings
 from tests.api.seed import seed_views
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_http(url: str, timeout_s: float = 60.0) -> None:
@@ -140,7 +134,7 @@ def stack(isolated_settings: Settings) -> Iterator[dict[str, Any]]:
     browser: Browser | None = None
     with LiveServer(create_app(settings, runtime=FakeRuntime())) as api:
         try:
-            st_port, driver_port = _free_port(), _free_port()
+            st_port, driver_port = free_port(), free_port()
             env = {
                 **os.environ,
                 "CRYPTOPULSE_DASHBOARD__API_URL": api.url,

@@ -8,7 +8,6 @@ real (tiny) model, isolated from other tests by topic and key prefixes and ports
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -29,16 +28,11 @@ from cryptopulse.settings import Settings, load_settings
 from schemas.events import DeadLetter, ScoredPost
 from schemas.topics import DEAD_LETTER, RAW_NEWS, RAW_REDDIT, SCORED_POSTS
 from tests.conftest import delete_prefixed_topics
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 REPLAYED = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _read_all(settings: Settings, topic: str) -> list[bytes]:
@@ -91,9 +85,9 @@ def pipeline(
         "CRYPTOPULSE_KAFKA__TOPIC_PREFIX": f"e2e-{tag}",
         "CRYPTOPULSE_REDIS__KEY_PREFIX": f"e2e-{tag}",
         "CRYPTOPULSE_MODEL__URI": str(tiny_model_dir),
-        "CRYPTOPULSE_STREAM__WEB_PORT": str(_free_port()),
-        "CRYPTOPULSE_SPARK__METRICS_PORT": str(_free_port()),
-        "CRYPTOPULSE_API__PORT": str(_free_port()),
+        "CRYPTOPULSE_STREAM__WEB_PORT": str(free_port()),
+        "CRYPTOPULSE_SPARK__METRICS_PORT": str(free_port()),
+        "CRYPTOPULSE_API__PORT": str(free_port()),
         "CRYPTOPULSE_API__WORKERS": "1",
         "CRYPTOPULSE_PRODUCER__REPLAY_RATE": "200",
     }

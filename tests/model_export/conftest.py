@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 
 from model_export.train import TrainResult
 from tests.model_export.tiny import tiny_model
+from tests.ports import free_port
 
 
 @pytest.fixture(scope="session")
@@ -22,17 +22,11 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     return tiny_model(tmp_path_factory)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``mlflow server`` (SQLite + local artifacts) on a free port; yields its URI."""
     root: Path = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     log = (root / "server.log").open("w")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MALLOC_ARENA_MAX": "2"}

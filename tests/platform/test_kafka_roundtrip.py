@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +14,7 @@ from cryptopulse.platform.services import KafkaService
 from cryptopulse.settings import Settings, load_settings
 from schemas.events import PriceTick
 from schemas.topics import CATALOG, RAW_PRICES
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -76,16 +76,10 @@ def test_keyed_roundtrip_in_consumer_group(isolated_settings: Settings):
         assert prices == sorted(prices)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def private_broker(tmp_path, platform: Settings):
     """A second real broker with its own home and ports, so restarting it disturbs no one."""
-    port, controller = _free_port(), _free_port()
+    port, controller = free_port(), free_port()
     settings = load_settings(
         home=tmp_path / "home",
         kafka={"port": port, "controller_port": controller, "heap": "384m", "default_partitions": 2},

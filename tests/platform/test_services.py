@@ -16,12 +16,7 @@ from cryptopulse.platform.manager import Platform
 from cryptopulse.platform.process import PortInUseError, ProcessTable
 from cryptopulse.platform.services import RedisService
 from cryptopulse.settings import Settings, load_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.ports import free_port
 
 
 @pytest.mark.integration
@@ -44,7 +39,7 @@ def test_mlflow_reachable(platform: Settings):
 
 @pytest.fixture
 def private_settings(tmp_path) -> Settings:
-    return load_settings(home=tmp_path / "home", redis={"port": _free_port()})
+    return load_settings(home=tmp_path / "home", redis={"port": free_port()})
 
 
 @pytest.mark.integration
@@ -98,9 +93,9 @@ def test_status_cli_exits_nonzero_when_down(private_settings: Settings, tmp_path
         **{k: v for k, v in __import__("os").environ.items() if not k.startswith("CRYPTOPULSE_")},
         "CRYPTOPULSE_HOME": str(private_settings.home),
         "CRYPTOPULSE_REDIS__PORT": str(private_settings.redis.port),
-        "CRYPTOPULSE_KAFKA__PORT": str(_free_port()),
-        "CRYPTOPULSE_MLFLOW__PORT": str(_free_port()),
-        "CRYPTOPULSE_PROMETHEUS__PORT": str(_free_port()),
+        "CRYPTOPULSE_KAFKA__PORT": str(free_port()),
+        "CRYPTOPULSE_MLFLOW__PORT": str(free_port()),
+        "CRYPTOPULSE_PROMETHEUS__PORT": str(free_port()),
     }
     result = subprocess.run(
         [sys.executable, "-m", "cryptopulse", "status"], capture_output=True, text=True, env=env, timeout=60
@@ -126,7 +121,7 @@ def test_down_leaves_no_process_behind(tmp_path):
     from cryptopulse.platform.services import MlflowService, PrometheusService
 
     settings = load_settings(
-        home=tmp_path / "home", mlflow={"port": _free_port()}, prometheus={"port": _free_port()}
+        home=tmp_path / "home", mlflow={"port": free_port()}, prometheus={"port": free_port()}
     )
     manager = Platform(settings, services=[MlflowService, PrometheusService])
     manager.up()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from cryptopulse.settings import Settings, load_settings
 from producers.base import Runner
 from producers.replay import ReplaySource, load_rows, news_source_id, reddit_fullname
 from schemas.events import NewsArticle, PriceTick, RedditPost, utc_now
+from tests.ports import free_port
 from tests.producers.conftest import RecordingProducer, read_topic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,12 +129,6 @@ def test_rate_and_time_compression(tmp_path: Path) -> None:
     assert len(ticks) >= 2 * len(settings.producer.coins)  # a tick round per 10 event-minutes
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.integration
 def test_replay_process_sigterm_flushes_checkpoints_and_resumes(platform: Settings, tmp_path: Path) -> None:
     """``python -m producers replay`` as the platform runs it: SIGTERM, then restart, no dups, no gaps."""
@@ -142,7 +136,7 @@ def test_replay_process_sigterm_flushes_checkpoints_and_resumes(platform: Settin
     from tests.producers.conftest import RAW_SPECS
 
     prefix = f"tp-{uuid.uuid4().hex[:10]}"
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "CRYPTOPULSE_HOME": str(tmp_path),

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,12 +21,6 @@ from cryptopulse.settings import Settings
 from schemas.topics import DEAD_LETTER, SCORED_POSTS
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def worker_env(settings: Settings, *, model_uri: str, web_port: int, **extra: str) -> dict[str, str]:

@@ -23,7 +23,8 @@ from cryptopulse.kafka import EventProducer
 from cryptopulse.settings import Settings, load_settings
 from schemas.events import NewsArticle, RedditComment, RedditPost
 from schemas.topics import RAW_NEWS, RAW_REDDIT
-from tests.stream_processors.harness import OutputReader, WorkerProcess, free_port, worker_env
+from tests.ports import free_port
+from tests.stream_processors.harness import OutputReader, WorkerProcess, worker_env
 from tests.stream_processors.model_fixture import move_champion, register_versions, tiny_model_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
