@@ -22,7 +22,7 @@ from api.models import (
     TopicMessagesResponse,
     TopicsResponse,
 )
-from cryptopulse.kafka import admin_client
+from cryptopulse.kafka import admin_client, topic_watermarks
 from cryptopulse.settings import Settings
 
 
@@ -60,24 +60,21 @@ def _metadata(settings: Settings, timeout_s: float) -> Any:
 
 def list_topics(settings: Settings, timeout_s: float = 5.0) -> TopicsResponse:
     """Topics under ``kafka.topic_prefix`` with per-partition watermarks."""
-    metadata = _metadata(settings, timeout_s)
-    consumer = _consumer(settings, timeout_s)
     try:
-        topics = []
-        for name in sorted(n for n in metadata.topics if _owned(settings, n)):
-            detail = []
-            for pid in sorted(metadata.topics[name].partitions):
-                low, high = consumer.get_watermark_offsets(TopicPartition(name, pid), timeout=timeout_s)
-                detail.append(PartitionInfo(partition=pid, low=low, high=high, messages=max(0, high - low)))
-            topics.append(
-                TopicInfo(
-                    name=name, partitions=len(detail), messages=sum(p.messages for p in detail), detail=detail
-                )
-            )
+        watermarks = topic_watermarks(settings, lambda name: _owned(settings, name), timeout_s=timeout_s)
     except KafkaException as exc:
-        raise KafkaUnavailable(str(exc)) from exc
-    finally:
-        consumer.close()
+        raise KafkaUnavailable(f"Kafka at {settings.kafka.bootstrap} did not answer: {exc}") from exc
+    topics = []
+    for name, offsets in watermarks.items():
+        detail = [
+            PartitionInfo(partition=pid, low=low, high=high, messages=max(0, high - low))
+            for pid, low, high in offsets
+        ]
+        topics.append(
+            TopicInfo(
+                name=name, partitions=len(detail), messages=sum(p.messages for p in detail), detail=detail
+            )
+        )
     return TopicsResponse(count=len(topics), topics=topics)
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cryptopulse.settings import Settings
@@ -56,6 +57,37 @@ def wait_for_broker(settings: Settings, *, timeout_s: float | None = None) -> No
             return
         time.sleep(0.5)
     raise TimeoutError(f"Kafka at {settings.kafka.bootstrap} not ready after {timeout_s}s")
+
+
+def topic_watermarks(
+    settings: Settings, wanted: Callable[[str], bool] = lambda name: True, *, timeout_s: float = 5.0
+) -> dict[str, list[tuple[int, int, int]]]:
+    """``(partition, low, high)`` offsets of every wanted topic on the broker.
+
+    Used by ``cryptopulse topics`` and the API's Kafka view; raises ``KafkaException``
+    when the broker does not answer, rather than reporting made-up counts.
+    """
+    metadata = admin_client(settings, timeout_s=timeout_s, quiet=True).list_topics(timeout=timeout_s)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap,
+            "group.id": f"cryptopulse-inspect-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "socket.timeout.ms": int(timeout_s * 1000),
+            "log_level": 0,
+        }
+    )
+    try:
+        return {
+            name: [
+                (pid, *consumer.get_watermark_offsets(TopicPartition(name, pid), timeout=timeout_s))
+                for pid in sorted(topic.partitions)
+            ]
+            for name, topic in sorted(metadata.topics.items())
+            if wanted(name)
+        }
+    finally:
+        consumer.close()
 
 
 @dataclass(frozen=True)

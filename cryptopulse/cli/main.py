@@ -180,10 +180,9 @@ def topics(
     create: Annotated[bool, typer.Option("--create", help="Create missing catalog topics first.")] = False,
 ) -> None:
     """List the catalog topics: partitions, key, retention, cleanup policy, schema, message counts."""
-    from confluent_kafka import Consumer as KafkaConsumer
-    from confluent_kafka import KafkaException, TopicPartition
+    from confluent_kafka import KafkaException
 
-    from cryptopulse.kafka import admin_client, broker_ready, ensure_topics
+    from cryptopulse.kafka import broker_ready, ensure_topics, topic_watermarks
     from schemas.topics import CATALOG
 
     settings = load_cli_settings()
@@ -191,40 +190,30 @@ def topics(
         raise fail(f"Kafka is not reachable at {settings.kafka.bootstrap}; run `cryptopulse up`")
     if create:
         ensure_topics(settings)
-    metadata = admin_client(settings).list_topics(timeout=10).topics
-    consumer = KafkaConsumer(
-        {"bootstrap.servers": settings.kafka.bootstrap, "group.id": "cryptopulse-cli-inspect"}
-    )
+    catalog = {spec.name(settings): spec for spec in CATALOG}
+    try:
+        watermarks = topic_watermarks(settings, catalog.__contains__)
+    except KafkaException as exc:
+        raise fail(f"Kafka at {settings.kafka.bootstrap} did not answer: {exc}") from None
     table = Table(title=f"Topics on {settings.kafka.bootstrap}")
     for column in ("topic", "partitions", "messages", "key", "retention", "cleanup", "schema"):
         table.add_column(column)
     missing = 0
-    try:
-        for spec in CATALOG:
-            name = spec.name(settings)
-            topic = metadata.get(name)
-            if topic is None:
-                missing += 1
-                table.add_row(name, "[red]missing[/red]", "-", spec.key, "-", spec.cleanup_policy, "-")
-                continue
-            count = 0
-            for partition in topic.partitions:
-                try:
-                    low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=5)
-                    count += high - low
-                except KafkaException:
-                    pass
-            table.add_row(
-                name,
-                str(len(topic.partitions)),
-                str(count),
-                spec.key,
-                f"{spec.retention_ms // 3_600_000}h",
-                spec.cleanup_policy,
-                ", ".join(m.record_type for m in spec.value_schemas),
-            )
-    finally:
-        consumer.close()
+    for name, spec in catalog.items():
+        offsets = watermarks.get(name)
+        if offsets is None:
+            missing += 1
+            table.add_row(name, "[red]missing[/red]", "-", spec.key, "-", spec.cleanup_policy, "-")
+            continue
+        table.add_row(
+            name,
+            str(len(offsets)),
+            str(sum(high - low for _, low, high in offsets)),
+            spec.key,
+            f"{spec.retention_ms // 3_600_000}h",
+            spec.cleanup_policy,
+            ", ".join(m.record_type for m in spec.value_schemas),
+        )
     console.print(table)
     if missing:
         err_console.print(f"{missing} catalog topics are missing; run `cryptopulse topics --create`")

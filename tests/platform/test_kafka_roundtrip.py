@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -113,3 +116,31 @@ def test_nothing_lost_across_broker_restart(private_broker):
     ids = [PriceTick.from_json(m.value()).source_id for m in got_first + got_rest]
     assert len(ids) == len(set(ids)) == 80
     assert set(ids) == {t.source_id for t in first + second}
+
+
+def _topics_cli(settings: Settings) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "CRYPTOPULSE_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "COLUMNS": "250",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "cryptopulse", "topics"], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def test_topics_cli_counts_messages_and_flags_missing_topics(isolated_settings: Settings):
+    topic = RAW_PRICES.name(isolated_settings)
+    with EventProducer(isolated_settings, component="test") as producer:
+        for tick in _ticks(7, datetime(2024, 3, 1, tzinfo=UTC)):
+            producer.send(topic, tick, key=tick.coin)
+    listed = _topics_cli(isolated_settings)
+    assert listed.returncode == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if topic in line)
+    assert [cell.strip() for cell in row.split("│")][2:4] == ["3", "7"]
+
+    missing = _topics_cli(
+        load_settings(kafka={"topic_prefix": f"absent-{isolated_settings.kafka.topic_prefix}"})
+    )
+    assert missing.returncode == 1
+    assert "8 catalog topics are missing" in missing.stderr
