@@ -1,7 +1,9 @@
 """Benchmark the full sentiment ensemble runtime: latency of one text and batched throughput.
 
 Runs every combination of {int8, fp32} x {1, 2 intra-op threads} on real test-split texts
-and prints a Markdown table (paste it into docs/benchmarks.md, "## Model runtime").
+and prints a Markdown table (paste it into docs/benchmarks.md, "## Model runtime"). Each
+combination is measured ``--repeats`` times and every figure is the median of the repeats
+(the machines are shared and noisy).
 
     .venv/bin/python bench/bench_model.py --model PATH_OR_models:/URI [--fp32-onnx FILE]
 
@@ -67,6 +69,7 @@ def main() -> int:
     parser.add_argument("--singles", type=int, default=500, help="single-text calls for latency")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per combination; medians")
     args = parser.parse_args()
     settings = get_settings()
     ref = args.model or settings.model.uri
@@ -78,6 +81,7 @@ def main() -> int:
         print(f"(no fp32 ONNX at {fp32}; int8 only)")
     print(
         f"model {base.model_version}; {len(texts)} test-split texts; batch {args.batch}; "
+        f"median of {args.repeats} runs; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
     )
     print()
@@ -86,7 +90,8 @@ def main() -> int:
     for name, onnx in variants:
         for threads in (int(t) for t in args.threads.split(",")):
             rt = SentimentRuntime.load(ref, settings, onnx_file=onnx, threads=threads)
-            m = measure(rt, texts, args.singles, args.batch)
+            runs = [measure(rt, texts, args.singles, args.batch) for _ in range(args.repeats)]
+            m = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
             print(
                 f"| {name} | {threads} | {m['p50']:.2f} | {m['p95']:.2f} | {m['p99']:.2f} | {m['tps']:.0f} |",
                 flush=True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -192,6 +193,10 @@ def score(
         str | None, typer.Option(help="models:/NAME@ALIAS, models:/NAME/VERSION or a directory")
     ] = None,
     keep_columns: Annotated[bool, typer.Option(help="copy the input columns before the results")] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="ONNX Runtime threads (default: every core; a batch job owns the machine)"),
+    ] = None,
 ) -> None:
     """Score every row of a CSV or JSONL file; a bad row gets an empty label and a reason in error."""
     from rich.progress import track
@@ -204,7 +209,7 @@ def score(
     originals = _read_originals(input, fmt) if keep_columns else None
     uri = model or settings.model.uri
     try:
-        runtime = SentimentRuntime.load(uri, settings)
+        runtime = SentimentRuntime.load(uri, settings, threads=threads or os.cpu_count() or 1)
     except ModelLoadError as exc:
         raise _fail(f"cannot load model {uri}: {exc}") from None
     results: list[dict[str, Any]] = []
