@@ -34,7 +34,8 @@ from cryptopulse.kafka import EventProducer, ensure_topics, wait_for_broker  # n
 from cryptopulse.settings import Settings, get_settings, load_settings  # noqa: E402
 from schemas.events import RedditPost  # noqa: E402
 from schemas.topics import RAW_REDDIT  # noqa: E402
-from tests.stream_processors.harness import OutputReader, WorkerProcess, free_port, worker_env  # noqa: E402
+from tests.ports import free_port  # noqa: E402
+from tests.stream_processors.harness import OutputReader, WorkerProcess, worker_env  # noqa: E402
 
 COINS = ["Bitcoin", "Ethereum", "$SOL", "Dogecoin", "BTC", "ETH", "Cardano", "XRP"]
 MOODS = [
