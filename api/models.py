@@ -27,6 +27,8 @@ _TREND_EXAMPLE: dict[str, Any] = {
     "negative_share": 0.2,
     "social_dominance": 0.38,
     "volume_zscore": 1.7,
+    "sentiment_zscore": 0.8,
+    "sentiment_change": 0.06,
     "price_close": 91234.5,
     "price_return": 0.004,
 }

@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -139,6 +141,40 @@ def run_rate(
     }
 
 
+def tree_cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by these processes and their children."""
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            for proc in [root, *root.children(recursive=True)]:
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def broker_pids() -> list[int]:
+    """The local Kafka broker's JVM (its CPU per event is part of the pipeline's cost)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if "kafka.Kafka" in cmdline:
+            found.append(proc.pid)
+    return found
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.startswith("CRYPTOPULSE_"):
+            raise SystemExit(f"--worker-env wants CRYPTOPULSE_NAME=VALUE, got {pair!r}")
+        env[key] = value
+    return env
+
+
 def bench_rate(base: Settings, rate: int, args: argparse.Namespace, model_uri: str) -> dict[str, Any]:
     """One rate on fresh topics with fresh worker(s): no backlog carried between rates."""
     tag = uuid.uuid4().hex[:8]
@@ -150,6 +186,7 @@ def bench_rate(base: Settings, rate: int, args: argparse.Namespace, model_uri: s
     )
     ensure_topics(settings)
     extra = {"CRYPTOPULSE_STREAM__BATCH_SIZE": str(args.batch_size)} if args.batch_size else {}
+    extra.update(parse_env(args.worker_env))
     workers = []
     for n in range(args.workers):
         port = free_port()
@@ -162,7 +199,13 @@ def bench_rate(base: Settings, rate: int, args: argparse.Namespace, model_uri: s
         for worker in workers:
             worker.wait_ready(timeout_s=180)
         run_rate(settings, reader, 20, 5.0, 60.0)  # warm-up: assignment, first batches, caches
+        worker_pids = [w.proc.pid for w in workers if w.proc is not None]
+        brokers = broker_pids()
+        cpu0, broker0 = tree_cpu_s(worker_pids), tree_cpu_s(brokers)
         result = run_rate(settings, reader, rate, args.duration, args.drain)
+        events = max(1, result["received"])
+        result["worker_cpu_ms_per_event"] = round(1000 * (tree_cpu_s(worker_pids) - cpu0) / events, 2)
+        result["broker_cpu_ms_per_event"] = round(1000 * (tree_cpu_s(brokers) - broker0) / events, 2)
     finally:
         for worker in workers:
             worker.stop()
@@ -181,6 +224,13 @@ def main() -> None:
     parser.add_argument("--model-uri", default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="CRYPTOPULSE_NAME=VALUE",
+        help="setting for the worker processes (repeatable), e.g. CRYPTOPULSE_STREAM__BATCH_SIZE=128",
+    )
     args = parser.parse_args()
 
     base = get_settings()
@@ -193,12 +243,16 @@ def main() -> None:
         results.append(result)
         print(json.dumps(result), flush=True)
     held = [r["rate"] for r in results if r["holds"]]
-    print("\n| target (ev/s) | sent | received | p50 (s) | p95 (s) | p99 (s) | max (s) | load avg | holds |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
+    print(
+        "\n| target (ev/s) | sent | received | p50 (s) | p95 (s) | p99 (s) | max (s) "
+        "| worker CPU ms/ev | broker CPU ms/ev | load avg | holds |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
     for r in results:
         print(
             f"| {r['rate']} | {r['sent']} | {r['received']} | {r['p50_s']} | {r['p95_s']} | "
-            f"{r['p99_s']} | {r['max_s']} | {r['loadavg_1m']} | {'yes' if r['holds'] else 'no'} |"
+            f"{r['p99_s']} | {r['max_s']} | {r['worker_cpu_ms_per_event']} | "
+            f"{r['broker_cpu_ms_per_event']} | {r['loadavg_1m']} | {'yes' if r['holds'] else 'no'} |"
         )
     print(f"\nhighest rate that holds (p99 < 1 s, nothing missing): {max(held) if held else 'none'}")
     if args.json:

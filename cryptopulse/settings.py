@@ -144,8 +144,17 @@ class SparkSettings(_Section):
         description="Kafka timestamps may trail event times by this much (offsets-for-times)",
     )
     ui_enabled: bool = False
+    trends_topic: bool = Field(
+        default=True, description="publish every updated trend window to the trends topic"
+    )
     alert_zscore: float = Field(
         default=3.0, gt=0, description="volume z-score that raises a volume_spike alert"
+    )
+    alert_sentiment_zscore: float = Field(
+        default=3.0, gt=0, description="|sentiment z-score| that raises a sentiment_shift alert"
+    )
+    alert_min_shift: float = Field(
+        default=0.2, ge=0, le=2, description="smallest sentiment change (on [-1, 1]) that alerts"
     )
     alert_min_volume: int = Field(default=5, ge=1, description="fewer mentions never alert")
     alert_windows: list[str] = Field(
@@ -222,6 +231,9 @@ class StreamSettings(_Section):
     commit_interval_s: float = Field(default=1.0, gt=0, le=60, description="consumer offset commit interval")
     session_timeout_s: float = Field(default=10.0, ge=6, le=300, description="crashed worker detected after")
     scoring_process: bool = Field(default=True, description="model in a child process (no GIL contention)")
+    producer_linger_ms: int = Field(
+        default=20, ge=0, le=1000, description="producer batching delay: fewer, larger produce requests"
+    )
 
 
 class ProducerSettings(_Section):

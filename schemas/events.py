@@ -240,6 +240,12 @@ class TrendWindow(Event):
     negative_share: Probability
     social_dominance: Probability = Field(description="this coin's share of all mentions in the window")
     volume_zscore: float | None = None
+    sentiment_zscore: float | None = Field(
+        default=None, description="weighted_score against the same series' trailing windows"
+    )
+    sentiment_change: float | None = Field(
+        default=None, ge=-2.0, le=2.0, description="weighted_score minus the trailing windows' mean"
+    )
     price_open: float | None = None
     price_high: float | None = None
     price_low: float | None = None

@@ -56,6 +56,17 @@ class TopicSpec:
     def partition_count(self, settings: Settings) -> int:
         return self.partitions or settings.kafka.default_partitions
 
+    def key_of(self, record: Event) -> str:
+        """The record key this topic's contract asks for (partitioning, ordering, compaction)."""
+        if self.key is TopicKey.SOURCE_ID:
+            return record.source_id
+        coin = getattr(record, "coin", None)
+        if self.key is TopicKey.COIN:
+            return str(coin or "")
+        window = getattr(record, "window", None)
+        size = getattr(window, "value", window)
+        return f"{coin}:{size}:{getattr(record, 'source', 'all')}"
+
     def config(self) -> dict[str, str]:
         config = {
             "cleanup.policy": self.cleanup_policy,
@@ -103,7 +114,8 @@ SCORED_POSTS = TopicSpec(
 )
 TRENDS = TopicSpec(
     "trends",
-    "Per-coin trend windows; compacted so the latest value per window survives",
+    "Per-coin trend windows as the streaming job updates them; keyed by coin:window:source, "
+    "compacted so each series' latest window survives",
     TopicKey.COIN_WINDOW,
     (TrendWindow,),
     retention_ms=30 * DAY_MS,

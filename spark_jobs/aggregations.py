@@ -347,6 +347,8 @@ TREND_COLUMNS = (
     "negative_share",
     "social_dominance",
     "volume_zscore",
+    "sentiment_zscore",
+    "sentiment_change",
     "price_open",
     "price_high",
     "price_low",
@@ -455,6 +457,8 @@ def build_trend_frame(components: pd.DataFrame) -> pd.DataFrame:
             "negative_share": _round(df["n_neg"].to_numpy(dtype="float64") / n),
             "social_dominance": np.clip(_round(dominance), 0.0, 1.0),
             "volume_zscore": np.nan,
+            "sentiment_zscore": np.nan,
+            "sentiment_change": np.nan,
             "price_open": p_open,
             "price_high": df["p_high"].to_numpy(dtype="float64"),
             "price_low": df["p_low"].to_numpy(dtype="float64"),
@@ -495,19 +499,32 @@ def _trailing(values: np.ndarray, size: int, *, include_current: bool) -> np.nda
     return view[1 : len(values) + 1] if include_current else view[: len(values)]
 
 
+def _trailing_zscore(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(z-score, difference from the mean) of each value against the ``size`` values before it.
+
+    Population statistics over the earlier values that exist; NaN with fewer than two of
+    them or no spread (std <= 1e-6: rounding noise is not a spread).
+    """
+    prev = _trailing(values, size, include_current=False)
+    present = ~np.isnan(prev)
+    count = np.sum(present, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.sum(np.where(present, prev, 0.0), axis=1) / np.maximum(count, 1)
+        var = np.sum(np.where(present, (prev - mean[:, None]) ** 2, 0.0), axis=1) / np.maximum(count, 1)
+        std = np.sqrt(var)
+        spread = (count >= 2) & (std > 1e-6)
+        z = np.where(spread, (values - mean) / np.where(spread, std, 1.0), np.nan)
+        change = np.where(count >= 2, values - mean, np.nan)
+    return z, change
+
+
 def _series_features(
     vol: np.ndarray, score: np.ndarray, ret: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    prev = _trailing(vol, size, include_current=False)
-    count = np.sum(~np.isnan(prev), axis=1)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Volume z-score, sentiment z-score and change, sentiment-return correlation of one series."""
+    z, _ = _trailing_zscore(vol, size)
+    score_z, score_change = _trailing_zscore(score, size)
     with np.errstate(invalid="ignore", divide="ignore"):
-        filled = np.where(np.isnan(prev), 0.0, prev)
-        mean = np.sum(filled, axis=1) / np.maximum(count, 1)
-        var = np.sum(np.where(np.isnan(prev), 0.0, (prev - mean[:, None]) ** 2), axis=1) / np.maximum(
-            count, 1
-        )
-        std = np.sqrt(var)
-        z = np.where((count >= 2) & (std > 0), (vol - mean) / np.where(std > 0, std, 1.0), np.nan)
         xs = _trailing(score, size, include_current=True)
         ys = _trailing(ret, size, include_current=True)
         mask = ~np.isnan(xs) & ~np.isnan(ys)
@@ -523,17 +540,18 @@ def _series_features(
         syy = np.sum(dy * dy, axis=1)
         ok = (k >= 3) & (sxx > 1e-18) & (syy > 1e-18)
         corr = np.where(ok, sxy / np.sqrt(np.where(ok, sxx * syy, 1.0)), np.nan)
-    return z, np.clip(corr, -1.0, 1.0)
+    return z, score_z, score_change, np.clip(corr, -1.0, 1.0)
 
 
 def add_cross_window_features(
     trends: pd.DataFrame, history: pd.DataFrame, trailing: int = 20
 ) -> pd.DataFrame:
-    """Fill volume z-score and sentiment-return correlation of ``trends`` rows.
+    """Fill volume and sentiment z-scores, sentiment change and sentiment-return correlation.
 
-    z-score: the window's volume against the mean and (population) standard deviation
-    of the ``trailing`` previous windows of the same (size, coin, source) that exist;
-    needs two of them and a non-zero spread. Correlation: Pearson correlation of the
+    z-scores: the window's volume (and confidence-weighted score) against the mean and
+    (population) standard deviation of the ``trailing`` previous windows of the same
+    (size, coin, source) that exist; need two of them and a non-zero spread. Sentiment
+    change: the weighted score minus that trailing mean. Correlation: Pearson correlation of the
     confidence-weighted score and the price return over the last ``trailing`` windows
     including this one, where both are known; needs three points. ``history`` holds
     earlier windows (rows also in ``trends`` are taken from ``trends``).
@@ -559,9 +577,11 @@ def add_cross_window_features(
     merged = pd.concat([hist, current], ignore_index=True).astype({"volume": "float64"})
     merged = merged.sort_values([*keys, "window_start"], kind="stable", ignore_index=True)
     z_out = np.full(len(trends), np.nan)
+    sz_out = np.full(len(trends), np.nan)
+    sc_out = np.full(len(trends), np.nan)
     c_out = np.full(len(trends), np.nan)
     for _, group in merged.groupby(keys, sort=False):
-        z, corr = _series_features(
+        z, score_z, score_change, corr = _series_features(
             group["volume"].to_numpy(dtype="float64"),
             group["weighted_score"].to_numpy(dtype="float64"),
             group["price_return"].to_numpy(dtype="float64"),
@@ -570,9 +590,13 @@ def add_cross_window_features(
         rows = group["_row"].to_numpy()
         own = rows >= 0
         z_out[rows[own]] = z[own]
+        sz_out[rows[own]] = score_z[own]
+        sc_out[rows[own]] = score_change[own]
         c_out[rows[own]] = corr[own]
     out = trends.copy()
     out["volume_zscore"] = _round(z_out)
+    out["sentiment_zscore"] = _round(sz_out)
+    out["sentiment_change"] = np.clip(_round(sc_out), -2.0, 2.0)
     out["sentiment_return_corr"] = np.clip(_round(c_out), -1.0, 1.0)
     return out
 
@@ -610,6 +634,8 @@ def to_trend_windows(trends: pd.DataFrame) -> list[TrendWindow]:
                 negative_share=float(rec["negative_share"]),
                 social_dominance=float(rec["social_dominance"]),
                 volume_zscore=_opt(rec["volume_zscore"]),
+                sentiment_zscore=_opt(rec.get("sentiment_zscore")),  # absent in lake files before v0.2
+                sentiment_change=_opt(rec.get("sentiment_change")),
                 price_open=_opt(rec["price_open"]),
                 price_high=_opt(rec["price_high"]),
                 price_low=_opt(rec["price_low"]),

@@ -80,7 +80,9 @@ def read_trends(spark: SparkSession, settings: Settings, *, latest_only: bool = 
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    df = spark.read.option("basePath", str(trends_path(settings))).parquet(str(trends_path(settings)))
+    root = str(trends_path(settings))
+    # mergeSchema: files written before a column was added read it as null.
+    df = spark.read.option("basePath", root).option("mergeSchema", "true").parquet(root)
     if not latest_only:
         return df
     key = Window.partitionBy("coin", "window", "source", "window_start").orderBy(

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptopulse.settings import Settings
 from schemas.redis_keys import alert_raised, raise_alert_once
-from schemas.topics import ALERTS, RAW_PRICES, SCORED_POSTS
+from schemas.topics import ALERTS, RAW_PRICES, SCORED_POSTS, TRENDS
 from spark_jobs.aggregations import (
     add_cross_window_features,
     aggregate_windows,
@@ -41,7 +41,7 @@ from spark_jobs.aggregations import (
     parse_events,
     to_trend_windows,
 )
-from spark_jobs.alerts import volume_spike_alerts
+from spark_jobs.alerts import trend_alerts
 from spark_jobs.lake import events_path, trends_path, write_trend_files
 from spark_jobs.metrics import SparkMetrics
 from spark_jobs.session import checkpoint_dir
@@ -84,6 +84,7 @@ class TrendSink:
         metrics: SparkMetrics | None = None,
         run_token: str = "stream",
         publish: bool = True,
+        trends_topic: bool | None = None,
     ) -> None:
         self.settings = settings
         self.store = TrendStore(
@@ -94,28 +95,50 @@ class TrendSink:
         self.metrics = metrics or SparkMetrics()
         self.run_token = run_token
         self.publish = publish
+        self.trends_topic = settings.spark.trends_topic if trends_topic is None else trends_topic
         self.last: BatchResult | None = None
-        self._alert_producer: Any = None
+        self._producer: Any = None
+
+    @property
+    def producer(self) -> Any:
+        """Kafka producer for the trends and alerts topics, created on first use."""
+        if self._producer is None:
+            from cryptopulse.kafka import EventProducer
+
+            self._producer = EventProducer(self.settings, component="spark.stream")
+        return self._producer
+
+    def publish_trends(self, trends: Any) -> int:
+        """Every updated window (all sources) to the trends topic, for Kafka subscribers.
+
+        Keyed by coin:window:source, so one series stays ordered in one partition and
+        compaction keeps its latest window; a replayed micro-batch re-sends the same values.
+        """
+        if not self.trends_topic:
+            return 0
+        topic = TRENDS.name(self.settings)
+        windows = to_trend_windows(trends)
+        for window in windows:
+            self.producer.send(topic, window, key=TRENDS.key_of(window))
+        self.producer.flush()
+        return len(windows)
 
     def raise_alerts(self, trends: Any) -> int:
-        """Publish new volume-spike alerts to the alerts topic, then record them in Redis.
+        """Publish new sentiment-shift and volume-spike alerts to the alerts topic, then record
+        them in Redis.
 
         Kafka first: a crash in between re-sends the alert (at-least-once, same
         ``source_id``) rather than recording one that never reached the topic.
         """
         overall = trends[trends["source"] == "all"]
-        alerts = volume_spike_alerts(to_trend_windows(overall), self.settings.spark)
+        alerts = trend_alerts(to_trend_windows(overall), self.settings.spark)
         fresh = [a for a in alerts if not alert_raised(self.store.client, self.store.prefix, a)]
         if not fresh:
             return 0
-        if self._alert_producer is None:
-            from cryptopulse.kafka import EventProducer
-
-            self._alert_producer = EventProducer(self.settings, component="spark.alerts")
         topic = ALERTS.name(self.settings)
         for alert in fresh:
-            self._alert_producer.send(topic, alert, key=alert.coin)
-        self._alert_producer.flush()
+            self.producer.send(topic, alert, key=ALERTS.key_of(alert))
+        self.producer.flush()
         for alert in fresh:
             raise_alert_once(self.store.client, self.store.prefix, alert)
         log.info("alerts raised", extra={"alerts": [a.source_id for a in fresh]})
@@ -132,6 +155,7 @@ class TrendSink:
             history = self.store.load_history(trends)
             trends = add_cross_window_features(trends, history, self.settings.spark.trailing_windows)
             self.store.write_trends(trends, publish=self.publish)
+            self.publish_trends(trends)
             self.raise_alerts(trends)
             write_trend_files(trends, trends_path(self.settings), f"stream-{self.run_token}-{batch_id:010d}")
         elapsed = time.perf_counter() - started

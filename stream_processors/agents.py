@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any
 
 import faust
@@ -48,6 +48,7 @@ from stream_processors.processing import (
     process_raw,
 )
 from stream_processors.scorer import (
+    BatchResult,
     ModelHolder,
     process_runtime_loader,
     registry_resolver,
@@ -115,6 +116,7 @@ class StreamPipeline:
         loader = process_runtime_loader(settings) if stream.scoring_process else runtime_loader(settings)
         self.holder = holder or ModelHolder(settings.model.uri, loader, registry_resolver(settings))
         self.holder.on_swap.append(self._on_swap)
+        self._in_flight: dict[str, EventT] = {}  # sent for scoring, not yet acked and claimed
         self.publisher = publisher or LivePublisher(
             settings.redis.dsn, settings.redis.key_prefix, enabled=stream.live_redis
         )
@@ -203,13 +205,25 @@ class StreamPipeline:
     # -- score -------------------------------------------------------------------------
 
     async def score_agent(self, stream: faust.StreamT) -> None:
-        """Micro-batches of clean posts -> scored posts, counters and live events."""
+        """Micro-batches of clean posts -> scored posts, counters and live events.
+
+        Two batches overlap: while the model scores batch N+1, batch N waits for the
+        broker's acks and updates the counters and Redis. Batch N's records are handed to
+        the producer before the agent takes batch N+1 (so before its offsets can be
+        committed: faust flushes the producer before it commits).
+        """
         await self.ensure_model()
         stream_settings = self.settings.stream
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            stream_settings.batch_size, within=stream_settings.batch_within_s
-        ):
-            await self.score_events(events)
+        finishing: asyncio.Task[None] | None = None
+        try:
+            async for events in stream.take_events(  # type: ignore[attr-defined]
+                stream_settings.batch_size, within=stream_settings.batch_within_s
+            ):
+                finish = await self.score_events(events, previous=finishing)
+                finishing = asyncio.ensure_future(finish) if finish is not None else None
+        finally:
+            if finishing is not None:
+                await finishing
 
     async def ensure_model(self) -> None:
         """Load the model, retrying while the registry has none: events wait in Kafka."""
@@ -223,7 +237,15 @@ class StreamPipeline:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
 
-    async def score_events(self, events: Sequence[EventT]) -> None:
+    async def score_events(
+        self, events: Sequence[EventT], previous: Awaitable[None] | None = None
+    ) -> Coroutine[Any, Any, None] | None:
+        """Score one batch and hand its records to the producer.
+
+        Returns what is left to do once the broker acks them (claims, counters, live
+        events) as a coroutine for the caller to run alongside the next batch; the
+        ``previous`` batch's is awaited first, so batches finish in order.
+        """
         m.EVENTS_IN.labels("score").inc(len(events))
         posts: list[CleanPost] = []
         event_of: dict[str, EventT] = {}
@@ -243,12 +265,18 @@ class StreamPipeline:
                 pending.append(await self.send_dead_letter(record, "score"))
                 continue
             _use_event(event)
-            if post.source_id in event_of or self.scored.claimed_by(post.source_id):
-                m.REDELIVERED.labels("score").inc()  # already scored and acked (or twice in batch)
+            if (
+                post.source_id in event_of
+                or post.source_id in self._in_flight
+                or self.scored.claimed_by(post.source_id)
+            ):
+                m.REDELIVERED.labels("score").inc()  # already scored and acked (or twice in flight)
                 continue
             event_of[post.source_id] = event
             posts.append(post)
+        result: BatchResult | None = None
         if posts:
+            self._in_flight.update(event_of)
             runtime = self.holder.current  # one model per batch: a hot swap lands between batches
             result = await asyncio.to_thread(score_batch, runtime, posts)
             m.BATCH_SIZE.observe(len(posts))
@@ -267,9 +295,22 @@ class StreamPipeline:
                     source_id=post.source_id,
                 )
                 pending.append(await self.send_dead_letter(record, "score"))
-        if pending:
+        if previous is not None:
+            await previous
+        if not pending:
+            return None
+        return self._finish_batch(pending, result, event_of)
+
+    async def _finish_batch(
+        self, pending: list[Any], result: BatchResult | None, event_of: dict[str, EventT]
+    ) -> None:
+        """After the broker acks a batch: mark its ids scored, count, publish live events."""
+        try:
             await asyncio.gather(*pending)  # broker acks before we mark the ids as scored
-        if not posts:
+        finally:
+            for source_id in event_of:
+                self._in_flight.pop(source_id, None)
+        if result is None:
             return
         now = time.time()
         for scored in result.scored:

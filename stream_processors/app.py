@@ -38,7 +38,7 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         "broker_session_timeout": stream.session_timeout_s,
         "broker_heartbeat_interval": min(3.0, stream.session_timeout_s / 3),
         "producer_acks": -1,
-        "producer_linger_ms": 5,
+        "producer_linger_ms": stream.producer_linger_ms,
         "table_cleanup_interval": 30.0,
         "web_enabled": True,
         "web_host": stream.web_host,

@@ -120,3 +120,13 @@ def test_dead_letter_keeps_undecodable_payload_and_is_idempotent():
 def test_trend_window_id_is_stable():
     sid = TrendWindow.make_source_id("bitcoin", "5m", "all", T0)
     assert sid == "bitcoin:5m:all:2024-05-01T12:30:00.000Z"
+
+
+def test_topic_keys_follow_the_catalog_contract():
+    from schemas.topics import ALERTS, SCORED_POSTS, TRENDS
+    from tests.spark_jobs.windows import window
+
+    trend = window("solana", size="1h", source="reddit")
+    assert TRENDS.key_of(trend) == "solana:1h:reddit"
+    assert SCORED_POSTS.key_of(trend) == trend.source_id
+    assert ALERTS.key_of(trend) == "solana"

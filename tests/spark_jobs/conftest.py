@@ -13,7 +13,8 @@ import pytest
 from cryptopulse.kafka import EventProducer, ensure_topics
 from cryptopulse.settings import Settings, load_settings
 from schemas.events import Event, PriceTick, ScoredPost, SentimentLabel, Source, content_hash
-from schemas.topics import RAW_PRICES, SCORED_POSTS
+from schemas.topics import ALERTS, RAW_PRICES, SCORED_POSTS, TRENDS
+from tests.conftest import delete_prefixed_topics
 
 T0 = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
 """Today 01:00 UTC: Kafka record timestamps (now) stay within the backfill's offsets-for-times slack."""
@@ -40,14 +41,9 @@ def spark_settings(platform: Settings, tmp_path: Path) -> Iterator[Settings]:
         redis={**platform.redis.model_dump(), "key_prefix": f"test-spark-{tag}"},
         spark={**platform.spark.model_dump(), "trigger_interval": "1 second"},
     )
-    ensure_topics(settings, [SCORED_POSTS, RAW_PRICES])
+    ensure_topics(settings, [SCORED_POSTS, RAW_PRICES, TRENDS, ALERTS])
     yield settings
-    from cryptopulse.kafka import admin_client
-
-    topics = [SCORED_POSTS.name(settings), RAW_PRICES.name(settings)]
-    admin = admin_client(settings)  # keep a reference until the futures resolve
-    for future in admin.delete_topics(topics, operation_timeout=30).values():
-        future.result(timeout=60)
+    delete_prefixed_topics(settings)
 
 
 @pytest.fixture

@@ -130,6 +130,21 @@ def test_zscore_and_correlation_against_trailing_windows() -> None:
     assert out["sentiment_return_corr"].iloc[3] == pytest.approx(expected, abs=1e-9)
 
 
+def test_sentiment_zscore_and_change_against_trailing_windows() -> None:
+    rows = trend_rows([5, 5, 5, 5, 5], [0.1, 0.3, 0.2, -0.4, 0.2], [np.nan] * 5)
+    out = add_cross_window_features(rows, history_frame([]), trailing=3)
+    z, change = out["sentiment_zscore"].tolist(), out["sentiment_change"].tolist()
+    assert np.isnan(z[0]) and np.isnan(z[1]) and np.isnan(change[1])  # fewer than two earlier windows
+    assert change[2] == pytest.approx(0.0) and z[2] == pytest.approx(0.0)  # 0.2 vs mean(0.1, 0.3)
+    prev = np.array([0.1, 0.3, 0.2])
+    assert change[3] == pytest.approx(-0.6)
+    assert z[3] == pytest.approx(-0.6 / prev.std())
+    calm = trend_rows([5, 5, 5, 5], [0.2, 0.2, 0.2, 0.9], [np.nan] * 4)
+    out = add_cross_window_features(calm, history_frame([]), trailing=3)
+    assert np.isnan(out["sentiment_zscore"].iloc[3])  # no spread: no z-score ...
+    assert out["sentiment_change"].iloc[3] == pytest.approx(0.7)  # ... but the change is known
+
+
 def test_features_do_not_depend_on_how_much_history_is_loaded() -> None:
     rng = np.random.default_rng(3)
     n = 60
@@ -141,6 +156,7 @@ def test_features_do_not_depend_on_how_much_history_is_loaded() -> None:
     expected = everything.iloc[40:].reset_index(drop=True)
     assert partial["volume_zscore"].tolist() == expected["volume_zscore"].tolist()
     assert partial["sentiment_return_corr"].tolist() == expected["sentiment_return_corr"].tolist()
+    assert partial["sentiment_zscore"].tolist() == expected["sentiment_zscore"].tolist()
 
 
 def _events(spark: Any, records: list[Any]) -> Any:
