@@ -13,7 +13,7 @@ up: setup
 test: setup
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
-	$(VENV)/mypy cryptopulse schemas producers stream_processors spark_jobs api model_export scoring
+	$(VENV)/mypy cryptopulse schemas producers stream_processors spark_jobs api model_export scoring tests bench
 	$(VENV)/python -m schemas.jsonschema --check
 	$(VENV)/pytest
 
@@ -28,7 +28,7 @@ lint:
 	$(VENV)/ruff format --check .
 
 typecheck:
-	$(VENV)/mypy cryptopulse schemas producers stream_processors spark_jobs api model_export scoring
+	$(VENV)/mypy cryptopulse schemas producers stream_processors spark_jobs api model_export scoring tests bench
 
 bench:
 	$(VENV)/python bench/bench_model.py --model models:/cryptopulse-sentiment@champion

@@ -56,9 +56,9 @@ def _read_all(settings: Settings, topic: str) -> list[bytes]:
             msg = consumer.poll(0.5)
             if msg is None or msg.error():
                 continue
-            values.append(msg.value())
-            if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                ends.pop(msg.partition(), None)
+            values.append(msg.value() or b"")
+            if (msg.offset() or 0) + 1 >= ends.get(msg.partition() or 0, 0):
+                ends.pop(msg.partition() or 0, None)
         return values
     finally:
         consumer.close()

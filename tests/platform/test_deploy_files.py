@@ -97,10 +97,10 @@ def test_compose_project_commands_exist():
         words = SERVICES[name]["command"]
         command = cli
         for word in words:
-            assert hasattr(command, "commands") and word in command.commands, (  # type: ignore[attr-defined]
+            assert hasattr(command, "commands") and word in command.commands, (
                 f"compose service {name} runs `cryptopulse {' '.join(words)}`, which does not exist"
             )
-            command = command.commands[word]  # type: ignore[attr-defined]
+            command = command.commands[word]
 
 
 def _pom_property(pom: Path, name: str) -> str:

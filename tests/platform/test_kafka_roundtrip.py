@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
@@ -45,7 +46,7 @@ def _consume(settings: Settings, topic: str, group: str, expected: int, timeout_
         }
     )
     consumer.subscribe([topic])
-    messages = []
+    messages: list[Any] = []
     deadline = time.monotonic() + timeout_s
     try:
         while len(messages) < expected and time.monotonic() < deadline:
@@ -53,7 +54,7 @@ def _consume(settings: Settings, topic: str, group: str, expected: int, timeout_
             if msg is None or msg.error():
                 continue
             messages.append(msg)
-            consumer.commit(msg, asynchronous=False)
+            consumer.commit(message=msg, asynchronous=False)
     finally:
         consumer.close()
     return messages

@@ -97,7 +97,7 @@ def test_sink_raises_each_alert_once_to_kafka_and_redis(spark_settings: Settings
         for _ in range(40):
             msg = consumer.poll(0.5)
             if msg is not None and not msg.error():
-                messages.append((msg.key(), json.loads(msg.value())["kind"]))
+                messages.append((msg.key(), json.loads(msg.value() or b"{}")["kind"]))
             if len(messages) == 2:
                 break
         assert sorted(messages) == [(b"bitcoin", "volume_spike"), (b"cardano", "sentiment_shift")]
@@ -125,14 +125,15 @@ def test_sink_publishes_trend_windows_keyed_by_series(spark_settings: Settings, 
             "enable.auto.commit": False,
         }
     )
-    received: list[tuple[int, bytes, TrendWindow]] = []
+    received: list[tuple[int | None, bytes | None, TrendWindow]] = []
     try:
         partitions = TRENDS.partition_count(spark_settings)
         consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
         for _ in range(60):
             msg = consumer.poll(0.5)
             if msg is not None and not msg.error():
-                received.append((msg.partition(), msg.key(), TrendWindow.model_validate_json(msg.value())))
+                window_json = msg.value() or b""
+                received.append((msg.partition(), msg.key(), TrendWindow.model_validate_json(window_json)))
             if len(received) == 3:
                 break
     finally:

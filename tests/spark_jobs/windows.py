@@ -28,7 +28,7 @@ def window(
         ingest_time=start + timedelta(minutes=1),
         coin=coin,
         window=WindowSize(size),
-        source=source,  # type: ignore[arg-type]
+        source=source,
         window_start=start,
         window_end=start + timedelta(minutes=5),
         volume=volume,
