@@ -231,6 +231,12 @@ class StreamSettings(_Section):
     commit_interval_s: float = Field(default=1.0, gt=0, le=60, description="consumer offset commit interval")
     session_timeout_s: float = Field(default=10.0, ge=6, le=300, description="crashed worker detected after")
     scoring_process: bool = Field(default=True, description="model in a child process (no GIL contention)")
+    quality_window_s: int = Field(
+        default=300, ge=60, le=86_400, description="data-quality window per source (judged once closed)"
+    )
+    quality_min_records: int = Field(
+        default=50, ge=1, description="smaller data-quality windows are reported, never alerted on"
+    )
     producer_linger_ms: int = Field(
         default=20, ge=0, le=1000, description="producer batching delay: fewer, larger produce requests"
     )

@@ -270,6 +270,22 @@ def record_price(client: Any, prefix: str, tick: PriceTick) -> bool:
 # -- asynchronous writers (faust agents, redis.asyncio) ------------------------------------------
 
 
+async def aalert_raised(client: Any, prefix: str, alert: Alert) -> bool:
+    """Async twin of :func:`alert_raised`."""
+    return bool(await client.exists(RedisKeys(prefix).alert_seen(alert.source_id)))
+
+
+async def araise_alert_once(client: Any, prefix: str, alert: Alert) -> bool:
+    """Async twin of :func:`raise_alert_once`."""
+    keys = RedisKeys(prefix)
+    if not await client.set(keys.alert_seen(alert.source_id), "1", nx=True, ex=ALERT_MEMORY_S):
+        return False
+    pipe = client.pipeline(transaction=True)
+    _bounded_push(pipe, keys.alerts_latest(), alert.model_dump_json(), ALERTS_LATEST_MAX)
+    await pipe.execute()
+    return True
+
+
 async def awrite_trend_windows(
     client: Any, prefix: str, windows: Iterable[TrendWindow], *, publish: bool = True
 ) -> int:

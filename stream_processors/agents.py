@@ -29,8 +29,8 @@ from faust.streams import _current_event  # set per event when updating tables f
 from faust.types import EventT
 
 from cryptopulse.settings import Settings
-from schemas.events import CleanPost, DeadLetter, ScoredPost, ValidationError
-from schemas.topics import CLEAN_POSTS, DEAD_LETTER, RAW_NEWS, RAW_REDDIT, SCORED_POSTS
+from schemas.events import Alert, CleanPost, DeadLetter, ScoredPost, ValidationError
+from schemas.topics import ALERTS, CLEAN_POSTS, DEAD_LETTER, RAW_NEWS, RAW_REDDIT, SCORED_POSTS
 from stream_processors import metrics as m
 from stream_processors.cleaning import (
     REASON_INVALID_SCHEMA,
@@ -47,6 +47,7 @@ from stream_processors.processing import (
     dead_letter,
     process_raw,
 )
+from stream_processors.quality import QualityMonitor
 from stream_processors.scorer import (
     BatchResult,
     ModelHolder,
@@ -128,6 +129,9 @@ class StreamPipeline:
         self.clean_topic = topic(CLEAN_POSTS.name(settings))
         self.scored_topic = topic(SCORED_POSTS.name(settings))
         self.dead_letter_topic = topic(DEAD_LETTER.name(settings))
+        self.alerts_topic = topic(ALERTS.name(settings))
+        self.quality = QualityMonitor(stream.quality_window_s, stream.quality_min_records)
+        self._source_of = {RAW_REDDIT.name(settings): "reddit", RAW_NEWS.name(settings): "news"}
 
         window = float(stream.dedup_window_s)
         self.dedup = WindowedDedup(
@@ -153,6 +157,7 @@ class StreamPipeline:
         app.agent(self.clean_topic, name="score")(self.score_agent)
         app.timer(interval=stream.model_poll_s, name="model_poll", on_leader=False)(self.poll_model)
         app.timer(interval=5.0, name="consumer_lag", on_leader=False)(self.update_lag)
+        app.timer(interval=10.0, name="data_quality", on_leader=False)(self.check_quality)
         app.on_before_shutdown.connect(self._on_shutdown)  # type: ignore[arg-type]
 
     # -- clean -------------------------------------------------------------------------
@@ -182,6 +187,11 @@ class StreamPipeline:
             detector=self.detector,
         )
         m.CLEAN_TIME.observe(time.perf_counter() - started)
+        source = self._source_of.get(origin.topic, origin.topic)
+        if isinstance(outcome, CleanPost):
+            self.quality.record(source, None, outcome.flags, now=time.time())
+        else:
+            self.quality.record(source, outcome.reason, now=time.time())
         if isinstance(outcome, CleanPost):
             await self.clean_topic.send(key=outcome.source_id.encode(), value=outcome.to_json())
             m.EVENTS_OUT.labels("clean", "clean").inc()
@@ -383,6 +393,36 @@ class StreamPipeline:
             read = read_offsets.get(tp)
             position = (read + 1) if read is not None else 0
             m.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+    async def check_quality(self, now: float | None = None) -> list[Alert]:
+        """Judge the data-quality windows that have closed; raise each breach once.
+
+        Kafka first, then Redis (as the Spark alerts): a crash in between re-sends the
+        alert with the same ``source_id`` rather than remembering one never published.
+        """
+        raised: list[Alert] = []
+        for report in self.quality.closed(time.time() if now is None else now):
+            m.QUALITY_RECORDS.labels(report.source).set(report.total)
+            m.QUALITY_SCORE.labels(report.source).set(report.quality_score)
+            for rule, share in report.shares.items():
+                m.QUALITY_SHARE.labels(report.source, rule).set(share)
+            log.info(
+                "data quality window",
+                source=report.source,
+                records=report.total,
+                shares=report.shares,
+                breaches=list(report.breaches),
+            )
+            for alert in self.quality.alerts(report):
+                if await self.publisher.alert_raised(alert):
+                    continue
+                key = (ALERTS.key_of(alert) or alert.source_id).encode()
+                await (await self.alerts_topic.send(key=key, value=alert.to_json()))
+                await self.publisher.record_alert(alert)
+                m.ALERTS_RAISED.labels(alert.kind, alert.source_id.split(":")[1]).inc()
+                log.warning("data quality alert", source_id=alert.source_id, message=alert.message)
+                raised.append(alert)
+        return raised
 
     async def _on_shutdown(self, app: faust.App, **kwargs: Any) -> None:
         await self.publisher.close()

@@ -27,8 +27,8 @@ from typing import Any
 
 import structlog
 
-from schemas.events import ScoredPost
-from schemas.redis_keys import POSTS_LATEST_MAX, RedisKeys
+from schemas.events import Alert, ScoredPost
+from schemas.redis_keys import POSTS_LATEST_MAX, RedisKeys, aalert_raised, araise_alert_once
 from stream_processors.metrics import REDIS_ERRORS
 
 log = structlog.get_logger(__name__)
@@ -124,6 +124,28 @@ class LivePublisher:
             self._last_error = time.monotonic()
             REDIS_ERRORS.inc()
             log.warning("redis live publish failed", error=str(exc))
+
+    async def alert_raised(self, alert: Alert) -> bool:
+        """Whether Redis remembers this alert (False when Redis is off or down: send it)."""
+        if not self.enabled:
+            return False
+        try:
+            return await aalert_raised(self._redis(), self.prefix, alert)
+        except Exception as exc:
+            REDIS_ERRORS.inc()
+            log.warning("redis alert lookup failed", error=str(exc))
+            return False
+
+    async def record_alert(self, alert: Alert) -> bool:
+        """Remember the alert and list it in ``alerts:latest``; True when it was new."""
+        if not self.enabled:
+            return False
+        try:
+            return await araise_alert_once(self._redis(), self.prefix, alert)
+        except Exception as exc:
+            REDIS_ERRORS.inc()
+            log.warning("redis alert record failed", error=str(exc))
+            return False
 
     async def close(self) -> None:
         if self._client is not None:

@@ -42,3 +42,17 @@ CONSUMER_LAG = Gauge(
 MODEL_INFO = Gauge("cryptopulse_stream_model_info", "model version in service (value 1)", ["model_version"])
 MODEL_SWAPS = Counter("cryptopulse_stream_model_swaps_total", "hot swaps of the scoring model")
 REDIS_ERRORS = Counter("cryptopulse_stream_redis_errors_total", "failed live mirror/publish calls")
+QUALITY_SHARE = Gauge(
+    "cryptopulse_stream_quality_failure_share",
+    "share of a source's records failing a data-quality rule in the last closed window",
+    ["source", "rule"],
+)
+QUALITY_SCORE = Gauge(
+    "cryptopulse_stream_quality_score",
+    "share of a source's records passing every rule (last window)",
+    ["source"],
+)
+QUALITY_RECORDS = Gauge(
+    "cryptopulse_stream_quality_window_records", "records of a source in the last closed window", ["source"]
+)
+ALERTS_RAISED = Counter("cryptopulse_stream_alerts_total", "alerts raised by the worker", ["kind", "rule"])

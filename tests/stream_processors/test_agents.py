@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,12 +25,20 @@ class Harness:
     """An app whose output topics append to ``sent`` instead of producing to Kafka."""
 
     def __init__(self, home: Path) -> None:
-        settings = load_settings(home=home, kafka={"topic_prefix": "tc"}, stream={"live_redis": False})
+        settings = load_settings(
+            home=home, kafka={"topic_prefix": "tc"}, stream={"live_redis": False, "quality_min_records": 4}
+        )
         self.runtime = FakeRuntime("fake/7")
         self.app = create_app(settings, holder=ModelHolder("fake", lambda uri: self.runtime))
         self.pipeline = self.app.pipeline  # type: ignore[attr-defined]
         self.sent: list[tuple[str, dict[str, Any]]] = []
-        for topic in (self.pipeline.clean_topic, self.pipeline.scored_topic, self.pipeline.dead_letter_topic):
+        outputs = (
+            self.pipeline.clean_topic,
+            self.pipeline.scored_topic,
+            self.pipeline.dead_letter_topic,
+            self.pipeline.alerts_topic,
+        )
+        for topic in outputs:
             topic.send = self._capture(topic.get_topic_name())
 
     def _capture(self, name: str) -> Any:
@@ -117,3 +126,28 @@ def test_score_agent_batches_counts_and_skips_replays(harness: Harness) -> None:
     volume = harness.pipeline.counters["1m"]
     totals = [v for k, v in volume.table.data.items() if k[0] == "all"]
     assert sum(v[0] for v in totals) == 3  # the replay and the failure are not counted
+
+
+def test_clean_agent_feeds_the_data_quality_monitor(harness: Harness) -> None:
+    async def scenario() -> list[Any]:
+        async with harness.agent("clean").test_context() as agent:
+            await agent.put(reddit("t3_q1", "Bitcoin looks strong into the weekly close, buyers everywhere"))
+            await agent.put(reddit("t3_q2", "Ethereum gas fees are finally low enough to move my coins"))
+            await agent.put(
+                reddit("t3_q3", "Bitcoin va a subir mucho esta semana según los analistas del mercado")
+            )
+            await agent.put(
+                reddit("t3_q4", "Bitcoin wird diese Woche stark steigen, sagen die Analysten am Markt")
+            )
+            await agent.put(b"{broken", key=b"x")
+        return await harness.pipeline.check_quality(now=time.time() + 10 * 3600)
+
+    raised = asyncio.run(scenario())
+    alerts = harness.outputs("alerts")
+    rules = sorted(a["source_id"].split(":")[1] for a in alerts)
+    assert rules == ["language", "validity"]  # 2 of 5 non-English, 1 of 5 malformed
+    assert [a.source_id for a in raised] == [a["source_id"] for a in alerts]
+    language = next(a for a in alerts if ":language:" in a["source_id"])
+    assert language["kind"] == "data_quality" and language["value"] == 0.4 and language["threshold"] == 0.05
+    # test_context() feeds the agent from an internal channel, so the source is that channel's name
+    assert language["source_id"].startswith("data_quality:language:<internal>:")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from cryptopulse.settings import Settings
+from schemas.events import Alert
+from schemas.redis_keys import RedisKeys
 from stream_processors.cleaning import (
     REASON_DUPLICATE_CONTENT,
     REASON_EMPTY_TEXT,
@@ -11,11 +16,10 @@ from stream_processors.cleaning import (
     REASON_NON_ENGLISH,
     REASON_TOO_SHORT,
 )
+from stream_processors.live import LivePublisher
 from stream_processors.quality import QualityMonitor
 
 T0 = 1_764_345_600.0  # 2025-11-28 16:00:00 UTC, a 5-minute boundary
-
-pytestmark = pytest.mark.unit
 
 
 def feed(monitor: QualityMonitor, source: str, outcomes: dict[str | None, int], at: float = T0 + 10) -> None:
@@ -24,6 +28,7 @@ def feed(monitor: QualityMonitor, source: str, outcomes: dict[str | None, int], 
             monitor.record(source, reason, now=at)
 
 
+@pytest.mark.unit
 def test_shares_thresholds_and_breaches() -> None:
     monitor = QualityMonitor(window_s=300, min_records=50)
     feed(
@@ -53,6 +58,7 @@ def test_shares_thresholds_and_breaches() -> None:
     assert monitor.closed(T0 + 600) == []  # each window is reported once
 
 
+@pytest.mark.unit
 def test_small_windows_are_reported_but_not_judged() -> None:
     monitor = QualityMonitor(window_s=300, min_records=50)
     feed(monitor, "news", {None: 5, REASON_DUPLICATE_CONTENT: 5})
@@ -60,6 +66,7 @@ def test_small_windows_are_reported_but_not_judged() -> None:
     assert report.shares["uniqueness"] == 0.5 and report.breaches == ()
 
 
+@pytest.mark.unit
 def test_sources_and_windows_are_separate() -> None:
     monitor = QualityMonitor(window_s=60, min_records=1)
     feed(monitor, "reddit", {REASON_EMPTY_TEXT: 1})
@@ -73,6 +80,7 @@ def test_sources_and_windows_are_separate() -> None:
     ]
 
 
+@pytest.mark.unit
 def test_alerts_are_keyed_by_rule_source_and_window() -> None:
     monitor = QualityMonitor(window_s=300, min_records=10)
     feed(monitor, "reddit", {None: 4, REASON_NON_ENGLISH: 6})
@@ -83,3 +91,33 @@ def test_alerts_are_keyed_by_rule_source_and_window() -> None:
     assert alert.window is not None and alert.window.value == "5m"
     assert alert.value == 0.6 and alert.threshold == 0.05 and alert.coin is None
     assert "60.0% of 10 records failed the language rule" in alert.message
+
+
+@pytest.mark.integration
+def test_publisher_remembers_each_alert_once_in_redis(isolated_settings: Settings) -> None:
+    import redis
+
+    settings = isolated_settings
+    monitor = QualityMonitor(window_s=300, min_records=1)
+    feed(monitor, "news", {REASON_EMPTY_TEXT: 1})
+    (alert,) = monitor.alerts(monitor.closed(T0 + 300)[0])
+    publisher = LivePublisher(settings.redis.dsn, settings.redis.key_prefix)
+
+    async def scenario() -> tuple[bool, bool, bool, bool]:
+        try:
+            before = await publisher.alert_raised(alert)
+            first = await publisher.record_alert(alert)
+            again = await publisher.record_alert(alert)
+            after = await publisher.alert_raised(alert)
+            return before, first, again, after
+        finally:
+            await publisher.close()
+
+    assert asyncio.run(scenario()) == (False, True, False, True)
+    client = redis.Redis.from_url(settings.redis.dsn)
+    try:
+        latest = client.lrange(RedisKeys(settings.redis.key_prefix).alerts_latest(), 0, -1)
+        assert [Alert.model_validate_json(raw).source_id for raw in latest] == [alert.source_id]
+    finally:
+        client.delete(*client.keys(f"{settings.redis.key_prefix}:*"))
+        client.close()
