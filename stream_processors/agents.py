@@ -157,7 +157,7 @@ class StreamPipeline:
         app.agent(self.clean_topic, name="score")(self.score_agent)
         app.timer(interval=stream.model_poll_s, name="model_poll", on_leader=False)(self.poll_model)
         app.timer(interval=5.0, name="consumer_lag", on_leader=False)(self.update_lag)
-        app.timer(interval=10.0, name="data_quality", on_leader=False)(self.check_quality)
+        app.timer(interval=10.0, name="data_quality", on_leader=False)(self.quality_timer)
         app.on_before_shutdown.connect(self._on_shutdown)  # type: ignore[arg-type]
 
     # -- clean -------------------------------------------------------------------------
@@ -393,6 +393,16 @@ class StreamPipeline:
             read = read_offsets.get(tp)
             position = (read + 1) if read is not None else 0
             m.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+    async def quality_timer(self) -> None:
+        """Timer body (no parameters: faust passes the app to a timer that takes one).
+
+        Monitoring must never stop the stream: a failure is logged and retried next tick.
+        """
+        try:
+            await self.check_quality()
+        except Exception as exc:
+            log.error("data quality check failed", error=f"{type(exc).__name__}: {exc}")
 
     async def check_quality(self, now: float | None = None) -> list[Alert]:
         """Judge the data-quality windows that have closed; raise each breach once.

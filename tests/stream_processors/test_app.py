@@ -42,6 +42,18 @@ def test_app_registers_agents_tables_and_views(tmp_path) -> None:
     assert (tmp_path / "faust").is_dir()
 
 
+def test_timers_take_no_arguments(tmp_path) -> None:
+    """faust passes the app to a timer function that accepts an argument: ours must take none."""
+    import inspect
+
+    settings = load_settings(home=tmp_path, kafka={"topic_prefix": "t-t"})
+    app = create_app(settings, holder=ModelHolder("fake", lambda uri: FakeRuntime()))
+    timers = [inspect.unwrap(task) for task in app._app_tasks]
+    names = {fn.__name__ for fn in timers}
+    assert {"poll_model", "update_lag", "quality_timer"} <= names
+    assert all(not inspect.signature(fn).parameters for fn in timers), names
+
+
 def test_cli_registers_worker_command() -> None:
     from cryptopulse.cli import worker
 
