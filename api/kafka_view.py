@@ -6,7 +6,6 @@ auth). Calls are blocking librdkafka calls, so routes run them in the threadpool
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +21,7 @@ from api.models import (
     TopicMessagesResponse,
     TopicsResponse,
 )
-from cryptopulse.kafka import admin_client, topic_watermarks
+from cryptopulse.kafka import admin_client, topic_watermarks, viewer_consumer
 from cryptopulse.settings import Settings
 
 
@@ -35,16 +34,7 @@ class UnknownTopic(LookupError):
 
 
 def _consumer(settings: Settings, timeout_s: float) -> Consumer:
-    return Consumer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap,
-            "group.id": f"cryptopulse-api-view-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": False,
-            "socket.timeout.ms": int(timeout_s * 1000),
-            "log_level": 0,
-        }
-    )
+    return viewer_consumer(settings, "api-view", timeout_s=timeout_s)
 
 
 def _owned(settings: Settings, name: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,77 @@ def wait_for_broker(settings: Settings, *, timeout_s: float | None = None) -> No
     raise TimeoutError(f"Kafka at {settings.kafka.bootstrap} not ready after {timeout_s}s")
 
 
+def viewer_consumer(settings: Settings, purpose: str, *, timeout_s: float = 5.0) -> Consumer:
+    """A read-only consumer: its own throw-away group, no offset commits, partitions assigned
+    explicitly, so looking at a topic never moves anyone's position."""
+    return Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap,
+            "group.id": f"cryptopulse-{purpose}-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+            "socket.timeout.ms": int(timeout_s * 1000),
+            "log_level": 0,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Received:
+    """One record read by :func:`follow_topic`: the decoded event, or why it could not be."""
+
+    partition: int
+    offset: int
+    key: str | None
+    event: Event | None
+    error: str | None
+
+
+def follow_topic(
+    settings: Settings,
+    spec: TopicSpec,
+    *,
+    start: str = "end",
+    last: int = 0,
+    stop: Callable[[], bool] = lambda: False,
+    timeout_s: float = 5.0,
+) -> Iterator[Received]:
+    """Records of a catalog topic as they arrive, decoded with the topic's schemas.
+
+    ``start``: ``"end"`` (only new records; with ``last`` > 0 also the last ``last`` of
+    each partition) or ``"beginning"``. A record that fails its schema is yielded with
+    ``error`` set, never raised. Stops when ``stop()`` is true (checked every poll).
+    """
+    name = spec.name(settings)
+    metadata = admin_client(settings, timeout_s=timeout_s, quiet=True).list_topics(timeout=timeout_s)
+    if name not in metadata.topics:
+        raise LookupError(f"topic {name} does not exist on {settings.kafka.bootstrap}")
+    consumer = viewer_consumer(settings, "subscribe", timeout_s=timeout_s)
+    try:
+        assignments = []
+        for pid in sorted(metadata.topics[name].partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(name, pid), timeout=timeout_s)
+            offset = low if start == "beginning" else max(low, high - max(0, last))
+            assignments.append(TopicPartition(name, pid, offset))
+        consumer.assign(assignments)
+        while not stop():
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error():
+                log.warning("kafka error while following %s: %s", name, msg.error())
+                continue
+            raw_key = msg.key()
+            key = raw_key.decode("utf-8", "replace") if isinstance(raw_key, bytes) else raw_key
+            try:
+                event, error = spec.decode(msg.value() or b""), None
+            except ValueError as exc:
+                event, error = None, str(exc)
+            yield Received(msg.partition() or 0, msg.offset() or 0, key, event, error)
+    finally:
+        consumer.close()
+
+
 def topic_watermarks(
     settings: Settings, wanted: Callable[[str], bool] = lambda name: True, *, timeout_s: float = 5.0
 ) -> dict[str, list[tuple[int, int, int]]]:
@@ -68,15 +139,7 @@ def topic_watermarks(
     when the broker does not answer, rather than reporting made-up counts.
     """
     metadata = admin_client(settings, timeout_s=timeout_s, quiet=True).list_topics(timeout=timeout_s)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap,
-            "group.id": f"cryptopulse-inspect-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "socket.timeout.ms": int(timeout_s * 1000),
-            "log_level": 0,
-        }
-    )
+    consumer = viewer_consumer(settings, "inspect", timeout_s=timeout_s)
     try:
         return {
             name: [

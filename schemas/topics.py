@@ -23,6 +23,7 @@ from schemas.events import (
     RedditPost,
     ScoredPost,
     TrendWindow,
+    ValidationError,
 )
 
 HOUR_MS = 3_600_000
@@ -66,6 +67,18 @@ class TopicSpec:
         window = getattr(record, "window", None)
         size = getattr(window, "value", window)
         return f"{coin}:{size}:{getattr(record, 'source', 'all')}"
+
+    def decode(self, payload: bytes | str) -> Event:
+        """The record as one of this topic's value schemas; ``ValueError`` saying why when none fits."""
+        problems = []
+        for model in self.value_schemas:
+            try:
+                return model.model_validate_json(payload)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"]) or "record"
+                problems.append(f"{model.record_type}: {where}: {first['msg']}")
+        raise ValueError(f"not a {self.suffix} record ({'; '.join(problems)})")
 
     def config(self) -> dict[str, str]:
         config = {

@@ -222,9 +222,9 @@ def topics(
 
 def _register_components() -> None:
     """Each component package contributes its commands; heavy imports stay inside them."""
-    from cryptopulse.cli import model, produce, serve, spark, worker
+    from cryptopulse.cli import model, produce, serve, spark, subscribe, worker
 
-    for module in (model, produce, worker, spark, serve):
+    for module in (model, produce, worker, spark, serve, subscribe):
         module.register(app)
 
 
