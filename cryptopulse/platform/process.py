@@ -147,7 +147,8 @@ class ProcessTable:
             pass
 
     def stop(self, name: str, *, timeout_s: float = 30.0) -> bool:
-        """SIGTERM the recorded process group, SIGKILL after ``timeout_s``; True if it was running."""
+        """SIGTERM the recorded process (then its group), SIGKILL after ``timeout_s``; True if it
+        was running."""
         record = self.get(name)
         if record is None:
             return False
@@ -165,14 +166,25 @@ def _group_members(pid: int) -> list[psutil.Process]:
 
 
 def _terminate_group(pid: int, timeout_s: float) -> None:
+    """Stop a service's process group gracefully: the leader first, then the rest, then SIGKILL.
+
+    The leader gets SIGTERM alone and half the timeout to shut its own children down in
+    order (the Spark driver stops its queries before its JVM; the faust worker flushes and
+    commits before its scoring child exits). Signalling the whole group at once would kill
+    those children under the leader's feet. Whatever is left then gets SIGTERM as a group.
+    """
     members = _group_members(pid)
+    if members:
+        with contextlib.suppress(psutil.Error):
+            members[0].terminate()
+        psutil.wait_procs(members[:1], timeout=timeout_s / 2)
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         for member in members:
             with contextlib.suppress(psutil.Error):
                 member.terminate()
-    _, alive = psutil.wait_procs(members, timeout=timeout_s)
+    _, alive = psutil.wait_procs(members, timeout=timeout_s / 2)
     if alive:
         log.warning("processes ignored SIGTERM; killing", extra={"pids": [p.pid for p in alive]})
         for member in alive:

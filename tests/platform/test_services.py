@@ -6,6 +6,8 @@ import json
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -129,6 +131,26 @@ def test_down_leaves_no_process_behind(tmp_path):
     assert _processes_under(str(settings.home))
     assert sorted(manager.down()) == ["mlflow", "prometheus"]
     assert [p.pid for p in _processes_under(str(settings.home)) if p.status() != psutil.STATUS_ZOMBIE] == []
+
+
+def test_stop_signals_the_leader_before_its_children(tmp_path):
+    """A leader that stops its own child on SIGTERM finishes that before the group is
+    signalled (the Spark driver must stop its queries before its JVM goes)."""
+    order = tmp_path / "order.txt"
+    script = Path(__file__).with_name("scripts") / "graceful_leader.py"
+    table = ProcessTable(tmp_path / "run")
+    argv = [sys.executable, str(script), str(order)]
+    record = table.start("leader", argv, log_path=tmp_path / "leader.log")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not psutil.Process(record.pid).children():
+        time.sleep(0.1)
+    time.sleep(0.5)  # the child installs its handler
+    assert table.stop("leader", timeout_s=20)
+    assert order.read_text().splitlines() == [
+        "leader got SIGTERM",
+        "leader stopping child",
+        "child got SIGTERM",
+    ]
 
 
 @pytest.mark.integration
