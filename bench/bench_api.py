@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import redis
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import tree_cpu_s  # noqa: E402
 from cryptopulse.settings import get_settings  # noqa: E402
 from tests.api.seed import COINS, seed_views  # noqa: E402
 from tests.ports import free_port  # noqa: E402
@@ -118,19 +118,6 @@ def start_api(port: int, workers: int, prefix: str, home: Path) -> subprocess.Po
     raise TimeoutError("API not ready after 60s")
 
 
-def server_cpu_s(proc: subprocess.Popen[bytes]) -> float:
-    """CPU seconds (user + system) of the API process tree so far."""
-    total = 0.0
-    try:
-        root = psutil.Process(proc.pid)
-        for p in [root, *root.children(recursive=True)]:
-            times = p.cpu_times()
-            total += times.user + times.system
-    except psutil.NoSuchProcess:
-        pass
-    return total
-
-
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run whose p99 is the median of the repeats (a whole run, so its columns agree)."""
     ordered = sorted(runs, key=lambda r: r["p99_ms"] if r["p99_ms"] is not None else float("inf"))
@@ -162,9 +149,9 @@ def run_wrk(
         str(lua),
         url,
     ]
-    cpu0 = server_cpu_s(server)
+    cpu0 = tree_cpu_s([server.pid])
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
-    cpu = server_cpu_s(server) - cpu0
+    cpu = tree_cpu_s([server.pid]) - cpu0
     row = {"target_rps": rate, "connections": connections, "delay_ms": delay_ms, **parse_wrk(out)}
     row["server_cpu_ms_per_request"] = round(1000 * cpu / row["requests"], 3) if row["requests"] else None
     row["load_avg_1m"] = round(os.getloadavg()[0], 2)

@@ -32,6 +32,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import tree_cpu_s  # noqa: E402
 from cryptopulse.kafka import EventProducer, ensure_topics, wait_for_broker  # noqa: E402
 from cryptopulse.settings import Settings, get_settings, load_settings  # noqa: E402
 from schemas.events import RedditPost  # noqa: E402
@@ -139,20 +140,6 @@ def run_rate(
         "scored_p99_s": round(pct(scored_latencies, 0.99), 4),
         "holds": not missing and p99 < 1.0,
     }
-
-
-def tree_cpu_s(pids: list[int]) -> float:
-    """CPU seconds (user + system) used so far by these processes and their children."""
-    total = 0.0
-    for pid in pids:
-        try:
-            root = psutil.Process(pid)
-            for proc in [root, *root.children(recursive=True)]:
-                times = proc.cpu_times()
-                total += times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
 
 
 def broker_pids() -> list[int]:

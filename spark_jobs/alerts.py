@@ -15,6 +15,7 @@ so later micro-batches updating the same window, replays and restarts stay quiet
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 from cryptopulse.settings import SparkSettings
 from schemas.events import Alert, AlertSeverity, TrendWindow, utc_now
@@ -26,6 +27,29 @@ def _eligible(window: TrendWindow, settings: SparkSettings) -> bool:
         window.source == "all"
         and window.window.value in settings.alert_windows
         and window.volume >= settings.alert_min_volume
+    )
+
+
+def _window_alert(
+    window: TrendWindow,
+    kind: Literal["sentiment_shift", "volume_spike"],
+    zscore: float,
+    threshold: float,
+    message: str,
+) -> Alert:
+    """An alert about one window, identified by (kind, coin, size, start); critical at 2x."""
+    severity = AlertSeverity.CRITICAL if abs(zscore) >= 2 * threshold else AlertSeverity.WARNING
+    return Alert(
+        source_id=f"{kind}:{window.coin}:{window.window.value}:{window.window_start.isoformat()}",
+        event_time=window.event_time,
+        ingest_time=utc_now(),
+        kind=kind,
+        severity=severity,
+        coin=window.coin,
+        window=window.window,
+        value=round(zscore, 3),
+        threshold=threshold,
+        message=message,
     )
 
 
@@ -43,25 +67,17 @@ def sentiment_shift_alerts(windows: Iterable[TrendWindow], settings: SparkSettin
             or abs(change) < settings.alert_min_shift
         ):
             continue
-        severity = AlertSeverity.CRITICAL if abs(zscore) >= 2 * threshold else AlertSeverity.WARNING
         direction = "rose" if change > 0 else "fell"
         alerts.append(
-            Alert(
-                source_id=f"sentiment_shift:{window.coin}:{window.window.value}:{window.window_start.isoformat()}",
-                event_time=window.event_time,
-                ingest_time=utc_now(),
-                kind="sentiment_shift",
-                severity=severity,
-                coin=window.coin,
-                window=window.window,
-                value=round(zscore, 3),
-                threshold=threshold,
-                message=(
-                    f"{window.coin}: sentiment {direction} to {window.weighted_score:+.2f} "
-                    f"({change:+.2f} against its trailing windows, {abs(zscore):.1f} standard deviations) "
-                    f"in the {window.window.value} window from {window.window_start:%H:%M} UTC, "
-                    f"{window.volume} mentions"
-                ),
+            _window_alert(
+                window,
+                "sentiment_shift",
+                zscore,
+                threshold,
+                f"{window.coin}: sentiment {direction} to {window.weighted_score:+.2f} "
+                f"({change:+.2f} against its trailing windows, {abs(zscore):.1f} standard deviations) "
+                f"in the {window.window.value} window from {window.window_start:%H:%M} UTC, "
+                f"{window.volume} mentions",
             )
         )
     return alerts
@@ -80,23 +96,15 @@ def volume_spike_alerts(windows: Iterable[TrendWindow], settings: SparkSettings)
         zscore = window.volume_zscore
         if not _eligible(window, settings) or zscore is None or zscore < settings.alert_zscore:
             continue
-        severity = AlertSeverity.CRITICAL if zscore >= 2 * settings.alert_zscore else AlertSeverity.WARNING
         alerts.append(
-            Alert(
-                source_id=f"volume_spike:{window.coin}:{window.window.value}:{window.window_start.isoformat()}",
-                event_time=window.event_time,
-                ingest_time=utc_now(),
-                kind="volume_spike",
-                severity=severity,
-                coin=window.coin,
-                window=window.window,
-                value=round(zscore, 3),
-                threshold=settings.alert_zscore,
-                message=(
-                    f"{window.coin}: {window.volume} mentions in the {window.window.value} window from "
-                    f"{window.window_start:%H:%M} UTC, {zscore:.1f} standard deviations above its "
-                    "trailing windows"
-                ),
+            _window_alert(
+                window,
+                "volume_spike",
+                zscore,
+                settings.alert_zscore,
+                f"{window.coin}: {window.volume} mentions in the {window.window.value} window from "
+                f"{window.window_start:%H:%M} UTC, {zscore:.1f} standard deviations above its "
+                "trailing windows",
             )
         )
     return alerts

@@ -127,24 +127,20 @@ class LivePublisher:
 
     async def alert_raised(self, alert: Alert) -> bool:
         """Whether Redis remembers this alert (False when Redis is off or down: send it)."""
-        if not self.enabled:
-            return False
-        try:
-            return await aalert_raised(self._redis(), self.prefix, alert)
-        except Exception as exc:
-            REDIS_ERRORS.inc()
-            log.warning("redis alert lookup failed", error=str(exc))
-            return False
+        return await self._alert_call(aalert_raised, alert, "lookup")
 
     async def record_alert(self, alert: Alert) -> bool:
         """Remember the alert and list it in ``alerts:latest``; True when it was new."""
+        return await self._alert_call(araise_alert_once, alert, "record")
+
+    async def _alert_call(self, call: Any, alert: Alert, what: str) -> bool:
         if not self.enabled:
             return False
         try:
-            return await araise_alert_once(self._redis(), self.prefix, alert)
+            return bool(await call(self._redis(), self.prefix, alert))
         except Exception as exc:
             REDIS_ERRORS.inc()
-            log.warning("redis alert record failed", error=str(exc))
+            log.warning(f"redis alert {what} failed", error=str(exc))
             return False
 
     async def close(self) -> None:
