@@ -7,7 +7,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.events import Alert, CoinId, PriceTick, ScoredPost, TrendWindow, UtcDatetime, WindowSize
+from schemas.events import (
+    Alert,
+    CoinId,
+    DataQualityReport,
+    PriceTick,
+    ScoredPost,
+    TrendWindow,
+    UtcDatetime,
+    WindowSize,
+)
 
 _TREND_EXAMPLE: dict[str, Any] = {
     "schema_version": 1,
@@ -277,6 +286,49 @@ class PostsResponse(_Out):
 class AlertsResponse(_Out):
     count: int = Field(ge=0)
     alerts: list[Alert] = Field(description="newest first")
+
+
+_QUALITY_EXAMPLE: dict[str, Any] = {
+    "source": "reddit",
+    "window_start": "2026-11-28T18:00:00Z",
+    "window_end": "2026-11-28T18:05:00Z",
+    "records": 412,
+    "shares": {"completeness": 0.0, "validity": 0.0, "length": 0.019, "language": 0.073, "uniqueness": 0.012},
+    "thresholds": {
+        "completeness": 0.05,
+        "validity": 0.01,
+        "length": 0.1,
+        "language": 0.05,
+        "uniqueness": 0.05,
+    },
+    "breaches": ["language"],
+    "judged": True,
+    "quality_score": 0.896,
+}
+
+
+class QualityResponse(_Out):
+    """The latest closed data-quality window of every source the stream worker has judged."""
+
+    model_config = ConfigDict(
+        frozen=True, json_schema_extra={"examples": [{"count": 1, "sources": [_QUALITY_EXAMPLE]}]}
+    )
+
+    count: int = Field(ge=0)
+    sources: list[DataQualityReport]
+
+
+class QualityHistoryResponse(_Out):
+    """One source's closed data-quality windows, newest first (a day of 5-minute windows)."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={"examples": [{"source": "reddit", "count": 1, "windows": [_QUALITY_EXAMPLE]}]},
+    )
+
+    source: str
+    count: int = Field(ge=0)
+    windows: list[DataQualityReport] = Field(description="newest first")
 
 
 class ModelStatus(_Out):

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from schemas.events import Alert, PriceTick, ScoredPost, TrendWindow, WindowSize
+from schemas.events import Alert, DataQualityReport, PriceTick, ScoredPost, TrendWindow, WindowSize
 from schemas.redis_keys import RedisKeys
 
 T = TypeVar("T")
@@ -115,6 +115,21 @@ class ViewStore:
     async def posts(self, limit: int) -> list[ScoredPost]:
         raws = await self.client.lrange(self.keys.posts_latest(), 0, limit - 1)
         return [p for p in (_parse(ScoredPost, r) for r in raws) if p is not None]
+
+    async def quality_sources(self) -> list[str]:
+        members = await self.client.smembers(self.keys.quality_sources())
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+
+    async def quality_latest(self) -> list[DataQualityReport]:
+        sources = await self.quality_sources()
+        if not sources:
+            return []
+        raws = await self.client.mget([self.keys.quality_latest(s) for s in sources])
+        return [r for r in (_parse(DataQualityReport, raw) for raw in raws) if r is not None]
+
+    async def quality_history(self, source: str, limit: int) -> list[DataQualityReport]:
+        raws = await self.client.lrange(self.keys.quality_history(source), 0, limit - 1)
+        return [r for r in (_parse(DataQualityReport, raw) for raw in raws) if r is not None]
 
     async def alerts(self, limit: int) -> list[Alert]:
         raws = await self.client.lrange(self.keys.alerts_latest(), 0, limit - 1)

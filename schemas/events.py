@@ -278,6 +278,25 @@ class Alert(Event):
     threshold: float | None = None
 
 
+class DataQualityReport(BaseModel):
+    """One source's closed data-quality window: each validation rule's failure share.
+
+    Not a Kafka record: the stream worker writes it to Redis for the API and dashboard.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(pattern=r"^[\w.<>-]{1,128}$", examples=["reddit"])
+    window_start: UtcDatetime
+    window_end: UtcDatetime
+    records: int = Field(ge=0, description="raw records of this source in the window")
+    shares: dict[str, Probability] = Field(description="rule -> share of records failing it")
+    thresholds: dict[str, Probability] = Field(description="rule -> share that may fail")
+    breaches: list[str] = Field(description="rules over their threshold (windows too small are not judged)")
+    judged: bool = Field(description="whether the window had enough records to be judged")
+    quality_score: Probability = Field(description="share of records passing every rule")
+
+
 class DeadLetter(Event):
     """A record a component could not accept, with the original bytes and the reason.
 
@@ -357,6 +376,7 @@ __all__ = [
     "AlertSeverity",
     "CleanPost",
     "CoinId",
+    "DataQualityReport",
     "DeadLetter",
     "Event",
     "NewsArticle",

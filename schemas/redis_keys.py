@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.events import Alert, PriceTick, ScoredPost, TrendWindow, WindowSize
+from schemas.events import Alert, DataQualityReport, PriceTick, ScoredPost, TrendWindow, WindowSize
 
 WINDOW_SECONDS: dict[WindowSize, int] = {
     WindowSize.ONE_MINUTE: 60,
@@ -44,6 +44,8 @@ POSTS_LATEST_MAX = 500
 """Length cap of ``posts:latest`` (the dashboard shows the newest few dozen)."""
 
 ALERTS_LATEST_MAX = 200
+QUALITY_HISTORY_MAX = 288
+"""Data-quality windows kept per source: a day of 5-minute windows."""
 """Length cap of ``alerts:latest``."""
 
 
@@ -85,6 +87,18 @@ class RedisKeys:
     def alert_seen(self, source_id: str) -> str:
         """STRING (with TTL): marks an alert as raised, so it is raised once."""
         return f"{self.prefix}:alert:seen:{source_id}"
+
+    def quality_latest(self, source: str) -> str:
+        """STRING: JSON DataQualityReport of the source's latest closed window."""
+        return f"{self.prefix}:quality:latest:{source}"
+
+    def quality_history(self, source: str) -> str:
+        """LIST: newest-first JSON DataQualityReport, capped at QUALITY_HISTORY_MAX."""
+        return f"{self.prefix}:quality:history:{source}"
+
+    def quality_sources(self) -> str:
+        """SET: sources that have a data-quality report."""
+        return f"{self.prefix}:quality:sources"
 
     def alerts_latest(self) -> str:
         """LIST: newest-first JSON Alert, capped at ALERTS_LATEST_MAX."""
@@ -245,6 +259,20 @@ ALERT_MEMORY_S = 8 * 24 * 3600
 """How long an alert's id is remembered: longer than the longest window plus lateness."""
 
 
+def _quality_ops(pipe: Any, keys: RedisKeys, report: DataQualityReport) -> None:
+    payload = report.model_dump_json()
+    pipe.set(keys.quality_latest(report.source), payload)
+    pipe.sadd(keys.quality_sources(), report.source)
+    _bounded_push(pipe, keys.quality_history(report.source), payload, QUALITY_HISTORY_MAX)
+
+
+def write_quality_report(client: Any, prefix: str, report: DataQualityReport) -> None:
+    """Latest report of the source, its capped history and the source set (replay-safe)."""
+    pipe = client.pipeline(transaction=True)
+    _quality_ops(pipe, RedisKeys(prefix), report)
+    pipe.execute()
+
+
 def alert_raised(client: Any, prefix: str, alert: Alert) -> bool:
     """Whether an alert with this ``source_id`` was raised already."""
     return bool(client.exists(RedisKeys(prefix).alert_seen(alert.source_id)))
@@ -280,10 +308,15 @@ async def araise_alert_once(client: Any, prefix: str, alert: Alert) -> bool:
     keys = RedisKeys(prefix)
     if not await client.set(keys.alert_seen(alert.source_id), "1", nx=True, ex=ALERT_MEMORY_S):
         return False
-    pipe = client.pipeline(transaction=True)
-    _bounded_push(pipe, keys.alerts_latest(), alert.model_dump_json(), ALERTS_LATEST_MAX)
-    await pipe.execute()
+    await arecord_alert(client, prefix, alert)
     return True
+
+
+async def awrite_quality_report(client: Any, prefix: str, report: DataQualityReport) -> None:
+    """Async twin of :func:`write_quality_report`."""
+    pipe = client.pipeline(transaction=True)
+    _quality_ops(pipe, RedisKeys(prefix), report)
+    await pipe.execute()
 
 
 async def awrite_trend_windows(
@@ -339,17 +372,22 @@ __all__ = [
     "ALERTS_LATEST_MAX",
     "ALERT_MEMORY_S",
     "POSTS_LATEST_MAX",
+    "QUALITY_HISTORY_MAX",
     "RETENTION_SECONDS",
     "WINDOW_SECONDS",
     "RedisKeys",
+    "aalert_raised",
     "alert_raised",
+    "araise_alert_once",
     "arecord_alert",
     "arecord_price",
     "arecord_scored_post",
+    "awrite_quality_report",
     "awrite_trend_windows",
     "raise_alert_once",
     "record_alert",
     "record_price",
     "record_scored_post",
+    "write_quality_report",
     "write_trend_windows",
 ]

@@ -412,17 +412,18 @@ class StreamPipeline:
         """
         raised: list[Alert] = []
         for report in self.quality.closed(time.time() if now is None else now):
-            m.QUALITY_RECORDS.labels(report.source).set(report.total)
+            m.QUALITY_RECORDS.labels(report.source).set(report.records)
             m.QUALITY_SCORE.labels(report.source).set(report.quality_score)
             for rule, share in report.shares.items():
                 m.QUALITY_SHARE.labels(report.source, rule).set(share)
             log.info(
                 "data quality window",
                 source=report.source,
-                records=report.total,
+                records=report.records,
                 shares=report.shares,
-                breaches=list(report.breaches),
+                breaches=report.breaches,
             )
+            await self.publisher.record_quality(report)
             for alert in self.quality.alerts(report):
                 if await self.publisher.alert_raised(alert):
                     continue

@@ -27,8 +27,14 @@ from typing import Any
 
 import structlog
 
-from schemas.events import Alert, ScoredPost
-from schemas.redis_keys import POSTS_LATEST_MAX, RedisKeys, aalert_raised, araise_alert_once
+from schemas.events import Alert, DataQualityReport, ScoredPost
+from schemas.redis_keys import (
+    POSTS_LATEST_MAX,
+    RedisKeys,
+    aalert_raised,
+    araise_alert_once,
+    awrite_quality_report,
+)
 from stream_processors.metrics import REDIS_ERRORS
 
 log = structlog.get_logger(__name__)
@@ -133,14 +139,22 @@ class LivePublisher:
         """Remember the alert and list it in ``alerts:latest``; True when it was new."""
         return await self._alert_call(araise_alert_once, alert, "record")
 
+    async def record_quality(self, report: DataQualityReport) -> bool:
+        """Write a closed data-quality window for the API and dashboard; True when written."""
+        return await self._best_effort(awrite_quality_report, report, "quality report write") is not False
+
     async def _alert_call(self, call: Any, alert: Alert, what: str) -> bool:
+        return bool(await self._best_effort(call, alert, f"alert {what}"))
+
+    async def _best_effort(self, call: Any, value: Any, what: str) -> Any:
+        """``call(client, prefix, value)``; False when Redis is off or fails (logged, counted)."""
         if not self.enabled:
             return False
         try:
-            return bool(await call(self._redis(), self.prefix, alert))
+            return await call(self._redis(), self.prefix, value)
         except Exception as exc:
             REDIS_ERRORS.inc()
-            log.warning(f"redis alert {what} failed", error=str(exc))
+            log.warning(f"redis {what} failed", error=str(exc))
             return False
 
     async def close(self) -> None:

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from schemas.events import Alert, AlertSeverity, QualityFlag, utc_now
+from schemas.events import Alert, AlertSeverity, DataQualityReport, QualityFlag, utc_now
 from schemas.redis_keys import WINDOW_SECONDS
 from stream_processors.cleaning import (
     REASON_DUPLICATE_CONTENT,
@@ -87,23 +87,6 @@ class _WindowCounts:
     flags: Counter[str] = field(default_factory=Counter)
 
 
-@dataclass(frozen=True)
-class QualityReport:
-    """One source's closed window: records seen and each rule's failure share."""
-
-    source: str
-    window_start: float
-    window_end: float
-    total: int
-    shares: dict[str, float]
-    breaches: tuple[str, ...]
-
-    @property
-    def quality_score(self) -> float:
-        """Share of records that passed every rule's check (1.0 for an empty window)."""
-        return max(0.0, 1.0 - sum(self.shares.values())) if self.total else 1.0
-
-
 class QualityMonitor:
     """Counts outcomes per (source, window) and judges windows once they have closed."""
 
@@ -125,7 +108,7 @@ class QualityMonitor:
         for flag in flags:
             counts.flags[str(flag)] += 1
 
-    def closed(self, now: float) -> list[QualityReport]:
+    def closed(self, now: float) -> list[DataQualityReport]:
         """Reports of every window that ended before ``now`` (each returned once)."""
         reports = []
         for key in sorted(k for k in self._windows if k[1] + self.window_s <= now):
@@ -140,19 +123,26 @@ class QualityMonitor:
                 for rule in self.rules
             }
             judged = counts.total >= self.min_records
-            breaches = tuple(
-                rule.name for rule in self.rules if judged and shares[rule.name] > rule.max_share
-            )
             reports.append(
-                QualityReport(source, start, start + self.window_s, counts.total, shares, breaches)
+                DataQualityReport(
+                    source=source,
+                    window_start=datetime.fromtimestamp(start, UTC),
+                    window_end=datetime.fromtimestamp(start + self.window_s, UTC),
+                    records=counts.total,
+                    shares=shares,
+                    thresholds={rule.name: rule.max_share for rule in self.rules},
+                    breaches=[r.name for r in self.rules if judged and shares[r.name] > r.max_share],
+                    judged=judged,
+                    # a record fails at most one dead-letter rule; only flags can overlap
+                    quality_score=round(max(0.0, 1.0 - sum(shares.values())), 6),
+                )
             )
         return reports
 
-    def alerts(self, report: QualityReport) -> list[Alert]:
+    def alerts(self, report: DataQualityReport) -> list[Alert]:
         """One ``data_quality`` alert per breached rule; critical when half the records fail."""
         by_name = {rule.name: rule for rule in self.rules}
-        start = datetime.fromtimestamp(report.window_start, UTC)
-        end = datetime.fromtimestamp(report.window_end, UTC)
+        start, end = report.window_start, report.window_end
         window = next((w for w, seconds in WINDOW_SECONDS.items() if seconds == self.window_s), None)
         alerts = []
         for name in report.breaches:
@@ -168,7 +158,7 @@ class QualityMonitor:
                     value=share,
                     threshold=rule.max_share,
                     message=(
-                        f"{report.source}: {share:.1%} of {report.total} records failed the {name} rule "
+                        f"{report.source}: {share:.1%} of {report.records} records failed the {name} rule "
                         f"({rule.description}) between {start:%H:%M} and {end:%H:%M} UTC; "
                         f"at most {rule.max_share:.0%} may"
                     ),

@@ -171,6 +171,7 @@ def coins_page() -> None:
 
 def feed_page() -> None:
     st.title("Latest posts")
+    st.caption("newest scored posts; below them each source's data quality and the latest alerts")
 
     @st.fragment(run_every=_refresh_s())
     def body() -> None:
@@ -190,12 +191,36 @@ def feed_page() -> None:
                 )
                 st.text(p["text"])
                 st.caption(f"{p['event_time']} · model {p['model_version']}")
+        st.subheader("Data quality")
+        quality = _client().get("/v1/quality")
+        if not _show_error(quality.error):
+            _quality(quality.data["sources"])
         st.subheader("Alerts")
         alerts = _client().get("/v1/alerts", limit=20)
         if not _show_error(alerts.error):
             _alerts(alerts.data["alerts"])
 
     body()
+
+
+def _quality(reports: list[dict[str, Any]]) -> None:
+    """Latest closed window per source: score, records, each rule's failure share."""
+    if not reports:
+        st.caption("no data-quality window has closed yet")
+        return
+    rows = []
+    for r in reports:
+        row: dict[str, Any] = {
+            "source": r["source"],
+            "window (UTC)": f"{r['window_start'][11:16]}-{r['window_end'][11:16]}",
+            "records": r["records"],
+            "quality score": f"{r['quality_score']:.1%}",
+        }
+        for rule, share in r["shares"].items():
+            flag = " ⚠" if rule in r["breaches"] else ""
+            row[rule] = f"{share:.1%} (max {r['thresholds'][rule]:.0%}){flag}"
+        rows.append(row)
+    st.table(pd.DataFrame(rows).set_index("source"))
 
 
 def topics_page() -> None:

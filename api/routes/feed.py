@@ -1,15 +1,24 @@
-"""Latest scored posts, alerts and the service info the dashboard header shows."""
+"""Latest scored posts, alerts, data quality and the service info the dashboard header shows."""
 
 from __future__ import annotations
 
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from api.deps import StateDep
-from api.models import AlertsResponse, Freshness, InfoResponse, ModelStatus, PostsResponse
+from api.models import (
+    AlertsResponse,
+    Freshness,
+    InfoResponse,
+    ModelStatus,
+    PostsResponse,
+    QualityHistoryResponse,
+    QualityResponse,
+)
 from api.openapi import AUTHED, errors
+from api.problems import ProblemError
 from api.state import AppState
 from schemas.events import WindowSize
 
@@ -39,6 +48,38 @@ async def latest_posts(
 async def alerts(state: StateDep, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> AlertsResponse:
     items = await state.store.alerts(limit)
     return AlertsResponse(count=len(items), alerts=items)
+
+
+@router.get(
+    "/quality",
+    response_model=QualityResponse,
+    summary="Data quality of each source (latest closed window)",
+    responses=errors(*AUTHED),
+)
+async def quality(state: StateDep) -> QualityResponse:
+    """Failure share of each validation rule (completeness, validity, length, language,
+    uniqueness) per source, judged by the stream worker once a window closes."""
+    reports = await state.store.quality_latest()
+    return QualityResponse(count=len(reports), sources=reports)
+
+
+@router.get(
+    "/quality/{source}",
+    response_model=QualityHistoryResponse,
+    summary="One source's data-quality windows, newest first",
+    responses=errors(*AUTHED, 404, 422),
+)
+async def quality_history(
+    state: StateDep,
+    source: Annotated[str, Path(pattern=r"^[\w.<>-]{1,128}$", examples=["reddit"])],
+    limit: Annotated[int, Query(ge=1, le=288)] = 48,
+) -> QualityHistoryResponse:
+    if source not in await state.store.quality_sources():
+        raise ProblemError(
+            404, "Unknown source", f"no data-quality report for source {source!r}", slug="unknown-source"
+        )
+    windows = await state.store.quality_history(source, limit)
+    return QualityHistoryResponse(source=source, count=len(windows), windows=windows)
 
 
 def model_status(state: AppState) -> ModelStatus:

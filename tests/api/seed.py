@@ -9,6 +9,7 @@ from typing import Any
 from schemas.events import (
     Alert,
     AlertSeverity,
+    DataQualityReport,
     PriceTick,
     ScoredPost,
     SentimentLabel,
@@ -22,6 +23,7 @@ from schemas.redis_keys import (
     record_alert,
     record_price,
     record_scored_post,
+    write_quality_report,
     write_trend_windows,
 )
 
@@ -76,7 +78,8 @@ def make_window(coin: str, window: WindowSize, start: datetime, i: int = 0) -> T
 
 
 def seed_views(client: Any, prefix: str, *, now: datetime | None = None, points: int = 30) -> dict[str, Any]:
-    """Write trends (every window size, ``points`` each), prices, posts and alerts; return them."""
+    """Write trends (every window size, ``points`` each), prices, posts, alerts and data-quality
+    windows (two per source); return them."""
     now = now or datetime.now(UTC)
     windows: list[TrendWindow] = []
     for window in (WindowSize.ONE_MINUTE, WindowSize.FIVE_MINUTES, WindowSize.ONE_HOUR, WindowSize.ONE_DAY):
@@ -139,4 +142,24 @@ def seed_views(client: Any, prefix: str, *, now: datetime | None = None, points:
         threshold=3.0,
     )
     record_alert(client, prefix, alert)
-    return {"windows": windows, "posts": posts, "alert": alert, "now": now}
+    rules = ("completeness", "validity", "length", "language", "uniqueness")
+    thresholds = dict(zip(rules, (0.05, 0.01, 0.1, 0.05, 0.05), strict=True))
+    quality = []
+    for source, language in (("news", 0.02), ("reddit", 0.08)):
+        for back in (2, 1):
+            start = floor_time(now, 300) - timedelta(seconds=300 * back)
+            shares = dict(zip(rules, (0.0, 0.0, 0.01, language, 0.0), strict=True))
+            report = DataQualityReport(
+                source=source,
+                window_start=start,
+                window_end=start + timedelta(seconds=300),
+                records=400,
+                shares=shares,
+                thresholds=thresholds,
+                breaches=["language"] if language > 0.05 else [],
+                judged=True,
+                quality_score=round(1 - sum(shares.values()), 6),
+            )
+            write_quality_report(client, prefix, report)
+            quality.append(report)
+    return {"windows": windows, "posts": posts, "alert": alert, "quality": quality, "now": now}

@@ -228,6 +228,9 @@ def test_every_page_shows_seeded_data(stack: dict[str, Any], artifacts: Path) ->
             "confidence 80%",
             "source reddit",
             "coins: bitcoin, ethereum",
+            "Data quality",
+            "91.0%",
+            "8.0% (max 5%) ⚠",
         ],
         "topics": [
             "Kafka topics",

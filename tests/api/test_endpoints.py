@@ -155,6 +155,22 @@ def test_posts_and_alerts(client: TestClient, seeded: dict[str, Any]) -> None:
     assert_problem(client.get("/v1/posts/latest", params={"limit": 501}), 422)
 
 
+def test_data_quality_latest_and_history(client: TestClient, seeded: dict[str, Any]) -> None:
+    latest = client.get("/v1/quality").json()
+    assert latest["count"] == 2
+    by_source = {r["source"]: r for r in latest["sources"]}
+    newest = [r for r in seeded["quality"] if r.source == "reddit"][-1]
+    assert by_source["reddit"]["window_start"] == newest.model_dump(mode="json")["window_start"]
+    assert by_source["reddit"]["breaches"] == ["language"] and by_source["news"]["breaches"] == []
+    assert by_source["reddit"]["quality_score"] == pytest.approx(0.91)
+    history = client.get("/v1/quality/reddit", params={"limit": 5}).json()
+    assert history["count"] == 2
+    starts = [w["window_start"] for w in history["windows"]]
+    assert starts == sorted(starts, reverse=True)  # newest first
+    assert_problem(client.get("/v1/quality/twitter"), 404)
+    assert_problem(client.get("/v1/quality/reddit", params={"limit": 0}), 422)
+
+
 def test_info_reports_model_and_freshness(client: TestClient, seeded: dict[str, Any]) -> None:
     body = client.get("/v1/info").json()
     assert body["model"] == {"loaded": True, "version": "fake/1", "uri": body["model"]["uri"], "error": None}

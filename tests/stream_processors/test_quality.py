@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 
 from cryptopulse.settings import Settings
-from schemas.events import Alert
+from schemas.events import Alert, DataQualityReport
 from schemas.redis_keys import RedisKeys
 from stream_processors.cleaning import (
     REASON_DUPLICATE_CONTENT,
@@ -45,7 +46,8 @@ def test_shares_thresholds_and_breaches() -> None:
     monitor.record("reddit", None, ["truncated"], now=T0 + 20)  # a clean but truncated post
     assert monitor.closed(T0 + 299) == []  # still open
     (report,) = monitor.closed(T0 + 300)
-    assert (report.source, report.total) == ("reddit", 100)
+    assert (report.source, report.records) == ("reddit", 100)
+    assert report.window_start == datetime.fromtimestamp(T0, UTC) and report.judged
     assert report.shares == {
         "completeness": 0.05,
         "validity": 0.01,
@@ -53,7 +55,8 @@ def test_shares_thresholds_and_breaches() -> None:
         "language": 0.08,
         "uniqueness": 0.0,
     }
-    assert report.breaches == ("language",)  # 5 % and 1 % are allowed, 8 % non-English is not
+    assert report.breaches == ["language"]  # 5 % and 1 % are allowed, 8 % non-English is not
+    assert report.thresholds["validity"] == 0.01
     assert report.quality_score == pytest.approx(0.80)
     assert monitor.closed(T0 + 600) == []  # each window is reported once
 
@@ -63,7 +66,7 @@ def test_small_windows_are_reported_but_not_judged() -> None:
     monitor = QualityMonitor(window_s=300, min_records=50)
     feed(monitor, "news", {None: 5, REASON_DUPLICATE_CONTENT: 5})
     (report,) = monitor.closed(T0 + 300)
-    assert report.shares["uniqueness"] == 0.5 and report.breaches == ()
+    assert report.shares["uniqueness"] == 0.5 and report.breaches == [] and not report.judged
 
 
 @pytest.mark.unit
@@ -73,10 +76,10 @@ def test_sources_and_windows_are_separate() -> None:
     feed(monitor, "news", {None: 1})
     feed(monitor, "reddit", {None: 1}, at=T0 + 70)
     reports = monitor.closed(T0 + 120)
-    assert [(r.source, r.window_start, r.breaches) for r in reports] == [
-        ("news", T0, ()),
-        ("reddit", T0, ("completeness",)),
-        ("reddit", T0 + 60, ()),
+    assert [(r.source, r.window_start.timestamp(), r.breaches) for r in reports] == [
+        ("news", T0, []),
+        ("reddit", T0, ["completeness"]),
+        ("reddit", T0 + 60, []),
     ]
 
 
@@ -94,13 +97,14 @@ def test_alerts_are_keyed_by_rule_source_and_window() -> None:
 
 
 @pytest.mark.integration
-def test_publisher_remembers_each_alert_once_in_redis(isolated_settings: Settings) -> None:
+def test_publisher_remembers_alerts_once_and_writes_quality_reports(isolated_settings: Settings) -> None:
     import redis
 
     settings = isolated_settings
     monitor = QualityMonitor(window_s=300, min_records=1)
     feed(monitor, "news", {REASON_EMPTY_TEXT: 1})
-    (alert,) = monitor.alerts(monitor.closed(T0 + 300)[0])
+    (report,) = monitor.closed(T0 + 300)
+    (alert,) = monitor.alerts(report)
     publisher = LivePublisher(settings.redis.dsn, settings.redis.key_prefix)
 
     async def scenario() -> tuple[bool, bool, bool, bool]:
@@ -109,6 +113,8 @@ def test_publisher_remembers_each_alert_once_in_redis(isolated_settings: Setting
             first = await publisher.record_alert(alert)
             again = await publisher.record_alert(alert)
             after = await publisher.alert_raised(alert)
+            assert await publisher.record_quality(report)
+            assert await publisher.record_quality(report)  # a replay: same entry, not two
             return before, first, again, after
         finally:
             await publisher.close()
@@ -116,8 +122,12 @@ def test_publisher_remembers_each_alert_once_in_redis(isolated_settings: Setting
     assert asyncio.run(scenario()) == (False, True, False, True)
     client = redis.Redis.from_url(settings.redis.dsn)
     try:
-        latest = client.lrange(RedisKeys(settings.redis.key_prefix).alerts_latest(), 0, -1)
+        keys = RedisKeys(settings.redis.key_prefix)
+        latest = client.lrange(keys.alerts_latest(), 0, -1)
         assert [Alert.model_validate_json(raw).source_id for raw in latest] == [alert.source_id]
+        stored = DataQualityReport.model_validate_json(client.get(keys.quality_latest("news")) or b"")
+        assert stored == report and client.smembers(keys.quality_sources()) == {b"news"}
+        assert client.llen(keys.quality_history("news")) == 1
     finally:
         client.delete(*client.keys(f"{settings.redis.key_prefix}:*"))
         client.close()
