@@ -37,7 +37,7 @@ import redis
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import tree_cpu_s  # noqa: E402
+from bench.common import median_run, tree_cpu_s  # noqa: E402
 from cryptopulse.settings import get_settings  # noqa: E402
 from tests.api.seed import COINS, seed_views  # noqa: E402
 from tests.ports import free_port  # noqa: E402
@@ -118,13 +118,6 @@ def start_api(port: int, workers: int, prefix: str, home: Path) -> subprocess.Po
     raise TimeoutError("API not ready after 60s")
 
 
-def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run whose p99 is the median of the repeats (a whole run, so its columns agree)."""
-    ordered = sorted(runs, key=lambda r: r["p99_ms"] if r["p99_ms"] is not None else float("inf"))
-    median = ordered[(len(ordered) - 1) // 2]
-    return {**median, "p99_ms_all": [r["p99_ms"] for r in runs], "repeats": len(runs)}
-
-
 def run_wrk(
     url: str,
     paths: str,
@@ -192,7 +185,7 @@ def main() -> int:
                         run = run_wrk(url, paths, rate, args.connections, args.duration, lua, proc)
                         log.info("%s @ %d req/s: %s", endpoint, rate, run)
                         runs.append(run)
-                    results.append({"endpoint": endpoint, **median_run(runs), "runs": runs})
+                    results.append({"endpoint": endpoint, **median_run(runs, "p99_ms"), "runs": runs})
         finally:
             proc.terminate()
             proc.wait(timeout=20)

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psutil
+
+
+def median_run(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The run whose ``key`` (a p99) is the median of the repeats: a whole run, so its
+    columns agree with each other; ``{key}_all`` lists every repeat's value."""
+    ordered = sorted(runs, key=lambda r: r[key] if r[key] is not None else float("inf"))
+    median = ordered[(len(ordered) - 1) // 2]
+    return {**median, f"{key}_all": [r[key] for r in runs], "repeats": len(runs)}
 
 
 def tree_cpu_s(pids: list[int]) -> float:

@@ -40,6 +40,7 @@ from stream_processors.cleaning import (
     TextTagger,
 )
 from stream_processors.live import CounterUpdate, LivePublisher
+from stream_processors.liveness import HEARTBEAT_INTERVAL_S, clear_heartbeat, touch_heartbeat
 from stream_processors.models import ALL_COINS
 from stream_processors.processing import (
     COMPONENT_SCORE,
@@ -158,6 +159,7 @@ class StreamPipeline:
         app.timer(interval=stream.model_poll_s, name="model_poll", on_leader=False)(self.poll_model)
         app.timer(interval=5.0, name="consumer_lag", on_leader=False)(self.update_lag)
         app.timer(interval=10.0, name="data_quality", on_leader=False)(self.quality_timer)
+        app.timer(interval=HEARTBEAT_INTERVAL_S, name="heartbeat", on_leader=False)(self.heartbeat)
         app.on_before_shutdown.connect(self._on_shutdown)  # type: ignore[arg-type]
 
     # -- clean -------------------------------------------------------------------------
@@ -435,6 +437,11 @@ class StreamPipeline:
                 raised.append(alert)
         return raised
 
+    async def heartbeat(self) -> None:
+        """Tell a successor started after a crash that this worker was alive (see liveness)."""
+        touch_heartbeat(self.settings)
+
     async def _on_shutdown(self, app: faust.App, **kwargs: Any) -> None:
+        clear_heartbeat(self.settings)  # a clean stop leaves the group: no one needs to wait
         await self.publisher.close()
         await self.holder.close()

@@ -15,8 +15,10 @@ def run_worker(settings: Settings, *, loglevel: str | None = None) -> None:
     from faust.worker import Worker
 
     from stream_processors.app import create_app
+    from stream_processors.liveness import wait_for_previous_session
 
     configure_logging(settings)
+    wait_for_previous_session(settings)
     app = create_app(settings)
     worker = Worker(
         app,

@@ -65,8 +65,10 @@ def english_post(i: int, sid: str | None = None) -> RedditPost:
     )
 
 
-def start_worker(settings: Settings, model_name: str, tmp_path: Path, **extra: str) -> WorkerProcess:
-    port = free_port()
+def start_worker(
+    settings: Settings, model_name: str, tmp_path: Path, port: int | None = None, **extra: str
+) -> WorkerProcess:
+    port = port or free_port()
     env = worker_env(settings, model_uri=f"models:/{model_name}@champion", web_port=port, **extra)
     return WorkerProcess(env, tmp_path / "worker.log", port).start()
 
@@ -251,13 +253,14 @@ def test_sigkill_midstream_loses_nothing(
             f"kill point not mid-stream ({done_before_kill}); {worker.tail()}"
         )
         worker.kill()
-        # Restart once the broker has expired the dead member (session timeout): a worker
-        # that rejoins while the dead member still holds partitions can stall in faust's
-        # second rebalance (known issue, docs/stream-processing.md).
-        time.sleep(settings.stream.session_timeout_s + 2)
-
-        worker = start_worker(settings, name, tmp_path, CRYPTOPULSE_STREAM__BATCH_SIZE="16")
-        worker.wait_ready()
+        # Restart at once, as a supervisor would: the new worker finds the dead one's fresh
+        # heartbeat and waits out its group session before joining (stream_processors.liveness).
+        restarted = time.monotonic()
+        port = worker.web_port  # the same configured worker, restarted
+        worker = start_worker(settings, name, tmp_path, port, CRYPTOPULSE_STREAM__BATCH_SIZE="16")
+        worker.wait_ready(timeout_s=180)
+        assert "waiting for its session to expire" in worker.tail(10**8), worker.tail()
+        assert time.monotonic() - restarted >= settings.stream.session_timeout_s
         missing = reader.wait_for(expected, timeout_s=180)
         assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}; log: {worker.tail()}"
         time.sleep(3)
