@@ -237,6 +237,13 @@ class StreamSettings(_Section):
     quality_min_records: int = Field(
         default=50, ge=1, description="smaller data-quality windows are reported, never alerted on"
     )
+    drift_window_s: int = Field(
+        default=3600, ge=60, le=7 * 86_400, description="prediction-drift window per model version"
+    )
+    drift_min_records: int = Field(default=200, ge=1, description="smaller drift windows are not judged")
+    drift_psi_threshold: float = Field(
+        default=0.25, gt=0, le=10, description="PSI above which a model_drift alert is raised"
+    )
     producer_linger_ms: int = Field(
         default=20, ge=0, le=1000, description="producer batching delay: fewer, larger produce requests"
     )

@@ -37,6 +37,7 @@ from model_export.transformer import (
     torch_probabilities,
 )
 from scoring.coins import DEFAULT_CATALOG
+from scoring.drift import ReferenceDistribution
 from scoring.ensemble import FEATURE_NAMES, Combiner, combiner_features
 from scoring.labels import LABELS
 from scoring.lexicon import CryptoLexicon, plain_vader_features
@@ -367,6 +368,8 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         report["latency"] = lat
     metrics["train_seconds_total"] = time.perf_counter() - t0
     metadata["metrics"] = {k: round(v, 5) for k, v in metrics.items()}
+    # what the stream worker's drift monitor compares live predictions with
+    metadata["reference"] = ReferenceDistribution.from_probabilities(pe, split="test").to_dict()
     metadata["evaluation_fingerprint"] = report["evaluation_fingerprint"]
     (artifact / "metadata.json").write_text(json.dumps(metadata, indent=1, default=str), "utf-8")
     (out / "evaluation.json").write_text(json.dumps(report, indent=1, default=str), "utf-8")

@@ -24,8 +24,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from scoring.coins import CoinCatalog
+from scoring.drift import ReferenceDistribution
 from scoring.ensemble import Combiner, combiner_features, softmax
-from scoring.labels import LABELS, Label
+from scoring.labels import LABELS, VERDICT_FIELDS, Label
 from scoring.lexicon import CryptoLexicon
 
 if TYPE_CHECKING:
@@ -64,6 +65,12 @@ class TextScore(BaseModel):
     coins: tuple[str, ...] = ()
     model_version: str
     error: str | None = None
+
+    def verdict(self) -> dict[str, Any]:
+        """The ``VERDICT_FIELDS`` of this text; all None when it was rejected (see ``error``)."""
+        if self.label is None:
+            return dict.fromkeys(VERDICT_FIELDS)
+        return {name: getattr(self, name) for name in VERDICT_FIELDS} | {"label": str(self.label)}
 
 
 def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
@@ -164,6 +171,8 @@ class SentimentRuntime:
         self._lexicon = CryptoLexicon.load(path / "lexicon.json")
         self._combiner = Combiner.load(path / "combiner.json")
         self.coins = CoinCatalog.load(path / "coins.json")
+        raw_reference = self.metadata.get("reference")
+        self.reference = ReferenceDistribution.from_dict(raw_reference) if raw_reference else None
         log.info("loaded sentiment model %s from %s (threads=%d)", self.model_version, path, threads)
 
     @classmethod

@@ -34,6 +34,7 @@ import pandas as pd
 
 from cryptopulse.settings import Settings
 from schemas.topics import RAW_PRICES, SCORED_POSTS
+from scoring.labels import VERDICT_FIELDS, VERDICT_FLOATS
 from spark_jobs.aggregations import (
     WINDOW_SPECS,
     add_cross_window_features,
@@ -158,10 +159,7 @@ def lake_history(spark: SparkSession, settings: Settings, lo: datetime, hi: date
 
 
 _RUNTIMES: dict[str, Any] = {}
-SCORE_DDL = (
-    "label STRING, score DOUBLE, confidence DOUBLE, p_negative DOUBLE, p_neutral DOUBLE, "
-    "p_positive DOUBLE, model_version STRING"
-)
+SCORE_DDL = ", ".join(f"{name} {'DOUBLE' if name in VERDICT_FLOATS else 'STRING'}" for name in VERDICT_FIELDS)
 
 
 def _runtime(model: str, settings: Settings) -> Any:
@@ -177,27 +175,7 @@ def _runtime(model: str, settings: Settings) -> Any:
 
 def score_texts(texts: list[Any], model: str, settings: Settings) -> list[dict[str, Any]]:
     """Score texts with the runtime; rejected texts get an all-null verdict (kept as they were)."""
-    runtime = _runtime(model, settings)
-    out = []
-    for result in runtime.score(texts):
-        if result.label is None:
-            out.append(
-                dict.fromkeys(("label", "score", "confidence", "p_negative", "p_neutral", "p_positive"))
-            )
-            out[-1]["model_version"] = None
-            continue
-        out.append(
-            {
-                "label": str(result.label),
-                "score": result.score,
-                "confidence": result.confidence,
-                "p_negative": result.p_negative,
-                "p_neutral": result.p_neutral,
-                "p_positive": result.p_positive,
-                "model_version": result.model_version,
-            }
-        )
-    return out
+    return [result.verdict() for result in _runtime(model, settings).score(texts)]
 
 
 def rescore(events: DataFrame, model: str, settings: Settings) -> DataFrame:
@@ -209,24 +187,11 @@ def rescore(events: DataFrame, model: str, settings: Settings) -> DataFrame:
     @pandas_udf(SCORE_DDL)  # type: ignore[call-overload]
     def verdict(texts: pd.Series) -> pd.DataFrame:
         rows = score_texts(texts.tolist(), model, settings)
-        frame = pd.DataFrame.from_records(
-            rows,
-            columns=[
-                "label",
-                "score",
-                "confidence",
-                "p_negative",
-                "p_neutral",
-                "p_positive",
-                "model_version",
-            ],
-        )
-        return frame.astype(
-            {c: "float64" for c in ("score", "confidence", "p_negative", "p_neutral", "p_positive")}
-        )
+        frame = pd.DataFrame.from_records(rows, columns=list(VERDICT_FIELDS))
+        return frame.astype(dict.fromkeys(VERDICT_FLOATS, "float64"))
 
     posts = events.where(F.col("kind") == "post").withColumn("_v", verdict(F.col("text")))
-    replaced = ["label", "score", "confidence", "p_negative", "p_neutral", "p_positive", "model_version"]
+    replaced = set(VERDICT_FIELDS)
     posts = posts.select(
         *[
             F.coalesce(F.col(f"_v.{c}"), F.col(c)).alias(c) if c in replaced else F.col(c)

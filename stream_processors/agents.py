@@ -39,6 +39,7 @@ from stream_processors.cleaning import (
     LanguageDetector,
     TextTagger,
 )
+from stream_processors.drift import DriftMonitor
 from stream_processors.live import CounterUpdate, LivePublisher
 from stream_processors.liveness import HEARTBEAT_INTERVAL_S, clear_heartbeat, touch_heartbeat
 from stream_processors.models import ALL_COINS
@@ -132,6 +133,8 @@ class StreamPipeline:
         self.dead_letter_topic = topic(DEAD_LETTER.name(settings))
         self.alerts_topic = topic(ALERTS.name(settings))
         self.quality = QualityMonitor(stream.quality_window_s, stream.quality_min_records)
+        self.drift = DriftMonitor(stream.drift_window_s, stream.drift_min_records, stream.drift_psi_threshold)
+        self._references: dict[str, Any] = {}  # model version -> its ReferenceDistribution (or None)
         self._source_of = {RAW_REDDIT.name(settings): "reddit", RAW_NEWS.name(settings): "news"}
 
         window = float(stream.dedup_window_s)
@@ -159,6 +162,7 @@ class StreamPipeline:
         app.timer(interval=stream.model_poll_s, name="model_poll", on_leader=False)(self.poll_model)
         app.timer(interval=5.0, name="consumer_lag", on_leader=False)(self.update_lag)
         app.timer(interval=10.0, name="data_quality", on_leader=False)(self.quality_timer)
+        app.timer(interval=30.0, name="model_drift", on_leader=False)(self.drift_timer)
         app.timer(interval=HEARTBEAT_INTERVAL_S, name="heartbeat", on_leader=False)(self.heartbeat)
         app.on_before_shutdown.connect(self._on_shutdown)  # type: ignore[arg-type]
 
@@ -290,6 +294,7 @@ class StreamPipeline:
         if posts:
             self._in_flight.update(event_of)
             runtime = self.holder.current  # one model per batch: a hot swap lands between batches
+            self._remember_reference(runtime)
             result = await asyncio.to_thread(score_batch, runtime, posts)
             m.BATCH_SIZE.observe(len(posts))
             m.INFERENCE.observe(result.inference_s)
@@ -333,6 +338,7 @@ class StreamPipeline:
             _use_event(event_of[post.source_id])
             self.scored.claim(post.source_id, "failed")
         m.EVENTS_OUT.labels("score", "scored").inc(len(result.scored))
+        self.drift.record(result.scored, now=now)
         updates = self.update_counters(result.scored, event_of)
         await self.publisher.publish(result.scored, updates)
 
@@ -426,16 +432,52 @@ class StreamPipeline:
                 breaches=report.breaches,
             )
             await self.publisher.record_quality(report)
-            for alert in self.quality.alerts(report):
-                if await self.publisher.alert_raised(alert):
-                    continue
-                key = (ALERTS.key_of(alert) or alert.source_id).encode()
-                await (await self.alerts_topic.send(key=key, value=alert.to_json()))
-                await self.publisher.record_alert(alert)
-                m.ALERTS_RAISED.labels(alert.kind, alert.source_id.split(":")[1]).inc()
-                log.warning("data quality alert", source_id=alert.source_id, message=alert.message)
-                raised.append(alert)
+            raised.extend([a for a in self.quality.alerts(report) if await self._raise_alert(a)])
         return raised
+
+    def _remember_reference(self, runtime: Any) -> None:
+        version = str(runtime.model_version)
+        if version not in self._references:
+            self._references[version] = getattr(runtime, "reference", None)
+            if self._references[version] is None:
+                log.info(
+                    "model has no reference distribution: prediction drift not monitored", version=version
+                )
+
+    async def drift_timer(self) -> None:
+        """Timer body (no parameters; see ``quality_timer``): never stops the stream."""
+        try:
+            await self.check_drift()
+        except Exception as exc:
+            log.error("model drift check failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def check_drift(self, now: float | None = None) -> list[Alert]:
+        """Judge closed drift windows against each model's reference; raise each breach once."""
+        raised: list[Alert] = []
+        for report in self.drift.closed(time.time() if now is None else now, self._references):
+            for signal, value in report.psi.items():
+                m.DRIFT_PSI.labels(report.model_version, signal).set(value)
+            log.info(
+                "model drift window",
+                version=report.model_version,
+                records=report.records,
+                psi=report.psi,
+                breaches=list(report.breaches),
+            )
+            raised.extend([a for a in self.drift.alerts(report) if await self._raise_alert(a)])
+        return raised
+
+    async def _raise_alert(self, alert: Alert) -> bool:
+        """Kafka first, then Redis (as the Spark alerts): a crash in between re-sends the alert
+        with the same ``source_id`` rather than remembering one never published."""
+        if await self.publisher.alert_raised(alert):
+            return False
+        key = (ALERTS.key_of(alert) or alert.source_id).encode()
+        await (await self.alerts_topic.send(key=key, value=alert.to_json()))
+        await self.publisher.record_alert(alert)
+        m.ALERTS_RAISED.labels(alert.kind, alert.source_id.split(":")[1]).inc()
+        log.warning("alert raised", kind=alert.kind, source_id=alert.source_id, message=alert.message)
+        return True
 
     async def heartbeat(self) -> None:
         """Tell a successor started after a crash that this worker was alive (see liveness)."""

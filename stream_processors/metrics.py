@@ -56,3 +56,8 @@ QUALITY_RECORDS = Gauge(
     "cryptopulse_stream_quality_window_records", "records of a source in the last closed window", ["source"]
 )
 ALERTS_RAISED = Counter("cryptopulse_stream_alerts_total", "alerts raised by the worker", ["kind", "rule"])
+DRIFT_PSI = Gauge(
+    "cryptopulse_stream_drift_psi",
+    "PSI of live predictions against the model's reference (last closed window)",
+    ["model_version", "signal"],
+)

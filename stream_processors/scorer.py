@@ -247,6 +247,11 @@ def _child_version() -> str:
     return str(_CHILD_RUNTIME.model_version)
 
 
+def _child_reference() -> dict[str, Any] | None:
+    reference = getattr(_CHILD_RUNTIME, "reference", None)
+    return None if reference is None else dict(reference.to_dict())
+
+
 def _child_score(texts: list[str]) -> list[Any]:
     return list(_CHILD_RUNTIME.score(texts))
 
@@ -271,9 +276,13 @@ class ProcessRuntime:
         )
         try:
             self.model_version: str = self._pool.submit(_child_version).result()
+            raw_reference = self._pool.submit(_child_reference).result()
         except BaseException:
             self._pool.shutdown(wait=False, cancel_futures=True)
             raise
+        from scoring.drift import ReferenceDistribution
+
+        self.reference = ReferenceDistribution.from_dict(raw_reference) if raw_reference else None
 
     def score(self, texts: Sequence[object]) -> list[Any]:
         return self._pool.submit(_child_score, [str(t) for t in texts]).result()

@@ -18,20 +18,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from scoring.labels import VERDICT_FIELDS
+
 log = logging.getLogger(__name__)
 console = Console(stderr=True, soft_wrap=True)
 
-RESULT_COLUMNS = (
-    "label",
-    "score",
-    "confidence",
-    "p_negative",
-    "p_neutral",
-    "p_positive",
-    "coins",
-    "model_version",
-    "error",
-)
+RESULT_COLUMNS = (*VERDICT_FIELDS[:-1], "coins", "model_version", "error")
 PROGRESS_MIN_ROWS = 500
 
 model_app = typer.Typer(

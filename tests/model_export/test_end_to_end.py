@@ -29,6 +29,12 @@ def test_artifact_is_complete(tiny: TrainResult) -> None:
     assert meta["labels"] == ["negative", "neutral", "positive"]
     assert meta["max_length"] == 32
     assert "test_weighted_f1" in meta["metrics"]
+    reference = meta["reference"]  # the drift monitor's baseline: predictions on the test split
+    assert reference["split"] == "test" and reference["n"] > 0
+    assert sum(reference["label_shares"]) == pytest.approx(1.0, abs=1e-5)
+    assert sum(reference["confidence_shares"]) == pytest.approx(1.0, abs=1e-5)
+    runtime = SentimentRuntime(tiny.artifact_dir)
+    assert runtime.reference is not None and runtime.reference.n == reference["n"]
 
 
 def test_export_was_verified_against_torch(tiny: TrainResult) -> None:

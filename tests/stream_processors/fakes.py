@@ -21,8 +21,9 @@ class FakeScore:
 class FakeRuntime:
     """Scores "bad" texts as errors, everything else positive; records each call's batch."""
 
-    def __init__(self, version: str = "fake/1") -> None:
+    def __init__(self, version: str = "fake/1", reference: object | None = None) -> None:
         self.model_version = version
+        self.reference = reference  # a scoring.drift.ReferenceDistribution, or None
         self.calls: list[list[str]] = []
 
     def score(self, texts: Sequence[object]) -> list[FakeScore]:

@@ -26,7 +26,9 @@ class Harness:
 
     def __init__(self, home: Path) -> None:
         settings = load_settings(
-            home=home, kafka={"topic_prefix": "tc"}, stream={"live_redis": False, "quality_min_records": 4}
+            home=home,
+            kafka={"topic_prefix": "tc"},
+            stream={"live_redis": False, "quality_min_records": 4, "drift_min_records": 3},
         )
         self.runtime = FakeRuntime("fake/7")
         self.app = create_app(settings, holder=ModelHolder("fake", lambda uri: self.runtime))
@@ -151,3 +153,33 @@ def test_clean_agent_feeds_the_data_quality_monitor(harness: Harness) -> None:
     assert language["kind"] == "data_quality" and language["value"] == 0.4 and language["threshold"] == 0.05
     # test_context() feeds the agent from an internal channel, so the source is that channel's name
     assert language["source_id"].startswith("data_quality:language:<internal>:")
+
+
+def test_score_agent_feeds_the_drift_monitor(harness: Harness) -> None:
+    import numpy as np
+
+    from scoring.drift import ReferenceDistribution
+
+    # the model's test split: confident neutral predictions; live: hesitant positive ones
+    harness.runtime.reference = ReferenceDistribution.from_probabilities(
+        np.tile([0.02, 0.96, 0.02], (100, 1))
+    )
+
+    async def scenario() -> list[Any]:
+        async with harness.agent("score").test_context() as agent:
+            for i in range(4):
+                await agent.put(
+                    clean(f"t3_dr{i}", f"Bitcoin is doing fine today {i}"), key=f"t3_dr{i}".encode()
+                )
+            deadline = asyncio.get_running_loop().time() + 10
+            while len(harness.outputs("scored.posts")) < 4:
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)
+        return await harness.pipeline.check_drift(now=time.time() + 3 * 3600)
+
+    raised = asyncio.run(scenario())
+    alerts = harness.outputs("alerts")
+    assert sorted(a["source_id"].split(":")[1] for a in alerts) == ["confidence", "labels"]
+    assert all(a["kind"] == "model_drift" and ":fake/7:" in a["source_id"] for a in alerts)
+    assert len(raised) == 2
