@@ -69,6 +69,14 @@ def _use_event(event: EventT) -> None:
     _current_event.set(weakref.ref(event))
 
 
+async def _never_fail(check: Awaitable[Any], what: str) -> None:
+    """Monitoring must never stop the stream: a failure is logged and retried next tick."""
+    try:
+        await check
+    except Exception as exc:
+        log.error(f"{what} failed", error=f"{type(exc).__name__}: {exc}")
+
+
 def _origin(event: EventT) -> Origin:
     msg = event.message
     key = msg.key.decode("utf-8", "replace") if isinstance(msg.key, bytes) else msg.key
@@ -403,21 +411,11 @@ class StreamPipeline:
             m.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
 
     async def quality_timer(self) -> None:
-        """Timer body (no parameters: faust passes the app to a timer that takes one).
-
-        Monitoring must never stop the stream: a failure is logged and retried next tick.
-        """
-        try:
-            await self.check_quality()
-        except Exception as exc:
-            log.error("data quality check failed", error=f"{type(exc).__name__}: {exc}")
+        """Timer body (no parameters: faust passes the app to a timer that takes one)."""
+        await _never_fail(self.check_quality(), "data quality check")
 
     async def check_quality(self, now: float | None = None) -> list[Alert]:
-        """Judge the data-quality windows that have closed; raise each breach once.
-
-        Kafka first, then Redis (as the Spark alerts): a crash in between re-sends the
-        alert with the same ``source_id`` rather than remembering one never published.
-        """
+        """Judge the data-quality windows that have closed; raise each breach once."""
         raised: list[Alert] = []
         for report in self.quality.closed(time.time() if now is None else now):
             m.QUALITY_RECORDS.labels(report.source).set(report.records)
@@ -445,11 +443,8 @@ class StreamPipeline:
                 )
 
     async def drift_timer(self) -> None:
-        """Timer body (no parameters; see ``quality_timer``): never stops the stream."""
-        try:
-            await self.check_drift()
-        except Exception as exc:
-            log.error("model drift check failed", error=f"{type(exc).__name__}: {exc}")
+        """Timer body (no parameters; see ``quality_timer``)."""
+        await _never_fail(self.check_drift(), "model drift check")
 
     async def check_drift(self, now: float | None = None) -> list[Alert]:
         """Judge closed drift windows against each model's reference; raise each breach once."""

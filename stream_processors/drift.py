@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from schemas.events import Alert, AlertSeverity, ScoredPost, utc_now
 from schemas.redis_keys import WINDOW_SECONDS
 from scoring.drift import CONFIDENCE_EDGES, ReferenceDistribution, confidence_bin
 from scoring.labels import LABEL_TO_ID, LABELS
+from stream_processors.windows import TumblingWindows
 
 
 @dataclass
@@ -54,12 +55,11 @@ class DriftMonitor:
         self.window_s = window_s
         self.min_records = min_records
         self.threshold = threshold
-        self._windows: dict[tuple[str, float], _Counts] = {}
+        self._windows = TumblingWindows(window_s, _Counts)
 
     def record(self, posts: Iterable[ScoredPost], *, now: float) -> None:
-        start = now - now % self.window_s
         for post in posts:
-            counts = self._windows.setdefault((post.model_version, start), _Counts())
+            counts = self._windows.at(post.model_version, now)
             counts.labels[LABEL_TO_ID[post.label.value]] += 1
             counts.confidence[confidence_bin(post.confidence)] += 1
 
@@ -67,9 +67,7 @@ class DriftMonitor:
         """Reports of the windows that ended before ``now`` (each once) for versions with a
         reference and enough posts; other closed windows are dropped."""
         reports = []
-        for key in sorted(k for k in self._windows if k[1] + self.window_s <= now):
-            version, start = key
-            counts = self._windows.pop(key)
+        for version, start, end, counts in self._windows.pop_closed(now):
             reference = references.get(version)
             if reference is None or counts.total < self.min_records:
                 continue
@@ -77,8 +75,8 @@ class DriftMonitor:
             reports.append(
                 DriftReport(
                     model_version=version,
-                    window_start=datetime.fromtimestamp(start, UTC),
-                    window_end=datetime.fromtimestamp(start + self.window_s, UTC),
+                    window_start=start,
+                    window_end=end,
                     records=counts.total,
                     psi=psi,
                     breaches=tuple(signal for signal, value in psi.items() if value > self.threshold),

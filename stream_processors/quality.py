@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from schemas.events import Alert, AlertSeverity, DataQualityReport, QualityFlag, utc_now
 from schemas.redis_keys import WINDOW_SECONDS
@@ -42,6 +41,7 @@ from stream_processors.cleaning import (
     REASON_NON_ENGLISH,
     REASON_TOO_SHORT,
 )
+from stream_processors.windows import TumblingWindows
 
 
 @dataclass(frozen=True)
@@ -96,12 +96,11 @@ class QualityMonitor:
         self.window_s = window_s
         self.min_records = min_records
         self.rules = tuple(rules)
-        self._windows: dict[tuple[str, float], _WindowCounts] = {}
+        self._windows = TumblingWindows(window_s, _WindowCounts)
 
     def record(self, source: str, reason: str | None, flags: Iterable[str] = (), *, now: float) -> None:
         """Count one raw record's outcome: ``reason`` of its dead letter, or None when clean."""
-        start = now - now % self.window_s
-        counts = self._windows.setdefault((source, start), _WindowCounts())
+        counts = self._windows.at(source, now)
         counts.total += 1
         if reason is not None:
             counts.reasons[reason] += 1
@@ -111,9 +110,7 @@ class QualityMonitor:
     def closed(self, now: float) -> list[DataQualityReport]:
         """Reports of every window that ended before ``now`` (each returned once)."""
         reports = []
-        for key in sorted(k for k in self._windows if k[1] + self.window_s <= now):
-            source, start = key
-            counts = self._windows.pop(key)
+        for source, start, end, counts in self._windows.pop_closed(now):
             shares = {
                 rule.name: round(
                     (sum(counts.reasons[r] for r in rule.reasons) + sum(counts.flags[f] for f in rule.flags))
@@ -126,8 +123,8 @@ class QualityMonitor:
             reports.append(
                 DataQualityReport(
                     source=source,
-                    window_start=datetime.fromtimestamp(start, UTC),
-                    window_end=datetime.fromtimestamp(start + self.window_s, UTC),
+                    window_start=start,
+                    window_end=end,
                     records=counts.total,
                     shares=shares,
                     thresholds={rule.name: rule.max_share for rule in self.rules},
