@@ -299,32 +299,45 @@ class StreamPipeline:
             event_of[post.source_id] = event
             posts.append(post)
         result: BatchResult | None = None
-        if posts:
-            self._in_flight.update(event_of)
-            runtime = self.holder.current  # one model per batch: a hot swap lands between batches
-            self._remember_reference(runtime)
-            result = await asyncio.to_thread(score_batch, runtime, posts)
-            m.BATCH_SIZE.observe(len(posts))
-            m.INFERENCE.observe(result.inference_s)
-            for scored in result.scored:
-                pending.append(
-                    await self.scored_topic.send(key=scored.source_id.encode(), value=scored.to_json())
-                )
-            for post, reason in result.failed:
-                record = dead_letter(
-                    post.to_json(),
-                    _origin(event_of[post.source_id]),
-                    reason=REASON_SCORING_FAILED,
-                    detail=reason,
-                    component=COMPONENT_SCORE,
-                    source_id=post.source_id,
-                )
-                pending.append(await self.send_dead_letter(record, "score"))
-        if previous is not None:
-            await previous
+        self._in_flight.update(event_of)
+        try:
+            if posts:
+                result = await self._score_and_send(posts, event_of, pending)
+            if previous is not None:
+                await previous
+        except BaseException:
+            # this batch will not finish: let a redelivery of its ids be scored again
+            for source_id in event_of:
+                self._in_flight.pop(source_id, None)
+            raise
         if not pending:
             return None
         return self._finish_batch(pending, result, event_of)
+
+    async def _score_and_send(
+        self, posts: list[CleanPost], event_of: dict[str, EventT], pending: list[Any]
+    ) -> BatchResult:
+        """Score one batch with the current model and hand its records to the producer."""
+        runtime = self.holder.current  # one model per batch: a hot swap lands between batches
+        self._remember_reference(runtime)
+        result = await asyncio.to_thread(score_batch, runtime, posts)
+        m.BATCH_SIZE.observe(len(posts))
+        m.INFERENCE.observe(result.inference_s)
+        for scored in result.scored:
+            pending.append(
+                await self.scored_topic.send(key=scored.source_id.encode(), value=scored.to_json())
+            )
+        for post, reason in result.failed:
+            record = dead_letter(
+                post.to_json(),
+                _origin(event_of[post.source_id]),
+                reason=REASON_SCORING_FAILED,
+                detail=reason,
+                component=COMPONENT_SCORE,
+                source_id=post.source_id,
+            )
+            pending.append(await self.send_dead_letter(record, "score"))
+        return result
 
     async def _finish_batch(
         self, pending: list[Any], result: BatchResult | None, event_of: dict[str, EventT]
