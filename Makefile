@@ -35,3 +35,4 @@ bench:
 	$(VENV)/python bench/bench_stream.py
 	$(VENV)/python bench/bench_spark.py
 	$(VENV)/python bench/bench_api.py
+	$(VENV)/python bench/bench_drift.py --model models:/cryptopulse-sentiment@champion

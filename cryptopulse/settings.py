@@ -240,7 +240,7 @@ class StreamSettings(_Section):
     drift_window_s: int = Field(
         default=3600, ge=60, le=7 * 86_400, description="prediction-drift window per model version"
     )
-    drift_min_records: int = Field(default=200, ge=1, description="smaller drift windows are not judged")
+    drift_min_records: int = Field(default=500, ge=1, description="smaller drift windows are not judged")
     drift_psi_threshold: float = Field(
         default=0.25, gt=0, le=10, description="PSI above which a model_drift alert is raised"
     )

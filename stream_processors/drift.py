@@ -51,7 +51,7 @@ class DriftReport:
 class DriftMonitor:
     """Per (model version, window) label and confidence counts, judged once the window closes."""
 
-    def __init__(self, window_s: int = 3600, min_records: int = 200, threshold: float = 0.25) -> None:
+    def __init__(self, window_s: int = 3600, min_records: int = 500, threshold: float = 0.25) -> None:
         self.window_s = window_s
         self.min_records = min_records
         self.threshold = threshold
