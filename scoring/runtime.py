@@ -70,7 +70,7 @@ class TextScore(BaseModel):
         """The ``VERDICT_FIELDS`` of this text; all None when it was rejected (see ``error``)."""
         if self.label is None:
             return dict.fromkeys(VERDICT_FIELDS)
-        return {name: getattr(self, name) for name in VERDICT_FIELDS} | {"label": str(self.label)}
+        return {name: getattr(self, name) for name in VERDICT_FIELDS}
 
 
 def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:

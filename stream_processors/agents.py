@@ -127,7 +127,7 @@ class StreamPipeline:
         loader = process_runtime_loader(settings) if stream.scoring_process else runtime_loader(settings)
         self.holder = holder or ModelHolder(settings.model.uri, loader, registry_resolver(settings))
         self.holder.on_swap.append(self._on_swap)
-        self._in_flight: dict[str, EventT] = {}  # sent for scoring, not yet acked and claimed
+        self._in_flight: set[str] = set()  # source ids sent for scoring, not yet acked and claimed
         self.publisher = publisher or LivePublisher(
             settings.redis.dsn, settings.redis.key_prefix, enabled=stream.live_redis
         )
@@ -204,12 +204,10 @@ class StreamPipeline:
         source = self._source_of.get(origin.topic, origin.topic)
         if isinstance(outcome, CleanPost):
             self.quality.record(source, None, outcome.flags, now=time.time())
-        else:
-            self.quality.record(source, outcome.reason, now=time.time())
-        if isinstance(outcome, CleanPost):
             await self.clean_topic.send(key=outcome.source_id.encode(), value=outcome.to_json())
             m.EVENTS_OUT.labels("clean", "clean").inc()
         else:
+            self.quality.record(source, outcome.reason, now=time.time())
             await self.send_dead_letter(outcome, "clean")
 
     async def send_dead_letter(self, record: DeadLetter, agent: str) -> Any:
@@ -299,7 +297,7 @@ class StreamPipeline:
             event_of[post.source_id] = event
             posts.append(post)
         result: BatchResult | None = None
-        self._in_flight.update(event_of)
+        self._in_flight.update(event_of.keys())
         try:
             if posts:
                 result = await self._score_and_send(posts, event_of, pending)
@@ -308,7 +306,7 @@ class StreamPipeline:
         except BaseException:
             # this batch will not finish: let a redelivery of its ids be scored again
             for source_id in event_of:
-                self._in_flight.pop(source_id, None)
+                self._in_flight.discard(source_id)
             raise
         if not pending:
             return None
@@ -347,7 +345,7 @@ class StreamPipeline:
             await asyncio.gather(*pending)  # broker acks before we mark the ids as scored
         finally:
             for source_id in event_of:
-                self._in_flight.pop(source_id, None)
+                self._in_flight.discard(source_id)
         if result is None:
             return
         now = time.time()

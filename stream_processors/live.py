@@ -133,29 +133,30 @@ class LivePublisher:
 
     async def alert_raised(self, alert: Alert) -> bool:
         """Whether Redis remembers this alert (False when Redis is off or down: send it)."""
-        return await self._alert_call(aalert_raised, alert, "lookup")
+        ok, seen = await self._best_effort(aalert_raised, alert, "alert lookup")
+        return ok and bool(seen)
 
     async def record_alert(self, alert: Alert) -> bool:
         """Remember the alert and list it in ``alerts:latest``; True when it was new."""
-        return await self._alert_call(araise_alert_once, alert, "record")
+        ok, new = await self._best_effort(araise_alert_once, alert, "alert record")
+        return ok and bool(new)
 
     async def record_quality(self, report: DataQualityReport) -> bool:
         """Write a closed data-quality window for the API and dashboard; True when written."""
-        return await self._best_effort(awrite_quality_report, report, "quality report write") is not False
+        ok, _ = await self._best_effort(awrite_quality_report, report, "quality report write")
+        return ok
 
-    async def _alert_call(self, call: Any, alert: Alert, what: str) -> bool:
-        return bool(await self._best_effort(call, alert, f"alert {what}"))
-
-    async def _best_effort(self, call: Any, value: Any, what: str) -> Any:
-        """``call(client, prefix, value)``; False when Redis is off or fails (logged, counted)."""
+    async def _best_effort(self, call: Any, value: Any, what: str) -> tuple[bool, Any]:
+        """``(True, call(client, prefix, value))``, or ``(False, None)`` when Redis is off or
+        the call fails (logged and counted: Redis never stops the stream)."""
         if not self.enabled:
-            return False
+            return False, None
         try:
-            return await call(self._redis(), self.prefix, value)
+            return True, await call(self._redis(), self.prefix, value)
         except Exception as exc:
             REDIS_ERRORS.inc()
             log.warning(f"redis {what} failed", error=str(exc))
-            return False
+            return False, None
 
     async def close(self) -> None:
         if self._client is not None:
