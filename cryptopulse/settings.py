@@ -247,6 +247,15 @@ class StreamSettings(_Section):
     producer_linger_ms: int = Field(
         default=20, ge=0, le=1000, description="producer batching delay: fewer, larger produce requests"
     )
+    fetch_min_bytes: int = Field(
+        default=65_536,
+        ge=1,
+        le=52_428_800,
+        description="the broker holds a fetch until this much data (or fetch_max_wait_ms): fewer fetches",
+    )
+    fetch_max_wait_ms: int = Field(
+        default=20, ge=0, le=10_000, description="longest the broker holds a fetch for fetch_min_bytes"
+    )
 
 
 class ProducerSettings(_Section):

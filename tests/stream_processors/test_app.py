@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -67,3 +69,28 @@ def test_cli_registers_worker_command() -> None:
     result = CliRunner().invoke(cli, ["worker", "--help"])
     assert result.exit_code == 0, result.output
     assert "--web-port" in result.output
+
+
+def test_worker_consumer_batches_fetches(tmp_path) -> None:
+    """faust hard-codes the fetch settings; the app's transport applies ``stream.fetch_*``."""
+    import asyncio
+
+    stream = {"fetch_min_bytes": 4096, "fetch_max_wait_ms": 35}
+    settings = load_settings(home=tmp_path, kafka={"topic_prefix": "t-f"}, stream=stream)
+    app = create_app(settings, holder=ModelHolder("fake", lambda uri: FakeRuntime()))
+
+    async def ignore(message: Any) -> None:
+        return None
+
+    async def build() -> Any:  # aiokafka consumers are created inside a running loop
+        consumer = app.transport.create_consumer(
+            callback=ignore,
+            on_partitions_revoked=lambda revoked: None,
+            on_partitions_assigned=lambda assigned: None,
+        )
+        thread = consumer._new_consumer_thread()  # type: ignore[attr-defined]
+        return thread._create_worker_consumer(app.transport)
+
+    kafka_consumer = asyncio.run(build())
+    assert kafka_consumer._fetch_min_bytes == 4096
+    assert kafka_consumer._fetch_max_wait_ms == 35
