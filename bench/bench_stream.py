@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -36,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import median_run, tree_cpu_s  # noqa: E402
-from cryptopulse.kafka import EventProducer, ensure_topics, wait_for_broker  # noqa: E402
+from cryptopulse.kafka import EventProducer, delete_prefixed_topics, ensure_topics, wait_for_broker  # noqa: E402
 from cryptopulse.settings import Settings, get_settings, load_settings  # noqa: E402
 from schemas.events import RedditPost  # noqa: E402
 from schemas.topics import RAW_REDDIT  # noqa: E402
@@ -145,6 +146,19 @@ def run_rate(
     }
 
 
+def delete_prefixed_keys(settings: Settings) -> None:
+    """Remove the worker's live keys of a run (counters, quality reports)."""
+    import redis
+
+    client = redis.Redis.from_url(settings.redis.dsn)
+    try:
+        keys = list(client.scan_iter(f"{settings.redis.key_prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def broker_pids() -> list[int]:
     """The local Kafka broker's JVM (its CPU per event is part of the pipeline's cost)."""
     found = []
@@ -200,6 +214,9 @@ def bench_rate(base: Settings, rate: int, args: argparse.Namespace, model_uri: s
         for worker in workers:
             worker.stop()
         reader.close()
+        delete_prefixed_topics(settings)  # the run's topics and faust's changelogs
+        delete_prefixed_keys(settings)
+        shutil.rmtree(home, ignore_errors=True)
     result["loadavg_1m"] = round(os.getloadavg()[0], 2)
     result["workers"] = args.workers
     return result

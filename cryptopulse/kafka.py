@@ -160,6 +160,21 @@ class TopicState:
     partitions: int
 
 
+def delete_prefixed_topics(settings: Settings) -> list[str]:
+    """Delete every topic under ``settings.kafka.topic_prefix`` (catalog and faust's own).
+
+    For throw-away prefixes (tests, benchmarks), so repeated runs do not pile up
+    partitions in the broker. Returns the names deleted.
+    """
+    admin = admin_client(settings)
+    prefix = settings.kafka.topic_prefix + "."
+    names = [name for name in admin.list_topics(timeout=10).topics if name.startswith(prefix)]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            future.result(timeout=60)
+    return names
+
+
 def ensure_topics(
     settings: Settings, specs: Iterable[TopicSpec] = CATALOG, *, timeout_s: float = 30.0
 ) -> list[TopicState]:

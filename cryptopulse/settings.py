@@ -230,6 +230,12 @@ class StreamSettings(_Section):
     live_redis: bool = Field(default=True, description="mirror counters and publish live events to Redis")
     commit_interval_s: float = Field(default=1.0, gt=0, le=60, description="consumer offset commit interval")
     session_timeout_s: float = Field(default=10.0, ge=6, le=300, description="crashed worker detected after")
+    stall_timeout_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="a source partition backlogged with no progress this long restarts the worker (0: off)",
+    )
     scoring_process: bool = Field(default=True, description="model in a child process (no GIL contention)")
     quality_window_s: int = Field(
         default=300, ge=60, le=86_400, description="data-quality window per source (judged once closed)"

@@ -7,7 +7,7 @@ import sys
 from cryptopulse.logs import configure_logging
 from cryptopulse.settings import get_settings
 from stream_processors.app import create_app
-from stream_processors.liveness import wait_for_previous_session
+from stream_processors.liveness import restart_if_stalled, wait_for_previous_session
 
 
 def main() -> None:
@@ -15,7 +15,11 @@ def main() -> None:
     configure_logging(settings)
     if "worker" in sys.argv[1:]:
         wait_for_previous_session(settings)
-    create_app(settings).main()
+    app = create_app(settings)
+    try:
+        app.main()
+    finally:  # faust stops by SystemExit; a stall (see liveness) restarts the worker instead
+        restart_if_stalled(app.pipeline.stalled)  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

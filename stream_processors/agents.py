@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Awaitable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import faust
@@ -41,7 +41,14 @@ from stream_processors.cleaning import (
 )
 from stream_processors.drift import DriftMonitor
 from stream_processors.live import CounterUpdate, LivePublisher
-from stream_processors.liveness import HEARTBEAT_INTERVAL_S, clear_heartbeat, touch_heartbeat
+from stream_processors.liveness import (
+    HEARTBEAT_INTERVAL_S,
+    StallWatch,
+    clear_heartbeat,
+    request_graceful_stop,
+    stall_restarts,
+    touch_heartbeat,
+)
 from stream_processors.models import ALL_COINS
 from stream_processors.processing import (
     COMPONENT_SCORE,
@@ -113,6 +120,7 @@ class StreamPipeline:
         holder: ModelHolder | None = None,
         tagger: TextTagger | None = None,
         publisher: LivePublisher | None = None,
+        on_stall: Callable[[], None] = request_graceful_stop,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -128,6 +136,10 @@ class StreamPipeline:
         self.holder = holder or ModelHolder(settings.model.uri, loader, registry_resolver(settings))
         self.holder.on_swap.append(self._on_swap)
         self._in_flight: set[str] = set()  # source ids sent for scoring, not yet acked and claimed
+        self.stall_watch: StallWatch[Any] = StallWatch(stream.stall_timeout_s)
+        self.on_stall = on_stall
+        self.stalled = False  # set once a stall made this worker stop (see liveness)
+        m.STALL_RESTARTS.set(stall_restarts())  # the count lives in the environment across restarts
         self.publisher = publisher or LivePublisher(
             settings.redis.dsn, settings.redis.key_prefix, enabled=stream.live_redis
         )
@@ -387,6 +399,18 @@ class StreamPipeline:
 
     # -- timers ------------------------------------------------------------------------
 
+    def _flow_state(self, partitions: Sequence[Any]) -> dict[str, Any]:
+        """faust's flow-control view of ``partitions``, logged with a stall to find its cause."""
+        consumer = self.app.consumer
+        state: dict[str, Any] = {
+            "consumer_flow_active": getattr(consumer, "flow_active", None),
+            "app_flow_active": self.app.flow_control.is_active(),
+        }
+        for name in ("_active_partitions", "_paused_partitions", "_buffered_partitions"):
+            tps = getattr(consumer, name, None) or set()
+            state[name.strip("_")] = [f"{tp.topic}[{tp.partition}]" for tp in partitions if tp in tps]
+        return state
+
     async def poll_model(self) -> None:
         """Hot swap: follow the registry alias without a restart."""
         if self.holder.loaded:
@@ -398,15 +422,23 @@ class StreamPipeline:
         m.MODEL_INFO.labels(new).set(1)
 
     async def update_lag(self) -> None:
-        """Consumer lag per assigned partition: highwater minus the next offset to read."""
+        """Consumer lag per assigned source partition; also feeds the stall watchdog."""
+        observed = self.source_backlog()
+        for tp, (lag, _) in observed.items():
+            m.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+        self.check_stall(observed, time.monotonic())
+
+    def source_backlog(self) -> dict[Any, tuple[int, int | None]]:
+        """``{tp: (lag, read offset)}`` of the assigned raw and clean partitions."""
         consumer = self.app.consumer
         try:
             assignment = consumer.assignment()
             read_offsets = getattr(consumer, "_read_offset", {})
         except Exception as exc:  # not started / rebalancing: try again next tick
             log.debug("lag update skipped", error=str(exc))
-            return
+            return {}
         sources = {*self.raw_topic.topics, *self.clean_topic.topics}
+        observed: dict[Any, tuple[int, int | None]] = {}
         for tp in assignment:
             if tp.topic not in sources:  # changelogs are written, not read, while active
                 continue
@@ -419,7 +451,27 @@ class StreamPipeline:
                 continue
             read = read_offsets.get(tp)
             position = (read + 1) if read is not None else 0
-            m.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+            observed[tp] = (max(0, highwater - position), read)
+        return observed
+
+    def check_stall(self, observed: dict[Any, tuple[int, int | None]], now: float) -> list[Any]:
+        """Stop the worker (to be restarted) when a source partition's backlog has not moved
+        for ``stream.stall_timeout_s``; rebalances, table recovery and model loads are
+        expected pauses and restart the clock."""
+        if self.app.rebalancing or getattr(self.app, "in_recovery", False) or not self.holder.loaded:
+            self.stall_watch.reset()
+            return []
+        stalled = self.stall_watch.update(observed, now)
+        if stalled and not self.stalled:
+            self.stalled = True
+            log.error(
+                "stream stalled: a partition has a backlog and made no progress; restarting the worker",
+                partitions=[f"{tp.topic}[{tp.partition}] lag={observed[tp][0]}" for tp in stalled],
+                timeout_s=self.stall_watch.timeout_s,
+                faust_state=self._flow_state(stalled),
+            )
+            self.on_stall()
+        return stalled
 
     async def quality_timer(self) -> None:
         """Timer body (no parameters: faust passes the app to a timer that takes one)."""

@@ -61,3 +61,7 @@ DRIFT_PSI = Gauge(
     "PSI of live predictions against the model's reference (last closed window)",
     ["model_version", "signal"],
 )
+STALL_RESTARTS = Gauge(
+    "cryptopulse_stream_stall_restarts",
+    "times this worker restarted itself (in place) after a stalled source partition, since it was started",
+)

@@ -18,7 +18,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from cryptopulse.kafka import admin_client, ensure_topics
+from cryptopulse.kafka import delete_prefixed_topics, ensure_topics
 from cryptopulse.platform.manager import Platform
 from cryptopulse.settings import Settings, get_settings, load_settings
 
@@ -31,17 +31,6 @@ def platform() -> Iterator[Settings]:
     manager.up(["kafka", "redis", "mlflow"])
     ensure_topics(settings)
     yield settings
-
-
-def delete_prefixed_topics(settings: Settings) -> None:
-    """Delete every topic under ``settings.kafka.topic_prefix`` (catalog and faust's own),
-    so repeated test runs do not pile up partitions in the local broker."""
-    admin = admin_client(settings)
-    prefix = settings.kafka.topic_prefix + "."
-    names = [name for name in admin.list_topics(timeout=10).topics if name.startswith(prefix)]
-    if names:
-        for future in admin.delete_topics(names, operation_timeout=30).values():
-            future.result(timeout=60)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ def run_worker(settings: Settings, *, loglevel: str | None = None) -> None:
     from faust.worker import Worker
 
     from stream_processors.app import create_app
-    from stream_processors.liveness import wait_for_previous_session
+    from stream_processors.liveness import restart_if_stalled, wait_for_previous_session
 
     configure_logging(settings)
     wait_for_previous_session(settings)
@@ -26,7 +26,10 @@ def run_worker(settings: Settings, *, loglevel: str | None = None) -> None:
         override_logging=False,  # keep CryptoPulse's structured logging
         quiet=True,  # no faust banner on stdout
     )
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:  # faust stops by SystemExit; a stall (see liveness) restarts the worker instead
+        restart_if_stalled(app.pipeline.stalled)  # type: ignore[attr-defined]
 
 
 def register(app: typer.Typer) -> None:

@@ -21,13 +21,12 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from cryptopulse.kafka import ensure_topics
+from cryptopulse.kafka import delete_prefixed_topics, ensure_topics
 from cryptopulse.platform.manager import Platform
 from cryptopulse.platform.pipeline import ApiService, SparkStreamingService, StreamWorkerService
 from cryptopulse.settings import Settings, load_settings
 from schemas.events import DeadLetter, ScoredPost
 from schemas.topics import DEAD_LETTER, RAW_NEWS, RAW_REDDIT, SCORED_POSTS
-from tests.conftest import delete_prefixed_topics
 from tests.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

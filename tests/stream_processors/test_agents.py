@@ -183,3 +183,31 @@ def test_score_agent_feeds_the_drift_monitor(harness: Harness) -> None:
     assert sorted(a["source_id"].split(":")[1] for a in alerts) == ["confidence", "labels"]
     assert all(a["kind"] == "model_drift" and ":fake/7:" in a["source_id"] for a in alerts)
     assert len(raised) == 2
+
+
+def test_stalled_source_partition_stops_the_worker_once(tmp_path: Path) -> None:
+    """The lag timer's backlog feeds the stall watchdog; expected pauses never count."""
+    from faust.types import TP
+
+    stops: list[str] = []
+    settings = load_settings(home=tmp_path, kafka={"topic_prefix": "ts"}, stream={"stall_timeout_s": 30})
+    runtime = FakeRuntime("fake/1")
+    holder = ModelHolder("fake", lambda uri: runtime)
+    app = create_app(settings, holder=holder, on_stall=lambda: stops.append("stop"))
+    pipeline = app.pipeline  # type: ignore[attr-defined]
+    clean_tp = TP("ts.clean.posts", 0)
+    backlog = {clean_tp: (1200, None)}
+
+    assert pipeline.check_stall(backlog, now=0.0) == []  # model not loaded yet: waiting is expected
+    assert pipeline.check_stall(backlog, now=100.0) == []
+    asyncio.run(holder.load())
+    assert pipeline.check_stall(backlog, now=100.0) == []
+    app.rebalancing = True  # a rebalance pauses every partition: the clock restarts
+    assert pipeline.check_stall(backlog, now=131.0) == []
+    app.rebalancing = False
+    assert pipeline.check_stall(backlog, now=131.0) == []
+    assert pipeline.check_stall(backlog, now=160.0) == []
+    assert pipeline.check_stall(backlog, now=161.0) == [clean_tp]
+    assert stops == ["stop"] and pipeline.stalled
+    assert pipeline.check_stall(backlog, now=200.0) == [clean_tp]
+    assert stops == ["stop"]  # asked once; the worker is already stopping

@@ -1,8 +1,10 @@
-"""Crash-restart guard: wait out a crashed predecessor's group session, never a clean one's."""
+"""Crash-restart guard (wait out a crashed predecessor's session, never a clean one's) and the
+stall watchdog (a backlog that does not move restarts the worker)."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +12,12 @@ import pytest
 from cryptopulse.settings import load_settings
 from stream_processors.liveness import (
     HEARTBEAT_INTERVAL_S,
+    STALL_RESTARTS_ENV,
+    StallWatch,
     clear_heartbeat,
     heartbeat_file,
+    restart_if_stalled,
+    stall_restarts,
     touch_heartbeat,
     wait_for_previous_session,
 )
@@ -46,3 +52,41 @@ def test_heartbeats_are_per_worker_port(tmp_path: Path) -> None:
     assert wait_for_previous_session(second, sleep=slept.append) == 0.0 and not slept
     os.utime(heartbeat_file(first), (0, 0))  # a heartbeat from 1970: stale
     assert wait_for_previous_session(first, sleep=slept.append) == 0.0
+
+
+def test_stall_watch_flags_only_a_backlog_that_does_not_move() -> None:
+    watch: StallWatch[str] = StallWatch(timeout_s=60)
+    assert watch.update({"clean-0": (500, None), "raw-0": (0, 41)}, now=0) == []
+    assert watch.update({"clean-0": (500, None), "raw-0": (0, 41)}, now=59) == []
+    assert watch.update({"clean-0": (800, None), "raw-0": (0, 99)}, now=60) == ["clean-0"]
+    # progress restarts the clock; a partition without backlog is never stalled
+    assert watch.update({"clean-0": (700, 100), "raw-0": (0, 99)}, now=61) == []
+    assert watch.update({"clean-0": (700, 150), "raw-0": (0, 99)}, now=130) == []
+    assert watch.update({"clean-0": (900, 150)}, now=189) == []
+    assert watch.update({"clean-0": (900, 150)}, now=190) == ["clean-0"]
+    # caught up, then a new backlog: a fresh clock
+    assert watch.update({"clean-0": (0, 900)}, now=191) == []
+    assert watch.update({"clean-0": (5, 900)}, now=200) == []
+    # expected pauses (rebalance, model load) reset every clock
+    watch.reset()
+    assert watch.update({"clean-0": (5, 900)}, now=259) == []
+    assert watch.update({"clean-0": (5, 900)}, now=320) == ["clean-0"]
+
+
+def test_stall_watch_off_at_zero() -> None:
+    watch: StallWatch[str] = StallWatch(timeout_s=0)
+    assert watch.update({"clean-0": (5, None)}, now=0) == []
+    assert watch.update({"clean-0": (5, None)}, now=10_000) == []
+
+
+def test_a_stalled_worker_replaces_itself_with_the_same_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, list[str]]] = []
+    monkeypatch.delenv(STALL_RESTARTS_ENV, raising=False)
+    restart_if_stalled(False, execv=lambda path, argv: calls.append((path, argv)))
+    assert calls == []  # stopped for any other reason: nothing happens
+
+    restart_if_stalled(True, execv=lambda path, argv: calls.append((path, argv)))
+    restart_if_stalled(True, execv=lambda path, argv: calls.append((path, argv)))
+    assert calls == [(sys.executable, list(sys.orig_argv))] * 2
+    assert os.environ[STALL_RESTARTS_ENV] == "2"  # counted across the restarts (inherited)
+    assert stall_restarts() == 2  # what the restarted worker reports as a gauge
