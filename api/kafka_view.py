@@ -21,7 +21,7 @@ from api.models import (
     TopicMessagesResponse,
     TopicsResponse,
 )
-from cryptopulse.kafka import admin_client, topic_watermarks, viewer_consumer
+from cryptopulse.kafka import admin_client, decode_key, tail_offsets, topic_watermarks, viewer_consumer
 from cryptopulse.settings import Settings
 
 
@@ -127,14 +127,9 @@ def latest_messages(
     consumer = _consumer(settings, timeout_s)
     messages: list[TopicMessage] = []
     try:
-        assignments = []
-        remaining = 0
-        for pid in sorted(metadata.topics[topic].partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, pid), timeout=timeout_s)
-            start = max(low, high - limit)
-            if high > start:
-                assignments.append(TopicPartition(topic, pid, start))
-                remaining += high - start
+        tails = tail_offsets(consumer, topic, metadata.topics[topic].partitions, limit, timeout_s=timeout_s)
+        assignments = [tp for tp, high in tails if high > tp.offset]
+        remaining = sum(high - tp.offset for tp, high in tails)
         if assignments:
             consumer.assign(assignments)
             deadline = datetime.now(UTC).timestamp() + timeout_s
@@ -144,14 +139,13 @@ def latest_messages(
                         continue
                     remaining -= 1
                     ts_type, ts = msg.timestamp()
-                    key = msg.key()
                     value = msg.value() or b""
                     messages.append(
                         TopicMessage(
                             partition=msg.partition() or 0,
                             offset=msg.offset() or 0,
                             timestamp=datetime.fromtimestamp(ts / 1000, UTC) if ts_type and ts > 0 else None,
-                            key=key.decode("utf-8", "replace") if isinstance(key, bytes) else key,
+                            key=decode_key(msg.key()),
                             value=value.decode("utf-8", "replace")[:4000]
                             if isinstance(value, bytes)
                             else str(value),

@@ -74,6 +74,26 @@ def viewer_consumer(settings: Settings, purpose: str, *, timeout_s: float = 5.0)
     )
 
 
+def tail_offsets(
+    consumer: Consumer, topic: str, partitions: Iterable[int], last: int | None, *, timeout_s: float = 5.0
+) -> list[tuple[TopicPartition, int]]:
+    """Per partition, where to start reading to get its last ``last`` records (every record
+    when ``last`` is None), with the partition's end offset."""
+    tails = []
+    for pid in sorted(partitions):
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, pid), timeout=timeout_s)
+        start = low if last is None else max(low, high - max(0, last))
+        tails.append((TopicPartition(topic, pid, start), high))
+    return tails
+
+
+def decode_key(key: object) -> str | None:
+    """A record key as text (keys are UTF-8 ids here; undecodable bytes are replaced)."""
+    if key is None:
+        return None
+    return key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+
+
 @dataclass(frozen=True)
 class Received:
     """One record read by :func:`follow_topic`: the decoded event, or why it could not be."""
@@ -106,12 +126,11 @@ def follow_topic(
         raise LookupError(f"topic {name} does not exist on {settings.kafka.bootstrap}")
     consumer = viewer_consumer(settings, "subscribe", timeout_s=timeout_s)
     try:
-        assignments = []
-        for pid in sorted(metadata.topics[name].partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(name, pid), timeout=timeout_s)
-            offset = low if start == "beginning" else max(low, high - max(0, last))
-            assignments.append(TopicPartition(name, pid, offset))
-        consumer.assign(assignments)
+        partitions = metadata.topics[name].partitions
+        from_last = None if start == "beginning" else last
+        consumer.assign(
+            [tp for tp, _ in tail_offsets(consumer, name, partitions, from_last, timeout_s=timeout_s)]
+        )
         while not stop():
             msg = consumer.poll(0.2)
             if msg is None:
@@ -119,8 +138,7 @@ def follow_topic(
             if msg.error():
                 log.warning("kafka error while following %s: %s", name, msg.error())
                 continue
-            raw_key = msg.key()
-            key = raw_key.decode("utf-8", "replace") if isinstance(raw_key, bytes) else raw_key
+            key = decode_key(msg.key())
             try:
                 event, error = spec.decode(msg.value() or b""), None
             except ValueError as exc:

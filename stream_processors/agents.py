@@ -28,6 +28,7 @@ import structlog
 from faust.streams import _current_event  # set per event when updating tables from a batch
 from faust.types import EventT
 
+from cryptopulse.kafka import decode_key
 from cryptopulse.settings import Settings
 from schemas.events import Alert, CleanPost, DeadLetter, ScoredPost, ValidationError
 from schemas.topics import ALERTS, CLEAN_POSTS, DEAD_LETTER, RAW_NEWS, RAW_REDDIT, SCORED_POSTS
@@ -86,8 +87,7 @@ async def _never_fail(check: Awaitable[Any], what: str) -> None:
 
 def _origin(event: EventT) -> Origin:
     msg = event.message
-    key = msg.key.decode("utf-8", "replace") if isinstance(msg.key, bytes) else msg.key
-    return Origin(msg.topic, msg.partition, msg.offset, key)
+    return Origin(msg.topic, msg.partition, msg.offset, decode_key(msg.key))
 
 
 class WindowedDedup:
