@@ -28,7 +28,7 @@ import structlog
 from faust.streams import _current_event  # set per event when updating tables from a batch
 from faust.types import EventT
 
-from cryptopulse.kafka import decode_key
+from cryptopulse.kafka import broker_ready, decode_key
 from cryptopulse.settings import Settings
 from schemas.events import Alert, CleanPost, DeadLetter, ScoredPost, ValidationError
 from schemas.topics import ALERTS, CLEAN_POSTS, DEAD_LETTER, RAW_NEWS, RAW_REDDIT, SCORED_POSTS
@@ -121,6 +121,7 @@ class StreamPipeline:
         tagger: TextTagger | None = None,
         publisher: LivePublisher | None = None,
         on_stall: Callable[[], None] = request_graceful_stop,
+        broker_up: Callable[[], bool] | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -138,6 +139,7 @@ class StreamPipeline:
         self._in_flight: set[str] = set()  # source ids sent for scoring, not yet acked and claimed
         self.stall_watch: StallWatch[Any] = StallWatch(stream.stall_timeout_s)
         self.on_stall = on_stall
+        self.broker_up = broker_up or (lambda: broker_ready(settings, timeout_s=3.0))
         self.stalled = False  # set once a stall made this worker stop (see liveness)
         m.STALL_RESTARTS.set(stall_restarts())  # the count lives in the environment across restarts
         self.publisher = publisher or LivePublisher(
@@ -426,7 +428,7 @@ class StreamPipeline:
         observed = self.source_backlog()
         for tp, (lag, _) in observed.items():
             m.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
-        self.check_stall(observed, time.monotonic())
+        await self.check_stall(observed, time.monotonic())
 
     def source_backlog(self) -> dict[Any, tuple[int, int | None]]:
         """``{tp: (lag, read offset)}`` of the assigned raw and clean partitions."""
@@ -454,14 +456,19 @@ class StreamPipeline:
             observed[tp] = (max(0, highwater - position), read)
         return observed
 
-    def check_stall(self, observed: dict[Any, tuple[int, int | None]], now: float) -> list[Any]:
+    async def check_stall(self, observed: dict[Any, tuple[int, int | None]], now: float) -> list[Any]:
         """Stop the worker (to be restarted) when a source partition's backlog has not moved
-        for ``stream.stall_timeout_s``; rebalances, table recovery and model loads are
-        expected pauses and restart the clock."""
+        for ``stream.stall_timeout_s``. Rebalances, table recovery, a model still loading
+        and an unreachable broker are expected pauses (the consumer resumes by itself once
+        they end): they restart the clock."""
         if self.app.rebalancing or getattr(self.app, "in_recovery", False) or not self.holder.loaded:
             self.stall_watch.reset()
             return []
         stalled = self.stall_watch.update(observed, now)
+        if stalled and not self.stalled and not await asyncio.to_thread(self.broker_up):
+            log.warning("source partitions wait while the broker does not answer", timeout_s=3)
+            self.stall_watch.reset()
+            return []
         if stalled and not self.stalled:
             self.stalled = True
             log.error(

@@ -190,24 +190,34 @@ def test_stalled_source_partition_stops_the_worker_once(tmp_path: Path) -> None:
     from faust.types import TP
 
     stops: list[str] = []
+    broker = {"up": True}
     settings = load_settings(home=tmp_path, kafka={"topic_prefix": "ts"}, stream={"stall_timeout_s": 30})
     runtime = FakeRuntime("fake/1")
     holder = ModelHolder("fake", lambda uri: runtime)
-    app = create_app(settings, holder=holder, on_stall=lambda: stops.append("stop"))
+    app = create_app(
+        settings, holder=holder, on_stall=lambda: stops.append("stop"), broker_up=lambda: broker["up"]
+    )
     pipeline = app.pipeline  # type: ignore[attr-defined]
     clean_tp = TP("ts.clean.posts", 0)
     backlog = {clean_tp: (1200, None)}
 
-    assert pipeline.check_stall(backlog, now=0.0) == []  # model not loaded yet: waiting is expected
-    assert pipeline.check_stall(backlog, now=100.0) == []
+    def check(now: float) -> list[Any]:
+        return list(asyncio.run(pipeline.check_stall(backlog, now)))
+
+    assert check(0.0) == []  # model not loaded yet: waiting is expected
+    assert check(100.0) == []
     asyncio.run(holder.load())
-    assert pipeline.check_stall(backlog, now=100.0) == []
+    assert check(100.0) == []
     app.rebalancing = True  # a rebalance pauses every partition: the clock restarts
-    assert pipeline.check_stall(backlog, now=131.0) == []
+    assert check(131.0) == []
     app.rebalancing = False
-    assert pipeline.check_stall(backlog, now=131.0) == []
-    assert pipeline.check_stall(backlog, now=160.0) == []
-    assert pipeline.check_stall(backlog, now=161.0) == [clean_tp]
+    assert check(131.0) == []
+    broker["up"] = False  # a broker outage is not a stall: the consumer resumes by itself
+    assert check(161.0) == [] and not stops
+    broker["up"] = True
+    assert check(161.0) == []
+    assert check(190.0) == []
+    assert check(191.0) == [clean_tp]
     assert stops == ["stop"] and pipeline.stalled
-    assert pipeline.check_stall(backlog, now=200.0) == [clean_tp]
+    assert check(200.0) == [clean_tp]
     assert stops == ["stop"]  # asked once; the worker is already stopping
