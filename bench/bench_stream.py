@@ -100,6 +100,7 @@ def run_rate(
     sent: list[str] = []
     producer = EventProducer(settings, component="bench", **{"linger.ms": 2})
     tick = 0.01
+    started_epoch = time.time()
     started = time.perf_counter()
     next_tick = started
     i = 0
@@ -129,10 +130,13 @@ def run_rate(
             scored_latencies.append(scored - ingest)
             wanted.discard(sid)
     p99 = pct(latencies, 0.99)
+    last_at = max((reader.received_at[sid] for sid in sent if sid in reader.received_at), default=None)
     return {
         "rate": rate,
         "sent": len(sent),
         "achieved_in_rate": round(len(sent) / produce_s, 1),
+        # events scored per second from the first send to the last scored record
+        "scored_per_s": round(len(latencies) / (last_at - started_epoch), 1) if last_at else 0.0,
         "received": len(latencies),
         "missing": len(missing),
         "drain_s": round(finished - produce_s, 2),
@@ -260,13 +264,13 @@ def main() -> None:
     held = [r["rate"] for r in results if r["holds"]]
     print(
         "\n| target (ev/s) | sent | received | p50 (s) | p95 (s) | p99 (s) | max (s) "
-        "| worker CPU ms/ev | broker CPU ms/ev | load avg | holds | p99 of each run (s) |"
+        "| scored/s | worker CPU ms/ev | broker CPU ms/ev | load avg | holds | p99 of each run (s) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---|")
     for r in results:
         print(
             f"| {r['rate']} | {r['sent']} | {r['received']} | {r['p50_s']} | {r['p95_s']} | "
-            f"{r['p99_s']} | {r['max_s']} | {r['worker_cpu_ms_per_event']} | "
+            f"{r['p99_s']} | {r['max_s']} | {r['scored_per_s']} | {r['worker_cpu_ms_per_event']} | "
             f"{r['broker_cpu_ms_per_event']} | {r['loadavg_1m']} | {'yes' if r['holds'] else 'no'} | "
             f"{', '.join(str(p) for p in r['p99_s_all'])} |"
         )
