@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from typing import Any
 
 import faust
@@ -138,6 +138,7 @@ class StreamPipeline:
         self.holder.on_swap.append(self._on_swap)
         self._in_flight: set[str] = set()  # source ids sent for scoring, not yet acked and claimed
         self.stall_watch: StallWatch[Any] = StallWatch(stream.stall_timeout_s)
+        self._taken = {"clean": 0, "score": 0}  # records each agent has taken from its stream
         self.on_stall = on_stall
         self.broker_up = broker_up or (lambda: broker_ready(settings, timeout_s=3.0))
         self.stalled = False  # set once a stall made this worker stop (see liveness)
@@ -203,6 +204,7 @@ class StreamPipeline:
 
     async def clean_one(self, event: EventT) -> None:
         m.EVENTS_IN.labels("clean").inc()
+        self._taken["clean"] += 1
         origin = _origin(event)
         payload = event.value if isinstance(event.value, bytes) else str(event.value).encode()
         started = time.perf_counter()
@@ -283,6 +285,7 @@ class StreamPipeline:
         ``previous`` batch's is awaited first, so batches finish in order.
         """
         m.EVENTS_IN.labels("score").inc(len(events))
+        self._taken["score"] += len(events)
         posts: list[CleanPost] = []
         event_of: dict[str, EventT] = {}
         pending: list[Any] = []
@@ -430,8 +433,12 @@ class StreamPipeline:
             m.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
         await self.check_stall(observed, time.monotonic())
 
-    def source_backlog(self) -> dict[Any, tuple[int, int | None]]:
-        """``{tp: (lag, read offset)}`` of the assigned raw and clean partitions."""
+    def source_backlog(self) -> dict[Any, tuple[int, Hashable]]:
+        """``{tp: (lag, progress)}`` of the assigned raw and clean partitions.
+
+        Progress is the partition's read offset and the count of records its agent has
+        taken: an agent working through a full buffer (reads paused) is slow, not stalled.
+        """
         consumer = self.app.consumer
         try:
             assignment = consumer.assignment()
@@ -440,7 +447,7 @@ class StreamPipeline:
             log.debug("lag update skipped", error=str(exc))
             return {}
         sources = {*self.raw_topic.topics, *self.clean_topic.topics}
-        observed: dict[Any, tuple[int, int | None]] = {}
+        observed: dict[Any, tuple[int, Hashable]] = {}
         for tp in assignment:
             if tp.topic not in sources:  # changelogs are written, not read, while active
                 continue
@@ -453,10 +460,11 @@ class StreamPipeline:
                 continue
             read = read_offsets.get(tp)
             position = (read + 1) if read is not None else 0
-            observed[tp] = (max(0, highwater - position), read)
+            agent = "score" if tp.topic in self.clean_topic.topics else "clean"
+            observed[tp] = (max(0, highwater - position), (read, self._taken[agent]))
         return observed
 
-    async def check_stall(self, observed: dict[Any, tuple[int, int | None]], now: float) -> list[Any]:
+    async def check_stall(self, observed: dict[Any, tuple[int, Hashable]], now: float) -> list[Any]:
         """Stop the worker (to be restarted) when a source partition's backlog has not moved
         for ``stream.stall_timeout_s``. Rebalances, table recovery, a model still loading
         and an unreachable broker are expected pauses (the consumer resumes by itself once

@@ -85,30 +85,30 @@ Partition = TypeVar("Partition", bound=Hashable)
 class StallWatch(Generic[Partition]):
     """Source partitions that have had a backlog and no progress for ``timeout_s``.
 
-    ``update`` takes, per assigned partition, its lag and the position the worker has
-    read up to. A partition's clock starts when it shows a backlog and restarts whenever
-    its position moves; a partition without a backlog, or no longer assigned, is
+    ``update`` takes, per assigned partition, its lag and a progress marker (what the
+    worker has read and processed). A partition's clock starts when it shows a backlog
+    and restarts whenever its marker changes; a partition without a backlog, or no longer assigned, is
     forgotten. ``reset`` restarts every clock (rebalances and model loads are expected
     pauses, not stalls).
     """
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
-        self._waiting: dict[Partition, tuple[int | None, float]] = {}  # tp -> (position, since)
+        self._waiting: dict[Partition, tuple[Hashable, float]] = {}  # tp -> (progress, since)
 
     def reset(self) -> None:
         self._waiting.clear()
 
-    def update(self, observed: Mapping[Partition, tuple[int, int | None]], now: float) -> list[Partition]:
-        """Partitions stalled for ``timeout_s`` or more, given ``{tp: (lag, position)}``."""
+    def update(self, observed: Mapping[Partition, tuple[int, Hashable]], now: float) -> list[Partition]:
+        """Partitions stalled for ``timeout_s`` or more, given ``{tp: (lag, progress)}``."""
         if self.timeout_s <= 0:
             return []
-        waiting: dict[Partition, tuple[int | None, float]] = {}
-        for tp, (lag, position) in observed.items():
+        waiting: dict[Partition, tuple[Hashable, float]] = {}
+        for tp, (lag, progress) in observed.items():
             if lag <= 0:
                 continue
             previous = self._waiting.get(tp)
-            waiting[tp] = previous if previous is not None and previous[0] == position else (position, now)
+            waiting[tp] = previous if previous is not None and previous[0] == progress else (progress, now)
         self._waiting = waiting
         return [tp for tp, (_, since) in waiting.items() if now - since >= self.timeout_s]
 

@@ -221,3 +221,31 @@ def test_stalled_source_partition_stops_the_worker_once(tmp_path: Path) -> None:
     assert stops == ["stop"] and pipeline.stalled
     assert check(200.0) == [clean_tp]
     assert stops == ["stop"]  # asked once; the worker is already stopping
+
+
+def test_backlog_progress_counts_reads_and_records_taken(tmp_path: Path) -> None:
+    """A partition whose reads are paused while its agent works through a full buffer is
+    slow, not stalled: the progress marker moves with the records the agent takes."""
+    from faust.types import TP
+
+    settings = load_settings(home=tmp_path, kafka={"topic_prefix": "tb"})
+    app = create_app(settings, holder=ModelHolder("fake", lambda uri: FakeRuntime()))
+    pipeline = app.pipeline  # type: ignore[attr-defined]
+    clean_tp, raw_tp, changelog_tp = TP("tb.clean.posts", 1), TP("tb.raw.reddit", 0), TP("tb.x-changelog", 0)
+
+    class FakeConsumer:
+        def __init__(self) -> None:
+            self._read_offset = {clean_tp: 9, raw_tp: 99}
+
+        def assignment(self) -> set[TP]:
+            return {clean_tp, raw_tp, changelog_tp}
+
+        def highwater(self, tp: TP) -> int:
+            return 1000 if tp == clean_tp else 100
+
+    app.consumer = FakeConsumer()  # type: ignore[assignment]
+    before = pipeline.source_backlog()
+    assert before == {clean_tp: (990, (9, 0)), raw_tp: (0, (99, 0))}  # changelogs are not sources
+    pipeline._taken["score"] += 16  # the score agent took a batch; reads did not move
+    after = pipeline.source_backlog()
+    assert after[clean_tp][0] == 990 and after[clean_tp][1] != before[clean_tp][1]
