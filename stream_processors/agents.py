@@ -8,11 +8,12 @@ Two agents, each a faust consumer of one stage:
   the shared :class:`scoring.runtime.SentimentRuntime`, per-coin tumbling-window
   counters (1 and 5 minutes) mirrored to Redis, and live pub/sub.
 
-Delivery is at-least-once (see docs/stream-processing.md): offsets are committed
-only after the producer is flushed, so a crash replays, never skips. The score
-agent waits for the broker's ack of a batch's scored records before it records
-their ids in the ``scored`` table, so a replayed id found there is known to be
-delivered already and is skipped: no second scoring and no double counting.
+Delivery is at-least-once (see docs/stream-processing.md): every output is handed to
+the producer before its input event is acked (never as a faust attachment, see
+``_send_now``) and offsets are committed only after the producer is flushed, so a crash
+replays, never skips. The score agent waits for the broker's ack of a batch's scored
+records before it records their ids in the ``scored`` table, so a replayed id found there
+is known to be delivered already and is skipped: no second scoring and no double counting.
 """
 
 from __future__ import annotations
@@ -83,6 +84,20 @@ async def _never_fail(check: Awaitable[Any], what: str) -> None:
         await check
     except Exception as exc:
         log.error(f"{what} failed", error=f"{type(exc).__name__}: {exc}")
+
+
+async def _send_now(topic: faust.TopicT, key: str, value: bytes) -> Awaitable[Any]:
+    """Hand a record to the producer now; the returned future resolves on the broker's ack.
+
+    Never as a faust "attachment" (``force=True``): faust would hold an attached record
+    until it commits the offset of the event that was current when it was sent, and the
+    score agent's records come from events of several partitions. A commit of another
+    partition's offsets could then run before the record was published, and a crash right
+    after it would lose the record (seen in the kill test under CPU load). Sent at once,
+    every output is with the producer before its input event is acked, and faust flushes
+    the producer before it commits offsets: a committed offset implies delivered outputs.
+    """
+    return await topic.send(key=key.encode(), value=value, force=True)
 
 
 def _origin(event: EventT) -> Origin:
@@ -220,7 +235,7 @@ class StreamPipeline:
         source = self._source_of.get(origin.topic, origin.topic)
         if isinstance(outcome, CleanPost):
             self.quality.record(source, None, outcome.flags, now=time.time())
-            await self.clean_topic.send(key=outcome.source_id.encode(), value=outcome.to_json())
+            await _send_now(self.clean_topic, outcome.source_id, outcome.to_json())
             m.EVENTS_OUT.labels("clean", "clean").inc()
         else:
             self.quality.record(source, outcome.reason, now=time.time())
@@ -238,7 +253,7 @@ class StreamPipeline:
             partition=record.original_partition,
             offset=record.original_offset,
         )
-        return await self.dead_letter_topic.send(key=record.source_id.encode(), value=record.to_json())
+        return await _send_now(self.dead_letter_topic, record.source_id, record.to_json())
 
     # -- score -------------------------------------------------------------------------
 
@@ -339,9 +354,7 @@ class StreamPipeline:
         m.BATCH_SIZE.observe(len(posts))
         m.INFERENCE.observe(result.inference_s)
         for scored in result.scored:
-            pending.append(
-                await self.scored_topic.send(key=scored.source_id.encode(), value=scored.to_json())
-            )
+            pending.append(await _send_now(self.scored_topic, scored.source_id, scored.to_json()))
         for post, reason in result.failed:
             record = dead_letter(
                 post.to_json(),
@@ -545,8 +558,8 @@ class StreamPipeline:
         with the same ``source_id`` rather than remembering one never published."""
         if await self.publisher.alert_raised(alert):
             return False
-        key = (ALERTS.key_of(alert) or alert.source_id).encode()
-        await (await self.alerts_topic.send(key=key, value=alert.to_json()))
+        key = ALERTS.key_of(alert) or alert.source_id
+        await (await _send_now(self.alerts_topic, key, alert.to_json()))
         await self.publisher.record_alert(alert)
         m.ALERTS_RAISED.labels(alert.kind, alert.source_id.split(":")[1]).inc()
         log.warning("alert raised", kind=alert.kind, source_id=alert.source_id, message=alert.message)

@@ -17,8 +17,9 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
+from cryptopulse.kafka import tail_offsets, viewer_consumer
 from cryptopulse.settings import Settings
-from schemas.topics import DEAD_LETTER, SCORED_POSTS
+from schemas.topics import CLEAN_POSTS, DEAD_LETTER, SCORED_POSTS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -164,3 +165,49 @@ class OutputReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+Record = tuple[int, int, bytes | None, bytes]  # partition, offset, key, value
+
+
+def read_all(settings: Settings, topic: str, timeout_s: float = 10.0) -> list[Record]:
+    """Every record of a topic: ``(partition, offset, key, value)``."""
+    consumer = viewer_consumer(settings, "trace", timeout_s=timeout_s)
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s)
+        if topic not in metadata.topics or metadata.topics[topic].error is not None:
+            return []
+        tails = tail_offsets(consumer, topic, metadata.topics[topic].partitions, None, timeout_s=timeout_s)
+        consumer.assign([tp for tp, _ in tails])
+        remaining = sum(high - tp.offset for tp, high in tails)
+        records: list[Record] = []
+        deadline = time.monotonic() + timeout_s
+        while remaining > 0 and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=500, timeout=0.5):
+                if msg.error():
+                    continue
+                remaining -= 1
+                records.append((msg.partition() or 0, msg.offset() or 0, msg.key(), msg.value() or b""))
+        return records
+    finally:
+        consumer.close()
+
+
+def trace_ids(settings: Settings, ids: Iterable[str], group: str) -> str:
+    """Where records went: for each id, its clean.posts positions, scored.posts positions and
+    whether the worker's ``scored`` changelog claims it (to explain a failed no-loss check)."""
+    wanted = sorted(ids)[:10]
+    clean = read_all(settings, CLEAN_POSTS.name(settings))
+    scored = read_all(settings, SCORED_POSTS.name(settings))
+    changelog = read_all(settings, f"{group}-scored-changelog")
+    lines = [
+        f"clean.posts {len(clean)} records, scored.posts {len(scored)}, scored changelog {len(changelog)}"
+    ]
+    for sid in wanted:
+        needle = sid.encode()
+        lines.append(
+            f"{sid}: clean at {[(p, o) for p, o, k, _ in clean if k == needle]}, "
+            f"scored at {[(p, o) for p, o, k, _ in scored if k == needle]}, "
+            f"claims {[(p, o, v[:60]) for p, o, k, v in changelog if k is not None and needle in k]}"
+        )
+    return "\n".join(lines)

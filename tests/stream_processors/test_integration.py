@@ -23,8 +23,9 @@ from cryptopulse.kafka import EventProducer
 from cryptopulse.settings import Settings, load_settings
 from schemas.events import NewsArticle, RedditComment, RedditPost
 from schemas.topics import RAW_NEWS, RAW_REDDIT
+from stream_processors.app import group_id
 from tests.ports import free_port
-from tests.stream_processors.harness import OutputReader, WorkerProcess, worker_env
+from tests.stream_processors.harness import OutputReader, WorkerProcess, trace_ids, worker_env
 from tests.stream_processors.model_fixture import move_champion, register_versions, tiny_model_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -274,7 +275,8 @@ def test_sigkill_midstream_loses_nothing(
             missing = reader.wait_for(expected, timeout_s=180)
         watchdog_restarts = worker.tail(1_000_000).count("restarting the stalled worker")
         print(f"stalls after the restart: fixed by the watchdog {watchdog_restarts}, by the test {stalls}")
-        assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}; log: {worker.tail()}"
+        trace = trace_ids(settings, missing, group_id(settings)) if missing else ""
+        assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}\n{trace}\nlog: {worker.tail()}"
         time.sleep(3)
         reader.poll()
     finally:
