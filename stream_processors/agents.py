@@ -93,7 +93,7 @@ async def _send_now(topic: faust.TopicT, key: str, value: bytes) -> Awaitable[An
     until it commits the offset of the event that was current when it was sent, and the
     score agent's records come from events of several partitions. A commit of another
     partition's offsets could then run before the record was published, and a crash right
-    after it would lose the record (seen in the kill test under CPU load). Sent at once,
+    after it would lose the record. Sent at once,
     every output is with the producer before its input event is acked, and faust flushes
     the producer before it commits offsets: a committed offset implies delivered outputs.
     """
