@@ -8,10 +8,10 @@ Two agents, each a faust consumer of one stage:
   the shared :class:`scoring.runtime.SentimentRuntime`, per-coin tumbling-window
   counters (1 and 5 minutes) mirrored to Redis, and live pub/sub.
 
-Delivery is at-least-once (see docs/stream-processing.md): every output is handed to
-the producer before its input event is acked (never as a faust attachment, see
-``_send_now``) and offsets are committed only after the producer is flushed, so a crash
-replays, never skips. The score agent waits for the broker's ack of a batch's scored
+Delivery is at-least-once (see docs/stream-processing.md): every output is attached to
+its own input event's offset (see ``_send_now``), and faust publishes attached records and
+waits for their acks before it commits an offset, so a crash replays, never skips. The
+score agent waits for the broker's ack of a batch's scored
 records before it records their ids in the ``scored`` table, so a replayed id found there
 is known to be delivered already and is skipped: no second scoring and no double counting.
 """
@@ -87,17 +87,15 @@ async def _never_fail(check: Awaitable[Any], what: str) -> None:
 
 
 async def _send_now(topic: faust.TopicT, key: str, value: bytes) -> Awaitable[Any]:
-    """Hand a record to the producer now; the returned future resolves on the broker's ack.
+    """Send a record; the returned future resolves on the broker's ack.
 
-    Never as a faust "attachment" (``force=True``): faust would hold an attached record
-    until it commits the offset of the event that was current when it was sent, and the
-    score agent's records come from events of several partitions. A commit of another
-    partition's offsets could then run before the record was published, and a crash right
-    after it would lose the record. Sent at once,
-    every output is with the producer before its input event is acked, and faust flushes
-    the producer before it commits offsets: a committed offset implies delivered outputs.
+    Sent while an event is current, faust attaches the record to that event's offset and
+    publishes it, and waits for the ack, before it commits that offset. So the agents make
+    each output's own input event current before sending it (``_use_event``): a batch's
+    records must not all hang on the last event's partition while another partition's
+    offsets are committed.
     """
-    return await topic.send(key=key.encode(), value=value, force=True)
+    return await topic.send(key=key.encode(), value=value)
 
 
 def _origin(event: EventT) -> Origin:
@@ -309,6 +307,7 @@ class StreamPipeline:
             try:
                 post = CleanPost.from_json(payload)
             except ValidationError as exc:
+                _use_event(event)
                 record = dead_letter(
                     payload,
                     _origin(event),
@@ -354,8 +353,10 @@ class StreamPipeline:
         m.BATCH_SIZE.observe(len(posts))
         m.INFERENCE.observe(result.inference_s)
         for scored in result.scored:
+            _use_event(event_of[scored.source_id])  # attach to its own input offset (_send_now)
             pending.append(await _send_now(self.scored_topic, scored.source_id, scored.to_json()))
         for post, reason in result.failed:
+            _use_event(event_of[post.source_id])
             record = dead_letter(
                 post.to_json(),
                 _origin(event_of[post.source_id]),

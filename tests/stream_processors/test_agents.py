@@ -34,7 +34,6 @@ class Harness:
         self.app = create_app(settings, holder=ModelHolder("fake", lambda uri: self.runtime))
         self.pipeline = self.app.pipeline  # type: ignore[attr-defined]
         self.sent: list[tuple[str, dict[str, Any]]] = []
-        self.attachable: list[str] = []  # sends faust could have held as attachments
         outputs = (
             self.pipeline.clean_topic,
             self.pipeline.scored_topic,
@@ -48,8 +47,7 @@ class Harness:
         async def send(key: bytes | None = None, value: bytes | None = None, **kwargs: Any) -> Any:
             assert value is not None
             self.sent.append((name.split(".", 1)[1], json.loads(value)))
-            if not kwargs.get("force"):
-                self.attachable.append(name)
+
             done = asyncio.get_running_loop().create_future()
             done.set_result(None)
             return done
@@ -96,7 +94,6 @@ def test_clean_agent_one_outcome_each(harness: Harness) -> None:
 
     asyncio.run(scenario())
     assert [r["source_id"] for r in harness.outputs("clean.posts")] == ["t3_a"]
-    assert not harness.attachable
     dead = {r["reason"]: r for r in harness.outputs("deadletter")}
     assert set(dead) == {"malformed_json", "duplicate_source_id", "non_english"}
     assert dead["malformed_json"]["payload"] == "{broken" and dead["malformed_json"]["original_key"] == "x"
@@ -124,8 +121,6 @@ def test_score_agent_batches_counts_and_skips_replays(harness: Harness) -> None:
     asyncio.run(scenario())
     scored = harness.outputs("scored.posts")
     assert sorted(r["source_id"] for r in scored) == ["t3_0", "t3_1", "t3_2"]
-    # every output goes to the producer at once, never as a faust attachment (see _send_now)
-    assert not harness.attachable
     assert {r["model_version"] for r in scored} == {"fake/7"}
     assert all(len(batch) >= 1 for batch in harness.runtime.calls)
     dead = {r["reason"]: r for r in harness.outputs("deadletter")}
