@@ -9,11 +9,11 @@ Two agents, each a faust consumer of one stage:
   counters (1 and 5 minutes) mirrored to Redis, and live pub/sub.
 
 Delivery is at-least-once (see docs/stream-processing.md): every output is attached to
-its own input event's offset (see ``_send_now``), and faust publishes attached records and
+its own input event's offset (see ``_send_attached``), and faust publishes attached records and
 waits for their acks before it commits an offset, so a crash replays, never skips. The
-score agent waits for the broker's ack of a batch's scored
-records before it records their ids in the ``scored`` table, so a replayed id found there
-is known to be delivered already and is skipped: no second scoring and no double counting.
+score agent waits for the broker's ack of a batch's scored records before it records
+their ids in the ``scored`` table, so a replayed id found there is known to be delivered
+already and is skipped: no second scoring and no double counting.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ async def _never_fail(check: Awaitable[Any], what: str) -> None:
         log.error(f"{what} failed", error=f"{type(exc).__name__}: {exc}")
 
 
-async def _send_now(topic: faust.TopicT, key: str, value: bytes) -> Awaitable[Any]:
+async def _send_attached(topic: faust.TopicT, key: str, value: bytes) -> Awaitable[Any]:
     """Send a record; the returned future resolves on the broker's ack.
 
     Sent while an event is current, faust attaches the record to that event's offset and
@@ -233,7 +233,7 @@ class StreamPipeline:
         source = self._source_of.get(origin.topic, origin.topic)
         if isinstance(outcome, CleanPost):
             self.quality.record(source, None, outcome.flags, now=time.time())
-            await _send_now(self.clean_topic, outcome.source_id, outcome.to_json())
+            await _send_attached(self.clean_topic, outcome.source_id, outcome.to_json())
             m.EVENTS_OUT.labels("clean", "clean").inc()
         else:
             self.quality.record(source, outcome.reason, now=time.time())
@@ -251,7 +251,7 @@ class StreamPipeline:
             partition=record.original_partition,
             offset=record.original_offset,
         )
-        return await _send_now(self.dead_letter_topic, record.source_id, record.to_json())
+        return await _send_attached(self.dead_letter_topic, record.source_id, record.to_json())
 
     # -- score -------------------------------------------------------------------------
 
@@ -353,8 +353,8 @@ class StreamPipeline:
         m.BATCH_SIZE.observe(len(posts))
         m.INFERENCE.observe(result.inference_s)
         for scored in result.scored:
-            _use_event(event_of[scored.source_id])  # attach to its own input offset (_send_now)
-            pending.append(await _send_now(self.scored_topic, scored.source_id, scored.to_json()))
+            _use_event(event_of[scored.source_id])  # attach to its own input offset (_send_attached)
+            pending.append(await _send_attached(self.scored_topic, scored.source_id, scored.to_json()))
         for post, reason in result.failed:
             _use_event(event_of[post.source_id])
             record = dead_letter(
@@ -560,7 +560,7 @@ class StreamPipeline:
         if await self.publisher.alert_raised(alert):
             return False
         key = ALERTS.key_of(alert) or alert.source_id
-        await (await _send_now(self.alerts_topic, key, alert.to_json()))
+        await (await _send_attached(self.alerts_topic, key, alert.to_json()))
         await self.publisher.record_alert(alert)
         m.ALERTS_RAISED.labels(alert.kind, alert.source_id.split(":")[1]).inc()
         log.warning("alert raised", kind=alert.kind, source_id=alert.source_id, message=alert.message)
