@@ -8,10 +8,10 @@ Two agents, each a faust consumer of one stage:
   the shared :class:`scoring.runtime.SentimentRuntime`, per-coin tumbling-window
   counters (1 and 5 minutes) mirrored to Redis, and live pub/sub.
 
-Delivery is at-least-once (see docs/stream-processing.md): every output is attached to
-its own input event's offset (see ``_send_attached``), and faust publishes attached records and
-waits for their acks before it commits an offset, so a crash replays, never skips. The
-score agent waits for the broker's ack of a batch's scored records before it records
+Delivery is at-least-once (see docs/stream-processing.md): an input event is acked only
+after its outputs were handed to the producer (see ``_send``), and faust flushes the
+producer (waits for the broker's acks) before it commits offsets, so a crash replays,
+never skips. The score agent waits for the broker's ack of a batch's scored records before it records
 their ids in the ``scored`` table, so a replayed id found there is known to be delivered
 already and is skipped: no second scoring and no double counting.
 """
@@ -86,14 +86,13 @@ async def _never_fail(check: Awaitable[Any], what: str) -> None:
         log.error(f"{what} failed", error=f"{type(exc).__name__}: {exc}")
 
 
-async def _send_attached(topic: faust.TopicT, key: str, value: bytes) -> Awaitable[Any]:
-    """Send a record; the returned future resolves on the broker's ack.
+async def _send(topic: faust.TopicT, key: str, value: bytes) -> Awaitable[Any]:
+    """Hand a record to the producer now; the returned future resolves on the broker's ack.
 
-    Sent while an event is current, faust attaches the record to that event's offset and
-    publishes it, and waits for the ack, before it commits that offset. So the agents make
-    each output's own input event current before sending it (``_use_event``): a batch's
-    records must not all hang on the last event's partition while another partition's
-    offsets are committed.
+    Sent at once (faust's ``stream_publish_on_commit`` is off, so nothing is held back as
+    an attachment). The agents call this before they ack the input event, and faust's
+    commit flushes the producer first, so a committed offset never passes an output the
+    broker has not acknowledged.
     """
     return await topic.send(key=key.encode(), value=value)
 
@@ -233,7 +232,7 @@ class StreamPipeline:
         source = self._source_of.get(origin.topic, origin.topic)
         if isinstance(outcome, CleanPost):
             self.quality.record(source, None, outcome.flags, now=time.time())
-            await _send_attached(self.clean_topic, outcome.source_id, outcome.to_json())
+            await _send(self.clean_topic, outcome.source_id, outcome.to_json())
             m.EVENTS_OUT.labels("clean", "clean").inc()
         else:
             self.quality.record(source, outcome.reason, now=time.time())
@@ -251,7 +250,7 @@ class StreamPipeline:
             partition=record.original_partition,
             offset=record.original_offset,
         )
-        return await _send_attached(self.dead_letter_topic, record.source_id, record.to_json())
+        return await _send(self.dead_letter_topic, record.source_id, record.to_json())
 
     # -- score -------------------------------------------------------------------------
 
@@ -307,7 +306,6 @@ class StreamPipeline:
             try:
                 post = CleanPost.from_json(payload)
             except ValidationError as exc:
-                _use_event(event)
                 record = dead_letter(
                     payload,
                     _origin(event),
@@ -317,7 +315,7 @@ class StreamPipeline:
                 )
                 pending.append(await self.send_dead_letter(record, "score"))
                 continue
-            _use_event(event)
+            _use_event(event)  # the windowed `scored` table reads relative to this event
             if (
                 post.source_id in event_of
                 or post.source_id in self._in_flight
@@ -353,10 +351,8 @@ class StreamPipeline:
         m.BATCH_SIZE.observe(len(posts))
         m.INFERENCE.observe(result.inference_s)
         for scored in result.scored:
-            _use_event(event_of[scored.source_id])  # attach to its own input offset (_send_attached)
-            pending.append(await _send_attached(self.scored_topic, scored.source_id, scored.to_json()))
+            pending.append(await _send(self.scored_topic, scored.source_id, scored.to_json()))
         for post, reason in result.failed:
-            _use_event(event_of[post.source_id])
             record = dead_letter(
                 post.to_json(),
                 _origin(event_of[post.source_id]),
@@ -560,7 +556,7 @@ class StreamPipeline:
         if await self.publisher.alert_raised(alert):
             return False
         key = ALERTS.key_of(alert) or alert.source_id
-        await (await _send_attached(self.alerts_topic, key, alert.to_json()))
+        await (await _send(self.alerts_topic, key, alert.to_json()))
         await self.publisher.record_alert(alert)
         m.ALERTS_RAISED.labels(alert.kind, alert.source_id.split(":")[1]).inc()
         log.warning("alert raised", kind=alert.kind, source_id=alert.source_id, message=alert.message)

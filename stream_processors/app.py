@@ -12,48 +12,20 @@ from __future__ import annotations
 from typing import Any
 
 import faust
-from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TransportT
 
 from cryptopulse.settings import Settings, get_settings
-
-
-class _FetchTunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """faust's consumer thread with the fetch batching of ``stream.fetch_*`` settings.
-
-    faust hard-codes ``fetch_max_wait_ms=1500`` and leaves ``fetch_min_bytes`` at 1, so
-    the broker answers every fetch as soon as one record is there: at a few hundred
-    events/s that is a fetch request and a thread hand-off every few records. Letting the
-    broker gather ``fetch_min_bytes`` (or wait ``fetch_max_wait_ms``) costs at most that
-    wait in latency and saves CPU on both sides.
-    """
-
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        app = self.consumer.app
-        # aiokafka reads these when the consumer starts (it builds its Fetcher in start())
-        consumer._fetch_min_bytes = getattr(app, "fetch_min_bytes", 1)
-        consumer._fetch_max_wait_ms = getattr(app, "fetch_max_wait_ms", 500)
-        return consumer
-
-
-class _FetchTunedConsumer(faust_aiokafka.Consumer):
-    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-        return _FetchTunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-
-class _FetchTunedTransport(faust_aiokafka.Transport):
-    Consumer = _FetchTunedConsumer
+from stream_processors.faust_ext import new_transport
 
 
 class StreamApp(faust.App):
-    """A faust app whose Kafka consumer batches fetches (see ``_FetchTunedConsumerThread``)."""
+    """A faust app with the worker's consumer and table recovery (see :mod:`.faust_ext`)."""
 
     fetch_min_bytes: int = 1
     fetch_max_wait_ms: int = 500
 
     def _new_transport(self) -> TransportT:
-        return _FetchTunedTransport(self.conf.broker_consumer, self)
+        return new_transport(self)
 
 
 def group_id(settings: Settings) -> str:
@@ -80,6 +52,7 @@ def faust_config(settings: Settings) -> dict[str, Any]:
         "producer_acks": -1,
         "producer_linger_ms": stream.producer_linger_ms,
         "table_cleanup_interval": 30.0,
+        "TableManager": "stream_processors.faust_ext:StreamTableManager",
         "web_enabled": True,
         "web_host": stream.web_host,
         "web_port": stream.web_port,

@@ -65,3 +65,8 @@ STALL_RESTARTS = Gauge(
     "cryptopulse_stream_stall_restarts",
     "times this worker restarted itself (in place) after a stalled source partition, since it was started",
 )
+OFFSET_GAPS = Counter(
+    "cryptopulse_stream_offset_gaps_total",
+    "jumps over unread offsets in a source partition (faust commits past them; none expected)",
+    ["topic"],
+)

@@ -47,17 +47,18 @@ def worker_env(settings: Settings, *, model_uri: str, web_port: int, **extra: st
 
 @dataclass
 class WorkerProcess:
-    """``python -m stream_processors worker`` with a log file; SIGKILL-able."""
+    """``python -m stream_processors worker`` (or ``module``) with a log file; SIGKILL-able."""
 
     env: dict[str, str]
     log_path: Path
     web_port: int
+    module: str = "stream_processors"
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream_processors", "worker", "-l", "info"],
+            [sys.executable, "-m", self.module, "worker", "-l", "info"],
             cwd=REPO,
             env=self.env,
             stdout=log,

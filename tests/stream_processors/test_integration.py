@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 import uuid
@@ -66,12 +67,29 @@ def english_post(i: int, sid: str | None = None) -> RedditPost:
     )
 
 
+SLOW_SEEK_WORKER = "tests.stream_processors.slow_seek_worker"
+# faust's own recovery: CRYPTOPULSE_TEST_FAUST_RECOVERY=faust in the test's environment
+SLOW_SEEK_ENV = {
+    key: value
+    for key, value in {
+        "CRYPTOPULSE_TEST_SEEK_DELAY_S": "2",
+        "CRYPTOPULSE_TEST_FAUST_RECOVERY": os.environ.get("CRYPTOPULSE_TEST_FAUST_RECOVERY", ""),
+    }.items()
+    if value
+}
+
+
 def start_worker(
-    settings: Settings, model_name: str, tmp_path: Path, port: int | None = None, **extra: str
+    settings: Settings,
+    model_name: str,
+    tmp_path: Path,
+    port: int | None = None,
+    module: str = "stream_processors",
+    **extra: str,
 ) -> WorkerProcess:
     port = port or free_port()
     env = worker_env(settings, model_uri=f"models:/{model_name}@champion", web_port=port, **extra)
-    return WorkerProcess(env, tmp_path / "worker.log", port).start()
+    return WorkerProcess(env, tmp_path / "worker.log", port, module).start()
 
 
 class Subscriber(threading.Thread):
@@ -259,9 +277,12 @@ def test_sigkill_midstream_loses_nothing(
         time.sleep(settings.stream.session_timeout_s + 2)
         port = worker.web_port  # the same configured worker, restarted
         # with a short stall timeout: the known restart stall (docs/stream-processing.md) is
-        # then handled by the worker's own watchdog, which restarts it in place
+        # then handled by the worker's own watchdog, which restarts it in place; and with its
+        # post-recovery seek slowed down, so the window in which faust lost records at a
+        # restart (stream_processors.faust_ext) is wide open on every run
         restart_env = {"CRYPTOPULSE_STREAM__BATCH_SIZE": "16", "CRYPTOPULSE_STREAM__STALL_TIMEOUT_S": "20"}
-        worker = start_worker(settings, name, tmp_path, port, **restart_env)
+        restart_env.update(SLOW_SEEK_ENV)
+        worker = start_worker(settings, name, tmp_path, port, SLOW_SEEK_WORKER, **restart_env)
         worker.wait_ready(timeout_s=180)
         seen_at_restart = len(reader.ids())
         missing = reader.wait_for(expected, timeout_s=150)
@@ -270,7 +291,7 @@ def test_sigkill_midstream_loses_nothing(
             # last resort, as a supervisor would: restart it once more (gracefully)
             stalls += 1
             worker.stop()
-            worker = start_worker(settings, name, tmp_path, port, **restart_env)
+            worker = start_worker(settings, name, tmp_path, port, SLOW_SEEK_WORKER, **restart_env)
             worker.wait_ready(timeout_s=180)
             missing = reader.wait_for(expected, timeout_s=180)
         watchdog_restarts = worker.tail(1_000_000).count("restarting the stalled worker")

@@ -1,0 +1,148 @@
+"""Changes to faust internals that the worker needs: batched fetches and no loss at restart.
+
+faust-streaming is pinned (requirements/lock.txt); each override names the faust method it
+replaces and why, so the next upgrade can check whether upstream has fixed it.
+
+**Records lost after a restart** (faust issue #596, open upstream). After table recovery,
+faust's ``Recovery.on_recovery_completed`` makes the stream partitions active *before* it
+seeks them to their committed offsets, and clears every agent's queue
+(``flow_control.resume()``) *after* the seek. Records fetched in between reach the queues,
+count as read, and are then thrown away; the seek resets faust's read offset, so the next
+record looks like a jump over the discarded ones, and faust's gap handling
+(``Consumer._add_gap``) marks the skipped offsets as done and commits past them. The kill
+test (tests/stream_processors/test_integration.py) lost 23-192 of 600 records this way in
+about one restart in ten under CPU load. :class:`SeekFirstRecovery` seeks first, while the
+stream partitions are still paused, and then clears the queues and resumes them with no
+``await`` in between, so nothing fetched before the seek can reach an agent.
+:class:`StreamConsumer` also hands aiokafka a snapshot of the active partitions: faust
+passes its live set, and aiokafka drains *every* partition when that set is empty when it
+looks, including paused ones whose records faust then skips.
+
+A gap that faust still fills is logged and counted (``cryptopulse_stream_offset_gaps_total``):
+with ``at_least_once`` and our non-compacted topics there should be none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+import structlog
+from faust.tables.manager import TableManager
+from faust.tables.recovery import Recovery
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, TransportT
+
+from stream_processors import metrics as m
+
+log = structlog.get_logger(__name__)
+
+
+class StreamConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust's consumer thread with the fetch batching of the ``stream.fetch_*`` settings.
+
+    faust hard-codes ``fetch_max_wait_ms=1500`` and leaves ``fetch_min_bytes`` at 1, so the
+    broker answers every fetch as soon as one record is there: at a few hundred events/s
+    that is a fetch request and a thread hand-off every few records. Letting the broker
+    gather ``fetch_min_bytes`` (or wait ``fetch_max_wait_ms``) costs at most that wait in
+    latency and saves CPU on both sides.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        app = self.consumer.app
+        # aiokafka reads these when the consumer starts (it builds its Fetcher in start())
+        consumer._fetch_min_bytes = getattr(app, "fetch_min_bytes", 1)
+        consumer._fetch_max_wait_ms = getattr(app, "fetch_max_wait_ms", 500)
+        return consumer
+
+
+class StreamConsumer(faust_aiokafka.Consumer):
+    """faust's aiokafka consumer: tuned fetches, an active-partition snapshot, gaps counted."""
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return StreamConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        # faust passes its live set; the fetch runs later in the consumer thread, and
+        # aiokafka returns every partition's records when the set it sees is empty
+        snapshot = set(active_partitions) if active_partitions is not None else None
+        return await super()._getmany(snapshot, timeout)
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        log.warning(
+            "offsets skipped in a source partition; faust treats them as processed",
+            topic=tp.topic,
+            partition=tp.partition,
+            first=offset_from,
+            last=offset_to,
+            committed=self._committed_offset[tp],
+        )
+        m.OFFSET_GAPS.labels(tp.topic).inc()
+        await super()._add_gap(tp, offset_from, offset_to)
+
+
+class StreamTransport(faust_aiokafka.Transport):
+    Consumer = StreamConsumer
+
+
+class SeekFirstRecovery(Recovery):
+    """faust's table recovery, ending with the seek before the stream partitions resume."""
+
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        """faust 0.15.3's ``Recovery.on_recovery_completed`` with the order fixed.
+
+        faust: resume stream partitions, ``await`` the seek, clear queues, resume flow.
+        Here: ``await`` the seek (stream partitions paused), then clear the queues and
+        resume partitions and flow in one step of the event loop.
+        """
+        consumer = self.app.consumer
+        self.log.info("Restore complete!")
+        await self.app.on_rebalance_complete.send()
+        self._set_recovery_ended()
+        callbacks = [
+            asyncio.ensure_future(
+                table.on_recovery_completed(self.actives_for_table[table], self.standbys_for_table[table])
+            )
+            for table in self.tables.values()
+        ]
+        if callbacks:
+            await asyncio.wait(callbacks)
+        assignment = consumer.assignment()
+        if self.app.consumer_generation_id != generation_id:
+            self.log.warning(
+                f"Recovery rebalancing again app id {self.app.consumer_generation_id} param {generation_id}"
+            )
+            return
+        if assignment:
+            self.log.info("Seek stream partitions to committed offsets.")
+            await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+        if self.app.consumer_generation_id != generation_id:
+            self.log.warning("Recovery rebalancing again during the seek")
+            return
+        # no await from here to resume_flow: nothing fetched before the seek reaches a queue
+        self.completed.set()
+        self.app.flow_control.resume()  # clears the agents' queues
+        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
+        consumer.resume_flow()
+        await cast(Any, self.app)._fetcher.maybe_start()
+        self.tables.on_actives_ready()
+        if not self.app.assignor.assigned_standbys():
+            self.tables.on_standbys_ready()
+        self.app.on_rebalance_end()
+        self.log.info("Worker ready")
+
+
+class StreamTableManager(TableManager):
+    """faust's table manager with :class:`SeekFirstRecovery` (configured as ``TableManager``)."""
+
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = SeekFirstRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
+
+
+def new_transport(app: Any) -> TransportT:
+    """The transport of :class:`stream_processors.app.StreamApp` (``App._new_transport``)."""
+    return StreamTransport(app.conf.broker_consumer, app)
