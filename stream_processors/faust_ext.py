@@ -14,9 +14,9 @@ test (tests/stream_processors/test_integration.py) lost 23-192 of 600 records th
 about one restart in ten under CPU load. :class:`SeekFirstRecovery` seeks first, while the
 stream partitions are still paused, and then clears the queues and resumes them with no
 ``await`` in between, so nothing fetched before the seek can reach an agent.
-:class:`StreamConsumer` also hands aiokafka a snapshot of the active partitions: faust
-passes its live set, and aiokafka drains *every* partition when that set is empty when it
-looks, including paused ones whose records faust then skips.
+:class:`StreamConsumer` also guards aiokafka against faust's live set of active partitions
+turning empty while a fetch waits: aiokafka then drains *every* partition, paused ones
+included, and faust skips those records although their positions have moved on.
 
 A gap that faust still fills is logged and counted (``cryptopulse_stream_offset_gaps_total``):
 with ``at_least_once`` and our non-compacted topics there should be none.
@@ -25,6 +25,7 @@ with ``at_least_once`` and our non-compacted topics there should be none.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any, cast
 
 import structlog
@@ -57,17 +58,39 @@ class StreamConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
+class ActivePartitions:
+    """faust's live set of active partitions as the consumer thread's fetch sees it.
+
+    Membership stays live (a partition resumed while a fetch waits is fetched at once), but
+    the view is never falsy: aiokafka's ``fetched_records`` reads an empty set as "every
+    partition".
+    """
+
+    def __init__(self, live: set[TP]) -> None:
+        self._live = live
+
+    def __contains__(self, tp: object) -> bool:
+        return tp in self._live
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[TP]:
+        return iter(list(self._live))
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+
 class StreamConsumer(faust_aiokafka.Consumer):
-    """faust's aiokafka consumer: tuned fetches, an active-partition snapshot, gaps counted."""
+    """faust's aiokafka consumer: tuned fetches, guarded active partitions, gaps counted."""
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return StreamConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
-        # faust passes its live set; the fetch runs later in the consumer thread, and
-        # aiokafka returns every partition's records when the set it sees is empty
-        snapshot = set(active_partitions) if active_partitions is not None else None
-        return await super()._getmany(snapshot, timeout)
+        guarded = ActivePartitions(active_partitions) if active_partitions is not None else None
+        return await super()._getmany(cast(Any, guarded), timeout)
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         log.warning(
