@@ -11,9 +11,10 @@ Two agents, each a faust consumer of one stage:
 Delivery is at-least-once (see docs/stream-processing.md): an input event is acked only
 after its outputs were handed to the producer (see ``_send``), and faust flushes the
 producer (waits for the broker's acks) before it commits offsets, so a crash replays,
-never skips. The score agent waits for the broker's ack of a batch's scored records before it records
-their ids in the ``scored`` table, so a replayed id found there is known to be delivered
-already and is skipped: no second scoring and no double counting.
+never skips (faust's own recovery could skip at a restart: see ``faust_ext``). The score
+agent waits for the broker's ack of a batch's scored records before it records their ids
+in the ``scored`` table, so a replayed id found there is known to be delivered already and
+is skipped: no second scoring and no double counting.
 """
 
 from __future__ import annotations
