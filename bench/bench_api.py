@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import median_run, tree_cpu_s  # noqa: E402
 from cryptopulse.settings import get_settings  # noqa: E402
+from schemas.redis_keys import delete_prefixed_keys  # noqa: E402
 from tests.api.seed import COINS, seed_views  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 
@@ -189,9 +190,7 @@ def main() -> int:
         finally:
             proc.terminate()
             proc.wait(timeout=20)
-            keys = list(client.scan_iter(f"{prefix}:*"))
-            if keys:
-                client.delete(*keys)
+            delete_prefixed_keys(client, prefix)
     meta = {
         "workers": args.workers,
         "repeats": args.repeats,

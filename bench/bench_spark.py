@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 from cryptopulse.kafka import EventProducer, ensure_topics, wait_for_broker  # noqa: E402
 from cryptopulse.settings import Settings, get_settings, load_settings  # noqa: E402
 from schemas.events import ScoredPost, SentimentLabel, Source, content_hash  # noqa: E402
-from schemas.redis_keys import RedisKeys  # noqa: E402
+from schemas.redis_keys import RedisKeys, delete_prefixed_keys  # noqa: E402
 from schemas.topics import RAW_PRICES, SCORED_POSTS  # noqa: E402
 
 COINS = ["bitcoin", "ethereum", "solana", "ripple", "cardano", "dogecoin", "tron", "litecoin"]
@@ -245,8 +245,7 @@ def main() -> int:
         from spark_jobs.stream import redis_client
 
         client = redis_client(settings)
-        for key in client.scan_iter(match=f"{settings.redis.key_prefix}:*", count=2000):
-            client.delete(key)
+        delete_prefixed_keys(client, settings.redis.key_prefix)
         shutil.rmtree(home, ignore_errors=True)
     print(json.dumps(results, indent=2))
     return 0

@@ -40,6 +40,7 @@ from bench.common import median_run, tree_cpu_s  # noqa: E402
 from cryptopulse.kafka import EventProducer, delete_prefixed_topics, ensure_topics, wait_for_broker  # noqa: E402
 from cryptopulse.settings import Settings, get_settings, load_settings  # noqa: E402
 from schemas.events import RedditPost  # noqa: E402
+from schemas.redis_keys import delete_prefixed_keys  # noqa: E402
 from schemas.topics import RAW_REDDIT  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 from tests.stream_processors.harness import OutputReader, WorkerProcess, worker_env  # noqa: E402
@@ -150,15 +151,13 @@ def run_rate(
     }
 
 
-def delete_prefixed_keys(settings: Settings) -> None:
+def delete_run_keys(settings: Settings) -> None:
     """Remove the worker's live keys of a run (counters, quality reports)."""
     import redis
 
     client = redis.Redis.from_url(settings.redis.dsn)
     try:
-        keys = list(client.scan_iter(f"{settings.redis.key_prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
+        delete_prefixed_keys(client, settings.redis.key_prefix)
     finally:
         client.close()
 
@@ -219,7 +218,7 @@ def bench_rate(base: Settings, rate: int, args: argparse.Namespace, model_uri: s
             worker.stop()
         reader.close()
         delete_prefixed_topics(settings)  # the run's topics and faust's changelogs
-        delete_prefixed_keys(settings)
+        delete_run_keys(settings)
         shutil.rmtree(home, ignore_errors=True)
     result["loadavg_1m"] = round(os.getloadavg()[0], 2)
     result["workers"] = args.workers

@@ -295,6 +295,23 @@ def record_price(client: Any, prefix: str, tick: PriceTick) -> bool:
     return bool(script(keys=[keys.price_latest(tick.coin)], args=[tick.model_dump_json(), event_time]))
 
 
+def delete_prefixed_keys(client: Any, prefix: str, *, chunk: int = 1000) -> int:
+    """Delete every key under ``prefix`` (throw-away prefixes of tests and benchmarks).
+
+    The Redis twin of ``cryptopulse.kafka.delete_prefixed_topics``; returns the count deleted.
+    """
+    deleted = 0
+    batch: list[Any] = []
+    for key in client.scan_iter(match=f"{prefix}:*", count=chunk):
+        batch.append(key)
+        if len(batch) >= chunk:
+            deleted += int(client.delete(*batch))
+            batch = []
+    if batch:
+        deleted += int(client.delete(*batch))
+    return deleted
+
+
 # -- asynchronous writers (faust agents, redis.asyncio) ------------------------------------------
 
 

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from cryptopulse.settings import Settings, load_settings
+from schemas.redis_keys import delete_prefixed_keys
 from scoring.runtime import TextScore
 from tests.api.seed import seed_views
 
@@ -28,9 +29,7 @@ def make_settings(base: Settings, prefix: str | None = None, **api: Any) -> Sett
 
 
 def _cleanup(client: redis.Redis, prefix: str) -> None:
-    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
-    if keys:
-        client.delete(*keys)
+    delete_prefixed_keys(client, prefix)
 
 
 @pytest.fixture

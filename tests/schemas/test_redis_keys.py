@@ -20,6 +20,7 @@ from schemas.redis_keys import (
     RedisKeys,
     arecord_scored_post,
     awrite_trend_windows,
+    delete_prefixed_keys,
     record_alert,
     record_price,
     record_scored_post,
@@ -55,10 +56,22 @@ def rk(platform: Settings) -> Iterator[tuple[redis.Redis, str]]:
     prefix = f"test-keys-{uuid.uuid4().hex[:10]}"
     client = redis.Redis.from_url(platform.redis.dsn)
     yield client, prefix
-    keys = list(client.scan_iter(f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
+    delete_prefixed_keys(client, prefix)
     client.close()
+
+
+def test_delete_prefixed_keys_deletes_only_that_prefix(rk: tuple[redis.Redis, str]) -> None:
+    client, prefix = rk
+    other = f"{prefix}x"  # shares the text but not the ``prefix:`` namespace
+    for i in range(7):
+        client.set(f"{prefix}:k{i}", i)
+    client.set(f"{other}:keep", 1)
+    try:
+        assert delete_prefixed_keys(client, prefix, chunk=3) == 7  # more keys than one chunk
+        assert list(client.scan_iter(f"{prefix}:*")) == []
+        assert client.get(f"{other}:keep") == b"1"
+    finally:
+        client.delete(f"{other}:keep")
 
 
 def _dump(client: redis.Redis, prefix: str) -> dict[bytes, object]:

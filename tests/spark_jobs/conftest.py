@@ -13,6 +13,7 @@ import pytest
 from cryptopulse.kafka import EventProducer, ensure_topics
 from cryptopulse.settings import Settings, load_settings
 from schemas.events import Event, PriceTick, ScoredPost, SentimentLabel, Source, content_hash
+from schemas.redis_keys import delete_prefixed_keys
 from schemas.topics import ALERTS, RAW_PRICES, SCORED_POSTS, TRENDS
 from tests.conftest import delete_prefixed_topics
 
@@ -52,8 +53,7 @@ def redis_client(platform: Settings, spark_settings: Settings) -> Iterator[Any]:
 
     client = redis.Redis.from_url(platform.redis.dsn, decode_responses=True)
     yield client
-    for key in client.scan_iter(match=f"{spark_settings.redis.key_prefix}:*", count=1000):
-        client.delete(key)
+    delete_prefixed_keys(client, spark_settings.redis.key_prefix)
     client.close()
 
 
