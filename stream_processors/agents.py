@@ -416,7 +416,7 @@ class StreamPipeline:
     # -- timers ------------------------------------------------------------------------
 
     def _flow_state(self, partitions: Sequence[Any]) -> dict[str, Any]:
-        """faust's flow-control view of ``partitions``, logged with a stall to find its cause."""
+        """faust's flow-control view of ``partitions``, logged with a stall to help diagnose it."""
         consumer = self.app.consumer
         state: dict[str, Any] = {
             "consumer_flow_active": getattr(consumer, "flow_active", None),

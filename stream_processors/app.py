@@ -15,7 +15,7 @@ import faust
 from faust.types import TransportT
 
 from cryptopulse.settings import Settings, get_settings
-from stream_processors.faust_ext import new_transport
+from stream_processors.faust_ext import StreamTransport
 
 
 class StreamApp(faust.App):
@@ -25,7 +25,7 @@ class StreamApp(faust.App):
     fetch_max_wait_ms: int = 500
 
     def _new_transport(self) -> TransportT:
-        return new_transport(self)
+        return StreamTransport(self.conf.broker_consumer, self)
 
 
 def group_id(settings: Settings) -> str:

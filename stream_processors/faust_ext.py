@@ -25,14 +25,13 @@ with ``at_least_once`` and our non-compacted topics there should be none.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any, cast
 
 import structlog
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP, TransportT
+from faust.types import TP
 
 from stream_processors import metrics as m
 
@@ -63,7 +62,7 @@ class ActivePartitions:
 
     Membership stays live (a partition resumed while a fetch waits is fetched at once), but
     the view is never falsy: aiokafka's ``fetched_records`` reads an empty set as "every
-    partition".
+    partition". Membership and truth are all aiokafka asks of it.
     """
 
     def __init__(self, live: set[TP]) -> None:
@@ -74,12 +73,6 @@ class ActivePartitions:
 
     def __bool__(self) -> bool:
         return True
-
-    def __iter__(self) -> Iterator[TP]:
-        return iter(list(self._live))
-
-    def __len__(self) -> int:
-        return len(self._live)
 
 
 class StreamConsumer(faust_aiokafka.Consumer):
@@ -164,8 +157,3 @@ class StreamTableManager(TableManager):
         if self._recovery is None:
             self._recovery = SeekFirstRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
         return self._recovery
-
-
-def new_transport(app: Any) -> TransportT:
-    """The transport of :class:`stream_processors.app.StreamApp` (``App._new_transport``)."""
-    return StreamTransport(app.conf.broker_consumer, app)
