@@ -152,8 +152,10 @@ class SeekFirstRecovery(Recovery):
 class StreamTableManager(TableManager):
     """faust's table manager with :class:`SeekFirstRecovery` (configured as ``TableManager``)."""
 
+    recovery_class: type[Recovery] = SeekFirstRecovery
+
     @property
     def recovery(self) -> Recovery:
         if self._recovery is None:
-            self._recovery = SeekFirstRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
+            self._recovery = self.recovery_class(self.app, self, beacon=self.beacon, loop=self.loop)
         return self._recovery

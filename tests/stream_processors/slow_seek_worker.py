@@ -36,13 +36,7 @@ def install() -> None:
 
     faust_ext.StreamConsumer.seek_to_committed = slow_seek_to_committed  # type: ignore[method-assign,assignment]
     if os.environ.get("CRYPTOPULSE_TEST_FAUST_RECOVERY") == "faust":
-
-        def fausts_recovery(self: faust_ext.StreamTableManager) -> Recovery:
-            if self._recovery is None:
-                self._recovery = Recovery(self.app, self, beacon=self.beacon, loop=self.loop)
-            return self._recovery
-
-        faust_ext.StreamTableManager.recovery = property(fausts_recovery)  # type: ignore[assignment,method-assign]
+        faust_ext.StreamTableManager.recovery_class = Recovery
 
 
 if __name__ == "__main__":
