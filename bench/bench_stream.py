@@ -75,22 +75,23 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def resolve_model(settings: Settings, requested: str | None) -> tuple[str, str]:
-    """The model URI to benchmark and a note on where it came from."""
+def resolve_model(settings: Settings, requested: str | None) -> tuple[str, str, str | None]:
+    """The model URI to benchmark, a note on where it came from, and the name to delete after."""
     if requested:
-        return requested, "given"
+        return requested, "given", None
     try:
         from model_export.registry import champion_version
 
         if champion_version(settings):
-            return settings.model.uri, "registry champion"
+            return settings.model.uri, "registry champion", None
     except Exception:
         pass
     from tests.stream_processors.model_fixture import register_versions, tiny_model_dir
 
     name = f"bench-stream-{uuid.uuid4().hex[:6]}"
     register_versions(settings, tiny_model_dir(settings), name)
-    return f"models:/{name}@champion", "tiny model, same architecture (no champion registered)"
+    note = "tiny model, same architecture (no champion registered)"
+    return f"models:/{name}@champion", note, name
 
 
 def run_rate(
@@ -248,18 +249,24 @@ def main() -> None:
 
     base = get_settings()
     wait_for_broker(base)
-    model_uri, model_note = resolve_model(base, args.model_uri)
+    model_uri, model_note, throwaway_model = resolve_model(base, args.model_uri)
     print(f"model {model_uri} ({model_note}); {args.workers} worker(s); {os.cpu_count()} CPUs")
     results: list[dict[str, Any]] = []
-    for rate in args.rates:
-        runs = []
-        for _ in range(args.repeats):
-            run = bench_rate(base, rate, args, model_uri)
-            print(json.dumps(run), flush=True)
-            runs.append(run)
-        result = median_run(runs, "p99_s")
-        result["holds_all"] = [r["holds"] for r in runs]
-        results.append(result)
+    try:
+        for rate in args.rates:
+            runs = []
+            for _ in range(args.repeats):
+                run = bench_rate(base, rate, args, model_uri)
+                print(json.dumps(run), flush=True)
+                runs.append(run)
+            result = median_run(runs, "p99_s")
+            result["holds_all"] = [r["holds"] for r in runs]
+            results.append(result)
+    finally:
+        if throwaway_model:
+            from tests.stream_processors.model_fixture import delete_model
+
+            delete_model(base, throwaway_model)
     held = [r["rate"] for r in results if r["holds"]]
     print(
         "\n| target (ev/s) | sent | received | p50 (s) | p95 (s) | p99 (s) | max (s) "

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,12 @@ from schemas.topics import RAW_NEWS, RAW_REDDIT
 from stream_processors.app import group_id
 from tests.ports import free_port
 from tests.stream_processors.harness import OutputReader, WorkerProcess, trace_ids, worker_env
-from tests.stream_processors.model_fixture import move_champion, register_versions, tiny_model_dir
+from tests.stream_processors.model_fixture import (
+    delete_model,
+    move_champion,
+    register_versions,
+    tiny_model_dir,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,14 +42,15 @@ MOODS = ["looks strong", "is crashing hard", "is moving sideways", "just broke o
 
 
 @pytest.fixture(scope="module")
-def registered_model(platform: Settings) -> tuple[str, list[str]]:
+def registered_model(platform: Settings) -> Iterator[tuple[str, list[str]]]:
     """The tiny real model registered twice under a unique name (champion -> version 1)."""
     try:
         artifact = tiny_model_dir(platform)
     except ImportError as exc:  # the training extras are not installed here
         pytest.skip(f"cannot train the tiny test model: {exc}")
     name = f"test-stream-{uuid.uuid4().hex[:8]}"
-    return name, register_versions(platform, artifact, name, count=2)
+    yield name, register_versions(platform, artifact, name, count=2)
+    delete_model(platform, name)
 
 
 @pytest.fixture
