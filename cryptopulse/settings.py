@@ -353,6 +353,9 @@ class Settings(BaseSettings):
     env: Literal["dev", "test", "prod"] = "dev"
     log_level: LogLevel = "INFO"
     log_json: bool = False
+    log_rotate_mb: int = Field(
+        default=64, ge=1, description="a service log over this size at start moves to NAME.log.1 (one kept)"
+    )
     home: Path = Field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share"))
     cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache"))
 

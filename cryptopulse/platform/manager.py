@@ -41,7 +41,7 @@ class Platform:
 
     def __init__(self, settings: Settings, services: Sequence[type[Service]] = PLATFORM_SERVICES) -> None:
         self.settings = settings
-        self.table = ProcessTable(settings.run_dir)
+        self.table = ProcessTable(settings.run_dir, rotate_log_bytes=settings.log_rotate_mb * 2**20)
         self.services: list[Service] = [cls(settings) for cls in services]
 
     def service(self, name: str) -> Service:

@@ -56,11 +56,25 @@ class PortInUseError(RuntimeError):
     """A port we need is held by a process that ``cryptopulse up`` did not start."""
 
 
+def rotate_log(path: Path, max_bytes: int) -> None:
+    """Move ``path`` to ``path.1`` (replacing the older copy) once it exceeds ``max_bytes``.
+
+    Service logs are appended across restarts; without this a broker that the test
+    suite restarts many times fills the disk.
+    """
+    try:
+        if path.stat().st_size > max_bytes:
+            path.replace(path.with_name(path.name + ".1"))
+    except FileNotFoundError:
+        pass
+
+
 class ProcessTable:
     """The pid files of one CryptoPulse home."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, rotate_log_bytes: int | None = None) -> None:
         self.run_dir = run_dir
+        self.rotate_log_bytes = rotate_log_bytes
 
     def _path(self, name: str) -> Path:
         return self.run_dir / f"{name}.json"
@@ -100,6 +114,8 @@ class ProcessTable:
         """Start ``argv`` detached in its own session, output appended to ``log_path``."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.rotate_log_bytes is not None:
+            rotate_log(log_path, self.rotate_log_bytes)
         with log_path.open("ab") as out:
             out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {name}\n".encode())
             out.flush()

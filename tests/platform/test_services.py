@@ -179,3 +179,21 @@ def test_concurrent_ups_start_one_process(private_settings: Settings):
         assert managers[0].status()[0].managed
     finally:
         assert managers[0].down() == ["redis"]
+
+
+def test_service_log_is_rotated_at_start_once_too_big(tmp_path):
+    """A log over the limit moves to NAME.log.1 (replacing the older copy); a small one is kept."""
+    log_path = tmp_path / "svc.log"
+    log_path.write_bytes(b"x" * 2048)
+    (tmp_path / "svc.log.1").write_bytes(b"older")
+    table = ProcessTable(tmp_path / "run", rotate_log_bytes=1024)
+    argv = [sys.executable, "-c", "print('second start')"]
+    table.start("svc", argv, log_path=log_path)
+    assert (tmp_path / "svc.log.1").read_bytes() == b"x" * 2048
+    deadline = time.monotonic() + 10
+    while "second start" not in log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "starting svc" in log_path.read_text() and "second start" in log_path.read_text()
+    table.start("svc", argv, log_path=log_path)  # small now: appended, not rotated
+    assert (tmp_path / "svc.log.1").read_bytes() == b"x" * 2048
+    assert log_path.read_text().count("starting svc") == 2
