@@ -37,11 +37,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import median_run, tree_cpu_s  # noqa: E402
-from cryptopulse.kafka import EventProducer, delete_prefixed_topics, ensure_topics, wait_for_broker  # noqa: E402
+from cryptopulse.kafka import EventProducer, ensure_topics, wait_for_broker  # noqa: E402
 from cryptopulse.settings import Settings, get_settings, load_settings  # noqa: E402
 from schemas.events import RedditPost  # noqa: E402
-from schemas.redis_keys import delete_prefixed_keys  # noqa: E402
 from schemas.topics import RAW_REDDIT  # noqa: E402
+from tests.cleanup import discard_run_data  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 from tests.stream_processors.harness import OutputReader, WorkerProcess, worker_env  # noqa: E402
 
@@ -152,17 +152,6 @@ def run_rate(
     }
 
 
-def delete_run_keys(settings: Settings) -> None:
-    """Remove the worker's live keys of a run (counters, quality reports)."""
-    import redis
-
-    client = redis.Redis.from_url(settings.redis.dsn)
-    try:
-        delete_prefixed_keys(client, settings.redis.key_prefix)
-    finally:
-        client.close()
-
-
 def broker_pids() -> list[int]:
     """The local Kafka broker's JVM (its CPU per event is part of the pipeline's cost)."""
     found = []
@@ -218,8 +207,7 @@ def bench_rate(base: Settings, rate: int, args: argparse.Namespace, model_uri: s
         for worker in workers:
             worker.stop()
         reader.close()
-        delete_prefixed_topics(settings)  # the run's topics and faust's changelogs
-        delete_run_keys(settings)
+        discard_run_data(settings)  # the run's topics, faust's changelogs, live keys
         shutil.rmtree(home, ignore_errors=True)
     result["loadavg_1m"] = round(os.getloadavg()[0], 2)
     result["workers"] = args.workers

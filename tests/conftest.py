@@ -18,9 +18,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from cryptopulse.kafka import delete_prefixed_topics, ensure_topics
+from cryptopulse.kafka import ensure_topics
 from cryptopulse.platform.manager import Platform
 from cryptopulse.settings import Settings, get_settings, load_settings
+from tests.cleanup import discard_run_data
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +37,7 @@ def platform() -> Iterator[Settings]:
 @pytest.fixture
 def isolated_settings(platform: Settings) -> Iterator[Settings]:
     """Settings whose topics and Redis keys are unique to this test, with topics created;
-    the topics are deleted afterwards."""
+    both are deleted afterwards."""
     tag = uuid.uuid4().hex[:10]
     settings = load_settings(
         kafka={**platform.kafka.model_dump(), "topic_prefix": f"test-{tag}"},
@@ -44,7 +45,7 @@ def isolated_settings(platform: Settings) -> Iterator[Settings]:
     )
     ensure_topics(settings)
     yield settings
-    delete_prefixed_topics(settings)
+    discard_run_data(settings)
 
 
 @pytest.fixture(scope="session")

@@ -21,12 +21,13 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from cryptopulse.kafka import delete_prefixed_topics, ensure_topics
+from cryptopulse.kafka import ensure_topics
 from cryptopulse.platform.manager import Platform
 from cryptopulse.platform.pipeline import ApiService, SparkStreamingService, StreamWorkerService
 from cryptopulse.settings import Settings, load_settings
 from schemas.events import DeadLetter, ScoredPost
 from schemas.topics import DEAD_LETTER, RAW_NEWS, RAW_REDDIT, SCORED_POSTS
+from tests.cleanup import discard_run_data
 from tests.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -100,7 +101,7 @@ def pipeline(
         yield settings
     finally:
         manager.down()
-        delete_prefixed_topics(settings)
+        discard_run_data(settings)
 
 
 def test_replayed_events_reach_the_api_with_consistent_counts(pipeline: Settings):

@@ -13,9 +13,8 @@ import pytest
 from cryptopulse.kafka import EventProducer, ensure_topics
 from cryptopulse.settings import Settings, load_settings
 from schemas.events import Event, PriceTick, ScoredPost, SentimentLabel, Source, content_hash
-from schemas.redis_keys import delete_prefixed_keys
 from schemas.topics import ALERTS, RAW_PRICES, SCORED_POSTS, TRENDS
-from tests.conftest import delete_prefixed_topics
+from tests.cleanup import discard_run_data
 
 T0 = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
 """Today 01:00 UTC: Kafka record timestamps (now) stay within the backfill's offsets-for-times slack."""
@@ -44,7 +43,7 @@ def spark_settings(platform: Settings, tmp_path: Path) -> Iterator[Settings]:
     )
     ensure_topics(settings, [SCORED_POSTS, RAW_PRICES, TRENDS, ALERTS])
     yield settings
-    delete_prefixed_topics(settings)
+    discard_run_data(settings)
 
 
 @pytest.fixture
@@ -52,8 +51,7 @@ def redis_client(platform: Settings, spark_settings: Settings) -> Iterator[Any]:
     import redis
 
     client = redis.Redis.from_url(platform.redis.dsn, decode_responses=True)
-    yield client
-    delete_prefixed_keys(client, spark_settings.redis.key_prefix)
+    yield client  # spark_settings deletes the keys
     client.close()
 
 
