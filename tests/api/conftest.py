@@ -28,16 +28,12 @@ def make_settings(base: Settings, prefix: str | None = None, **api: Any) -> Sett
     )
 
 
-def _cleanup(client: redis.Redis, prefix: str) -> None:
-    delete_prefixed_keys(client, prefix)
-
-
 @pytest.fixture
 def redis_settings(platform: Settings) -> Iterator[Settings]:
     """Real Redis, unique key prefix (cleaned up afterwards); no Kafka topics needed."""
     settings = make_settings(platform)
     yield settings
-    _cleanup(redis.Redis.from_url(settings.redis.dsn), settings.redis.key_prefix)
+    delete_prefixed_keys(redis.Redis.from_url(settings.redis.dsn), settings.redis.key_prefix)
 
 
 @pytest.fixture

@@ -47,11 +47,11 @@ def spark_settings(platform: Settings, tmp_path: Path) -> Iterator[Settings]:
 
 
 @pytest.fixture
-def redis_client(platform: Settings, spark_settings: Settings) -> Iterator[Any]:
+def redis_client(platform: Settings) -> Iterator[Any]:
     import redis
 
     client = redis.Redis.from_url(platform.redis.dsn, decode_responses=True)
-    yield client  # spark_settings deletes the keys
+    yield client  # spark_settings deletes the test's keys
     client.close()
 
 

@@ -47,7 +47,6 @@ class Harness:
         async def send(key: bytes | None = None, value: bytes | None = None, **kwargs: Any) -> Any:
             assert value is not None
             self.sent.append((name.split(".", 1)[1], json.loads(value)))
-
             done = asyncio.get_running_loop().create_future()
             done.set_result(None)
             return done

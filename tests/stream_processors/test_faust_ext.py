@@ -1,4 +1,4 @@
-"""faust overrides: recovery seeks before streams resume; fetches get a snapshot of partitions."""
+"""faust overrides: recovery seeks before streams resume; fetches see a never-empty live view."""
 
 from __future__ import annotations
 
