@@ -1,9 +1,10 @@
 # The two commands of the README. Both install what is missing first (scripts/setup).
-.PHONY: up test setup down lint typecheck bench
+.PHONY: up test setup down lint imports typecheck bench
 
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 VENV := .venv/bin
+PACKAGES := cryptopulse schemas scoring views model_export producers stream_processors spark_jobs api
 
 ## Install everything, then start the full local pipeline on bundled data.
 up: setup
@@ -13,7 +14,8 @@ up: setup
 test: setup
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
-	$(VENV)/mypy cryptopulse schemas producers stream_processors spark_jobs api model_export scoring tests bench
+	$(VENV)/lint-imports
+	$(VENV)/mypy $(PACKAGES) tests bench
 	$(VENV)/python -m schemas.jsonschema --check
 	$(VENV)/pytest
 
@@ -27,8 +29,12 @@ lint:
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 
+## The import contract of docs/architecture.md (layers, independent stages).
+imports:
+	$(VENV)/lint-imports
+
 typecheck:
-	$(VENV)/mypy cryptopulse schemas producers stream_processors spark_jobs api model_export scoring tests bench
+	$(VENV)/mypy $(PACKAGES) tests bench
 
 bench:
 	$(VENV)/python bench/bench_model.py --model models:/cryptopulse-sentiment@champion

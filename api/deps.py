@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request, params
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.metrics import AUTH_FAILURES, RATE_LIMITED
@@ -76,14 +76,19 @@ async def authenticate(
     return principal
 
 
-PrincipalDep = Annotated[Principal, Depends(authenticate)]
+def api_key_required(required: bool) -> list[params.Depends]:
+    """Router dependencies: the API-key check and rate limit when ``required``, else none."""
+    return [Depends(authenticate)] if required else []
 
+
+COIN_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+"""A CoinGecko-style coin id, as ``schemas.events.CoinId`` validates it."""
 
 WindowQuery = Annotated[WindowSize, Query(description="window size: 1m, 5m, 1h, 1d or 1h_5m (sliding)")]
 CoinPath = Annotated[
     str,
     Path(
-        pattern=r"^[a-z0-9][a-z0-9-]{0,63}$",
+        pattern=COIN_ID_PATTERN,
         description="CoinGecko-style coin id",
         examples=["bitcoin"],
     ),

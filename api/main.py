@@ -14,18 +14,19 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api.deps import authenticate
+from api.deps import api_key_required
 from api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
 from api.routes import admin, coins, feed, health, score, stream
 from api.security import KeyVerifier, RateLimiter
-from api.state import AppState, ModelHolder
+from api.state import AppState, load_model_once
 from api.store import ViewStore
-from cryptopulse.settings import Settings
+from cryptopulse.core.settings import Settings
+from scoring.holder import ModelHolder
 
 log = structlog.get_logger(__name__)
 
@@ -58,17 +59,18 @@ def create_app(
 ) -> FastAPI:
     """Build the app. ``runtime`` injects a scoring runtime (tests); otherwise it is
     loaded once at start-up from ``settings.model.uri`` unless ``load_model`` is false."""
-    from cryptopulse import __version__
+    from cryptopulse.core.version import __version__
 
     client = redis_client or aioredis.Redis.from_url(
         settings.redis.dsn, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30
     )
     prefix = settings.redis.key_prefix
-    holder = ModelHolder(uri=settings.model.uri)
     if runtime is not None:
-        holder.runtime, holder.error = runtime, None
-    elif not load_model:
-        holder.error = "model loading disabled"
+        holder = ModelHolder.holding(runtime, settings.model.uri)
+    else:
+        holder = ModelHolder.from_settings(settings)
+        if not load_model:
+            holder.error = "model loading disabled"
     state = AppState(
         settings=settings,
         redis=client,
@@ -81,7 +83,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if runtime is None and load_model:
-            await holder.load(settings)
+            await load_model_once(holder)
         log.info(
             "api started",
             redis=settings.redis.dsn,
@@ -105,9 +107,9 @@ def create_app(
     app.state.cp = state
     install_problem_handlers(app)
 
-    # No auth dependency at all when auth is off: nothing to resolve on the hot path.
-    secured = [Depends(authenticate)] if settings.api.auth_enabled else []
-    v1 = APIRouter(dependencies=secured)
+    # The one place the /v1 prefix is set; no auth dependency at all when auth is off
+    # (nothing to resolve on the hot path).
+    v1 = APIRouter(prefix="/v1", dependencies=api_key_required(settings.api.auth_enabled))
     v1.include_router(coins.router)
     v1.include_router(score.build_router(settings))
     v1.include_router(stream.router)
@@ -135,8 +137,8 @@ def create_app(
 
 def app() -> FastAPI:
     """Factory for ``uvicorn --factory api.main:app``: process settings, validated now."""
-    from cryptopulse.logs import configure_logging
-    from cryptopulse.settings import get_settings
+    from cryptopulse.core.logs import configure_logging
+    from cryptopulse.core.settings import get_settings
 
     settings = get_settings()
     configure_logging(settings)

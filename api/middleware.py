@@ -115,8 +115,11 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            # FastAPI >= 0.137 leaves an included router's prefix (/v1) out of scope["route"];
+            # the path as served, every prefix included, is on the effective route context.
+            served: Any = scope.get("fastapi", {}).get("effective_route_context")
             route: Any = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(served, "path", None) or getattr(route, "path", None) or "unmatched"
             elapsed = time.perf_counter() - start
             REQUESTS.labels(scope["method"], template, str(status)).inc()
             LATENCY.labels(template).observe(elapsed)

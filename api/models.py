@@ -53,11 +53,18 @@ _PRICE_EXAMPLE: dict[str, Any] = {
 }
 
 
-class _Out(BaseModel):
+class ResponseModel(BaseModel):
+    """Base of every response body: the config they all share (immutable once built)."""
+
     model_config = ConfigDict(frozen=True)
 
 
-class CoinSummary(_Out):
+def with_example(example: dict[str, Any]) -> ConfigDict:
+    """A response model's config: its OpenAPI example (the rest comes from :class:`ResponseModel`)."""
+    return ConfigDict(json_schema_extra={"examples": [example]})
+
+
+class CoinSummary(ResponseModel):
     """A tracked coin with its latest window and price (either may not exist yet)."""
 
     coin: CoinId
@@ -65,18 +72,13 @@ class CoinSummary(_Out):
     price: PriceTick | None = None
 
 
-class CoinsResponse(_Out):
-    model_config = ConfigDict(
-        frozen=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "window": "5m",
-                    "count": 1,
-                    "coins": [{"coin": "bitcoin", "sentiment": _TREND_EXAMPLE, "price": _PRICE_EXAMPLE}],
-                }
-            ]
-        },
+class CoinsResponse(ResponseModel):
+    model_config = with_example(
+        {
+            "window": "5m",
+            "count": 1,
+            "coins": [{"coin": "bitcoin", "sentiment": _TREND_EXAMPLE, "price": _PRICE_EXAMPLE}],
+        }
     )
 
     window: WindowSize
@@ -84,20 +86,15 @@ class CoinsResponse(_Out):
     coins: list[CoinSummary]
 
 
-class SentimentResponse(_Out):
-    model_config = ConfigDict(
-        frozen=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "coin": "bitcoin",
-                    "window": "5m",
-                    "latest": _TREND_EXAMPLE,
-                    "price": _PRICE_EXAMPLE,
-                    "age_s": 12.5,
-                }
-            ]
-        },
+class SentimentResponse(ResponseModel):
+    model_config = with_example(
+        {
+            "coin": "bitcoin",
+            "window": "5m",
+            "latest": _TREND_EXAMPLE,
+            "price": _PRICE_EXAMPLE,
+            "age_s": 12.5,
+        }
     )
 
     coin: CoinId
@@ -107,21 +104,16 @@ class SentimentResponse(_Out):
     age_s: float = Field(description="seconds since the window ended (data freshness)")
 
 
-class TimeseriesResponse(_Out):
-    model_config = ConfigDict(
-        frozen=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "coin": "bitcoin",
-                    "window": "5m",
-                    "from": "2026-11-28T17:00:00.000Z",
-                    "to": "2026-11-28T18:05:00.000Z",
-                    "count": 1,
-                    "points": [_TREND_EXAMPLE],
-                }
-            ]
-        },
+class TimeseriesResponse(ResponseModel):
+    model_config = with_example(
+        {
+            "coin": "bitcoin",
+            "window": "5m",
+            "from": "2026-11-28T17:00:00.000Z",
+            "to": "2026-11-28T18:05:00.000Z",
+            "count": 1,
+            "points": [_TREND_EXAMPLE],
+        }
     )
 
     coin: CoinId
@@ -132,7 +124,7 @@ class TimeseriesResponse(_Out):
     points: list[TrendWindow] = Field(description="oldest first")
 
 
-class TrendingItem(_Out):
+class TrendingItem(ResponseModel):
     rank: int = Field(ge=1)
     coin: CoinId
     volume_zscore: float
@@ -142,28 +134,23 @@ class TrendingItem(_Out):
     window_start: UtcDatetime | None = None
 
 
-class TrendingResponse(_Out):
-    model_config = ConfigDict(
-        frozen=True,
-        json_schema_extra={
-            "examples": [
+class TrendingResponse(ResponseModel):
+    model_config = with_example(
+        {
+            "window": "1h",
+            "count": 1,
+            "items": [
                 {
-                    "window": "1h",
-                    "count": 1,
-                    "items": [
-                        {
-                            "rank": 1,
-                            "coin": "solana",
-                            "volume_zscore": 3.2,
-                            "volume": 180,
-                            "mean_score": 0.31,
-                            "weighted_score": 0.35,
-                            "window_start": "2026-11-28T17:00:00.000Z",
-                        }
-                    ],
+                    "rank": 1,
+                    "coin": "solana",
+                    "volume_zscore": 3.2,
+                    "volume": 180,
+                    "mean_score": 0.31,
+                    "weighted_score": 0.35,
+                    "window_start": "2026-11-28T17:00:00.000Z",
                 }
-            ]
-        },
+            ],
+        }
     )
 
     window: WindowSize
@@ -171,49 +158,44 @@ class TrendingResponse(_Out):
     items: list[TrendingItem] = Field(description="highest volume z-score first")
 
 
-class MarketPart(_Out):
+class MarketPart(ResponseModel):
     name: Literal["sentiment", "breadth", "momentum", "activity"]
     value: float = Field(ge=0, le=100, description="this part on the 0-100 scale")
     weight: float = Field(ge=0, le=1)
     detail: str
 
 
-class MarketResponse(_Out):
-    model_config = ConfigDict(
-        frozen=True,
-        json_schema_extra={
-            "examples": [
+class MarketResponse(ResponseModel):
+    model_config = with_example(
+        {
+            "window": "1h",
+            "index": 61.8,
+            "label": "greed",
+            "coins": 12,
+            "volume": 1520,
+            "as_of": "2026-11-28T18:00:00.000Z",
+            "parts": [
                 {
-                    "window": "1h",
-                    "index": 61.8,
-                    "label": "greed",
-                    "coins": 12,
-                    "volume": 1520,
-                    "as_of": "2026-11-28T18:00:00.000Z",
-                    "parts": [
-                        {
-                            "name": "sentiment",
-                            "value": 62.0,
-                            "weight": 0.5,
-                            "detail": "volume-weighted score 0.24",
-                        },
-                        {"name": "breadth", "value": 66.7, "weight": 0.2, "detail": "8 of 12 coins positive"},
-                        {
-                            "name": "momentum",
-                            "value": 55.0,
-                            "weight": 0.2,
-                            "detail": "mean price return 0.2%",
-                        },
-                        {
-                            "name": "activity",
-                            "value": 60.0,
-                            "weight": 0.1,
-                            "detail": "mean volume z-score 0.41",
-                        },
-                    ],
-                }
-            ]
-        },
+                    "name": "sentiment",
+                    "value": 62.0,
+                    "weight": 0.5,
+                    "detail": "volume-weighted score 0.24",
+                },
+                {"name": "breadth", "value": 66.7, "weight": 0.2, "detail": "8 of 12 coins positive"},
+                {
+                    "name": "momentum",
+                    "value": 55.0,
+                    "weight": 0.2,
+                    "detail": "mean price return 0.2%",
+                },
+                {
+                    "name": "activity",
+                    "value": 60.0,
+                    "weight": 0.1,
+                    "detail": "mean volume z-score 0.41",
+                },
+            ],
+        }
     )
 
     window: WindowSize
@@ -236,7 +218,7 @@ class ScoreRequest(BaseModel):
     texts: list[str]
 
 
-class ScoreItem(_Out):
+class ScoreItem(ResponseModel):
     index: int = Field(ge=0, description="position in the request")
     label: Literal["negative", "neutral", "positive"] | None
     score: float | None = Field(default=None, ge=-1, le=1)
@@ -248,29 +230,24 @@ class ScoreItem(_Out):
     error: str | None = Field(default=None, description="why this text was not scored")
 
 
-class ScoreResponse(_Out):
-    model_config = ConfigDict(
-        frozen=True,
-        json_schema_extra={
-            "examples": [
+class ScoreResponse(ResponseModel):
+    model_config = with_example(
+        {
+            "model_version": "cryptopulse-sentiment/3",
+            "count": 1,
+            "results": [
                 {
-                    "model_version": "cryptopulse-sentiment/3",
-                    "count": 1,
-                    "results": [
-                        {
-                            "index": 0,
-                            "label": "positive",
-                            "score": 0.82,
-                            "confidence": 0.86,
-                            "p_negative": 0.04,
-                            "p_neutral": 0.1,
-                            "p_positive": 0.86,
-                            "coins": ["bitcoin"],
-                        }
-                    ],
+                    "index": 0,
+                    "label": "positive",
+                    "score": 0.82,
+                    "confidence": 0.86,
+                    "p_negative": 0.04,
+                    "p_neutral": 0.1,
+                    "p_positive": 0.86,
+                    "coins": ["bitcoin"],
                 }
-            ]
-        },
+            ],
+        }
     )
 
     model_version: str
@@ -278,12 +255,12 @@ class ScoreResponse(_Out):
     results: list[ScoreItem]
 
 
-class PostsResponse(_Out):
+class PostsResponse(ResponseModel):
     count: int = Field(ge=0)
     posts: list[ScoredPost] = Field(description="newest first")
 
 
-class AlertsResponse(_Out):
+class AlertsResponse(ResponseModel):
     count: int = Field(ge=0)
     alerts: list[Alert] = Field(description="newest first")
 
@@ -307,45 +284,40 @@ _QUALITY_EXAMPLE: dict[str, Any] = {
 }
 
 
-class QualityResponse(_Out):
+class QualityResponse(ResponseModel):
     """The latest closed data-quality window of every source the stream worker has judged."""
 
-    model_config = ConfigDict(
-        frozen=True, json_schema_extra={"examples": [{"count": 1, "sources": [_QUALITY_EXAMPLE]}]}
-    )
+    model_config = with_example({"count": 1, "sources": [_QUALITY_EXAMPLE]})
 
     count: int = Field(ge=0)
     sources: list[DataQualityReport]
 
 
-class QualityHistoryResponse(_Out):
+class QualityHistoryResponse(ResponseModel):
     """One source's closed data-quality windows, newest first (a day of 5-minute windows)."""
 
-    model_config = ConfigDict(
-        frozen=True,
-        json_schema_extra={"examples": [{"source": "reddit", "count": 1, "windows": [_QUALITY_EXAMPLE]}]},
-    )
+    model_config = with_example({"source": "reddit", "count": 1, "windows": [_QUALITY_EXAMPLE]})
 
     source: str
     count: int = Field(ge=0)
     windows: list[DataQualityReport] = Field(description="newest first")
 
 
-class ModelStatus(_Out):
+class ModelStatus(ResponseModel):
     loaded: bool
     version: str | None = None
     uri: str
     error: str | None = Field(default=None, description="why the model is not loaded")
 
 
-class Freshness(_Out):
+class Freshness(ResponseModel):
     latest_window_end: UtcDatetime | None = None
     latest_post_time: UtcDatetime | None = None
     window_age_s: float | None = Field(default=None, description="seconds since a trend view last changed")
     post_age_s: float | None = Field(default=None, description="seconds since the newest scored post's event")
 
 
-class InfoResponse(_Out):
+class InfoResponse(ResponseModel):
     """What the dashboard shows in its header: model, data freshness, coverage."""
 
     version: str
@@ -356,42 +328,42 @@ class InfoResponse(_Out):
     windows: list[WindowSize]
 
 
-class Health(_Out):
+class Health(ResponseModel):
     status: Literal["ok"]
 
 
-class Check(_Out):
+class Check(ResponseModel):
     ok: bool
     detail: str | None = None
     latency_ms: float | None = None
 
 
-class Readiness(_Out):
+class Readiness(ResponseModel):
     status: Literal["ready", "not ready"]
     checks: dict[str, Check]
     model: ModelStatus
 
 
-class PartitionInfo(_Out):
+class PartitionInfo(ResponseModel):
     partition: int
     low: int
     high: int
     messages: int
 
 
-class TopicInfo(_Out):
+class TopicInfo(ResponseModel):
     name: str
     partitions: int
     messages: int
     detail: list[PartitionInfo]
 
 
-class TopicsResponse(_Out):
+class TopicsResponse(ResponseModel):
     count: int
     topics: list[TopicInfo]
 
 
-class GroupPartitionLag(_Out):
+class GroupPartitionLag(ResponseModel):
     topic: str
     partition: int
     committed: int | None
@@ -399,19 +371,19 @@ class GroupPartitionLag(_Out):
     lag: int
 
 
-class ConsumerGroupInfo(_Out):
+class ConsumerGroupInfo(ResponseModel):
     group: str
     state: str
     lag: int
     partitions: list[GroupPartitionLag]
 
 
-class ConsumerGroupsResponse(_Out):
+class ConsumerGroupsResponse(ResponseModel):
     count: int
     groups: list[ConsumerGroupInfo]
 
 
-class TopicMessage(_Out):
+class TopicMessage(ResponseModel):
     partition: int
     offset: int
     timestamp: datetime | None
@@ -419,13 +391,13 @@ class TopicMessage(_Out):
     value: str
 
 
-class TopicMessagesResponse(_Out):
+class TopicMessagesResponse(ResponseModel):
     topic: str
     count: int
     messages: list[TopicMessage] = Field(description="newest first")
 
 
-class ApiKeyInfo(_Out):
+class ApiKeyInfo(ResponseModel):
     key_id: str
     name: str
     created: datetime

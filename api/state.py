@@ -1,8 +1,7 @@
-"""What the app holds for its lifetime: settings, Redis, the scoring runtime."""
+"""What the app holds for its lifetime: settings, Redis, the scoring model."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,39 +9,21 @@ import structlog
 
 from api.security import KeyVerifier, RateLimiter
 from api.store import ViewStore
-from cryptopulse.settings import Settings
+from cryptopulse.core.settings import Settings
+from scoring.holder import ModelHolder
 
 log = structlog.get_logger(__name__)
 
 
-@dataclass
-class ModelHolder:
-    """The shared scoring runtime, or why it could not be loaded (then /v1/score answers 503)."""
+async def load_model_once(holder: ModelHolder) -> None:
+    """Load at start-up; a failure is kept in ``holder.error`` (/v1/score then answers 503), never raised.
 
-    uri: str
-    runtime: Any = None
-    error: str | None = "not loaded yet"
-
-    @property
-    def loaded(self) -> bool:
-        return self.runtime is not None
-
-    @property
-    def version(self) -> str | None:
-        return str(self.runtime.model_version) if self.runtime is not None else None
-
-    async def load(self, settings: Settings) -> None:
-        """Load once at start-up in a thread; any failure is recorded, never raised."""
-        try:
-            from scoring.runtime import SentimentRuntime
-
-            self.runtime = await asyncio.to_thread(SentimentRuntime.load, self.uri, settings)
-            self.error = None
-            log.info("model loaded", uri=self.uri, version=self.version)
-        except Exception as exc:  # ModelLoadError, ImportError, MLflow/network errors
-            self.runtime = None
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.warning("model not loaded; /v1/score will answer 503", uri=self.uri, error=self.error)
+    The API does not follow the alias: it serves the version it started with.
+    """
+    try:
+        await holder.load()
+    except Exception:  # ModelLoadError, ImportError, MLflow/network errors
+        log.warning("model not loaded; /v1/score will answer 503", uri=holder.uri, error=holder.error)
 
 
 @dataclass

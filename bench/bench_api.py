@@ -38,10 +38,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import median_run, tree_cpu_s  # noqa: E402
-from cryptopulse.settings import get_settings  # noqa: E402
-from schemas.redis_keys import delete_prefixed_keys  # noqa: E402
+from cryptopulse.core.settings import get_settings  # noqa: E402
 from tests.api.seed import COINS, seed_views  # noqa: E402
 from tests.ports import free_port  # noqa: E402
+from views import delete_prefixed_keys  # noqa: E402
 
 log = logging.getLogger("bench_api")
 
@@ -103,7 +103,7 @@ def start_api(port: int, workers: int, prefix: str, home: Path) -> subprocess.Po
         "CRYPTOPULSE_HOME": str(home),
         "CRYPTOPULSE_LOG_LEVEL": "WARNING",
     }
-    code = f"from cryptopulse.cli.serve import api; api(host='127.0.0.1', port={port}, workers={workers})"
+    code = f"from api.cli import api; api(host='127.0.0.1', port={port}, workers={workers})"
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

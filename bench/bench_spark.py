@@ -34,11 +34,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cryptopulse.kafka import EventProducer, ensure_topics, wait_for_broker  # noqa: E402
-from cryptopulse.settings import Settings, get_settings, load_settings  # noqa: E402
+from cryptopulse.core.kafka import EventProducer, ensure_topics, wait_for_broker  # noqa: E402
+from cryptopulse.core.settings import Settings, get_settings, load_settings  # noqa: E402
 from schemas.events import ScoredPost, SentimentLabel, Source, content_hash  # noqa: E402
-from schemas.redis_keys import RedisKeys, delete_prefixed_keys  # noqa: E402
+from schemas.redis_keys import RedisKeys  # noqa: E402
 from schemas.topics import RAW_PRICES, SCORED_POSTS  # noqa: E402
+from views import delete_prefixed_keys  # noqa: E402
 
 COINS = ["bitcoin", "ethereum", "solana", "ripple", "cardano", "dogecoin", "tron", "litecoin"]
 SOURCES = ["reddit", "news", "replay"]
@@ -110,9 +111,8 @@ def generate_lake(settings: Settings, events: int, days: int, start: datetime) -
 
 
 def bench_backfill(settings: Settings, events: int, days: int) -> dict[str, Any]:
-    from spark_jobs.backfill import run_backfill
+    from spark_jobs.backfill import redis_client, run_backfill
     from spark_jobs.session import build_spark
-    from spark_jobs.stream import redis_client
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     t = time.perf_counter()

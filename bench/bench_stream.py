@@ -37,10 +37,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import median_run, tree_cpu_s  # noqa: E402
-from cryptopulse.kafka import EventProducer, ensure_topics, wait_for_broker  # noqa: E402
-from cryptopulse.settings import Settings, get_settings, load_settings  # noqa: E402
+from cryptopulse.core.kafka import EventProducer, ensure_topics, wait_for_broker  # noqa: E402
+from cryptopulse.core.settings import Settings, get_settings, load_settings  # noqa: E402
 from schemas.events import RedditPost  # noqa: E402
-from schemas.topics import RAW_REDDIT  # noqa: E402
+from schemas.topics import CATALOG, RAW_REDDIT  # noqa: E402
 from tests.cleanup import discard_run_data  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 from tests.stream_processors.harness import OutputReader, WorkerProcess, worker_env  # noqa: E402
@@ -181,7 +181,7 @@ def bench_rate(base: Settings, rate: int, args: argparse.Namespace, model_uri: s
         kafka={**base.kafka.model_dump(), "topic_prefix": f"bench-{tag}"},
         redis={**base.redis.model_dump(), "key_prefix": f"bench-{tag}"},
     )
-    ensure_topics(settings)
+    ensure_topics(settings, CATALOG)
     extra = {"CRYPTOPULSE_STREAM__BATCH_SIZE": str(args.batch_size)} if args.batch_size else {}
     extra.update(parse_env(args.worker_env))
     workers = []

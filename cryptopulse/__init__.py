@@ -1,3 +1,9 @@
-"""CryptoPulse: real-time cryptocurrency sentiment intelligence."""
+"""CryptoPulse: real-time cryptocurrency sentiment intelligence.
 
-__version__ = "0.1.0"
+``cryptopulse.core`` is the ground floor every stage builds on; ``cryptopulse.cli`` and
+``cryptopulse.platform`` are the roof that only assembles the stages.
+"""
+
+from cryptopulse.core.version import __version__
+
+__all__ = ["__version__"]

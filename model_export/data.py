@@ -196,6 +196,16 @@ def load_corpus(
     return corpus
 
 
+def limit_rows(corpus: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
+    """At most ``limit`` seeded-random rows per dataset and split (tiny runs); all rows for None."""
+    if limit is None:
+        return corpus
+    keep: list[int] = []
+    for _, group in corpus.groupby(["dataset", "split"], sort=True):
+        keep.extend(int(i) for i in group.sample(n=min(len(group), limit), random_state=seed).index)
+    return corpus.loc[sorted(keep)]
+
+
 def evaluation_fingerprint(test: pd.DataFrame) -> str:
     """Hash of the evaluation split, so promotion only compares models scored on the same texts."""
     import hashlib

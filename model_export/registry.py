@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model_export.train import TrainConfig, TrainResult, train
+from scoring.registry_uri import mlflow_client
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-    from cryptopulse.settings import Settings
+    from cryptopulse.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +59,6 @@ class PromotionDecision:
     champion: str | None
     gain: float | None = None
     slowdown: float | None = None
-
-
-def client_for(settings: Settings) -> MlflowClient:
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=settings.mlflow.uri, registry_uri=settings.mlflow.uri)
 
 
 def _version_info(client: MlflowClient, mv: ModelVersion) -> RegisteredModel:
@@ -107,7 +102,7 @@ def log_and_register(
     if evaluation.exists():
         mlflow.log_artifact(str(evaluation), artifact_path="evaluation")
     mlflow.log_artifacts(str(result.artifact_dir), artifact_path="model")
-    client = client_for(settings)
+    client = mlflow_client(settings)
     name = settings.mlflow.registered_model
     try:
         client.get_registered_model(name)
@@ -163,7 +158,7 @@ def list_versions(settings: Settings) -> list[RegisteredModel]:
     """Every registered version, newest first, with aliases and gate metrics."""
     from mlflow.exceptions import MlflowException
 
-    client = client_for(settings)
+    client = mlflow_client(settings)
     name = settings.mlflow.registered_model
     try:
         client.get_registered_model(name)
@@ -241,7 +236,7 @@ def promote(version: str, settings: Settings, force: bool = False) -> PromotionD
     """Make ``version`` champion if it passes the gate (or ``force``); the old champion is kept, unaliased."""
     from mlflow.exceptions import MlflowException
 
-    client = client_for(settings)
+    client = mlflow_client(settings)
     name = settings.mlflow.registered_model
     try:
         mv = client.get_model_version(name, str(version))
@@ -278,7 +273,7 @@ def promote(version: str, settings: Settings, force: bool = False) -> PromotionD
 
 
 def champion_version(settings: Settings) -> str | None:
-    mv = _alias_version(client_for(settings), settings.mlflow.registered_model, CHAMPION)
+    mv = _alias_version(mlflow_client(settings), settings.mlflow.registered_model, CHAMPION)
     return None if mv is None else str(mv.version)
 
 

@@ -142,25 +142,55 @@ def build_linear(c: float, seed: int) -> Pipeline:
     return Pipeline([("features", features), ("clf", clf)])
 
 
-def transformer_training_set(train: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
-    """The capped, repeated fine-tuning mix (see ``DEFAULT_MIX``), shuffled, at most max_examples."""
+def training_mix(
+    train: pd.DataFrame, mix: dict[str, tuple[int | None, int]], seed: int, max_examples: int | None = None
+) -> pd.DataFrame:
+    """Each dataset capped and repeated as ``mix`` says (unlisted: all rows, once), shuffled."""
     parts = []
     for name, part in train.groupby("dataset", sort=True):
-        cap, repeats = config.mix.get(str(name), (None, 1))
+        cap, repeats = mix.get(str(name), (None, 1))
         if cap is not None and len(part) > cap:
-            part = part.sample(n=cap, random_state=config.seed)
+            part = part.sample(n=cap, random_state=seed)
         parts.extend([part] * repeats)
-    mix = pd.concat(parts).sample(frac=1.0, random_state=config.seed)
-    return mix.head(config.max_examples).reset_index(drop=True)
+    shuffled = pd.concat(parts).sample(frac=1.0, random_state=seed)
+    return shuffled.head(max_examples).reset_index(drop=True)
 
 
-def _limit(corpus: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
-    if limit is None:
-        return corpus
-    keep: list[int] = []
-    for _, group in corpus.groupby(["dataset", "split"], sort=True):
-        keep.extend(int(i) for i in group.sample(n=min(len(group), limit), random_state=seed).index)
-    return corpus.loc[sorted(keep)]
+def transformer_training_set(train: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
+    """The capped, repeated fine-tuning mix (see ``DEFAULT_MIX``), shuffled, at most max_examples."""
+    return training_mix(train, config.mix, config.seed, config.max_examples)
+
+
+def evaluate_systems(
+    frame: pd.DataFrame,
+    systems: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    headline: str,
+    split: str = "test",
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Metrics of each system's predictions on ``frame``, overall and per dataset.
+
+    The ``headline`` system's overall metrics are named ``{split}_*``, the others'
+    ``{split}_{system}_*``; per dataset ``{ds}_{system}_weighted_f1`` (prefixed with the split
+    unless it is the test split), plus accuracy and macro F1 for the headline system.
+    """
+    y = frame["label"].to_numpy()
+    dataset_prefix = "" if split == "test" else f"{split}_"
+    report: dict[str, Any] = {"overall": {}, "datasets": {}}
+    metrics: dict[str, float] = {}
+    for system, (pred, proba) in systems.items():
+        m = classification_metrics(y, pred, proba)
+        report["overall"][system] = m
+        prefix = split if system == headline else f"{split}_{system}"
+        metrics.update({f"{prefix}_{k}": v for k, v in m.items() if k != "n"})
+        for ds in sorted(frame["dataset"].unique()):
+            mask = (frame["dataset"] == ds).to_numpy()
+            dm = classification_metrics(y[mask], pred[mask], None if proba is None else proba[mask])
+            report["datasets"].setdefault(ds, {})[system] = dm
+            metrics[f"{dataset_prefix}{ds}_{system}_weighted_f1"] = dm["weighted_f1"]
+            if system == headline:
+                metrics[f"{dataset_prefix}{ds}_{system}_accuracy"] = dm["accuracy"]
+                metrics[f"{dataset_prefix}{ds}_{system}_macro_f1"] = dm["macro_f1"]
+    return report, metrics
 
 
 def verify_export(
@@ -237,7 +267,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         shutil.rmtree(out)
     artifact = out / "artifact"
     artifact.mkdir(parents=True)
-    corpus = _limit(
+    corpus = datamod.limit_rows(
         datamod.load_corpus(config.data_dir, config.datasets, seed=config.seed),
         config.limit_per_split,
         config.seed,
@@ -333,21 +363,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         "crypto_lexicon": (CryptoLexicon.to_label_ids(lx), None),
         "baseline_majority": (np.full(len(y), majority), None),
     }
-    report: dict[str, Any] = {"overall": {}, "datasets": {}, "splits": {}}
-    metrics: dict[str, float] = {}
-    for system, (pred, proba) in systems.items():
-        m = classification_metrics(y, pred, proba)
-        report["overall"][system] = m
-        prefix = "test" if system == "ensemble" else f"test_{system}"
-        metrics.update({f"{prefix}_{k}": v for k, v in m.items() if k != "n"})
-        for ds in sorted(test_df["dataset"].unique()):
-            mask = (test_df["dataset"] == ds).to_numpy()
-            dm = classification_metrics(y[mask], pred[mask], None if proba is None else proba[mask])
-            report["datasets"].setdefault(ds, {})[system] = dm
-            metrics[f"{ds}_{system}_weighted_f1"] = dm["weighted_f1"]
-            if system == "ensemble":
-                metrics[f"{ds}_ensemble_accuracy"] = dm["accuracy"]
-                metrics[f"{ds}_ensemble_macro_f1"] = dm["macro_f1"]
+    report, metrics = evaluate_systems(test_df, systems, headline="ensemble")
     report["splits"] = {str(k): int(v) for k, v in corpus.groupby(["dataset", "split"]).size().items()}
     report["evaluation_fingerprint"] = datamod.evaluation_fingerprint(test_df)
     report["verification"] = verification

@@ -43,7 +43,7 @@ class FineTuneConfig:
     threads: int = 2
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
     import torch
 
     random.seed(seed)
@@ -65,7 +65,7 @@ def fine_tune(
 
     from scoring.labels import LABELS
 
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     torch.set_num_threads(config.threads)
     src = base_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(src)
@@ -103,7 +103,7 @@ def fine_tune(
     running = 0.0
     bar = tqdm(total=total, desc="fine-tune MiniLM", disable=not progress, unit="step")
     while step < total:
-        for idx in _length_bucketed_batches(rng, lengths, config.batch_size):
+        for idx in length_bucketed_batches(rng, lengths, config.batch_size):
             if step >= total:
                 break
             batch = tokenizer(
@@ -133,7 +133,7 @@ def fine_tune(
     return out_dir
 
 
-def _length_bucketed_batches(
+def length_bucketed_batches(
     rng: np.random.Generator, lengths: np.ndarray, batch_size: int
 ) -> list[np.ndarray]:
     """Shuffled batches of similar-length texts: far less padding, same randomness across epochs."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cryptopulse.cli.produce import app
+from producers.cli import app
 
 if __name__ == "__main__":
     app(prog_name="python -m producers")

@@ -1,33 +1,27 @@
-"""The loop every producer shares: fetch, validate, send, flush, then checkpoint.
+"""What a producer source is: the records it hands over and the parts every connector shares.
 
-A source yields :class:`Batch` objects: raw dicts bound for a topic plus a ``commit``
-callback that persists the source's cursor. The runner validates every dict against
-its wire model (invalid ones go to the dead-letter topic with the reason), sends the
-valid ones through the idempotent :class:`~cryptopulse.kafka.EventProducer`, flushes,
-and only after a clean flush calls ``commit``. That ordering is the whole delivery
-guarantee: at-least-once with stable ``source_id`` keys, never a skipped item.
+A source yields :class:`Batch` objects (records bound for topics plus the checkpoint
+that covers them) to :class:`producers.runner.Runner`, which owns delivery. The
+connectors build on :class:`CheckpointedSource` (settings and the persisted cursor) and,
+when they poll an HTTP API, :class:`HttpSource` (plus their raw topic and a retrying
+:class:`~producers.http.Fetcher`).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import threading
-import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydantic import ValidationError
+import httpx
 
-from cryptopulse.kafka import DeliveryError, EventProducer
-from cryptopulse.settings import Settings
-from producers.http import FetchError, Stopped
-from producers.metrics import FAILED, LAST_SUCCESS, PRODUCED, SKIPPED
+from cryptopulse.core.settings import Settings
+from producers.http import Fetcher
+from producers.metrics import SKIPPED
+from producers.state import StateStore
 from schemas.events import Event
-
-log = logging.getLogger(__name__)
+from schemas.topics import TopicSpec
 
 
 @dataclass(frozen=True)
@@ -64,147 +58,57 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass
-class RunStats:
-    """What one run did; returned to callers and tests."""
-
-    cycles: int = 0
-    produced: Counter[str] = field(default_factory=Counter)
-    dead_lettered: int = 0
-    failed_cycles: int = 0
-
-
 def skip(source: str, reason: str, count: int = 1) -> None:
     """Count an item deliberately not produced (removed, deleted, duplicate...)."""
     SKIPPED.labels(source, reason).inc(count)
 
 
-def _dead_letter_id(data: dict[str, Any]) -> str | None:
-    value = data.get("source_id")
-    return value if isinstance(value, str) and 0 < len(value) <= 256 else None
+class CheckpointedSource:
+    """Settings, the shutdown event and the persisted checkpoint of one connector.
 
+    ``state_defaults`` fills keys a first run (no state file yet) does not have.
+    """
 
-class Runner:
-    """Drive one source against Kafka until stopped (or for a fixed number of cycles)."""
+    name: str
+    interval_s: float
 
     def __init__(
         self,
         settings: Settings,
-        source: Source,
         *,
-        producer: EventProducer | None = None,
         stop: threading.Event | None = None,
+        state_defaults: Mapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings
-        self.source = source
+        self.cfg = settings.producer
         self.stop = stop or threading.Event()
-        self.producer = producer or EventProducer(settings, component=f"producer.{source.name}")
-        self.stats = RunStats()
+        self.store = StateStore.for_source(settings, self.name)
+        self.state: dict[str, Any] = self.store.load()
+        for key, value in (state_defaults or {}).items():
+            self.state.setdefault(key, value)
 
-    def _send(self, item: Outgoing) -> bool:
-        try:
-            record = item.model.model_validate(item.data)
-        except ValidationError as exc:
-            payload = json.dumps(item.data, default=str, ensure_ascii=False)
-            self.producer.dead_letter(
-                payload,
-                reason="invalid_schema",
-                detail=f"{item.model.__name__}: {exc}",
-                source_id=_dead_letter_id(item.data),
-                original_topic=item.topic,
-            )
-            FAILED.labels(self.source.name, "invalid_schema").inc()
-            self.stats.dead_lettered += 1
-            log.warning(
-                "invalid record dead-lettered",
-                extra={
-                    "source": self.source.name,
-                    "source_id": item.data.get("source_id"),
-                    "errors": exc.error_count(),
-                },
-            )
-            return False
-        key = str(getattr(record, item.key_field))
-        self.producer.send(item.topic, record, key=key)
-        return True
+    def close(self) -> None:
+        return None
 
-    def _run_batch(self, batch: Batch) -> None:
-        consumed = 0
-        per_topic: Counter[str] = Counter()
-        stopped = False
-        try:
-            for item in batch.records:
-                if self._send(item):
-                    per_topic[item.topic] += 1
-                consumed += 1
-        except Stopped:
-            stopped = True
-        try:
-            self.producer.flush()
-        except DeliveryError:
-            FAILED.labels(self.source.name, "delivery").inc()
-            raise
-        if consumed or not stopped:
-            batch.commit(consumed)
-        for topic, count in per_topic.items():
-            PRODUCED.labels(self.source.name, topic).inc(count)
-            self.stats.produced[topic] += count
-        LAST_SUCCESS.labels(self.source.name).set(time.time())
-        if stopped:
-            raise Stopped
 
-    def run_cycle(self) -> bool:
-        """One poll of the source; False when it failed (nothing past the failure committed)."""
-        self.stats.cycles += 1
-        try:
-            for batch in self.source.poll():
-                self._run_batch(batch)
-                if self.stop.is_set():
-                    raise Stopped
-        except (Stopped, KeyboardInterrupt):
-            raise
-        except DeliveryError as exc:
-            log.error(
-                "delivery failed, cursor not advanced", extra={"source": self.source.name, "error": str(exc)}
-            )
-        except FetchError as exc:
-            log.error(
-                "fetch failed", extra={"source": self.source.name, "reason": exc.reason, "error": str(exc)}
-            )
-        except Exception:
-            FAILED.labels(self.source.name, "error").inc()
-            log.exception("cycle failed", extra={"source": self.source.name})
-        else:
-            return True
-        self.stats.failed_cycles += 1
-        return False
+class HttpSource(CheckpointedSource):
+    """A connector polling an HTTP API into one raw topic every ``interval_s``."""
 
-    def run(self, *, cycles: int | None = None) -> RunStats:
-        """Poll every ``interval_s`` until stopped; always flushes and closes on the way out."""
-        log.info("producer started", extra={"source": self.source.name})
-        try:
-            while not self.stop.is_set():
-                self.run_cycle()
-                if cycles is not None and self.stats.cycles >= cycles:
-                    break
-                if getattr(self.source, "finished", False):
-                    break
-                if self.stop.wait(self.source.interval_s):
-                    break
-        except Stopped:
-            log.info("stop requested", extra={"source": self.source.name})
-        finally:
-            try:
-                self.producer.flush()
-            except DeliveryError as exc:
-                log.error("final flush failed", extra={"source": self.source.name, "error": str(exc)})
-            self.source.close()
-            log.info(
-                "producer stopped",
-                extra={
-                    "source": self.source.name,
-                    "produced": dict(self.stats.produced),
-                    "cycles": self.stats.cycles,
-                },
-            )
-        return self.stats
+    def __init__(
+        self,
+        settings: Settings,
+        topic: TopicSpec,
+        *,
+        interval_s: float,
+        stop: threading.Event | None = None,
+        transport: httpx.BaseTransport | None = None,
+        headers: dict[str, str] | None = None,
+        state_defaults: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(settings, stop=stop, state_defaults=state_defaults)
+        self.interval_s = interval_s
+        self.topic = topic.name(settings)
+        self.fetcher = Fetcher(settings, self.name, stop=self.stop, transport=transport, headers=headers)
+
+    def close(self) -> None:
+        self.fetcher.close()

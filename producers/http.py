@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from cryptopulse.settings import Settings
+from cryptopulse.core.settings import Settings
 from producers.metrics import FAILED, FETCH_LATENCY
 
 log = logging.getLogger(__name__)

@@ -36,11 +36,10 @@ from typing import Any
 import feedparser
 import httpx
 
-from cryptopulse.settings import Settings
-from producers.base import Batch, Outgoing, skip
-from producers.http import Fetcher, FetchError, Stopped
+from cryptopulse.core.settings import Settings
+from producers.base import Batch, HttpSource, Outgoing, skip
+from producers.http import FetchError, Stopped
 from producers.metrics import FAILED
-from producers.state import StateStore
 from schemas.events import NewsArticle, content_hash, utc_now
 from schemas.topics import RAW_NEWS
 
@@ -111,7 +110,7 @@ class FeedResult:
     error: str | None = None
 
 
-class FeedSource:
+class FeedSource(HttpSource):
     """Poll a list of RSS/Atom feeds with conditional GET and per-feed isolation."""
 
     name = "news"
@@ -124,28 +123,20 @@ class FeedSource:
         stop: threading.Event | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        cfg = settings.producer
-        self.cfg = cfg
-        self.interval_s = cfg.news_interval_s
-        self.topic = RAW_NEWS.name(settings)
-        self.feeds = feeds if feeds is not None else load_feeds(cfg.news_feeds_file)
-        self.fetcher = Fetcher(
+        self.feeds = feeds if feeds is not None else load_feeds(settings.producer.news_feeds_file)
+        super().__init__(
             settings,
-            self.name,
+            RAW_NEWS,
+            interval_s=settings.producer.news_interval_s,
             stop=stop,
             transport=transport,
             headers={"Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.8"},
+            state_defaults={"feeds": {}},
         )
-        self.store = StateStore.for_source(settings, self.name)
-        self.state: dict[str, Any] = self.store.load()
-        self.state.setdefault("feeds", {})
         # Keys seen in any feed: the same story syndicated by two feeds is produced once.
         self.seen_anywhere: set[str] = {
             key for feed in self.state["feeds"].values() for key in feed.get("seen", [])
         }
-
-    def close(self) -> None:
-        self.fetcher.close()
 
     def fetch(self, url: str) -> FeedResult:
         """Fetch and parse one feed; never raises (errors are returned, per-feed isolation)."""
@@ -266,7 +257,7 @@ class FeedSource:
         return Batch(records, commit, label=result.url)
 
 
-class NewsApiSource:
+class NewsApiSource(HttpSource):
     """NewsAPI ``/v2/everything`` (used only when a key is configured), newest articles first."""
 
     name = "newsapi"
@@ -278,24 +269,17 @@ class NewsApiSource:
         stop: threading.Event | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        cfg = settings.producer
-        if cfg.newsapi_key is None:
+        key = settings.producer.newsapi_key
+        if key is None:
             raise ValueError("NewsAPI needs CRYPTOPULSE_PRODUCER__NEWSAPI_KEY")
-        self.cfg = cfg
-        self.interval_s = cfg.newsapi_interval_s
-        self.topic = RAW_NEWS.name(settings)
-        self.fetcher = Fetcher(
+        super().__init__(
             settings,
-            self.name,
+            RAW_NEWS,
+            interval_s=settings.producer.newsapi_interval_s,
             stop=stop,
             transport=transport,
-            headers={"X-Api-Key": cfg.newsapi_key.get_secret_value()},
+            headers={"X-Api-Key": key.get_secret_value()},
         )
-        self.store = StateStore.for_source(settings, self.name)
-        self.state: dict[str, Any] = self.store.load()
-
-    def close(self) -> None:
-        self.fetcher.close()
 
     def poll(self) -> Iterator[Batch]:
         params: dict[str, str | int] = {

@@ -18,11 +18,10 @@ from typing import Any
 
 import httpx
 
-from cryptopulse.settings import Settings
-from producers.base import Batch, Outgoing, skip
-from producers.http import Fetcher, FetchError
+from cryptopulse.core.settings import Settings
+from producers.base import Batch, HttpSource, Outgoing, skip
+from producers.http import FetchError
 from producers.metrics import FAILED
-from producers.state import StateStore
 from schemas.events import PriceTick, utc_now
 from schemas.topics import RAW_PRICES
 
@@ -53,7 +52,7 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-class PriceSource:
+class PriceSource(HttpSource):
     """Poll CoinGecko for every tracked coin and emit one tick per coin per new quote."""
 
     name = "prices"
@@ -66,20 +65,19 @@ class PriceSource:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         cfg = settings.producer
-        self.cfg = cfg
-        self.interval_s = cfg.price_interval_s
-        self.topic = RAW_PRICES.name(settings)
         headers = {"Accept": "application/json"}
         if cfg.coingecko_api_key is not None:
             headers[cfg.coingecko_key_header] = cfg.coingecko_api_key.get_secret_value()
-        self.fetcher = Fetcher(settings, self.name, stop=stop, transport=transport, headers=headers)
+        super().__init__(
+            settings,
+            RAW_PRICES,
+            interval_s=cfg.price_interval_s,
+            stop=stop,
+            transport=transport,
+            headers=headers,
+            state_defaults={"last": {}},
+        )
         self.base = cfg.coingecko_base_url.rstrip("/")
-        self.store = StateStore.for_source(settings, self.name)
-        self.state: dict[str, Any] = self.store.load()
-        self.state.setdefault("last", {})
-
-    def close(self) -> None:
-        self.fetcher.close()
 
     def markets(self, ids: list[str]) -> list[dict[str, Any]]:
         """Ticks from ``/coins/markets`` (price, market cap, volume, 24h change, last_updated)."""

@@ -24,11 +24,10 @@ from typing import Any
 
 import httpx
 
-from cryptopulse.settings import Settings
-from producers.base import Batch, Outgoing, skip
-from producers.http import Fetcher, FetchError, Stopped, decode_json
+from cryptopulse.core.settings import Settings
+from producers.base import Batch, HttpSource, Outgoing, skip
+from producers.http import FetchError, Stopped, decode_json
 from producers.metrics import FAILED
-from producers.state import StateStore
 from schemas.events import RedditComment, RedditPost
 from schemas.topics import RAW_REDDIT
 
@@ -101,7 +100,7 @@ def to_record(kind: str, data: dict[str, Any], subreddit: str) -> dict[str, Any]
     }
 
 
-class RedditSource:
+class RedditSource(HttpSource):
     """Poll every configured subreddit's new posts and comments, with a persisted cursor."""
 
     name = "reddit"
@@ -113,23 +112,19 @@ class RedditSource:
         stop: threading.Event | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        cfg = settings.producer
-        self.settings = settings
-        self.cfg = cfg
-        self.interval_s = cfg.reddit_interval_s
-        self.topic = RAW_REDDIT.name(settings)
-        self.fetcher = Fetcher(settings, self.name, stop=stop, transport=transport)
-        self.store = StateStore.for_source(settings, self.name)
-        self.state: dict[str, Any] = self.store.load()
-        self.state.setdefault("cursors", {})
-        self.oauth = cfg.reddit_client_id is not None and cfg.reddit_client_secret is not None
+        super().__init__(
+            settings,
+            RAW_REDDIT,
+            interval_s=settings.producer.reddit_interval_s,
+            stop=stop,
+            transport=transport,
+            state_defaults={"cursors": {}},
+        )
+        self.oauth = self.cfg.reddit_client_id is not None and self.cfg.reddit_client_secret is not None
         self._token: str | None = None
         self._token_expires = 0.0
         if not self.oauth:
             log.info("no Reddit credentials: using public .json listings")
-
-    def close(self) -> None:
-        self.fetcher.close()
 
     # -- auth ---------------------------------------------------------------------------
 

@@ -32,10 +32,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cryptopulse.settings import Settings
-from producers.base import Batch, Outgoing
+from cryptopulse.core.settings import Settings
+from producers.base import Batch, CheckpointedSource, Outgoing
 from producers.http import Stopped
-from producers.state import StateStore
 from schemas.events import NewsArticle, PriceTick, RedditPost, utc_now
 from schemas.topics import RAW_NEWS, RAW_PRICES, RAW_REDDIT
 
@@ -85,7 +84,7 @@ def news_source_id(dataset: str, row: str, pass_no: int = 0) -> str:
     return f"replay:{dataset}:{row}" + (f":p{pass_no}" if pass_no else "")
 
 
-class ReplaySource:
+class ReplaySource(CheckpointedSource):
     """An endless (or one-pass) paced stream over the bundled texts."""
 
     name = "replay"
@@ -100,8 +99,6 @@ class ReplaySource:
         rows: list[dict[str, Any]] | None = None,
     ) -> None:
         cfg = settings.producer
-        self.cfg = cfg
-        self.stop = stop or threading.Event()
         self.limit = limit
         self.rows = rows if rows is not None else load_rows(cfg.replay_dir)
         self.topics = {
@@ -109,10 +106,7 @@ class ReplaySource:
             "post": RAW_REDDIT.name(settings),
             "price": RAW_PRICES.name(settings),
         }
-        self.store = StateStore.for_source(settings, self.name)
-        self.state: dict[str, Any] = self.store.load()
-        self.state.setdefault("pass", 0)
-        self.state.setdefault("position", 0)
+        super().__init__(settings, stop=stop, state_defaults={"pass": 0, "position": 0})
         self.rng = random.Random(
             cfg.replay_seed * 1_000_003 + int(self.state["pass"]) * 10_007 + self.state["position"]
         )
@@ -125,9 +119,6 @@ class ReplaySource:
         self._start_wall = utc_now()
         self._start_mono = time.monotonic()
         self._next_price: datetime | None = None
-
-    def close(self) -> None:
-        return None
 
     def event_time(self) -> datetime:
         elapsed = (time.monotonic() - self._start_mono) * self.cfg.replay_time_compression

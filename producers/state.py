@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cryptopulse.settings import Settings
+from cryptopulse.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

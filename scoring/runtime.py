@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,9 +25,10 @@ from scoring.drift import ReferenceDistribution
 from scoring.ensemble import Combiner, combiner_features, softmax
 from scoring.labels import LABELS, VERDICT_FIELDS, Label
 from scoring.lexicon import CryptoLexicon
+from scoring.registry_uri import ModelLoadError, local_model_dir
 
 if TYPE_CHECKING:
-    from cryptopulse.settings import Settings
+    from cryptopulse.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +42,6 @@ ARTIFACT_FILES = (
     "coins.json",
     "metadata.json",
 )
-_MODELS_URI_RE = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
-
-
-class ModelLoadError(RuntimeError):
-    """The model URI or directory cannot be resolved or is not a complete artifact."""
 
 
 class TextScore(BaseModel):
@@ -71,57 +64,6 @@ class TextScore(BaseModel):
         if self.label is None:
             return dict.fromkeys(VERDICT_FIELDS)
         return {name: getattr(self, name) for name in VERDICT_FIELDS}
-
-
-def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` -> (name, alias, version)."""
-    match = _MODELS_URI_RE.match(uri)
-    if match is None:
-        raise ModelLoadError(
-            f"not a model registry URI: {uri!r} (expected models:/NAME@ALIAS or models:/NAME/VERSION)"
-        )
-    return match["name"], match["alias"], match["version"]
-
-
-def resolve_models_uri(uri: str, settings: Settings) -> tuple[Path, str]:
-    """Download a registered version once into ``settings.cache_dir`` and return (dir, version label)."""
-    from mlflow import MlflowClient  # lazy: only registry URIs need it
-    from mlflow.artifacts import download_artifacts
-
-    name, alias, version = parse_models_uri(uri)
-    client = MlflowClient(tracking_uri=settings.mlflow.uri, registry_uri=settings.mlflow.uri)
-    try:
-        mv = (
-            client.get_model_version_by_alias(name, alias)
-            if alias
-            else client.get_model_version(name, str(version))
-        )
-    except Exception as exc:  # mlflow raises MlflowException / connection errors
-        raise ModelLoadError(f"cannot resolve {uri} at {settings.mlflow.uri}: {exc}") from exc
-    target = settings.cache_dir / "models" / name / str(mv.version)
-    if not (target / "metadata.json").exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{mv.version}-", dir=target.parent))
-        try:
-            # Resolve the version's source through *this* registry (never the process default).
-            source = client.get_model_version_download_uri(name, str(mv.version))
-            local = Path(
-                download_artifacts(artifact_uri=source, dst_path=str(tmp), tracking_uri=settings.mlflow.uri)
-            )
-            found = next(iter(local.rglob("metadata.json")), None)
-            if found is None:
-                raise ModelLoadError(
-                    f"{uri} (version {mv.version}) holds no metadata.json; not a CryptoPulse model"
-                )
-            if not target.exists():
-                found.parent.replace(target)
-        except ModelLoadError:
-            raise
-        except Exception as exc:
-            raise ModelLoadError(f"cannot download {uri} (version {mv.version}): {exc}") from exc
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target, f"{name}/{mv.version}"
 
 
 class SentimentRuntime:
@@ -186,17 +128,10 @@ class SentimentRuntime:
     ) -> SentimentRuntime:
         """Load from a local artifact directory or a ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` URI."""
         if settings is None:
-            from cryptopulse.settings import get_settings
+            from cryptopulse.core.settings import get_settings
 
             settings = get_settings()
-        ref = str(path_or_models_uri)
-        version: str | None = None
-        if ref.startswith("models:/"):
-            path, version = resolve_models_uri(ref, settings)
-        else:
-            path = Path(ref).expanduser()
-            if not path.is_dir():
-                raise ModelLoadError(f"model directory {path} does not exist")
+        path, version = local_model_dir(str(path_or_models_uri), settings)
         return cls(
             path,
             model_version=version,

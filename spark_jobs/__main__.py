@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cryptopulse.cli.spark import backfill, stream
+from spark_jobs.cli import backfill, stream
 
 app = typer.Typer(
     name="spark_jobs", no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False

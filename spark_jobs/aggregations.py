@@ -1,8 +1,11 @@
 """Pure trend-window logic: Spark for the per-event work, pandas for the per-window finish.
 
-The split is deliberate. Everything proportional to the number of *events* (parse,
-de-duplicate, explode coins and sources, assign event-time windows, sum) runs in Spark
-and is shared verbatim by the streaming job and the backfill. What is proportional to
+Every function here takes and returns frames (no Kafka, Redis or files): reading and
+parsing the input topics is :mod:`spark_jobs.inputs`, writing is the jobs' sinks.
+
+The split is deliberate. Everything proportional to the number of *events* (explode
+coins and sources, assign event-time windows, sum) runs in Spark and is shared
+verbatim by the streaming job and the backfill. What is proportional to
 the number of *windows* (shares, dominance, prices, z-scores, correlations) is finished
 in pandas by :func:`build_trend_frame` and :func:`add_cross_window_features`, the same
 functions for both jobs, so a backfill reproduces what streaming wrote bit for bit.
@@ -16,16 +19,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from cryptopulse.settings import Settings
-from schemas.events import Source, TrendWindow, WindowSize
-from schemas.topics import RAW_PRICES, SCORED_POSTS
+from schemas.events import TrendWindow, WindowSize
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -35,7 +35,6 @@ TOTAL_COIN = "__total__"
 PRICE_SOURCE = "__price__"
 """Pseudo source of the price rows (OHLC of one coin in one window)."""
 ALL_SOURCES = "all"
-POST_SOURCES = tuple(s.value for s in Source if s is not Source.PRICES)
 COIN_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 """Same as ``schemas.events.CoinId``."""
 
@@ -72,48 +71,7 @@ KEY_COLUMNS = ("window", "window_start", "window_end", "coin", "source")
 DIGITS = 9
 """Derived floats are rounded so that summation order (stream vs backfill) cannot show."""
 
-EVENT_DDL = (
-    "source_id STRING, event_time TIMESTAMP, ingest_time TIMESTAMP, source STRING, text STRING, "
-    "coins ARRAY<STRING>, label STRING, score DOUBLE, confidence DOUBLE, p_negative DOUBLE, "
-    "p_neutral DOUBLE, p_positive DOUBLE, model_version STRING, coin STRING, price DOUBLE"
-)
-"""Superset of the ScoredPost and PriceTick JSON fields the trend job reads."""
-
-
 # -- Spark: per-event work ---------------------------------------------------------------------
-
-
-def kafka_events(raw: DataFrame, settings: Settings) -> DataFrame:
-    """Kafka rows (topic, value, timestamp) -> (kind, value, kafka_time) with kind post|price."""
-    from pyspark.sql import functions as F
-
-    scored, prices = SCORED_POSTS.name(settings), RAW_PRICES.name(settings)
-    kind = F.when(F.col("topic") == scored, "post").when(F.col("topic") == prices, "price")
-    return raw.select(
-        kind.alias("kind"),
-        F.col("value").cast("string").alias("value"),
-        F.col("timestamp").alias("kafka_time"),
-    ).where(F.col("kind").isNotNull())
-
-
-def parse_events(events: DataFrame) -> DataFrame:
-    """(kind, value JSON) -> typed events; records that do not parse are dropped."""
-    from pyspark.sql import functions as F
-
-    parsed = events.select("kind", "value", F.from_json("value", EVENT_DDL).alias("e"))
-    typed = parsed.select("kind", "value", "e.*")
-    # Anything a TrendWindow could not hold is dropped here: one bad record must not fail
-    # a micro-batch forever (the batch would be replayed with the same record).
-    ok_post = (
-        (F.col("kind") == "post")
-        & F.col("score").between(-1.0, 1.0)
-        & F.col("source").isin(*POST_SOURCES)
-        & (F.col("confidence").isNull() | F.col("confidence").between(0.0, 1.0))
-    )
-    ok_price = (F.col("kind") == "price") & (F.col("price") > 0) & F.col("coin").rlike(COIN_PATTERN)
-    return typed.where(
-        F.col("event_time").isNotNull() & F.col("source_id").isNotNull() & (ok_post | ok_price)
-    )
 
 
 def _ms(column: Column) -> Column:
@@ -470,16 +428,6 @@ def build_trend_frame(components: pd.DataFrame) -> pd.DataFrame:
         }
     )
     return out.sort_values(["window", "coin", "source", "window_start"], ignore_index=True)
-
-
-@dataclass(frozen=True)
-class SeriesHistory:
-    """Earlier windows of one series: what z-scores and correlations look back on."""
-
-    starts: list[int]
-    volumes: list[float]
-    scores: list[float]
-    returns: list[float]
 
 
 def history_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:

@@ -8,7 +8,7 @@ nothing to say. A volume spike is a window whose mentions stand ``alert_zscore``
 standard deviations above the coin's trailing windows (``volume_zscore``). Both need at
 least ``alert_min_volume`` mentions, so a coin going from 1 to 3 mentions does not page
 anyone. Each (kind, coin, window size, window start) alerts once: the alert's
-``source_id`` is that tuple and Redis remembers it (``schemas.redis_keys.raise_alert_once``),
+``source_id`` is that tuple and Redis remembers it (``views.RedisViewWriter.raise_alert_once``),
 so later micro-batches updating the same window, replays and restarts stay quiet.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-from cryptopulse.settings import SparkSettings
+from cryptopulse.core.settings import SparkSettings
 from schemas.events import Alert, AlertSeverity, TrendWindow, utc_now
 
 

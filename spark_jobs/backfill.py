@@ -8,8 +8,9 @@
    (``startingOffsetsByTimestamp`` / ``endingOffsetsByTimestamp``, widened by
    ``spark.backfill_kafka_slack_s`` because record timestamps trail event times) and then
    filtered on event time, or from the events lake by partition;
-2. optionally re-score every post text with a registered model version through a pandas
-   UDF running the same ONNX :class:`scoring.runtime.SentimentRuntime` as the stream;
+2. optionally re-score every post text with a registered model version (an alias is
+   pinned to its version first) through a pandas UDF running the same ONNX
+   :class:`scoring.runtime.SentimentRuntime` as the stream;
 3. de-duplicate, sum into one-minute buckets, roll those up into every window size
    (the same aggregation as the stream), keep the windows that *start* in the range;
 4. finish the windows with the stream's own pandas functions (the trailing z-score and
@@ -32,9 +33,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
-from cryptopulse.settings import Settings
+from cryptopulse.core.settings import Settings
 from schemas.topics import RAW_PRICES, SCORED_POSTS
+from scoring.holder import process_runtime
 from scoring.labels import VERDICT_FIELDS, VERDICT_FLOATS
+from scoring.registry_uri import pinned_uri
 from spark_jobs.aggregations import (
     WINDOW_SPECS,
     add_cross_window_features,
@@ -44,8 +47,8 @@ from spark_jobs.aggregations import (
     components_frame,
     measure_rows,
     minute_buckets,
-    parse_events,
 )
+from spark_jobs.inputs import kafka_events, parse_events
 from spark_jobs.lake import events_path, write_trend_partitions
 from spark_jobs.sink_redis import TrendStore
 
@@ -118,7 +121,7 @@ def day_bounds(start: date, end: date) -> tuple[datetime, datetime]:
 
 def kafka_history(spark: SparkSession, settings: Settings, lo: datetime, hi: datetime) -> DataFrame:
     """Both topics between offsets-for-times of [lo - slack, hi + slack], filtered on event time later."""
-    from cryptopulse.kafka import admin_client
+    from cryptopulse.core.kafka import admin_client
 
     topics = [SCORED_POSTS.name(settings), RAW_PRICES.name(settings)]
     metadata = admin_client(settings).list_topics(timeout=10).topics
@@ -129,8 +132,6 @@ def kafka_history(spark: SparkSession, settings: Settings, lo: datetime, hi: dat
         raise BackfillError(f"topics missing: {', '.join(missing)}")
     starting = {t: {str(p): begin for p in metadata[t].partitions} for t in topics}
     ending = {t: {str(p): finish for p in metadata[t].partitions} for t in topics}
-    from spark_jobs.aggregations import kafka_events
-
     raw = (
         spark.read.format("kafka")
         .option("kafka.bootstrap.servers", settings.kafka.bootstrap)
@@ -158,24 +159,13 @@ def lake_history(spark: SparkSession, settings: Settings, lo: datetime, hi: date
     ).select("kind", "value")
 
 
-_RUNTIMES: dict[str, Any] = {}
 SCORE_DDL = ", ".join(f"{name} {'DOUBLE' if name in VERDICT_FLOATS else 'STRING'}" for name in VERDICT_FIELDS)
 
 
-def _runtime(model: str, settings: Settings) -> Any:
-    """One SentimentRuntime per Python worker process (loaded on first batch)."""
-    runtime = _RUNTIMES.get(model)
-    if runtime is None:
-        from scoring.runtime import SentimentRuntime
-
-        runtime = SentimentRuntime.load(model, settings)
-        _RUNTIMES[model] = runtime
-    return runtime
-
-
 def score_texts(texts: list[Any], model: str, settings: Settings) -> list[dict[str, Any]]:
-    """Score texts with the runtime; rejected texts get an all-null verdict (kept as they were)."""
-    return [result.verdict() for result in _runtime(model, settings).score(texts)]
+    """Score texts with the model (loaded once per Python worker process); rejected texts get
+    an all-null verdict (kept as they were)."""
+    return [result.verdict() for result in process_runtime(model, settings).score(texts)]
 
 
 def rescore(events: DataFrame, model: str, settings: Settings) -> DataFrame:
@@ -225,7 +215,8 @@ def run_backfill(
     model_version = None
     if model is not None:
         step(f"loading model {model}", 1)
-        model_version = _runtime(model, settings).model_version
+        model = pinned_uri(model, settings)  # every Spark worker loads this version, wherever the alias moves
+        model_version = process_runtime(model, settings).model_version
     step(f"reading {source} history {lo:%Y-%m-%d} .. {hi:%Y-%m-%d}", 1)
     if source == "kafka":
         raw = kafka_history(spark, settings, lo, hi + REACH)
@@ -253,7 +244,7 @@ def run_backfill(
     events.unpersist()
     step(f"finishing {len(components)} window aggregates", 3)
     store = TrendStore(
-        client if client is not None else _redis(settings),
+        client if client is not None else redis_client(settings),
         settings.redis.key_prefix,
         trailing=settings.spark.trailing_windows,
     )
@@ -290,7 +281,8 @@ def run_backfill(
     return result
 
 
-def _redis(settings: Settings) -> Any:
-    from spark_jobs.stream import redis_client
+def redis_client(settings: Settings) -> Any:
+    """The backfill's own connection (decoded replies, as :class:`TrendStore` reads them)."""
+    import redis
 
-    return redis_client(settings)
+    return redis.Redis.from_url(settings.redis.dsn, decode_responses=True)

@@ -1,9 +1,11 @@
 """Redis side of the trend job: window components, series history and the public views.
 
-Public views (``trend:latest``, ``trend:ts``, ``trending``, ``coins`` and the
-``live:trends`` channel) are written only through :func:`schemas.redis_keys.write_trend_windows`,
-the shared idempotent writer, and only for ``source == "all"``. Two internal
-structures, owned by this job, make micro-batches mergeable and replay-safe:
+Every write goes through :class:`views.RedisViewWriter` (``self.views``), which owns the
+Lua scripts, trims and TTLs; this module decides *what* to write and reads the job's
+state back. Public views (``trend:latest``, ``trend:ts``, ``trending``, ``coins`` and
+the ``live:trends`` channel) get only ``source == "all"`` windows. Two internal
+structures, owned by this job, make micro-batches mergeable and replay-safe (key names
+in :class:`schemas.redis_keys.RedisKeys`):
 
 * ``{p}:spark:agg:{w}:{start_ms}`` HASH ``source|coin`` -> JSON sums of one window.
   Spark's update mode emits full aggregates (not deltas), so an HSET of the same batch
@@ -17,14 +19,13 @@ structures, owned by this job, make micro-batches mergeable and replay-safe:
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
 
 from schemas.events import WindowSize
-from schemas.redis_keys import RETENTION_SECONDS, write_trend_windows
+from schemas.redis_keys import WINDOW_SECONDS, RedisKeys
 from spark_jobs.aggregations import (
     KEY_COLUMNS,
     MEASURES,
@@ -34,79 +35,52 @@ from spark_jobs.aggregations import (
     history_frame,
     to_trend_windows,
 )
+from views import RedisViewWriter
 
-log = logging.getLogger(__name__)
-
-# KEYS: zset   ARGV: score, member, retention seconds. Replace the member at this score, trim.
-_HIST_LUA = """
-local s = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], s, s)
-redis.call('ZADD', KEYS[1], s, ARGV[2])
-local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if top[2] then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(top[2]) - tonumber(ARGV[3])))
-end
-return 1
-"""
+_PIPELINE_COMMANDS = 3000
+"""Backfill replacements are sent in pipelines of about this many commands."""
 
 WindowKey = tuple[str, int]
 """(window size, window_start epoch ms)."""
 
 
 class TrendStore:
-    """Reads and writes the job's Redis state under one key prefix (``settings.redis.key_prefix``)."""
+    """Reads the job's Redis state and writes it and the views, under one key prefix
+    (``settings.redis.key_prefix``)."""
 
     def __init__(self, client: Any, prefix: str, *, trailing: int = 20) -> None:
         self.client = client
         self.prefix = prefix
         self.trailing = trailing
-        self._hist_script = client.register_script(_HIST_LUA)
-
-    # -- keys -----------------------------------------------------------------------------------
-    def agg_key(self, window: str, start_ms: int) -> str:
-        return f"{self.prefix}:spark:agg:{window}:{int(start_ms)}"
-
-    def hist_key(self, window: str, coin: str, source: str) -> str:
-        return f"{self.prefix}:spark:hist:{window}:{coin}:{source}"
+        self.keys = RedisKeys(prefix)
+        self.views = RedisViewWriter(client, prefix)
 
     # -- window components ------------------------------------------------------------------------
     def upsert_components(self, rows: Iterable[Mapping[str, Any]]) -> set[WindowKey]:
         """HSET each aggregate row into its window's hash; returns the windows touched."""
-        pipe = self.client.pipeline(transaction=True)
-        touched: set[WindowKey] = set()
+        fields: dict[WindowKey, dict[str, str]] = {}
         for row in rows:
-            key = (str(row["window"]), int(row["window_start"]))
-            touched.add(key)
-            pipe.hset(
-                self.agg_key(*key),
-                component_field(str(row["source"]), str(row["coin"])),
-                components_to_json(row),
-            )
-        for window, start in touched:
-            pipe.expire(self.agg_key(window, start), _agg_ttl(window))
-        if touched:
-            pipe.execute()
-        return touched
+            window = (str(row["window"]), int(row["window_start"]))
+            field = component_field(str(row["source"]), str(row["coin"]))
+            fields.setdefault(window, {})[field] = components_to_json(row)
+        for (window_size, start), values in fields.items():
+            self.views.add_window_components(window_size, start, values)
+        self.views.flush()
+        return set(fields)
 
     def replace_components(self, frame: pd.DataFrame) -> set[WindowKey]:
         """Backfill: each window's hash becomes exactly the given rows (DEL + HSET, atomically)."""
         touched: set[WindowKey] = set()
-        pipe = self.client.pipeline(transaction=True)
         for (window, start), group in frame.groupby(["window", "window_start"], sort=True):
-            key = self.agg_key(str(window), int(start))
-            mapping = {
+            fields = {
                 component_field(str(r["source"]), str(r["coin"])): components_to_json(r)
                 for r in group.to_dict("records")
             }
-            pipe.delete(key)
-            pipe.hset(key, mapping=mapping)
-            pipe.expire(key, _agg_ttl(str(window)))
+            self.views.replace_window_components(str(window), int(start), fields)
             touched.add((str(window), int(start)))
-            if len(pipe) > 3000:
-                pipe.execute()
-                pipe = self.client.pipeline(transaction=True)
-        if len(pipe):
-            pipe.execute()
+            if self.views.pending > _PIPELINE_COMMANDS:
+                self.views.flush()
+        self.views.flush()
         return touched
 
     def load_components(self, windows: Iterable[WindowKey]) -> pd.DataFrame:
@@ -114,7 +88,7 @@ class TrendStore:
         keys = sorted(set(windows))
         pipe = self.client.pipeline(transaction=False)
         for window, start in keys:
-            pipe.hgetall(self.agg_key(window, start))
+            pipe.hgetall(self.keys.spark_components(window, start))
         records: list[dict[str, Any]] = []
         for (window, start), stored in zip(keys, pipe.execute(), strict=True):
             end = start + _window_ms(window)
@@ -133,7 +107,7 @@ class TrendStore:
         pipe = self.client.pipeline(transaction=False)
         order = []
         for (window, coin, source), bounds in series.iterrows():
-            key = self.hist_key(str(window), str(coin), str(source))
+            key = self.keys.spark_history(str(window), str(coin), str(source))
             lo, hi = int(bounds["min"]) // 1000, int(bounds["max"]) // 1000
             pipe.zrevrangebyscore(key, f"({lo}", "-inf", start=0, num=self.trailing)
             pipe.zrangebyscore(key, lo, hi)
@@ -162,7 +136,7 @@ class TrendStore:
         pipe = self.client.pipeline(transaction=False)
         for window, coin, source in keys:
             pipe.zrevrangebyscore(
-                self.hist_key(window, coin, source),
+                self.keys.spark_history(window, coin, source),
                 f"({start_ms // 1000}",
                 "-inf",
                 start=0,
@@ -199,53 +173,39 @@ class TrendStore:
         written = 0
         for begin in range(0, len(overall), chunk):
             windows = to_trend_windows(overall.iloc[begin : begin + chunk])
-            write_trend_windows(self.client, self.prefix, windows, publish=publish)
+            self.views.add_trend_windows(windows, publish=publish)
+            self.views.flush()
             written += len(windows)
         return written
 
     def _write_history(self, trends: pd.DataFrame, chunk: int) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        for i, rec in enumerate(
-            trends[
-                ["window", "coin", "source", "window_start", "volume", "weighted_score", "price_return"]
-            ].to_dict("records")
-        ):
-            member = _hist_member(rec)
-            self._hist_script(
-                keys=[self.hist_key(rec["window"], rec["coin"], rec["source"])],
-                args=[int(rec["window_start"]) // 1000, member, RETENTION_SECONDS[WindowSize(rec["window"])]],
-                client=pipe,
+        for rec in trends[
+            ["window", "coin", "source", "window_start", "volume", "weighted_score", "price_return"]
+        ].to_dict("records"):
+            self.views.add_history_point(
+                rec["window"], rec["coin"], rec["source"], int(rec["window_start"]) // 1000, _hist_member(rec)
             )
-            if (i + 1) % chunk == 0:
-                pipe.execute()
-        pipe.execute()
+            if self.views.pending >= chunk:
+                self.views.flush()
+        self.views.flush()
 
     def replace_history(self, trends: pd.DataFrame, lo_ms: int, hi_ms: int) -> None:
         """Backfill: each series' points in [lo, hi] become exactly the given rows (one MULTI per series)."""
         lo, hi = lo_ms // 1000, hi_ms // 1000
-        pipe = self.client.pipeline(transaction=True)
         for (window, coin, source), group in trends.groupby(["window", "coin", "source"], sort=True):
-            key = self.hist_key(str(window), str(coin), str(source))
-            mapping = {
+            members = {
                 _hist_member(rec): int(rec["window_start"]) // 1000
                 for rec in group[["window_start", "volume", "weighted_score", "price_return"]].to_dict(
                     "records"
                 )
             }
-            pipe.zremrangebyscore(key, lo, hi)
-            pipe.zadd(key, mapping)
-            pipe.eval(_TRIM_LUA, 1, key, RETENTION_SECONDS[WindowSize(str(window))])
-            if len(pipe) > 3000:
-                pipe.execute()
-                pipe = self.client.pipeline(transaction=True)
-        if len(pipe):
-            pipe.execute()
+            self.views.replace_history(str(window), str(coin), str(source), lo, hi, members)
+            if self.views.pending > _PIPELINE_COMMANDS:
+                self.views.flush()
+        self.views.flush()
 
     def drop_stale(self, trends: pd.DataFrame, windows: Iterable[str], lo_ms: int, hi_ms: int) -> int:
         """Backfill: remove ``trend:ts`` windows in [lo, hi] that the recomputation no longer has."""
-        from schemas.redis_keys import RedisKeys
-
-        keys = RedisKeys(self.prefix)
         overall = trends[trends["source"] == "all"]
         keep = {
             (w, c): set(g["window_start"].astype("int64") // 1000)
@@ -254,25 +214,20 @@ class TrendStore:
         removed = 0
         lo, hi = lo_ms // 1000, hi_ms // 1000
         for window in windows:
-            prefix = keys.trend_ts(window, "")
+            prefix = self.keys.trend_ts(window, "")
             for key in self.client.scan_iter(match=f"{prefix}*", count=500):
                 name = _text(key)
                 coin = name[len(prefix) :]
                 wanted = keep.get((window, coin), set())
-                for _member, score in self.client.zrangebyscore(name, lo, hi, withscores=True):
-                    if int(score) not in wanted:
-                        self.client.zremrangebyscore(name, score, score)
-                        removed += 1
+                stale = [
+                    score
+                    for _member, score in self.client.zrangebyscore(name, lo, hi, withscores=True)
+                    if int(score) not in wanted
+                ]
+                self.views.remove_trend_windows(window, coin, stale)
+                removed += len(stale)
+        self.views.flush()
         return removed
-
-
-_TRIM_LUA = """
-local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if top[2] then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(top[2]) - tonumber(ARGV[1])))
-end
-return 1
-"""
 
 
 def _hist_member(rec: Mapping[str, Any]) -> str:
@@ -298,14 +253,7 @@ def _text(value: Any) -> str:
 
 
 def _window_ms(window: str) -> int:
-    from schemas.redis_keys import WINDOW_SECONDS
-
     return WINDOW_SECONDS[WindowSize(window)] * 1000
-
-
-def _agg_ttl(window: str) -> int:
-    # Components are only needed while late data can still arrive; keep them as long as the view.
-    return RETENTION_SECONDS[WindowSize(window)]
 
 
 def rows_to_records(rows: Iterable[Any]) -> list[dict[str, Any]]:

@@ -27,21 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptopulse.settings import Settings
-from schemas.redis_keys import alert_raised, raise_alert_once
-from schemas.topics import ALERTS, RAW_PRICES, SCORED_POSTS, TRENDS
+from cryptopulse.core.settings import Settings
+from schemas.topics import ALERTS, TRENDS
 from spark_jobs.aggregations import (
     add_cross_window_features,
     aggregate_windows,
     assign_windows,
     build_trend_frame,
     interval_ms,
-    kafka_events,
     measure_rows,
-    parse_events,
     to_trend_windows,
 )
 from spark_jobs.alerts import trend_alerts
+from spark_jobs.inputs import kafka_events, kafka_stream, parse_events
 from spark_jobs.lake import events_path, trends_path, write_trend_files
 from spark_jobs.metrics import SparkMetrics
 from spark_jobs.session import checkpoint_dir
@@ -103,7 +101,7 @@ class TrendSink:
     def producer(self) -> Any:
         """Kafka producer for the trends and alerts topics, created on first use."""
         if self._producer is None:
-            from cryptopulse.kafka import EventProducer
+            from cryptopulse.core.kafka import EventProducer
 
             self._producer = EventProducer(self.settings, component="spark.stream")
         return self._producer
@@ -132,7 +130,7 @@ class TrendSink:
         """
         overall = trends[trends["source"] == "all"]
         alerts = trend_alerts(to_trend_windows(overall), self.settings.spark)
-        fresh = [a for a in alerts if not alert_raised(self.store.client, self.store.prefix, a)]
+        fresh = [a for a in alerts if not self.store.views.alert_raised(a)]
         if not fresh:
             return 0
         topic = ALERTS.name(self.settings)
@@ -140,7 +138,7 @@ class TrendSink:
             self.producer.send(topic, alert, key=ALERTS.key_of(alert))
         self.producer.flush()
         for alert in fresh:
-            raise_alert_once(self.store.client, self.store.prefix, alert)
+            self.store.views.raise_alert_once(alert)
         log.info("alerts raised", extra={"alerts": [a.source_id for a in fresh]})
         return len(fresh)
 
@@ -178,20 +176,6 @@ class TrendSink:
             },
         )
         return result
-
-
-def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
-    """Both input topics through the official Kafka source."""
-    reader = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka.bootstrap)
-        .option("subscribe", f"{SCORED_POSTS.name(settings)},{RAW_PRICES.name(settings)}")
-        .option("startingOffsets", settings.spark.starting_offsets)
-        .option("failOnDataLoss", "false")
-    )
-    if settings.spark.max_offsets_per_trigger:
-        reader = reader.option("maxOffsetsPerTrigger", str(settings.spark.max_offsets_per_trigger))
-    return reader.load()
 
 
 def trend_aggregates(events: DataFrame, settings: Settings) -> DataFrame:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from cryptopulse.logs import configure_logging
-from cryptopulse.settings import get_settings
+from cryptopulse.core.logs import configure_logging
+from cryptopulse.core.settings import get_settings
 from stream_processors.app import create_app
 from stream_processors.liveness import restart_if_stalled, wait_for_previous_session
 
@@ -19,7 +19,7 @@ def main() -> None:
     try:
         app.main()
     finally:  # faust stops by SystemExit; a stall (see liveness) restarts the worker instead
-        restart_if_stalled(app.pipeline.stalled)  # type: ignore[attr-defined]
+        restart_if_stalled(app.stalled)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,10 @@
-"""The faust application: configuration only; agents, tables and views are registered
-by :mod:`stream_processors.agents` and :mod:`stream_processors.views`.
+"""The faust application: its configuration, and :func:`create_app`, the one entry that wires it.
+
+The worker is split the way faust projects split an app: topics (:mod:`.topics`), tables
+(:mod:`.tables`), one module per agent (:mod:`.agents.clean`, :mod:`.agents.score`; the
+delivery contract is in :mod:`.agents`), timers (:mod:`.monitors`) and web views
+(:mod:`.views`). Each part declares itself on the app it is given; :func:`create_app`
+builds them from settings, in a fixed order, and keeps them in ``app.parts``.
 
 Run it with ``cryptopulse worker`` or ``python -m stream_processors worker``. Settings
 decide everything: broker, consumer group (``{topic_prefix}.{stream.app_id}``, so
@@ -9,13 +14,29 @@ and faust's state directory under ``settings.home / "faust"``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.types import TransportT
 
-from cryptopulse.settings import Settings, get_settings
+from cryptopulse.core.settings import Settings, get_settings
 from stream_processors.faust_ext import StreamTransport
+from stream_processors.liveness import request_graceful_stop
+
+if TYPE_CHECKING:
+    from scoring.holder import ModelHolder
+    from stream_processors.agents.clean import CleanAgent
+    from stream_processors.agents.score import ScoreAgent
+    from stream_processors.cleaning import TextTagger
+    from stream_processors.live import LivePublisher
+    from stream_processors.monitors.drift import DriftCheck
+    from stream_processors.monitors.heartbeat import Heartbeat
+    from stream_processors.monitors.lag import LagWatch
+    from stream_processors.monitors.quality import QualityCheck
+    from stream_processors.tables import StreamTables
+    from stream_processors.topics import StreamTopics
 
 
 class StreamApp(faust.App):
@@ -23,9 +44,37 @@ class StreamApp(faust.App):
 
     fetch_min_bytes: int = 1
     fetch_max_wait_ms: int = 500
+    parts: WorkerParts  # set by create_app
 
     def _new_transport(self) -> TransportT:
         return StreamTransport(self.conf.broker_consumer, self)
+
+    @property
+    def stalled(self) -> bool:
+        """Whether a stall stopped this worker: the worker commands then restart it (see liveness)."""
+        return self.parts.lag.stalled
+
+
+@dataclass(frozen=True)
+class WorkerParts:
+    """What :func:`create_app` declared on the app, kept for the worker commands and tests."""
+
+    topics: StreamTopics
+    tables: StreamTables
+    clean: CleanAgent
+    score: ScoreAgent
+    lag: LagWatch
+    quality: QualityCheck
+    drift: DriftCheck
+    heartbeat: Heartbeat
+    holder: ModelHolder
+    publisher: LivePublisher
+
+    async def close(self) -> None:
+        """On a clean shutdown: no successor needs to wait, and Redis and the model are released."""
+        self.heartbeat.clear()
+        await self.publisher.close()
+        await self.holder.close()
 
 
 def group_id(settings: Settings) -> str:
@@ -61,17 +110,90 @@ def faust_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_app(settings: Settings | None = None, **components: Any) -> faust.App:
-    """Build a configured app with the pipeline's agents, tables, timers and views."""
-    from stream_processors.agents import StreamPipeline
+def create_app(
+    settings: Settings | None = None,
+    *,
+    holder: ModelHolder | None = None,
+    tagger: TextTagger | None = None,
+    publisher: LivePublisher | None = None,
+    on_stall: Callable[[], None] = request_graceful_stop,
+    broker_up: Callable[[], bool] | None = None,
+) -> StreamApp:
+    """Build a configured app with the worker's topics, tables, agents, timers and views.
+
+    The keyword arguments replace a part built from settings (tests: a fake model, a
+    recorded stall, a broker that does not answer).
+    """
+    from cryptopulse.core.kafka import broker_ready
+    from scoring.holder import ModelHolder
+    from stream_processors.agents import DeadLetters
+    from stream_processors.agents.clean import CleanAgent
+    from stream_processors.agents.score import ScoreAgent
+    from stream_processors.cleaning import CleaningConfig
+    from stream_processors.drift import DriftMonitor
+    from stream_processors.live import LivePublisher
+    from stream_processors.monitors.alerts import AlertSender
+    from stream_processors.monitors.drift import DriftCheck
+    from stream_processors.monitors.heartbeat import Heartbeat
+    from stream_processors.monitors.lag import LagWatch
+    from stream_processors.monitors.quality import QualityCheck
+    from stream_processors.quality import QualityMonitor
+    from stream_processors.tables import StreamTables
+    from stream_processors.topics import StreamTopics
     from stream_processors.views import register_views
 
     settings = settings or get_settings()
+    stream = settings.stream
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)
     app = StreamApp(group_id(settings), **faust_config(settings))
-    app.fetch_min_bytes = settings.stream.fetch_min_bytes
-    app.fetch_max_wait_ms = settings.stream.fetch_max_wait_ms
-    pipeline = StreamPipeline(app, settings, **components)
-    register_views(app, pipeline)
-    app.pipeline = pipeline  # type: ignore[attr-defined]
+    app.fetch_min_bytes = stream.fetch_min_bytes
+    app.fetch_max_wait_ms = stream.fetch_max_wait_ms
+    if tagger is None:
+        from scoring.coins import CoinCatalog
+
+        tagger = CoinCatalog.default()
+    holder = holder or ModelHolder.from_settings(settings, child_process=stream.scoring_process)
+    publisher = publisher or LivePublisher(
+        settings.redis.dsn, settings.redis.key_prefix, enabled=stream.live_redis
+    )
+
+    topics = StreamTopics.declare(app, settings)
+    tables = StreamTables.declare(app, settings)
+    dead_letters = DeadLetters(topics.dead_letter)
+    quality = QualityMonitor(stream.quality_window_s, stream.quality_min_records)
+    drift = DriftMonitor(stream.drift_window_s, stream.drift_min_records, stream.drift_psi_threshold)
+    alerts = AlertSender(topics.alerts, publisher)
+    clean = CleanAgent(
+        topics, tables.dedup, dead_letters, quality, CleaningConfig.from_settings(settings), tagger
+    )
+    score = ScoreAgent(stream, topics, tables, dead_letters, holder, publisher, drift)
+    parts = WorkerParts(
+        topics=topics,
+        tables=tables,
+        clean=clean,
+        score=score,
+        lag=LagWatch(
+            app,
+            [clean, score],
+            holder,
+            stall_timeout_s=stream.stall_timeout_s,
+            on_stall=on_stall,
+            broker_up=broker_up or (lambda: broker_ready(settings, timeout_s=3.0)),
+        ),
+        quality=QualityCheck(quality, publisher, alerts),
+        drift=DriftCheck(drift, alerts),
+        heartbeat=Heartbeat(settings),
+        holder=holder,
+        publisher=publisher,
+    )
+    # agents first, then the timers: model_poll (score), consumer_lag, data_quality, model_drift, heartbeat
+    for part in (parts.clean, parts.score, parts.lag, parts.quality, parts.drift, parts.heartbeat):
+        part.register(app)
+    register_views(app, holder)
+
+    async def close_parts(app: faust.App, **kwargs: Any) -> None:
+        await parts.close()
+
+    app.on_before_shutdown.connect(close_parts)  # type: ignore[arg-type]
+    app.parts = parts
     return app

@@ -109,7 +109,7 @@ class CleaningConfig:
 
     @classmethod
     def from_settings(cls, settings: Any) -> CleaningConfig:
-        from cryptopulse.secrets import persistent_secret
+        from cryptopulse.core.secrets import persistent_secret
 
         stream = settings.stream
         salt = (

@@ -7,7 +7,9 @@ the model's reference distribution (its own predictions on the held-out test spl
 stored in the artifact, :mod:`scoring.drift`) by the Population Stability Index. A PSI
 above ``stream.drift_psi_threshold`` (0.25: a significant shift) raises a ``model_drift``
 alert, once per (signal, model version, window). Models trained before references were
-stored have none: they are not monitored, and the worker says so once.
+stored have none: they are not monitored, and the worker says so once. The score agent
+tells the monitor each model it scores with (:meth:`DriftMonitor.follow`), so the monitor
+knows every version's reference when their windows close.
 
 Counts live in the worker's memory, like the data-quality monitor's: a restart judges the
 current window on what the new process saw, and several workers judge their own partitions.
@@ -19,11 +21,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import structlog
+
 from schemas.events import Alert, AlertSeverity, ScoredPost, utc_now
 from schemas.redis_keys import WINDOW_SECONDS
 from scoring.drift import CONFIDENCE_EDGES, ReferenceDistribution, confidence_bin
+from scoring.holder import ScoringRuntime
 from scoring.labels import LABEL_TO_ID, LABELS
 from stream_processors.windows import TumblingWindows
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -56,6 +63,18 @@ class DriftMonitor:
         self.min_records = min_records
         self.threshold = threshold
         self._windows = TumblingWindows(window_s, _Counts)
+        self._references: dict[str, ReferenceDistribution | None] = {}  # model version -> reference
+
+    def follow(self, runtime: ScoringRuntime) -> None:
+        """Judge the posts of ``runtime``'s version against the reference it carries (none: its
+        posts are not judged); a version is looked at once, the first time it scores."""
+        version = str(runtime.model_version)
+        if version not in self._references:
+            self._references[version] = getattr(runtime, "reference", None)
+            if self._references[version] is None:
+                log.info(
+                    "model has no reference distribution: prediction drift not monitored", version=version
+                )
 
     def record(self, posts: Iterable[ScoredPost], *, now: float) -> None:
         for post in posts:
@@ -63,12 +82,12 @@ class DriftMonitor:
             counts.labels[LABEL_TO_ID[post.label.value]] += 1
             counts.confidence[confidence_bin(post.confidence)] += 1
 
-    def closed(self, now: float, references: dict[str, ReferenceDistribution | None]) -> list[DriftReport]:
+    def closed(self, now: float) -> list[DriftReport]:
         """Reports of the windows that ended before ``now`` (each once) for versions with a
         reference and enough posts; other closed windows are dropped."""
         reports = []
         for version, start, end, counts in self._windows.pop_closed(now):
-            reference = references.get(version)
+            reference = self._references.get(version)
             if reference is None or counts.total < self.min_records:
                 continue
             psi = reference.drift(counts.labels, counts.confidence)

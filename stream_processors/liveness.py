@@ -32,7 +32,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
-from cryptopulse.settings import Settings
+from cryptopulse.core.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -9,10 +9,10 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 if TYPE_CHECKING:
-    from stream_processors.agents import StreamPipeline
+    from scoring.holder import ModelHolder
 
 
-def register_views(app: faust.App, pipeline: StreamPipeline) -> None:
+def register_views(app: faust.App, holder: ModelHolder) -> None:
     """Attach the Prometheus exposition and a JSON health page to the app."""
 
     @app.page("/metrics")
@@ -24,10 +24,10 @@ def register_views(app: faust.App, pipeline: StreamPipeline) -> None:
     class Health(View):
         async def get(self, request: Request) -> Response:
             body: dict[str, Any] = {
-                "model_loaded": pipeline.holder.loaded,
-                "model_version": pipeline.holder.version,
-                "model_uri": pipeline.holder.uri,
-                "model_swaps": pipeline.holder.swaps,
+                "model_loaded": holder.loaded,
+                "model_version": holder.version,
+                "model_uri": holder.uri,
+                "model_swaps": holder.swaps,
                 "group_id": app.conf.id,
             }
-            return self.json(body, status=200 if pipeline.holder.loaded else 503)
+            return self.json(body, status=200 if holder.loaded else 503)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import redis
 
-from cryptopulse.kafka import delete_prefixed_topics
-from cryptopulse.settings import Settings
-from schemas.redis_keys import delete_prefixed_keys
+from cryptopulse.core.kafka import delete_prefixed_topics
+from cryptopulse.core.settings import Settings
+from views import delete_prefixed_keys
 
 
 def discard_run_data(settings: Settings) -> None:

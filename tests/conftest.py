@@ -18,9 +18,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from cryptopulse.kafka import ensure_topics
+from cryptopulse.core.kafka import ensure_topics
+from cryptopulse.core.settings import Settings, get_settings, load_settings
 from cryptopulse.platform.manager import Platform
-from cryptopulse.settings import Settings, get_settings, load_settings
+from schemas.topics import CATALOG
 from tests.cleanup import discard_run_data
 
 
@@ -30,7 +31,7 @@ def platform() -> Iterator[Settings]:
     settings = get_settings()
     manager = Platform(settings)
     manager.up(["kafka", "redis", "mlflow"])
-    ensure_topics(settings)
+    ensure_topics(settings, CATALOG)
     yield settings
 
 
@@ -43,7 +44,7 @@ def isolated_settings(platform: Settings) -> Iterator[Settings]:
         kafka={**platform.kafka.model_dump(), "topic_prefix": f"test-{tag}"},
         redis={**platform.redis.model_dump(), "key_prefix": f"test-{tag}"},
     )
-    ensure_topics(settings)
+    ensure_topics(settings, CATALOG)
     yield settings
     discard_run_data(settings)
 

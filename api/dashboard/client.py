@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from cryptopulse.settings import Settings
+from cryptopulse.core.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from api.models import ConsumerGroupsResponse, TopicMessagesResponse, TopicsResp
 from api.openapi import AUTHED, errors
 from api.problems import ProblemError
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"])
 T = TypeVar("T")
 
 

@@ -26,7 +26,7 @@ from api.openapi import AUTHED, errors
 from api.problems import ProblemError
 from schemas.events import WindowSize
 
-router = APIRouter(prefix="/v1", tags=["sentiment"])
+router = APIRouter(tags=["sentiment"])
 
 
 def _json(model: Any) -> Response:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from api.deps import StateDep
+from api.deps import COIN_ID_PATTERN, StateDep
 from api.models import (
     AlertsResponse,
     Freshness,
@@ -22,7 +22,7 @@ from api.problems import ProblemError
 from api.state import AppState
 from schemas.events import WindowSize
 
-router = APIRouter(prefix="/v1", tags=["feed"])
+router = APIRouter(tags=["feed"])
 
 
 @router.get(
@@ -35,7 +35,7 @@ async def latest_posts(
     state: StateDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     coin: Annotated[
-        str | None, Query(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="only posts mentioning it")
+        str | None, Query(pattern=COIN_ID_PATTERN, description="only posts mentioning it")
     ] = None,
 ) -> PostsResponse:
     posts = await state.store.posts(500 if coin else limit)
@@ -94,7 +94,7 @@ def model_status(state: AppState) -> ModelStatus:
     responses=errors(*AUTHED),
 )
 async def info(state: StateDep) -> InfoResponse:
-    from cryptopulse import __version__
+    from cryptopulse.core.version import __version__
 
     coins = await state.store.coins()
     latest = [w for w in await state.store.latest_many(coins, WindowSize.ONE_MINUTE) if w is not None]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from api import metrics
-from api.deps import StateDep
+from api.deps import StateDep, api_key_required
 from api.models import Check, Health, Readiness
 from api.openapi import errors
 from api.routes.feed import model_status
@@ -40,11 +40,8 @@ async def readyz(state: StateDep) -> JSONResponse:
 
 def health_router(open_health: bool) -> APIRouter:
     """/healthz and /readyz, behind the API key unless ``api.open_health``."""
-    from api.deps import authenticate
-
-    deps = [] if open_health else [Depends(authenticate)]
     auth_errors = {} if open_health else errors(401, 429)
-    r = APIRouter(tags=["health"], dependencies=deps)
+    r = APIRouter(tags=["health"], dependencies=api_key_required(not open_health))
     r.add_api_route(
         "/healthz", healthz, methods=["GET"], response_model=Health, summary="Liveness", responses=auth_errors
     )
@@ -70,9 +67,6 @@ async def metrics_endpoint(state: StateDep) -> Response:
 
 def metrics_router(open_metrics: bool) -> APIRouter:
     """/metrics, behind the API key unless ``api.open_metrics``."""
-    from api.deps import authenticate
-
-    deps = [] if open_metrics else [Depends(authenticate)]
     r = APIRouter(tags=["health"])
     r.add_api_route(
         "/metrics",
@@ -80,7 +74,7 @@ def metrics_router(open_metrics: bool) -> APIRouter:
         methods=["GET"],
         summary="Prometheus metrics",
         response_class=Response,
-        dependencies=deps,
+        dependencies=api_key_required(not open_metrics),
         responses={
             200: {
                 "content": {"text/plain": {"schema": {"type": "string"}}},

@@ -16,12 +16,12 @@ from api.metrics import SCORED_TEXTS
 from api.models import ScoreItem, ScoreRequest, ScoreResponse
 from api.openapi import AUTHED, errors
 from api.problems import ProblemError
-from cryptopulse.settings import Settings
+from cryptopulse.core.settings import Settings
 
 
 def build_router(settings: Settings) -> APIRouter:
     """The scoring router with limits from ``settings``."""
-    router = APIRouter(prefix="/v1", tags=["scoring"])
+    router = APIRouter(tags=["scoring"])
     text = Annotated[str, Field(min_length=1, max_length=settings.model.max_text_chars)]
     request_model: Any = create_model(
         "ScoreRequest",

@@ -15,12 +15,13 @@ from typing import Annotated, Literal
 import structlog
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BeforeValidator
 
-from api.deps import StateDep
+from api.deps import COIN_ID_PATTERN, StateDep
 from api.metrics import SSE_CLIENTS
 from api.openapi import AUTHED, errors
 
-router = APIRouter(prefix="/v1", tags=["live"])
+router = APIRouter(tags=["live"])
 log = structlog.get_logger(__name__)
 
 _SSE_DOC = (
@@ -29,6 +30,21 @@ _SSE_DOC = (
     "event: trend\n"
     'data: {"coin": "bitcoin", "window": "1m", "volume": 12, ...}\n\n'
 )
+
+
+def _split_commas(value: object) -> object:
+    """Accept ``events=scored,trend`` as well as repeated ``events=`` parameters (both are
+    common ways to pass a list in a URL; the README shows the first)."""
+    if isinstance(value, list):
+        return [part.strip() for item in value for part in str(item).split(",") if part.strip()]
+    return value
+
+
+EventTypes = Annotated[
+    list[Literal["scored", "trend"]] | None,
+    BeforeValidator(_split_commas),
+    Query(description="event types to receive, repeated or comma-separated (default both)"),
+]
 
 
 def _sse(event: str, data: str) -> bytes:
@@ -51,12 +67,8 @@ def _sse(event: str, data: str) -> bytes:
 async def stream(
     request: Request,
     state: StateDep,
-    events: Annotated[
-        list[Literal["scored", "trend"]] | None, Query(description="event types to receive (default both)")
-    ] = None,
-    coin: Annotated[
-        str | None, Query(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="only this coin")
-    ] = None,
+    events: EventTypes = None,
+    coin: Annotated[str | None, Query(pattern=COIN_ID_PATTERN, description="only this coin")] = None,
     max_events: Annotated[
         int | None, Query(ge=1, le=100_000, description="close after this many events")
     ] = None,

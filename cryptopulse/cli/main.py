@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import sys
-import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from cryptopulse.cli.common import console, err_console, fail, load_cli_settings
-from cryptopulse.platform.manager import ServiceStatus
+from cryptopulse.core.cli import command_group, console
 
-app = typer.Typer(
-    name="cryptopulse",
-    help="CryptoPulse: real-time cryptocurrency sentiment intelligence.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
-)
+app = command_group("cryptopulse", "CryptoPulse: real-time cryptocurrency sentiment intelligence.")
 
 
 def _print_version(value: bool) -> None:
     if value:
-        from cryptopulse import __version__
+        from cryptopulse.core.version import __version__
 
         console.print(f"cryptopulse {__version__}")
         raise typer.Exit()
@@ -40,191 +29,16 @@ def _main(
     """CryptoPulse: real-time cryptocurrency sentiment intelligence."""
 
 
-@app.command()
-def up(
-    services: Annotated[
-        list[str] | None, typer.Argument(help="Services to start (default: the whole pipeline).")
-    ] = None,
-    platform_only: Annotated[
-        bool, typer.Option("--platform-only", help="Only Kafka, Redis, MLflow and Prometheus.")
-    ] = False,
-    train: Annotated[
-        bool,
-        typer.Option(
-            "--train/--no-train", help="Train and register the default model when none is registered."
-        ),
-    ] = True,
-) -> None:
-    """Start the local pipeline: platform, topics, default model, then the pipeline processes.
-
-    Idempotent: running services are left alone, stale pid files are cleaned up, and a
-    port held by a process cryptopulse did not start is reported instead of clobbered.
-    """
-    from cryptopulse.kafka import ensure_topics
-    from cryptopulse.platform.manager import Platform
-    from cryptopulse.platform.pipeline import ALL_SERVICES
-    from cryptopulse.platform.process import PortInUseError
-    from cryptopulse.platform.services import PLATFORM_SERVICES, ServiceError
-
-    settings = load_cli_settings()
-    manager = Platform(settings, ALL_SERVICES)
-    platform_names = [cls.name for cls in PLATFORM_SERVICES]
-    if services is None:
-        services = platform_names if platform_only else [s.name for s in manager.services]
-    started = time.monotonic()
-
-    def report(message: str) -> None:
-        console.print(f"  {message}")
-
-    try:
-        manager.up([name for name in services if name in platform_names], report=report)
-        if "kafka" in services:
-            for topic in ensure_topics(settings):
-                verb = "created" if topic.created else "exists"
-                report(f"topic {topic.name}: {verb} ({topic.partitions} partitions)")
-        pipeline = [name for name in services if name not in platform_names]
-        if pipeline and train:
-            from model_export.registry import ensure_default_model
-
-            version = ensure_default_model(settings, progress=True)
-            report(f"model {settings.mlflow.registered_model}: champion is version {version}")
-        manager.up(pipeline, report=report)
-    except (PortInUseError, ServiceError, KeyError) as exc:
-        raise fail(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
-    console.print(f"[green]up[/green] in {time.monotonic() - started:.1f}s")
-    _print_status(manager.status(services))
-
-
-def _print_status(statuses: list[ServiceStatus]) -> bool:
-    table = Table(title="CryptoPulse services")
-    for column in ("service", "state", "pid", "port", "version", "url"):
-        table.add_column(column)
-    all_up = True
-    for st in statuses:
-        all_up &= st.up
-        state = "[green]up[/green]" if st.up else "[red]down[/red]"
-        if st.detail:
-            state += f" ({st.detail})"
-        table.add_row(st.name, state, str(st.pid or "-"), str(st.port), st.version, st.url)
-    console.print(table)
-    return all_up
-
-
-@app.command()
-def status(
-    services: Annotated[list[str] | None, typer.Argument(help="Services to show (default: all).")] = None,
-) -> None:
-    """Show each service (up/down, pid, port, version); exit 1 when any is down."""
-    from cryptopulse.platform.manager import Platform
-    from cryptopulse.platform.pipeline import ALL_SERVICES
-
-    settings = load_cli_settings()
-    try:
-        statuses = Platform(settings, ALL_SERVICES).status(services)
-    except KeyError as exc:
-        raise fail(str(exc.args[0])) from None
-    if not _print_status(statuses):
-        raise typer.Exit(1)
-
-
-@app.command()
-def down(
-    services: Annotated[list[str] | None, typer.Argument(help="Services to stop (default: all).")] = None,
-) -> None:
-    """Stop the services `up` started (by recorded pid only), in reverse order."""
-    from cryptopulse.platform.manager import Platform
-    from cryptopulse.platform.pipeline import ALL_SERVICES
-
-    settings = load_cli_settings()
-    try:
-        Platform(settings, ALL_SERVICES).down(services, report=lambda msg: console.print(f"  {msg}"))
-    except KeyError as exc:
-        raise fail(str(exc.args[0])) from None
-
-
-@app.command()
-def logs(
-    service: Annotated[str, typer.Argument(help="Service name, e.g. kafka, redis, mlflow, prometheus.")],
-    lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="How many lines to show.")] = 50,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
-) -> None:
-    """Print the last lines of a service's log (and follow it with -f)."""
-    from cryptopulse.platform.manager import Platform, tail
-    from cryptopulse.platform.pipeline import ALL_SERVICES
-
-    settings = load_cli_settings()
-    try:
-        path: Path = Platform(settings, ALL_SERVICES).service(service).log_path
-    except KeyError as exc:
-        raise fail(str(exc.args[0])) from None
-    if not path.exists():
-        raise fail(f"no log for {service} yet ({path}); has it been started with `cryptopulse up`?")
-    sys.stdout.write(tail(path, lines) + "\n")
-    if follow:
-        with path.open("r", encoding="utf-8", errors="replace") as handle:
-            handle.seek(0, 2)
-            try:
-                while True:
-                    line = handle.readline()
-                    if line:
-                        sys.stdout.write(line)
-                        sys.stdout.flush()
-                    else:
-                        time.sleep(0.5)
-            except KeyboardInterrupt:
-                pass
-
-
-@app.command()
-def topics(
-    create: Annotated[bool, typer.Option("--create", help="Create missing catalog topics first.")] = False,
-) -> None:
-    """List the catalog topics: partitions, key, retention, cleanup policy, schema, message counts."""
-    from confluent_kafka import KafkaException
-
-    from cryptopulse.kafka import broker_ready, ensure_topics, topic_watermarks
-    from schemas.topics import CATALOG
-
-    settings = load_cli_settings()
-    if not broker_ready(settings):
-        raise fail(f"Kafka is not reachable at {settings.kafka.bootstrap}; run `cryptopulse up`")
-    if create:
-        ensure_topics(settings)
-    catalog = {spec.name(settings): spec for spec in CATALOG}
-    try:
-        watermarks = topic_watermarks(settings, catalog.__contains__)
-    except KafkaException as exc:
-        raise fail(f"Kafka at {settings.kafka.bootstrap} did not answer: {exc}") from None
-    table = Table(title=f"Topics on {settings.kafka.bootstrap}")
-    for column in ("topic", "partitions", "messages", "key", "retention", "cleanup", "schema"):
-        table.add_column(column)
-    missing = 0
-    for name, spec in catalog.items():
-        offsets = watermarks.get(name)
-        if offsets is None:
-            missing += 1
-            table.add_row(name, "[red]missing[/red]", "-", spec.key, "-", spec.cleanup_policy, "-")
-            continue
-        table.add_row(
-            name,
-            str(len(offsets)),
-            str(sum(high - low for _, low, high in offsets)),
-            spec.key,
-            f"{spec.retention_ms // 3_600_000}h",
-            spec.cleanup_policy,
-            ", ".join(m.record_type for m in spec.value_schemas),
-        )
-    console.print(table)
-    if missing:
-        err_console.print(f"{missing} catalog topics are missing; run `cryptopulse topics --create`")
-        raise typer.Exit(1)
-
-
 def _register_components() -> None:
-    """Each component package contributes its commands; heavy imports stay inside them."""
-    from cryptopulse.cli import model, produce, serve, spark, subscribe, worker
+    """Each stage contributes its own commands; heavy imports stay inside them."""
+    from api import cli as api_cli
+    from cryptopulse.cli import platform, subscribe
+    from model_export import cli as model_cli
+    from producers import cli as producers_cli
+    from spark_jobs import cli as spark_cli
+    from stream_processors import cli as stream_cli
 
-    for module in (model, produce, worker, spark, serve, subscribe):
+    for module in (platform, model_cli, producers_cli, stream_cli, spark_cli, api_cli, subscribe):
         module.register(app)
 
 

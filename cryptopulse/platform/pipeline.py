@@ -1,4 +1,4 @@
-"""CryptoPulse's own long-running processes, managed exactly like the platform services.
+"""CryptoPulse's own long-running processes, supervised exactly like the platform services.
 
 Each runs a ``cryptopulse`` sub-command in its own process (so one crash takes down
 one component), logs under ``settings.log_dir`` and is probed on its HTTP port.
@@ -36,7 +36,7 @@ class _CliService(Service):
             return False
 
     def version(self) -> str:
-        from cryptopulse import __version__
+        from cryptopulse.core.version import __version__
 
         return __version__
 
@@ -55,6 +55,7 @@ class StreamWorkerService(_CliService):
     name = "worker"
     description = "faust-streaming worker: clean, validate, score"
     command = ("worker",)
+    stop_as_group = False  # faust flushes and commits before it stops its scoring child
 
     @property
     def port(self) -> int:
@@ -65,6 +66,8 @@ class SparkStreamingService(_CliService):
     name = "spark"
     description = "Spark Structured Streaming: trend windows to Redis and the lake"
     command = ("spark", "stream")
+    start_secs = 20  # the driver's JVM and Kafka source take this long to fail on bad settings
+    stop_as_group = False  # the driver stops its queries before its JVM may go
 
     @property
     def port(self) -> int:

@@ -1,8 +1,8 @@
 """The local platform's services: how each is prepared, started, probed and versioned.
 
-Every service runs as a plain child process of ``cryptopulse up`` (no Docker engine
-needed), binds to loopback, keeps its state under ``settings.home`` and is sized for
-a 2-core, 24 GB machine. Readiness is always a real protocol probe.
+Every service runs under the home's supervisord (see :mod:`.supervisor`; no Docker engine
+needed), binds to loopback, keeps its state under ``settings.home`` and is sized for a
+2-core, 24 GB machine. Readiness is always a real protocol probe.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import httpx
 import redis
 import yaml
 
-from cryptopulse.kafka import broker_ready
-from cryptopulse.platform.jars import REPO_ROOT, kafka_libs
-from cryptopulse.settings import Settings
+from cryptopulse.core.jars import REPO_ROOT, kafka_libs
+from cryptopulse.core.kafka import broker_ready
+from cryptopulse.core.settings import Settings
 
 DEPLOY = REPO_ROOT / "deploy"
 
@@ -36,6 +36,14 @@ class Service(ABC):
 
     name: str
     description: str
+    start_secs: int = 10
+    """A process that exits sooner than this after its start is a failed start: supervisord
+    retries it with backoff (1 s, 2 s, ...) and gives up after ``supervisor.start_retries``."""
+    stop_timeout_s: int = 30
+    """SIGTERM, then this long before supervisord kills the process tree."""
+    stop_as_group: bool = True
+    """SIGTERM the whole process group at once; False: the main process alone first, so it
+    can shut its own children down in order (the tree is still killed after the timeout)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -99,6 +107,7 @@ class KafkaService(Service):
 
     name = "kafka"
     description = "Apache Kafka broker (KRaft)"
+    start_secs = 20  # a broker that cannot use its storage or ports exits after ~10 s
 
     @property
     def host(self) -> str:
@@ -260,6 +269,9 @@ class RedisService(Service):
             "noeviction",
             "--protected-mode",
             "yes",
+            # The title rewrite would overwrite the environment that names the process's owner.
+            "--set-proc-title",
+            "no",
         ]
 
     def _client(self) -> redis.Redis:
@@ -338,8 +350,10 @@ PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 
 
 def scrape_targets(settings: Settings, hosts: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Every component's ``/metrics`` endpoint, by job name; ``hosts`` overrides per job
-    (the Docker Compose config uses service names instead of loopback)."""
+    """Every component's ``/metrics`` endpoint, by job name; ``hosts`` gives the host per job
+    (the Docker Compose config uses service names instead of loopback). The ``supervisor``
+    job (restart counts of the local supervisord) exists only locally: Compose restarts
+    containers itself."""
     ports = {
         "prometheus": settings.prometheus.port,
         "api": settings.api.port,
@@ -348,7 +362,9 @@ def scrape_targets(settings: Settings, hosts: Mapping[str, str] | None = None) -
         "spark-streaming": settings.spark.metrics_port,
         "mlflow": settings.mlflow.port,
     }
-    hosts = hosts or {}
+    if hosts is None:
+        ports["supervisor"] = settings.supervisor.metrics_port
+        return {job: f"127.0.0.1:{port}" for job, port in ports.items()}
     return {job: f"{hosts.get(job, '127.0.0.1')}:{port}" for job, port in ports.items()}
 
 

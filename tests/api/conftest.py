@@ -11,10 +11,10 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from cryptopulse.settings import Settings, load_settings
-from schemas.redis_keys import delete_prefixed_keys
+from cryptopulse.core.settings import Settings, load_settings
 from scoring.runtime import TextScore
 from tests.api.seed import seed_views
+from views import delete_prefixed_keys
 
 
 def make_settings(base: Settings, prefix: str | None = None, **api: Any) -> Settings:

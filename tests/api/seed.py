@@ -18,14 +18,8 @@ from schemas.events import (
     WindowSize,
     content_hash,
 )
-from schemas.redis_keys import (
-    WINDOW_SECONDS,
-    record_alert,
-    record_price,
-    record_scored_post,
-    write_quality_report,
-    write_trend_windows,
-)
+from schemas.redis_keys import WINDOW_SECONDS
+from views import RedisViewWriter
 
 COINS: dict[str, dict[str, float]] = {
     # coin: base price, sentiment bias, volume, z-score
@@ -90,11 +84,10 @@ def seed_views(client: Any, prefix: str, *, now: datetime | None = None, points:
                 windows.append(
                     make_window(coin, window, last - timedelta(seconds=size * (points - 1 - i)), i)
                 )
-    write_trend_windows(client, prefix, windows, publish=False)
+    views = RedisViewWriter(client, prefix)
+    views.add_trend_windows(windows, publish=False)
     for coin, spec in COINS.items():
-        record_price(
-            client,
-            prefix,
+        views.add_price(
             PriceTick(
                 source_id=PriceTick.make_source_id(coin, now),
                 event_time=now,
@@ -127,7 +120,7 @@ def seed_views(client: Any, prefix: str, *, now: datetime | None = None, points:
             p_positive=p_pos,
             model_version="seed/1",
         )
-        record_scored_post(client, prefix, post, publish=False)
+        views.add_scored_posts([post], publish=False)
         posts.append(post)
     alert = Alert(
         source_id="alert:solana:volume",
@@ -141,7 +134,7 @@ def seed_views(client: Any, prefix: str, *, now: datetime | None = None, points:
         value=3.3,
         threshold=3.0,
     )
-    record_alert(client, prefix, alert)
+    views.add_alert(alert)
     rules = ("completeness", "validity", "length", "language", "uniqueness")
     thresholds = dict(zip(rules, (0.05, 0.01, 0.1, 0.05, 0.05), strict=True))
     quality = []
@@ -160,6 +153,7 @@ def seed_views(client: Any, prefix: str, *, now: datetime | None = None, points:
                 judged=True,
                 quality_score=round(1 - sum(shares.values()), 6),
             )
-            write_quality_report(client, prefix, report)
+            views.add_quality_report(report)
             quality.append(report)
+    views.flush()
     return {"windows": windows, "posts": posts, "alert": alert, "quality": quality, "now": now}

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.security import create_api_key
-from cryptopulse.kafka import EventProducer
-from cryptopulse.settings import Settings
+from cryptopulse.core.kafka import EventProducer
+from cryptopulse.core.settings import Settings
 from schemas.topics import SCORED_POSTS
 from tests.api.conftest import FakeRuntime, make_settings
 from tests.api.seed import seed_views

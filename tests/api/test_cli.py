@@ -9,23 +9,23 @@ import redis
 import typer
 from typer.testing import CliRunner
 
+from api import cli as api_cli
 from api.security import KeyVerifier
-from cryptopulse.cli import serve
-from cryptopulse.settings import Settings
+from cryptopulse.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def cli(redis_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
-    monkeypatch.setattr("cryptopulse.cli.common.get_settings", lambda: redis_settings)
+    monkeypatch.setattr("cryptopulse.core.cli.get_settings", lambda: redis_settings)
     app = typer.Typer()
 
     @app.callback()
     def _root() -> None:
         """test root"""
 
-    serve.register(app)
+    api_cli.register(app)
     return app
 
 

@@ -224,9 +224,9 @@ def test_view_cache_bounds_staleness(redis_settings: Any, sync_redis: Any, seede
     import time
 
     from api.main import create_app
-    from schemas.redis_keys import write_trend_windows
     from tests.api.conftest import FakeRuntime, make_settings
     from tests.api.seed import make_window
+    from views import RedisViewWriter
 
     prefix = redis_settings.redis.key_prefix
     latest = max(
@@ -241,7 +241,9 @@ def test_view_cache_bounds_staleness(redis_settings: Any, sync_redis: Any, seede
             before = c.get("/v1/coins/bitcoin/sentiment", params={"window": "1m"}).json()["latest"][
                 "window_start"
             ]
-            write_trend_windows(sync_redis, prefix, [newer], publish=False)
+            views = RedisViewWriter(sync_redis, prefix)
+            views.add_trend_windows([newer], publish=False)
+            views.flush()
             now = c.get("/v1/coins/bitcoin/sentiment", params={"window": "1m"}).json()["latest"][
                 "window_start"
             ]

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings
 
 from api.main import create_app
 from api.security import create_api_key
-from cryptopulse.settings import Settings, get_settings
+from cryptopulse.core.settings import Settings, get_settings
 from tests.api.conftest import FakeRuntime, LiveServer, make_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -11,8 +11,9 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from cryptopulse.settings import Settings
-from schemas.redis_keys import RedisKeys, record_scored_post, write_trend_windows
+from cryptopulse.core.settings import Settings
+from schemas.redis_keys import RedisKeys
+from views import RedisViewWriter
 
 pytestmark = pytest.mark.integration
 
@@ -56,9 +57,12 @@ def test_stream_receives_scored_post_and_trend(
     window = seeded["windows"][0]
     stop = threading.Event()
 
+    views = RedisViewWriter(sync, prefix)
+
     def publish() -> None:
-        record_scored_post(sync, prefix, post)
-        write_trend_windows(sync, prefix, [window])
+        views.add_scored_posts([post])
+        views.add_trend_windows([window])
+        views.flush()
 
     thread = _publish_until(stop, publish)
     try:
@@ -97,8 +101,31 @@ def test_stream_filters_by_event_and_coin(client: TestClient, publisher: tuple[r
     assert [(e, d["source_id"]) for e, d in events] == [("scored", "b"), ("scored", "b")]
 
 
+def test_stream_takes_comma_separated_events_as_the_readme_shows(
+    client: TestClient, publisher: tuple[redis.Redis, str]
+) -> None:
+    """README: ``curl -N '127.0.0.1:8000/v1/stream?events=scored,trend&coin=ethereum'``."""
+    sync, prefix = publisher
+    keys = RedisKeys(prefix)
+    stop = threading.Event()
+
+    def publish() -> None:
+        sync.publish(keys.live_scored(), json.dumps({"source_id": "e", "coins": ["ethereum"]}))
+        sync.publish(keys.live_trends(), json.dumps({"coin": "ethereum"}))
+
+    thread = _publish_until(stop, publish)
+    try:
+        r = client.get("/v1/stream?events=scored,trend&coin=ethereum&max_events=4")
+    finally:
+        stop.set()
+        thread.join()
+    assert r.status_code == 200, r.text
+    assert {event for event, _ in parse_sse(r.text)} == {"scored", "trend"}
+
+
 def test_stream_bad_params(client: TestClient) -> None:
     assert client.get("/v1/stream", params={"events": "prices"}).status_code == 422
+    assert client.get("/v1/stream?events=scored,prices").status_code == 422
     assert client.get("/v1/stream", params={"max_events": 0}).status_code == 422
 
 

@@ -12,7 +12,7 @@ from api.dashboard.client import api_base_url
 from api.main import create_app
 from api.market import market_mood
 from api.security import KEY_RE, hash_key
-from cryptopulse.settings import load_settings
+from cryptopulse.core.settings import load_settings
 from schemas.events import TrendWindow, WindowSize
 from tests.api.seed import make_window
 

@@ -21,12 +21,12 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from cryptopulse.kafka import ensure_topics
+from cryptopulse.core.kafka import ensure_topics
+from cryptopulse.core.settings import Settings, load_settings
 from cryptopulse.platform.manager import Platform
 from cryptopulse.platform.pipeline import ApiService, SparkStreamingService, StreamWorkerService
-from cryptopulse.settings import Settings, load_settings
 from schemas.events import DeadLetter, ScoredPost
-from schemas.topics import DEAD_LETTER, RAW_NEWS, RAW_REDDIT, SCORED_POSTS
+from schemas.topics import CATALOG, DEAD_LETTER, RAW_NEWS, RAW_REDDIT, SCORED_POSTS
 from tests.cleanup import discard_run_data
 from tests.ports import free_port
 
@@ -94,7 +94,7 @@ def pipeline(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = load_settings()
-    ensure_topics(settings)
+    ensure_topics(settings, CATALOG)
     manager = Platform(settings, [StreamWorkerService, SparkStreamingService, ApiService])
     try:
         manager.up()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import cryptopulse.cli.model as cli
-from cryptopulse.settings import Settings, load_settings
+import model_export.cli as cli
+from cryptopulse.core.settings import Settings, load_settings
 from model_export import registry
 from model_export.train import TrainResult
 from scoring.runtime import SentimentRuntime

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from cryptopulse.cli.model import RESULT_COLUMNS, app
+from model_export.cli import RESULT_COLUMNS, app
 from model_export.train import TrainResult
 
 pytestmark = [pytest.mark.unit, pytest.mark.slow]

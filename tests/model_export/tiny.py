@@ -36,3 +36,28 @@ def tiny_model(factory: pytest.TempPathFactory) -> TrainResult:
     if out not in _RESULTS:
         _RESULTS[out] = train(tiny_config(out), progress=False)
     return _RESULTS[out]
+
+
+def tiny_encoder(directory: Path) -> Path:
+    """A randomly initialised 2-layer BERT with MiniLM's tokenizer: a stand-in base model for the teacher."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from model_export.transformer import base_model_dir
+
+    if (directory / "model.safetensors").is_file():
+        return directory
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

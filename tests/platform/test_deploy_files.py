@@ -10,13 +10,13 @@ import pyspark
 import pytest
 import yaml
 
+from cryptopulse.core.settings import Settings, env_var_names, load_settings
 from cryptopulse.platform.services import (
     DOCKER_HOSTS,
     PROMETHEUS_CONFIG,
     PROMETHEUS_DOCKER_CONFIG,
     render_prometheus_config,
 )
-from cryptopulse.settings import Settings, env_var_names, load_settings
 
 pytestmark = pytest.mark.unit
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from cryptopulse.kafka import EventProducer, ensure_topics
-from cryptopulse.settings import Settings, load_settings
+from cryptopulse.core.kafka import EventProducer, WireRecord, ensure_topics
+from cryptopulse.core.settings import Settings, load_settings
 from schemas.events import Event
 from schemas.topics import DEAD_LETTER, RAW_NEWS, RAW_PRICES, RAW_REDDIT
 from tests.producers.fakeserver import FakeServer
@@ -69,14 +69,15 @@ class RecordingProducer(EventProducer):
         self.fail_flush = fail_flush
         self.delivered = 0
 
-    def send(self, topic: str, record: Event, *, key: str | None = None) -> None:
+    def send(self, topic: str, record: WireRecord, *, key: str | None = None) -> None:
+        assert isinstance(record, Event)
+        if topic == DEAD_LETTER.name(self.settings):
+            self.dead.append(record.model_dump())
+            return
         self.pending.append((topic, key, record))
 
-    def dead_letter(self, payload: bytes | str, *, reason: str, detail: str, **origin: Any) -> None:
-        self.dead.append({"payload": payload, "reason": reason, "detail": detail, **origin})
-
     def flush(self, timeout_s: float = 60.0) -> None:
-        from cryptopulse.kafka import DeliveryError
+        from cryptopulse.core.kafka import DeliveryError
 
         if self.fail_flush and self.pending:
             self.pending.clear()

@@ -10,11 +10,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cryptopulse.cli.produce import register
-from cryptopulse.settings import Settings
-from producers import SOURCES, build_source
-from producers.base import Runner
+from cryptopulse.core.settings import Settings
+from producers.cli import register
 from producers.http import Fetcher, FetchError, _seconds
+from producers.runner import SOURCES, Runner, build_source
 from producers.state import StateStore
 from tests.producers.conftest import RecordingProducer, make_settings
 from tests.producers.fakeserver import FakeServer, Reply

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from cryptopulse.settings import Settings
-from producers.base import Runner
+from cryptopulse.core.settings import Settings
 from producers.news import FeedSource, NewsApiSource, entry_keys, load_feeds, plain_text
+from producers.runner import Runner
 from schemas.events import DeadLetter, NewsArticle
 from tests.producers import payloads as p
 from tests.producers.conftest import RecordingProducer, make_settings, read_topic
@@ -292,7 +292,7 @@ def test_feeds_into_kafka_with_dead_letter_and_restart(kafka_settings: Settings,
 
 
 def test_news_command_combines_feeds_and_newsapi_when_key_set(tmp_path: Path, server: FakeServer) -> None:
-    from producers import MultiSource, build_source
+    from producers.runner import MultiSource, build_source
 
     feeds_file = tmp_path / "feeds.csv"
     feeds_file.write_text(f"Feeds\n{server.url}/rss\n", encoding="utf-8")

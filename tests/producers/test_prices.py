@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cryptopulse.settings import Settings
-from producers.base import Runner
+from cryptopulse.core.settings import Settings
 from producers.prices import PriceSource
+from producers.runner import Runner
 from schemas.events import PriceTick
 from tests.producers import payloads as p
 from tests.producers.conftest import RecordingProducer, make_settings, read_topic

@@ -9,9 +9,9 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
-from cryptopulse.settings import Settings
-from producers.base import Runner
+from cryptopulse.core.settings import Settings
 from producers.reddit import RedditSource, fullname_value, skip_reason
+from producers.runner import Runner
 from schemas.events import RedditComment, RedditPost
 from tests.producers import payloads as p
 from tests.producers.conftest import RecordingProducer, make_settings, read_topic

@@ -7,7 +7,8 @@ import textwrap
 import pytest
 
 from model_export.train import TrainResult
-from scoring.runtime import ModelLoadError, SentimentRuntime, TextScore, parse_models_uri
+from scoring.registry_uri import ModelLoadError
+from scoring.runtime import SentimentRuntime, TextScore
 
 pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
@@ -65,10 +66,6 @@ def test_load_errors(tmp_path) -> None:
         SentimentRuntime.load(tmp_path / "missing")
     with pytest.raises(ModelLoadError):
         SentimentRuntime.load(tmp_path)  # exists but is no artifact
-    with pytest.raises(ModelLoadError):
-        parse_models_uri("models:/no-alias-or-version")
-    assert parse_models_uri("models:/m@champion") == ("m", "champion", None)
-    assert parse_models_uri("models:/m/3") == ("m", None, "3")
 
 
 def test_runtime_never_imports_torch(tiny: TrainResult) -> None:

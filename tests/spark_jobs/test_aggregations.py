@@ -24,9 +24,9 @@ from spark_jobs.aggregations import (
     history_frame,
     measure_rows,
     minute_buckets,
-    parse_events,
     to_trend_windows,
 )
+from spark_jobs.inputs import parse_events
 from spark_jobs.metrics import SparkMetrics
 from tests.spark_jobs.conftest import T0, post, tick
 

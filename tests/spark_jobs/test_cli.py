@@ -6,7 +6,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cryptopulse.cli.spark import register
+from spark_jobs.cli import register
 
 pytestmark = pytest.mark.unit
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from cryptopulse.settings import load_settings
+from cryptopulse.core.settings import load_settings
 from schemas.events import CleanPost, RedditPost, Source, content_hash
+from scoring.holder import ModelHolder
 from stream_processors.app import create_app
-from stream_processors.scorer import ModelHolder
 from tests.stream_processors.fakes import FakeRuntime
 
 pytestmark = pytest.mark.unit
@@ -32,16 +32,11 @@ class Harness:
         )
         self.runtime = FakeRuntime("fake/7")
         self.app = create_app(settings, holder=ModelHolder("fake", lambda uri: self.runtime))
-        self.pipeline = self.app.pipeline  # type: ignore[attr-defined]
+        self.parts = self.app.parts
         self.sent: list[tuple[str, dict[str, Any]]] = []
-        outputs = (
-            self.pipeline.clean_topic,
-            self.pipeline.scored_topic,
-            self.pipeline.dead_letter_topic,
-            self.pipeline.alerts_topic,
-        )
-        for topic in outputs:
-            topic.send = self._capture(topic.get_topic_name())
+        topics = self.parts.topics
+        for topic in (topics.clean, topics.scored, topics.dead_letter, topics.alerts):
+            topic.send = self._capture(topic.get_topic_name())  # type: ignore[method-assign]
 
     def _capture(self, name: str) -> Any:
         async def send(key: bytes | None = None, value: bytes | None = None, **kwargs: Any) -> Any:
@@ -125,7 +120,7 @@ def test_score_agent_batches_counts_and_skips_replays(harness: Harness) -> None:
     dead = {r["reason"]: r for r in harness.outputs("deadletter")}
     assert set(dead) == {"scoring_failed", "invalid_schema"}
     assert dead["scoring_failed"]["component"] == "stream.score"
-    volume = harness.pipeline.counters["1m"]
+    volume = harness.parts.tables.counters["1m"]
     totals = [v for k, v in volume.table.data.items() if k[0] == "all"]
     assert sum(v[0] for v in totals) == 3  # the replay and the failure are not counted
 
@@ -142,7 +137,7 @@ def test_clean_agent_feeds_the_data_quality_monitor(harness: Harness) -> None:
                 reddit("t3_q4", "Bitcoin wird diese Woche stark steigen, sagen die Analysten am Markt")
             )
             await agent.put(b"{broken", key=b"x")
-        return await harness.pipeline.check_quality(now=time.time() + 10 * 3600)
+        return await harness.parts.quality.check(now=time.time() + 10 * 3600)
 
     raised = asyncio.run(scenario())
     alerts = harness.outputs("alerts")
@@ -176,7 +171,7 @@ def test_score_agent_feeds_the_drift_monitor(harness: Harness) -> None:
                 assert asyncio.get_running_loop().time() < deadline
                 await asyncio.sleep(0.02)
             await asyncio.sleep(0.2)
-        return await harness.pipeline.check_drift(now=time.time() + 3 * 3600)
+        return await harness.parts.drift.check(now=time.time() + 3 * 3600)
 
     raised = asyncio.run(scenario())
     alerts = harness.outputs("alerts")
@@ -197,12 +192,11 @@ def test_stalled_source_partition_stops_the_worker_once(tmp_path: Path) -> None:
     app = create_app(
         settings, holder=holder, on_stall=lambda: stops.append("stop"), broker_up=lambda: broker["up"]
     )
-    pipeline = app.pipeline  # type: ignore[attr-defined]
     clean_tp = TP("ts.clean.posts", 0)
     backlog = {clean_tp: (1200, None)}
 
     def check(now: float) -> list[Any]:
-        return list(asyncio.run(pipeline.check_stall(backlog, now)))
+        return list(asyncio.run(app.parts.lag.check_stall(backlog, now)))
 
     assert check(0.0) == []  # model not loaded yet: waiting is expected
     assert check(100.0) == []
@@ -218,7 +212,7 @@ def test_stalled_source_partition_stops_the_worker_once(tmp_path: Path) -> None:
     assert check(161.0) == []
     assert check(190.0) == []
     assert check(191.0) == [clean_tp]
-    assert stops == ["stop"] and pipeline.stalled
+    assert stops == ["stop"] and app.stalled
     assert check(200.0) == [clean_tp]
     assert stops == ["stop"]  # asked once; the worker is already stopping
 
@@ -230,7 +224,7 @@ def test_backlog_progress_counts_reads_and_records_taken(tmp_path: Path) -> None
 
     settings = load_settings(home=tmp_path, kafka={"topic_prefix": "tb"})
     app = create_app(settings, holder=ModelHolder("fake", lambda uri: FakeRuntime()))
-    pipeline = app.pipeline  # type: ignore[attr-defined]
+    lag = app.parts.lag
     clean_tp, raw_tp, changelog_tp = TP("tb.clean.posts", 1), TP("tb.raw.reddit", 0), TP("tb.x-changelog", 0)
 
     class FakeConsumer:
@@ -244,8 +238,34 @@ def test_backlog_progress_counts_reads_and_records_taken(tmp_path: Path) -> None
             return 1000 if tp == clean_tp else 100
 
     app.consumer = FakeConsumer()  # type: ignore[assignment]
-    before = pipeline.source_backlog()
+    before = lag.source_backlog()
     assert before == {clean_tp: (990, (9, 0)), raw_tp: (0, (99, 0))}  # changelogs are not sources
-    pipeline._taken["score"] += 16  # the score agent took a batch; reads did not move
-    after = pipeline.source_backlog()
+    app.parts.score.taken += 16  # the score agent took a batch; reads did not move
+    after = lag.source_backlog()
     assert after[clean_tp][0] == 990 and after[clean_tp][1] != before[clean_tp][1]
+
+
+def test_model_poll_swaps_between_batches_and_updates_the_model_gauges(tmp_path: Path) -> None:
+    """The score agent's ``model_poll`` timer follows the registry alias; the gauges say which
+    version serves (the swap logic itself is ``ModelHolder``'s)."""
+    from stream_processors import metrics as m
+
+    runtimes = {"fake/1": FakeRuntime("fake/1"), "fake/2": FakeRuntime("fake/2")}
+    alias = {"points_to": "fake/1"}
+    holder = ModelHolder(
+        "models:/fake@champion", lambda uri: runtimes[alias["points_to"]], lambda uri: alias["points_to"]
+    )
+    settings = load_settings(home=tmp_path, kafka={"topic_prefix": "tm"}, stream={"live_redis": False})
+    score = create_app(settings, holder=holder).parts.score
+    swaps_before = m.MODEL_SWAPS._value.get()
+
+    async def scenario() -> None:
+        await score.poll_model()  # nothing loaded yet: the agent loads the model first
+        assert not holder.loaded
+        await score.ensure_model()
+        alias["points_to"] = "fake/2"
+        await score.poll_model()
+
+    asyncio.run(scenario())
+    assert holder.version == "fake/2" and m.MODEL_SWAPS._value.get() == swaps_before + 1
+    assert m.MODEL_INFO.labels("fake/1")._value.get() == 0 and m.MODEL_INFO.labels("fake/2")._value.get() == 1

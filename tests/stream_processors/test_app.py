@@ -8,9 +8,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cryptopulse.settings import load_settings
-from stream_processors.app import create_app, faust_config, group_id
-from stream_processors.scorer import ModelHolder
+from cryptopulse.core.settings import load_settings
+from scoring.holder import ModelHolder
+from stream_processors.app import StreamApp, create_app, faust_config, group_id
+from stream_processors.liveness import HEARTBEAT_INTERVAL_S
 from tests.stream_processors.fakes import FakeRuntime
 
 pytestmark = pytest.mark.unit
@@ -36,28 +37,65 @@ def test_app_registers_agents_tables_and_views(tmp_path) -> None:
     app = create_app(settings, holder=ModelHolder("fake", lambda uri: FakeRuntime()))
     assert {a.name for a in app.agents.values()} >= {"clean", "score"}
     assert set(app.tables) >= {"dedup", "scored", "counts_1m", "counts_5m"}
-    pipeline = app.pipeline  # type: ignore[attr-defined]
-    assert pipeline.raw_topic.topics == ("t-y.raw.reddit", "t-y.raw.news")
-    assert pipeline.scored_topic.get_topic_name() == "t-y.scored.posts"
+    topics = app.parts.topics
+    assert topics.raw.topics == ("t-y.raw.reddit", "t-y.raw.news")
+    assert [t.get_topic_name() for t in (topics.clean, topics.scored, topics.dead_letter, topics.alerts)] == [
+        "t-y.clean.posts",
+        "t-y.scored.posts",
+        "t-y.deadletter",
+        "t-y.alerts",
+    ]
+    assert topics.source_of("t-y.raw.news") == "news" and topics.source_of("t-y.raw.reddit") == "reddit"
     routes = {str(path) for path in app.web.views}
     assert {"/metrics", "/stream/health"} <= routes
     assert (tmp_path / "faust").is_dir()
 
 
-def test_timers_take_no_arguments(tmp_path) -> None:
-    """faust passes the app to a timer function that accepts an argument: ours must take none."""
+def test_timers_names_intervals_and_arguments(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every timer runs on every worker at its interval; faust passes the app to a timer
+    function that accepts an argument, so ours take none."""
     import inspect
 
-    settings = load_settings(home=tmp_path, kafka={"topic_prefix": "t-t"})
+    declared: dict[str, tuple[float, bool]] = {}
+    timer = StreamApp.timer
+
+    def recording_timer(self: StreamApp, interval: float, on_leader: bool = False, **kwargs: Any) -> Any:
+        declared[kwargs["name"]] = (interval, on_leader)
+        return timer(self, interval, on_leader=on_leader, **kwargs)
+
+    monkeypatch.setattr(StreamApp, "timer", recording_timer)
+    settings = load_settings(home=tmp_path, kafka={"topic_prefix": "t-t"}, stream={"model_poll_s": 12.5})
     app = create_app(settings, holder=ModelHolder("fake", lambda uri: FakeRuntime()))
+    assert declared == {
+        "model_poll": (12.5, False),
+        "consumer_lag": (5.0, False),
+        "data_quality": (10.0, False),
+        "model_drift": (30.0, False),
+        "heartbeat": (HEARTBEAT_INTERVAL_S, False),
+    }
     timers = [inspect.unwrap(task) for task in app._app_tasks]
-    names = {fn.__name__ for fn in timers}
-    assert {"poll_model", "update_lag", "quality_timer"} <= names
-    assert all(not inspect.signature(fn).parameters for fn in timers), names
+    assert len(timers) == len(declared)
+    assert all(not inspect.signature(fn).parameters for fn in timers)
+
+
+def test_tables_windows_and_changelogs(tmp_path) -> None:
+    settings = load_settings(home=tmp_path, kafka={"topic_prefix": "t-w"}, stream={"dedup_window_s": 600})
+    app = create_app(settings, holder=ModelHolder("fake", lambda uri: FakeRuntime()))
+    windows = {name: (table.window.size, table.window.expires) for name, table in app.tables.items()}
+    assert windows == {
+        "dedup": (600, 1200),
+        "scored": (600, 1200),
+        "counts_1m": (60, 600),
+        "counts_5m": (300, 3000),
+    }
+    changelogs = {name: table.changelog_topic.get_topic_name() for name, table in app.tables.items()}
+    assert changelogs == {name: f"t-w.cryptopulse-stream-{name}-changelog" for name in windows}
+    sources = {agent.name: agent.channel.topics for agent in app.agents.values()}
+    assert sources == {"clean": ("t-w.raw.reddit", "t-w.raw.news"), "score": ("t-w.clean.posts",)}
 
 
 def test_cli_registers_worker_command() -> None:
-    from cryptopulse.cli import worker
+    from stream_processors import cli as worker
 
     cli = typer.Typer()
     worker.register(cli)
@@ -94,3 +132,35 @@ def test_worker_consumer_batches_fetches(tmp_path) -> None:
     kafka_consumer = asyncio.run(build())
     assert kafka_consumer._fetch_min_bytes == 4096
     assert kafka_consumer._fetch_max_wait_ms == 35
+
+
+def test_clean_shutdown_clears_the_heartbeat_and_closes_redis_and_the_model(tmp_path) -> None:
+    """A clean stop leaves the group, so a successor need not wait (see liveness), and the
+    scoring runtime (possibly a child process) and the Redis client are released."""
+    import asyncio
+
+    from stream_processors.live import LivePublisher
+    from stream_processors.liveness import heartbeat_file, touch_heartbeat
+
+    closed: list[str] = []
+
+    class Publisher(LivePublisher):
+        async def close(self) -> None:
+            closed.append("publisher")
+
+    class Runtime(FakeRuntime):
+        def close(self) -> None:
+            closed.append("model")
+
+    settings = load_settings(home=tmp_path, kafka={"topic_prefix": "t-s"})
+    holder = ModelHolder("fake", lambda uri: Runtime())
+    app = create_app(settings, holder=holder, publisher=Publisher("redis://unused", "t-s", enabled=False))
+
+    async def run() -> None:
+        await holder.load()
+        touch_heartbeat(settings)
+        await app.on_before_shutdown.send()
+
+    asyncio.run(run())
+    assert not heartbeat_file(settings).exists()
+    assert closed == ["publisher", "model"] and not holder.loaded

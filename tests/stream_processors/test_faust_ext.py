@@ -10,10 +10,10 @@ import pytest
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
-from cryptopulse.settings import load_settings
+from cryptopulse.core.settings import load_settings
+from scoring.holder import ModelHolder
 from stream_processors.app import create_app
 from stream_processors.faust_ext import SeekFirstRecovery, StreamConsumer
-from stream_processors.scorer import ModelHolder
 from tests.stream_processors.fakes import FakeRuntime
 
 pytestmark = pytest.mark.unit

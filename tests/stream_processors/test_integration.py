@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import redis
 
-from cryptopulse.kafka import EventProducer
-from cryptopulse.settings import Settings, load_settings
+from cryptopulse.core.kafka import EventProducer
+from cryptopulse.core.settings import Settings, load_settings
 from schemas.events import NewsArticle, RedditComment, RedditPost
 from schemas.topics import RAW_NEWS, RAW_REDDIT
 from stream_processors.app import group_id

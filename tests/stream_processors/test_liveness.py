@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptopulse.settings import load_settings
+from cryptopulse.core.settings import load_settings
 from stream_processors.liveness import (
     HEARTBEAT_INTERVAL_S,
     STALL_RESTARTS_ENV,

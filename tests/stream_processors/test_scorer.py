@@ -1,15 +1,14 @@
-"""Micro-batch scoring and hot swap (fake runtime: batching logic only)."""
+"""Micro-batch scoring (fake runtime: batching logic only; hot swap is tests/scoring/test_holder.py)."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 import pytest
 
 from schemas.events import CleanPost, Source, content_hash
-from stream_processors.live import CounterUpdate, counter_key, counters_channel, scored_channel
-from stream_processors.scorer import ModelHolder, score_batch
+from stream_processors.live import CounterUpdate
+from stream_processors.scorer import score_batch
 from tests.stream_processors.fakes import FakeRuntime
 
 pytestmark = pytest.mark.unit
@@ -46,76 +45,7 @@ def test_score_batch_empty() -> None:
     assert runtime.calls == []
 
 
-def test_hot_swap_between_batches() -> None:
-    runtimes = {"v1": FakeRuntime("m/1"), "v2": FakeRuntime("m/2")}
-    alias = {"now": "v1"}
-
-    def loader(uri: str) -> FakeRuntime:
-        return runtimes[alias["now"]]
-
-    def resolver(uri: str) -> str:
-        return runtimes[alias["now"]].model_version
-
-    async def scenario() -> None:
-        holder = ModelHolder("models:/m@champion", loader, resolver)
-        swaps: list[tuple[str, str]] = []
-        holder.on_swap.append(lambda old, new: swaps.append((old, new)))
-        await holder.load()
-        batch_runtime = holder.current  # a batch in flight keeps its model
-        assert not await holder.maybe_swap()  # alias did not move
-        alias["now"] = "v2"
-        assert await holder.maybe_swap()
-        assert batch_runtime.model_version == "m/1"
-        assert holder.current.model_version == "m/2" and holder.swaps == 1
-        assert swaps == [("m/1", "m/2")]
-        assert score_batch(holder.current, [clean(1)]).scored[0].model_version == "m/2"
-
-    asyncio.run(scenario())
-
-
-def test_failed_swap_keeps_current_model() -> None:
-    state = {"fail": False}
-
-    def loader(uri: str) -> FakeRuntime:
-        if state["fail"]:
-            raise RuntimeError("broken artifact")
-        return FakeRuntime("m/1")
-
-    async def scenario() -> None:
-        holder = ModelHolder("u", loader, lambda uri: "m/2")
-        await holder.load()
-        state["fail"] = True
-        assert not await holder.maybe_swap()
-        assert holder.current.model_version == "m/1"
-
-    asyncio.run(scenario())
-
-
-def test_registry_down_keeps_serving() -> None:
-    def resolver(uri: str) -> str:
-        raise ConnectionError("mlflow down")
-
-    async def scenario() -> None:
-        holder = ModelHolder("u", lambda uri: FakeRuntime("m/1"), resolver)
-        await holder.load()
-        assert not await holder.maybe_swap()
-        assert holder.version == "m/1"
-
-    asyncio.run(scenario())
-
-
-def test_live_names_and_counter_mean() -> None:
-    assert counter_key("cp", "1m", "bitcoin") == "cp:live:counter:1m:bitcoin"
-    assert scored_channel("cp") == "cp:live:scored"
-    assert counters_channel("cp") == "cp:live:counters"
+def test_counter_mean() -> None:  # live key names: tests/schemas/test_redis_keys.py
     update = CounterUpdate("bitcoin", "1m", 60.0, 120.0, 4, 1.0)
     assert update.mean_score == 0.25 and update.as_dict()["mean_score"] == 0.25
     assert CounterUpdate("x", "5m", 0, 300, 0, 0.0).mean_score == 0.0
-
-
-def test_process_runtime_reports_the_real_load_error(tmp_path) -> None:
-    from cryptopulse.settings import load_settings
-    from stream_processors.scorer import ProcessRuntime
-
-    with pytest.raises(RuntimeError, match="not a CryptoPulse model artifact"):
-        ProcessRuntime(str(tmp_path), load_settings(home=tmp_path))

@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from cryptopulse.core.cli import command_group
+
 Master = Annotated[
     str | None,
     typer.Option(
@@ -29,7 +31,7 @@ def stream(
     ] = False,
 ) -> None:
     """Run the streaming trend job (Kafka -> event-time windows -> Redis views + Parquet lake)."""
-    from cryptopulse.cli.common import load_cli_settings
+    from cryptopulse.core.cli import load_cli_settings
 
     settings = load_cli_settings()
     if available_now:
@@ -71,7 +73,7 @@ def backfill(
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from cryptopulse.cli.common import fail, load_cli_settings
+    from cryptopulse.core.cli import fail, load_cli_settings
     from spark_jobs.backfill import STAGES, BackfillError, run_backfill
     from spark_jobs.session import build_spark
 
@@ -124,12 +126,8 @@ def backfill(
 
 def register(app: typer.Typer) -> None:
     """Add the ``spark`` sub-command group (``stream``) and the top-level ``backfill`` command."""
-    spark_app = typer.Typer(
-        name="spark",
-        help="Spark trend jobs: windows from Kafka into Redis views and the Parquet lake.",
-        no_args_is_help=True,
-        add_completion=False,
-        pretty_exceptions_show_locals=False,
+    spark_app = command_group(
+        "spark", "Spark trend jobs: windows from Kafka into Redis views and the Parquet lake."
     )
     spark_app.command("stream")(stream)
     spark_app.command("backfill")(backfill)

@@ -12,7 +12,7 @@ import sys
 
 import structlog
 
-from cryptopulse.settings import Settings, get_settings
+from cryptopulse.core.settings import Settings, get_settings
 
 _configured = False
 

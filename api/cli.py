@@ -15,15 +15,11 @@ from typing import Annotated
 
 import typer
 
-apikey_app = typer.Typer(
-    name="apikey",
-    help="Manage API keys (stored hashed in Redis).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
-)
+from cryptopulse.core.cli import command_group
 
-DASHBOARD_SCRIPT = Path(__file__).resolve().parents[2] / "api" / "dashboard" / "app.py"
+apikey_app = command_group("apikey", "Manage API keys (stored hashed in Redis).")
+
+DASHBOARD_SCRIPT = Path(__file__).resolve().parent / "dashboard" / "app.py"
 
 
 def api(
@@ -36,7 +32,7 @@ def api(
     """Serve the REST API (FastAPI under uvicorn) in the foreground."""
     import uvicorn
 
-    from cryptopulse.cli.common import load_cli_settings
+    from cryptopulse.core.cli import load_cli_settings
 
     settings = load_cli_settings()
     n = workers or settings.api.workers
@@ -65,7 +61,7 @@ def dashboard(
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default dashboard.port).")] = None,
 ) -> None:
     """Serve the Streamlit dashboard in the foreground (it reads the API only)."""
-    from cryptopulse.cli.common import load_cli_settings
+    from cryptopulse.core.cli import load_cli_settings
 
     settings = load_cli_settings()
     argv = [
@@ -94,7 +90,7 @@ def dashboard(
 def _redis():  # type: ignore[no-untyped-def]
     import redis
 
-    from cryptopulse.cli.common import fail, load_cli_settings
+    from cryptopulse.core.cli import fail, load_cli_settings
 
     settings = load_cli_settings()
     client = redis.Redis.from_url(settings.redis.dsn, socket_connect_timeout=3)
@@ -115,7 +111,7 @@ def apikey_create(
 ) -> None:
     """Create a key; it is shown once (only its hash is stored)."""
     from api.security import create_api_key
-    from cryptopulse.cli.main import console, err_console
+    from cryptopulse.core.cli import console, err_console
 
     client, prefix = _redis()
     key, record = create_api_key(client, prefix, name, rate_limit_per_minute=rate_limit)
@@ -131,7 +127,7 @@ def apikey_list() -> None:
     from rich.table import Table
 
     from api.security import list_api_keys
-    from cryptopulse.cli.main import console
+    from cryptopulse.core.cli import console
 
     client, prefix = _redis()
     table = Table("id", "name", "created", "status", "rate limit")
@@ -150,7 +146,7 @@ def apikey_list() -> None:
 def apikey_revoke(key_id: Annotated[str, typer.Argument(help="Key id from `apikey list`.")]) -> None:
     """Revoke a key (effective within api.key_cache_s seconds)."""
     from api.security import revoke_api_key
-    from cryptopulse.cli.main import console, fail
+    from cryptopulse.core.cli import console, fail
 
     client, prefix = _redis()
     if not revoke_api_key(client, prefix, key_id):

@@ -5,7 +5,7 @@ connector are resolved by Maven from the poms in ``deploy/``; Maven's own local
 repository (``~/.m2``) caches downloads across clones, and the copied jar folder is
 reused as long as it is complete (a marker file is written last).
 
-``python -m cryptopulse.platform.jars`` fetches both; the setup script calls it.
+``python -m cryptopulse.core.jars`` fetches both; the setup script calls it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cryptopulse.settings import Settings, get_settings
+from cryptopulse.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cryptopulse.core.cli import command_group
 from scoring.labels import VERDICT_FIELDS
 
 log = logging.getLogger(__name__)
@@ -26,26 +28,35 @@ console = Console(stderr=True, soft_wrap=True)
 RESULT_COLUMNS = (*VERDICT_FIELDS[:-1], "coins", "model_version", "error")
 PROGRESS_MIN_ROWS = 500
 
-model_app = typer.Typer(
-    name="model", help="The sentiment model registry: list versions, promote one.", no_args_is_help=True
-)
+model_app = command_group("model", "The sentiment model registry: list versions, promote one.")
 
 
 def _settings() -> Any:
-    from cryptopulse.cli.common import load_cli_settings
+    from cryptopulse.core.cli import load_cli_settings
 
     return load_cli_settings()
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    from cryptopulse.cli.common import fail
+    from cryptopulse.core.cli import fail
 
     return fail(message, code)
 
 
+class TrainProfile(StrEnum):
+    """What ``cryptopulse train`` trains."""
+
+    default = "default"
+    teacher = "teacher"
+
+
 def train(
     register_model: Annotated[
-        bool, typer.Option("--register/--no-register", help="log to MLflow and register a version")
+        bool,
+        typer.Option(
+            "--register/--no-register",
+            help="log to MLflow and register a version (teacher: log to MLflow only, never registered)",
+        ),
     ] = True,
     out: Annotated[
         Path | None, typer.Option(help="working directory (default: cache_dir/training/...)")
@@ -58,6 +69,17 @@ def train(
         int | None, typer.Option(help="rows per dataset and split (smoke runs)")
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    profile: Annotated[
+        TrainProfile,
+        typer.Option(
+            help="default: the served ensemble; teacher: all-mpnet-base-v2 fine-tuned for distillation "
+            "(hours on 2 cores, checkpointed: run the same command again to resume)"
+        ),
+    ] = TrainProfile.default,
+    base_model: Annotated[
+        Path | None,
+        typer.Option(help="teacher only: a Hugging Face encoder directory (default all-mpnet-base-v2)"),
+    ] = None,
 ) -> None:
     """Train the sentiment ensemble on data/, export int8 ONNX, evaluate, and register it in MLflow."""
     settings = _settings()
@@ -68,6 +90,11 @@ def train(
         overrides["epochs"] = epochs
     if limit_per_split is not None:
         overrides["limit_per_split"] = limit_per_split
+    if profile is TrainProfile.teacher:
+        _train_teacher(settings, overrides, base_model, track=register_model, out=out, progress=progress)
+        return
+    if base_model is not None:
+        raise _fail("--base-model applies to --profile teacher only")
     if register_model:
         from model_export.registry import train_and_register
 
@@ -89,6 +116,46 @@ def train(
         result = run_training(TrainConfig.from_settings(settings, work, **overrides), progress=progress)
     _print_metrics(result.metrics)
     typer.echo(f"artifact: {result.artifact_dir}")
+
+
+def _train_teacher(
+    settings: Any,
+    overrides: dict[str, Any],
+    base_model: Path | None,
+    track: bool,
+    out: Path | None,
+    progress: bool,
+) -> None:
+    """``train --profile teacher``: fine-tune, evaluate and log the teacher (resumes a stopped run)."""
+    from model_export.teacher import TEACHER_EXPERIMENT, TeacherConfig, TeacherInterrupted, run_teacher
+
+    config = TeacherConfig(
+        data_dir=settings.model.data_dir, seed=settings.model.seed, base_model=base_model, **overrides
+    )
+    try:
+        result = run_teacher(settings, config, work_dir=out, track=track, progress=progress)
+    except TeacherInterrupted as exc:
+        raise _fail(f"teacher {exc}; run the same command again to resume", code=130) from None
+    except Exception as exc:
+        if type(exc).__name__ in {"MlflowException", "ConnectionError", "RestException"}:
+            raise _fail(f"MLflow at {settings.mlflow.uri} failed: {exc}") from exc
+        raise
+    table = Table(title="teacher, weighted F1 (test split never used in training)")
+    for column in ("dataset", "test", "validation"):
+        table.add_column(column, justify="left" if column == "dataset" else "right")
+    table.add_row(
+        "all", f"{result.metrics['test_weighted_f1']:.4f}", f"{result.metrics['validation_weighted_f1']:.4f}"
+    )
+    for dataset in sorted(result.report["test"]["datasets"]):
+        table.add_row(
+            dataset,
+            f"{result.metrics[f'{dataset}_teacher_weighted_f1']:.4f}",
+            f"{result.metrics.get(f'validation_{dataset}_teacher_weighted_f1', float('nan')):.4f}",
+        )
+    Console().print(table)
+    typer.echo(f"teacher weights: {result.model_dir} (sha256 {result.weights_sha256})")
+    if result.run_id is not None:
+        typer.echo(f"MLflow run {result.run_id} (experiment {TEACHER_EXPERIMENT})")
 
 
 def _print_metrics(metrics: dict[str, float]) -> None:
@@ -193,7 +260,8 @@ def score(
     """Score every row of a CSV or JSONL file; a bad row gets an empty label and a reason in error."""
     from rich.progress import track
 
-    from scoring.runtime import ModelLoadError, SentimentRuntime
+    from scoring.holder import load_runtime
+    from scoring.registry_uri import ModelLoadError
 
     settings = _settings()
     fmt = _detect_format(input)
@@ -201,7 +269,7 @@ def score(
     originals = _read_originals(input, fmt) if keep_columns else None
     uri = model or settings.model.uri
     try:
-        runtime = SentimentRuntime.load(uri, settings, threads=threads or os.cpu_count() or 1)
+        runtime = load_runtime(uri, settings, threads=threads or os.cpu_count() or 1)
     except ModelLoadError as exc:
         raise _fail(f"cannot load model {uri}: {exc}") from None
     results: list[dict[str, Any]] = []
@@ -344,7 +412,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(model_app, name="model")
 
 
-# A standalone app, handy for tests and ``python -m cryptopulse.cli.model``.
+# A standalone app, handy for tests and ``python -m model_export.cli``.
 app = typer.Typer(name="cryptopulse-model", no_args_is_help=True, add_completion=False)
 register(app)
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from cryptopulse.settings import SettingsError, load_settings
+from cryptopulse.core.settings import SettingsError, load_settings
 
 pytestmark = pytest.mark.unit
 
@@ -64,7 +64,7 @@ def test_cli_fails_fast_on_bad_setting(monkeypatch):
 def test_configuration_doc_is_current():
     from pathlib import Path
 
-    from cryptopulse.settings import render_configuration_doc
+    from cryptopulse.core.settings import render_configuration_doc
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
-    assert doc.read_text() == render_configuration_doc(), "run: python -m cryptopulse.settings"
+    assert doc.read_text() == render_configuration_doc(), "run: python -m cryptopulse.core.settings"

@@ -1,8 +1,12 @@
 """Kafka client helpers shared by producers, processors, the CLI and tests.
 
 One place decides how CryptoPulse talks to Kafka: idempotent producers with
-``acks=all`` and compression, every delivery report checked, topics created from the
-catalog, and an AdminClient readiness probe (never a fixed sleep).
+``acks=all`` and compression, every delivery report checked, topics created from
+specs, and an AdminClient readiness probe (never a fixed sleep).
+
+This is the ground floor: it knows topics and records only by the small protocols
+below (the catalog in :mod:`schemas.topics` and the wire models satisfy them), so it
+never imports the schemas built on top of it.
 """
 
 from __future__ import annotations
@@ -12,16 +16,35 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cryptopulse.settings import Settings
-from schemas.events import DeadLetter, Event
-from schemas.topics import CATALOG, DEAD_LETTER, TopicSpec
+from cryptopulse.core.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class WireRecord(Protocol):
+    """A record we send: serialises itself and names its default key."""
+
+    @property
+    def source_id(self) -> str: ...
+
+    def to_json(self) -> bytes: ...
+
+
+class TopicSpec(Protocol):
+    """A catalog topic as the Kafka helpers see it (see :class:`schemas.topics.TopicSpec`)."""
+
+    def name(self, settings: Settings) -> str: ...
+
+    def partition_count(self, settings: Settings) -> int: ...
+
+    def config(self) -> dict[str, str]: ...
+
+    def decode(self, payload: bytes | str) -> Any: ...
 
 
 class DeliveryError(RuntimeError):
@@ -101,7 +124,7 @@ class Received:
     partition: int
     offset: int
     key: str | None
-    event: Event | None
+    event: Any
     error: str | None
 
 
@@ -194,9 +217,10 @@ def delete_prefixed_topics(settings: Settings) -> list[str]:
 
 
 def ensure_topics(
-    settings: Settings, specs: Iterable[TopicSpec] = CATALOG, *, timeout_s: float = 30.0
+    settings: Settings, specs: Iterable[TopicSpec], *, timeout_s: float = 30.0
 ) -> list[TopicState]:
-    """Create missing catalog topics; existing ones are left as they are (idempotent)."""
+    """Create missing topics (usually ``schemas.topics.CATALOG``); existing ones are left
+    as they are (idempotent)."""
     admin = admin_client(settings)
     existing = admin.list_topics(timeout=timeout_s).topics
     wanted = list(specs)
@@ -269,7 +293,7 @@ class EventProducer:
         else:
             self.delivered += 1
 
-    def send(self, topic: str, record: Event, *, key: str | None = None) -> None:
+    def send(self, topic: str, record: WireRecord, *, key: str | None = None) -> None:
         self.send_raw(topic, record.to_json(), key=key or record.source_id)
 
     def send_raw(self, topic: str, value: bytes, *, key: str | None = None) -> None:
@@ -282,12 +306,6 @@ class EventProducer:
             except BufferError:
                 self._producer.poll(0.1)
         self._producer.poll(0)
-
-    def dead_letter(self, payload: bytes | str, *, reason: str, detail: str, **origin: Any) -> None:
-        record = DeadLetter.for_payload(
-            payload, reason=reason, detail=detail, component=self.component, **origin
-        )
-        self.send(DEAD_LETTER.name(self.settings), record)
 
     def flush(self, timeout_s: float = 60.0) -> None:
         remaining = self._producer.flush(timeout_s)

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer
 
-from cryptopulse.kafka import EventProducer, ensure_topics, wait_for_broker
+from cryptopulse.core.kafka import EventProducer, ensure_topics, wait_for_broker
+from cryptopulse.core.settings import Settings, load_settings
 from cryptopulse.platform.manager import Platform
 from cryptopulse.platform.services import KafkaService
-from cryptopulse.settings import Settings, load_settings
 from schemas.events import PriceTick
 from schemas.topics import CATALOG, RAW_PRICES
 from tests.ports import free_port

@@ -10,12 +10,10 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(
-    name="produce",
-    help="Run a producer: real connectors (reddit, news, prices) or the offline replay.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
+from cryptopulse.core.cli import command_group
+
+app = command_group(
+    "produce", "Run a producer: real connectors (reddit, news, prices) or the offline replay."
 )
 
 Cycles = Annotated[int | None, typer.Option("--cycles", min=1, help="Stop after this many polls.")]
@@ -26,8 +24,8 @@ NoMetrics = Annotated[bool, typer.Option("--no-metrics", help="Do not serve Prom
 
 
 def _run(name: str, *, cycles: int | None, metrics_port: int | None, no_metrics: bool, **kwargs: Any) -> None:
-    from cryptopulse.cli.common import load_cli_settings, override
-    from producers import run
+    from cryptopulse.core.cli import load_cli_settings, override
+    from producers.runner import run
 
     settings = override(load_cli_settings(), "producer", metrics_port=metrics_port)
     stats = run(name, settings, cycles=cycles, serve_metrics=not no_metrics, **kwargs)

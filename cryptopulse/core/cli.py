@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cryptopulse.logs import configure_logging
-from cryptopulse.settings import Settings, SettingsError, get_settings
+from cryptopulse.core.logs import configure_logging
+from cryptopulse.core.settings import Settings, SettingsError, get_settings
 
 # Wide output when piped (logs, CI) so tables are not folded into unreadable columns.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -39,3 +39,15 @@ def override(settings: Settings, section: str, **values: Any) -> Settings:
     if not given:
         return settings
     return settings.model_copy(update={section: getattr(settings, section).model_copy(update=given)})
+
+
+def command_group(name: str, help: str) -> typer.Typer:
+    """A Typer app configured like every ``cryptopulse`` command group: ``--help`` when
+    called bare, no shell-completion flags, and no local variables (secrets) in tracebacks."""
+    return typer.Typer(
+        name=name,
+        help=help,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_show_locals=False,
+    )

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from cryptopulse.logs import configure_logging
-from cryptopulse.settings import Settings
+from cryptopulse.core.logs import configure_logging
+from cryptopulse.core.settings import Settings
 
 
 def run_worker(settings: Settings, *, loglevel: str | None = None) -> None:
@@ -29,7 +29,7 @@ def run_worker(settings: Settings, *, loglevel: str | None = None) -> None:
     try:
         worker.execute_from_commandline()
     finally:  # faust stops by SystemExit; a stall (see liveness) restarts the worker instead
-        restart_if_stalled(app.pipeline.stalled)  # type: ignore[attr-defined]
+        restart_if_stalled(app.stalled)
 
 
 def register(app: typer.Typer) -> None:
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         loglevel: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
     ) -> None:
         """Run the stream worker: raw -> clean -> scored, dead letters, live counters, /metrics."""
-        from cryptopulse.cli.common import load_cli_settings, override
+        from cryptopulse.core.cli import load_cli_settings, override
 
         settings = override(load_cli_settings(), "stream", web_port=web_port)
         run_worker(settings, loglevel=loglevel)

@@ -1,0 +1,81 @@
+"""The stream worker's agents, one module each, and the delivery contract they share.
+
+Two agents, each a faust consumer of one stage:
+
+* ``clean`` (:mod:`.clean`): raw.reddit + raw.news -> clean.posts or deadletter, one
+  outcome per record, de-duplicated by source id and content hash in a windowed table;
+* ``score`` (:mod:`.score`): clean.posts -> scored.posts in micro-batches
+  (``stream.take_events``), with the shared :class:`scoring.runtime.SentimentRuntime`,
+  per-coin tumbling-window counters (1 and 5 minutes) mirrored to Redis, and live pub/sub.
+
+Delivery is at-least-once (see docs/stream-processing.md): an input event is acked only
+after its outputs were handed to the producer (see :func:`send`), and faust flushes the
+producer (waits for the broker's acks) before it commits offsets, so a crash replays,
+never skips (faust's own recovery could skip at a restart: see ``faust_ext``). The score
+agent waits for the broker's ack of a batch's scored records before it records their ids
+in the ``scored`` table, so a replayed id found there is known to be delivered already and
+is skipped: no second scoring and no double counting.
+
+A record an agent cannot pass on goes to the dead-letter topic (:class:`DeadLetters`),
+under the same contract: bad input never crashes an agent and is never dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any
+
+import faust
+import structlog
+from faust.types import EventT
+
+from cryptopulse.core.kafka import decode_key
+from schemas.events import DeadLetter
+from stream_processors import metrics as m
+from stream_processors.processing import Origin
+
+log = structlog.get_logger(__name__)
+
+
+async def send(topic: faust.TopicT, key: str, value: bytes) -> Awaitable[Any]:
+    """Hand a record to the producer now; the returned future resolves on the broker's ack.
+
+    Sent at once (faust's ``stream_publish_on_commit`` is off, so nothing is held back as
+    an attachment). The agents call this before they ack the input event, and faust's
+    commit flushes the producer first, so a committed offset never passes an output the
+    broker has not acknowledged.
+    """
+    return await topic.send(key=key.encode(), value=value)
+
+
+def origin_of(event: EventT) -> Origin:
+    """Where an input record was read (named in its dead letter)."""
+    msg = event.message
+    return Origin(msg.topic, msg.partition, msg.offset, decode_key(msg.key))
+
+
+def payload_of(event: EventT) -> bytes:
+    """An input record's value as bytes (the topics use the ``raw`` serializer)."""
+    return event.value if isinstance(event.value, bytes) else str(event.value).encode()
+
+
+class DeadLetters:
+    """The dead-letter topic: each record sent there is counted and logged with its origin."""
+
+    def __init__(self, topic: faust.TopicT) -> None:
+        self.topic = topic
+
+    async def send(self, record: DeadLetter, agent: str) -> Awaitable[Any]:
+        """Hand ``record`` to the producer; the returned future resolves on the broker's ack."""
+        m.DEAD_LETTERS.labels(record.component, record.reason).inc()
+        m.EVENTS_OUT.labels(agent, "dead_letter").inc()
+        log.info(
+            "dead letter",
+            reason=record.reason,
+            component=record.component,
+            source_id=record.source_id,
+            topic=record.original_topic,
+            partition=record.original_partition,
+            offset=record.original_offset,
+        )
+        return await send(self.topic, record.source_id, record.to_json())

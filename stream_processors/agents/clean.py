@@ -1,0 +1,90 @@
+"""The ``clean`` agent: raw.reddit + raw.news -> clean.posts or deadletter, one outcome per record.
+
+The rules (validation, normalisation, language, de-duplication by source id and content
+hash in the windowed ``dedup`` table) are :func:`stream_processors.processing.process_raw`'s;
+this agent feeds it the stream, sends each outcome (see the delivery contract in
+:mod:`stream_processors.agents`) and counts it for the data-quality monitor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import faust
+from faust.types import EventT
+
+from schemas.events import CleanPost
+from stream_processors import metrics as m
+from stream_processors.agents import DeadLetters, origin_of, payload_of, send
+from stream_processors.cleaning import CleaningConfig, LanguageDetector, TextTagger
+from stream_processors.processing import process_raw
+from stream_processors.quality import QualityMonitor
+from stream_processors.tables import WindowedDedup
+from stream_processors.topics import StreamTopics
+
+
+class CleanAgent:
+    """Cleans raw records into clean posts or dead letters."""
+
+    name = "clean"
+
+    def __init__(
+        self,
+        topics: StreamTopics,
+        dedup: WindowedDedup,
+        dead_letters: DeadLetters,
+        quality: QualityMonitor,
+        config: CleaningConfig,
+        tagger: TextTagger,
+    ) -> None:
+        self.topics = topics
+        self.dedup = dedup
+        self.dead_letters = dead_letters
+        self.quality = quality
+        self.config = config
+        self.tagger = tagger
+        self.detector = LanguageDetector(config.languages, config.short_text_chars)
+        self.taken = 0  # records taken from the stream: progress for the stall watchdog
+
+    @property
+    def source(self) -> faust.TopicT:
+        return self.topics.raw
+
+    def register(self, app: faust.App) -> None:
+        app.agent(self.source, name=self.name)(self.run)
+
+    async def run(self, stream: faust.StreamT) -> None:
+        """One outcome per raw record: CleanPost to clean.posts or DeadLetter."""
+        await asyncio.to_thread(self.warm_up)
+        async for event in stream.events():
+            await self.clean_one(event)
+
+    def warm_up(self) -> None:
+        """Load lingua's models before the first record, not inside the event loop's first step."""
+        self.detector.detect("Warming up the language models before the first record arrives here.")
+        self.detector.detect("Calentando los modelos de idioma antes de que llegue el primer registro.")
+
+    async def clean_one(self, event: EventT) -> None:
+        m.EVENTS_IN.labels(self.name).inc()
+        self.taken += 1
+        origin = origin_of(event)
+        payload = payload_of(event)
+        started = time.perf_counter()
+        outcome = process_raw(
+            payload,
+            origin,
+            config=self.config,
+            tagger=self.tagger,
+            dedup=self.dedup,
+            detector=self.detector,
+        )
+        m.CLEAN_TIME.observe(time.perf_counter() - started)
+        source = self.topics.source_of(origin.topic)
+        if isinstance(outcome, CleanPost):
+            self.quality.record(source, None, outcome.flags, now=time.time())
+            await send(self.topics.clean, outcome.source_id, outcome.to_json())
+            m.EVENTS_OUT.labels(self.name, "clean").inc()
+        else:
+            self.quality.record(source, outcome.reason, now=time.time())
+            await self.dead_letters.send(outcome, self.name)

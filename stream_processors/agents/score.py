@@ -1,0 +1,237 @@
+"""The ``score`` agent: clean.posts -> scored.posts in micro-batches, and the model hot swap.
+
+Each micro-batch (``stream.take_events``) is scored by one model, the holder's current
+one (:class:`scoring.holder.ModelHolder`); the ``model_poll`` timer follows the registry
+alias, so a swap lands between batches. Scored posts feed the per-coin tumbling-window
+counters (1 and 5 minutes), mirrored to Redis with live pub/sub, and the drift monitor.
+Batches are acked and claimed as the delivery contract says (:mod:`stream_processors.agents`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Coroutine, Sequence
+from typing import Any
+
+import faust
+import structlog
+from faust.types import EventT
+
+from cryptopulse.core.settings import StreamSettings
+from schemas.events import CleanPost, ScoredPost, ValidationError
+from scoring.holder import ModelHolder
+from stream_processors import metrics as m
+from stream_processors.agents import DeadLetters, origin_of, payload_of, send
+from stream_processors.cleaning import REASON_INVALID_SCHEMA, REASON_SCORING_FAILED
+from stream_processors.drift import DriftMonitor
+from stream_processors.live import CounterUpdate, LivePublisher
+from stream_processors.models import ALL_COINS
+from stream_processors.processing import COMPONENT_SCORE, dead_letter
+from stream_processors.scorer import BatchResult, score_batch
+from stream_processors.tables import COUNTER_WINDOWS, StreamTables, use_event
+from stream_processors.topics import StreamTopics
+
+log = structlog.get_logger(__name__)
+
+
+class ScoreAgent:
+    """Scores clean posts in micro-batches with the model the holder serves."""
+
+    name = "score"
+
+    def __init__(
+        self,
+        settings: StreamSettings,
+        topics: StreamTopics,
+        tables: StreamTables,
+        dead_letters: DeadLetters,
+        holder: ModelHolder,
+        publisher: LivePublisher,
+        drift: DriftMonitor,
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.tables = tables
+        self.dead_letters = dead_letters
+        self.holder = holder
+        self.publisher = publisher
+        self.drift = drift
+        self.holder.on_swap.append(self._on_swap)
+        self._in_flight: set[str] = set()  # source ids sent for scoring, not yet acked and claimed
+        self.taken = 0  # records taken from the stream: progress for the stall watchdog
+
+    @property
+    def source(self) -> faust.TopicT:
+        return self.topics.clean
+
+    def register(self, app: faust.App) -> None:
+        app.agent(self.source, name=self.name)(self.run)
+        app.timer(interval=self.settings.model_poll_s, name="model_poll", on_leader=False)(self.poll_model)
+
+    async def run(self, stream: faust.StreamT) -> None:
+        """Micro-batches of clean posts -> scored posts, counters and live events.
+
+        Two batches overlap: while the model scores batch N+1, batch N waits for the
+        broker's acks and updates the counters and Redis. Batch N's records are handed to
+        the producer before the agent takes batch N+1 (so before its offsets can be
+        committed: faust flushes the producer before it commits).
+        """
+        await self.ensure_model()
+        finishing: asyncio.Task[None] | None = None
+        try:
+            async for events in stream.take_events(  # type: ignore[attr-defined]
+                self.settings.batch_size, within=self.settings.batch_within_s
+            ):
+                finish = await self.score_events(events, previous=finishing)
+                finishing = asyncio.ensure_future(finish) if finish is not None else None
+        finally:
+            if finishing is not None:
+                await finishing
+
+    async def ensure_model(self) -> None:
+        """Load the model, retrying while the registry has none: events wait in Kafka."""
+        delay = 2.0
+        while not self.holder.loaded:
+            try:
+                await self.holder.load()
+                m.MODEL_INFO.labels(self.holder.version).set(1)
+            except Exception as exc:
+                log.error("model load failed; retrying", uri=self.holder.uri, error=str(exc), retry_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+    async def poll_model(self) -> None:
+        """Hot swap: follow the registry alias without a restart."""
+        if self.holder.loaded:
+            await self.holder.maybe_swap()
+
+    def _on_swap(self, old: str, new: str) -> None:
+        m.MODEL_SWAPS.inc()
+        m.MODEL_INFO.labels(old).set(0)
+        m.MODEL_INFO.labels(new).set(1)
+
+    async def score_events(
+        self, events: Sequence[EventT], previous: Awaitable[None] | None = None
+    ) -> Coroutine[Any, Any, None] | None:
+        """Score one batch and hand its records to the producer.
+
+        Returns what is left to do once the broker acks them (claims, counters, live
+        events) as a coroutine for the caller to run alongside the next batch; the
+        ``previous`` batch's is awaited first, so batches finish in order.
+        """
+        m.EVENTS_IN.labels(self.name).inc(len(events))
+        self.taken += len(events)
+        posts: list[CleanPost] = []
+        event_of: dict[str, EventT] = {}
+        pending: list[Any] = []
+        for event in events:
+            payload = payload_of(event)
+            try:
+                post = CleanPost.from_json(payload)
+            except ValidationError as exc:
+                record = dead_letter(
+                    payload,
+                    origin_of(event),
+                    reason=REASON_INVALID_SCHEMA,
+                    detail=str(exc),
+                    component=COMPONENT_SCORE,
+                )
+                pending.append(await self.dead_letters.send(record, self.name))
+                continue
+            use_event(event)  # the windowed `scored` table reads relative to this event
+            if (
+                post.source_id in event_of
+                or post.source_id in self._in_flight
+                or self.tables.scored.claimed_by(post.source_id)
+            ):
+                m.REDELIVERED.labels(self.name).inc()  # already scored and acked (or twice in flight)
+                continue
+            event_of[post.source_id] = event
+            posts.append(post)
+        result: BatchResult | None = None
+        self._in_flight.update(event_of.keys())
+        try:
+            if posts:
+                result = await self._score_and_send(posts, event_of, pending)
+            if previous is not None:
+                await previous
+        except BaseException:
+            # this batch will not finish: let a redelivery of its ids be scored again
+            for source_id in event_of:
+                self._in_flight.discard(source_id)
+            raise
+        if not pending:
+            return None
+        return self._finish_batch(pending, result, event_of)
+
+    async def _score_and_send(
+        self, posts: list[CleanPost], event_of: dict[str, EventT], pending: list[Any]
+    ) -> BatchResult:
+        """Score one batch with the current model and hand its records to the producer."""
+        runtime = self.holder.current  # one model per batch: a hot swap lands between batches
+        self.drift.follow(runtime)
+        result = await asyncio.to_thread(score_batch, runtime, posts)
+        m.BATCH_SIZE.observe(len(posts))
+        m.INFERENCE.observe(result.inference_s)
+        for scored in result.scored:
+            pending.append(await send(self.topics.scored, scored.source_id, scored.to_json()))
+        for post, reason in result.failed:
+            record = dead_letter(
+                post.to_json(),
+                origin_of(event_of[post.source_id]),
+                reason=REASON_SCORING_FAILED,
+                detail=reason,
+                component=COMPONENT_SCORE,
+                source_id=post.source_id,
+            )
+            pending.append(await self.dead_letters.send(record, self.name))
+        return result
+
+    async def _finish_batch(
+        self, pending: list[Any], result: BatchResult | None, event_of: dict[str, EventT]
+    ) -> None:
+        """After the broker acks a batch: mark its ids scored, count, publish live events."""
+        try:
+            await asyncio.gather(*pending)  # broker acks before we mark the ids as scored
+        finally:
+            for source_id in event_of:
+                self._in_flight.discard(source_id)
+        if result is None:
+            return
+        now = time.time()
+        for scored in result.scored:
+            use_event(event_of[scored.source_id])
+            self.tables.scored.claim(scored.source_id, scored.model_version)
+            m.E2E_LATENCY.observe(max(0.0, now - scored.ingest_time.timestamp()))
+        for post, _ in result.failed:
+            use_event(event_of[post.source_id])
+            self.tables.scored.claim(post.source_id, "failed")
+        m.EVENTS_OUT.labels(self.name, "scored").inc(len(result.scored))
+        self.drift.record(result.scored, now=now)
+        updates = self.update_counters(result.scored, event_of)
+        await self.publisher.publish(result.scored, updates)
+
+    def update_counters(
+        self, scored: Sequence[ScoredPost], event_of: dict[str, EventT]
+    ) -> list[CounterUpdate]:
+        """Add a batch to the per-coin tumbling windows: one table write per coin and window."""
+        deltas: dict[tuple[str, str, float], tuple[int, float, EventT]] = {}
+        for post in scored:
+            event = event_of[post.source_id]
+            ts = event.message.timestamp
+            for name, size in COUNTER_WINDOWS.items():
+                start = ts - ts % size
+                for coin in [*post.coins, ALL_COINS]:
+                    n, total, _ = deltas.get((name, coin, start), (0, 0.0, event))
+                    deltas[(name, coin, start)] = (n + 1, total + post.score, event)
+        updates: list[CounterUpdate] = []
+        for (name, coin, start), (n, total, event) in deltas.items():
+            use_event(event)
+            table = self.tables.counters[name]
+            current = table[coin].current() or [0, 0.0]
+            value = [int(current[0]) + n, float(current[1]) + total]
+            table[coin] = value
+            size = COUNTER_WINDOWS[name]
+            updates.append(CounterUpdate(coin, name, start, start + size, int(value[0]), round(value[1], 6)))
+        return updates

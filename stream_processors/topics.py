@@ -1,0 +1,45 @@
+"""The stream worker's topics, declared on the app from the shared catalog (:mod:`schemas.topics`).
+
+Records travel as the JSON bytes of :mod:`schemas.events` (see :mod:`.models`), so every
+topic uses faust's ``raw`` key and value serializers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from cryptopulse.core.settings import Settings
+from schemas.topics import ALERTS, CLEAN_POSTS, DEAD_LETTER, RAW_NEWS, RAW_REDDIT, SCORED_POSTS
+
+
+@dataclass(frozen=True)
+class StreamTopics:
+    """One app's topics: the clean agent reads ``raw``, the score agent ``clean``."""
+
+    raw: faust.TopicT  # raw.reddit + raw.news
+    clean: faust.TopicT
+    scored: faust.TopicT
+    dead_letter: faust.TopicT
+    alerts: faust.TopicT
+    sources: dict[str, str]  # raw topic name -> the source its records come from
+
+    @classmethod
+    def declare(cls, app: faust.App, settings: Settings) -> StreamTopics:
+        def topic(*names: str) -> faust.TopicT:
+            return app.topic(*names, key_serializer="raw", value_serializer="raw")
+
+        reddit, news = RAW_REDDIT.name(settings), RAW_NEWS.name(settings)
+        return cls(
+            raw=topic(reddit, news),
+            clean=topic(CLEAN_POSTS.name(settings)),
+            scored=topic(SCORED_POSTS.name(settings)),
+            dead_letter=topic(DEAD_LETTER.name(settings)),
+            alerts=topic(ALERTS.name(settings)),
+            sources={reddit: "reddit", news: "news"},
+        )
+
+    def source_of(self, topic: str) -> str:
+        """The data-quality source of a raw record read from ``topic`` (the name if unknown)."""
+        return self.sources.get(topic, topic)

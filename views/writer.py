@@ -1,0 +1,470 @@
+"""Every write to the materialized views in Redis, batched with a flush contract.
+
+Writers queue updates with the ``add_*`` / ``replace_*`` / ``remove_*`` methods, which
+do no I/O, and send them with ``flush()``: one pipeline per flush, in the order queued.
+A flush drops its batch whether or not it succeeds (the idea of quix-streams' sink base
+class): the caller's source of truth replays what was lost (Spark re-runs a failed
+micro-batch; the faust worker's live view is best effort), so a batch is never sent
+twice by accident nor left half-queued for the next flush.
+
+Every update is idempotent, so a replayed batch leaves Redis byte-for-byte identical:
+
+* ``trend:latest`` is replaced only by a window that starts at the same time or later
+  (compared on the fixed-width ISO-8601 ``window_start``);
+* ``trend:ts`` and the Spark series history replace the member with the same score,
+  then trim by retention relative to their newest member (not the wall clock);
+* the capped lists (``posts:latest``, ``alerts:latest``, quality history) remove an
+  equal member before pushing it;
+* ``price:latest`` keeps the newest tick by ``event_time``.
+
+A flush is one MULTI/EXEC when any queued update spans several commands that must land
+together (bounded pushes, replacements, counters). Updates that are one Lua script each
+(trend windows, history points, prices) are atomic on their own and are pipelined
+without MULTI, so a large Spark batch does not hold readers up until it ends.
+
+:class:`RedisViewWriter` (``redis.Redis``: Spark, tests, benchmarks) and
+:class:`AsyncRedisViewWriter` (``redis.asyncio.Redis``: the faust worker) share the
+queueing, keys and Lua scripts; they differ only in how a batch is sent. Key names,
+caps and TTLs come from :mod:`schemas.redis_keys`; ``docs/redis-keys.md`` documents them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import redis
+import redis.asyncio as aioredis
+
+from schemas.events import Alert, DataQualityReport, PriceTick, ScoredPost, TrendWindow, WindowSize
+from schemas.redis_keys import (
+    ALERT_MEMORY_S,
+    ALERTS_LATEST_MAX,
+    POSTS_LATEST_MAX,
+    QUALITY_HISTORY_MAX,
+    RETENTION_SECONDS,
+    RedisKeys,
+    live_counter_ttl,
+)
+
+# -- Lua -----------------------------------------------------------------------------------------
+# Scripts cannot call each other, so the shared steps are text spliced into each script.
+
+
+def _replace_at_score(key: str, score: str, member: str) -> str:
+    """Lua: ``member`` becomes the only member of ``key`` at ``score``."""
+    return f"""
+local score = tonumber({score})
+redis.call('ZREMRANGEBYSCORE', {key}, score, score)
+redis.call('ZADD', {key}, score, {member})
+"""
+
+
+def _trim_from_newest(key: str, retention: str) -> str:
+    """Lua: drop the members of ``key`` scored more than ``retention`` below its newest one."""
+    return f"""
+local top = redis.call('ZRANGE', {key}, -1, -1, 'WITHSCORES')
+if top[2] then
+  redis.call('ZREMRANGEBYSCORE', {key}, '-inf', '(' .. (tonumber(top[2]) - tonumber({retention})))
+end
+"""
+
+
+# "Newer or equal wins" write of one trend window: latest, time series, trending, coins.
+# KEYS: latest, ts, trending, coins   ARGV: json, window_start iso, start epoch s, coin, zscore, retention
+TREND_UPSERT_LUA = (
+    """
+local newer = true
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, obj = pcall(cjson.decode, cur)
+  if ok and type(obj) == 'table' and type(obj['window_start']) == 'string' then
+    newer = obj['window_start'] <= ARGV[2]
+  end
+end
+if newer then
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+end
+"""
+    + _replace_at_score("KEYS[2]", "ARGV[3]", "ARGV[1]")
+    + _trim_from_newest("KEYS[2]", "ARGV[6]")
+    + """
+redis.call('SADD', KEYS[4], ARGV[4])
+if newer then return 1 else return 0 end
+"""
+)
+
+# KEYS: price latest   ARGV: json, event_time iso
+PRICE_LUA = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, obj = pcall(cjson.decode, cur)
+  if ok and type(obj) == 'table' and type(obj['event_time']) == 'string' and obj['event_time'] > ARGV[2] then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+# One point of a Spark series history.   KEYS: zset   ARGV: score, member, retention seconds
+HISTORY_POINT_LUA = (
+    _replace_at_score("KEYS[1]", "ARGV[1]", "ARGV[2]")
+    + _trim_from_newest("KEYS[1]", "ARGV[3]")
+    + "return 1\n"
+)
+
+# KEYS: zset   ARGV: retention seconds
+TRIM_LUA = _trim_from_newest("KEYS[1]", "ARGV[1]") + "return 1\n"
+
+_SCRIPTS: dict[str, str] = {
+    "trend": TREND_UPSERT_LUA,
+    "price": PRICE_LUA,
+    "history": HISTORY_POINT_LUA,
+    "trim": TRIM_LUA,
+}
+
+
+# -- queued operations ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Command:
+    """A plain Redis command, queued as ``pipe.<method>(*args, **kwargs)``."""
+
+    method: str
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _ScriptCall:
+    """One run of a Lua script of ``_SCRIPTS``; its 0/1 reply adds to the FlushResult
+    counter named by ``tally``."""
+
+    script: str
+    keys: list[str]
+    args: list[Any]
+    tally: str | None = None
+
+
+_Op = _Command | _ScriptCall
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    """What one flush did."""
+
+    commands: int = 0
+    latest_updated: int = 0
+    """Trend windows that became (or stayed) the latest of their series."""
+    prices_written: int = 0
+    """Price ticks that were not older than the stored one."""
+
+
+def _tally(ops: Sequence[_Op], replies: Sequence[Any]) -> FlushResult:
+    counts = {"latest_updated": 0, "prices_written": 0}
+    for op, reply in zip(ops, replies, strict=True):
+        if isinstance(op, _ScriptCall) and op.tally is not None:
+            counts[op.tally] += int(reply)
+    return FlushResult(commands=len(ops), **counts)
+
+
+def _bounded_push(key: str, payload: str, cap: int) -> list[_Op]:
+    """Newest-first capped list without duplicates: a replayed payload moves, never doubles."""
+    return [
+        _Command("lrem", (key, 0, payload)),
+        _Command("lpush", (key, payload)),
+        _Command("ltrim", (key, 0, cap - 1)),
+    ]
+
+
+class LiveCounter(Protocol):
+    """A faust tumbling-window counter after a micro-batch (``stream_processors.live``)."""
+
+    @property
+    def coin(self) -> str: ...
+    @property
+    def window(self) -> str: ...
+    @property
+    def window_start(self) -> float: ...
+    @property
+    def window_end(self) -> float: ...
+    @property
+    def volume(self) -> int: ...
+    @property
+    def score_sum(self) -> float: ...
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON published on ``live:counters`` (with the rounded ``mean_score``)."""
+        ...
+
+
+# -- writers -------------------------------------------------------------------------------------
+
+
+class _ViewBatch:
+    """The pending batch and the update builders both writers share (no I/O here)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.keys = RedisKeys(prefix)
+        self._ops: list[_Op] = []
+        self._atomic = False
+
+    @property
+    def pending(self) -> int:
+        """Commands queued since the last flush (callers flush large batches in chunks)."""
+        return len(self._ops)
+
+    def discard(self) -> None:
+        """Drop the pending batch unsent (after a failure while building it)."""
+        self._ops, self._atomic = [], False
+
+    def _queue(self, ops: Iterable[_Op], *, atomic: bool) -> None:
+        self._ops.extend(ops)
+        self._atomic = self._atomic or atomic
+
+    def _take(self) -> tuple[list[_Op], bool]:
+        """The pending batch, which is no longer pending: a failed flush does not resend it."""
+        ops, atomic = self._ops, self._atomic
+        self.discard()
+        return ops, atomic
+
+    # -- materialized views -------------------------------------------------------------------
+    def add_trend_windows(self, windows: Iterable[TrendWindow], *, publish: bool = True) -> int:
+        """Queue windows for latest/ts/trending/coins (and ``live:trends``); returns how many.
+
+        Only ``source == "all"`` windows feed the views: per-source windows would overwrite
+        the overall figure (they reach subscribers on the trends topic instead).
+        """
+        queued = 0
+        for window in windows:
+            if window.source != "all":
+                continue
+            payload = window.model_dump_json()
+            keys = [
+                self.keys.trend_latest(window.window, window.coin),
+                self.keys.trend_ts(window.window, window.coin),
+                self.keys.trending(window.window),
+                self.keys.coins(),
+            ]
+            args = [
+                payload,
+                window.model_dump(mode="json")["window_start"],
+                int(window.window_start.timestamp()),
+                window.coin,
+                float(window.volume_zscore or 0.0),
+                RETENTION_SECONDS[window.window],
+            ]
+            ops: list[_Op] = [_ScriptCall("trend", keys, args, tally="latest_updated")]
+            if publish:
+                ops.append(_Command("publish", (self.keys.live_trends(), payload)))
+            self._queue(ops, atomic=False)
+            queued += 1
+        return queued
+
+    def remove_trend_windows(self, window: str, coin: str, starts: Iterable[float]) -> None:
+        """Queue the removal of ``trend:ts`` windows by start (backfill: no longer computed)."""
+        key = self.keys.trend_ts(window, coin)
+        self._queue((_Command("zremrangebyscore", (key, start, start)) for start in starts), atomic=False)
+
+    def add_price(self, tick: PriceTick) -> None:
+        """Queue ``price:latest`` of the tick's coin, kept unless a newer tick is stored."""
+        event_time = tick.model_dump(mode="json")["event_time"]
+        call = _ScriptCall(
+            "price",
+            [self.keys.price_latest(tick.coin)],
+            [tick.model_dump_json(), event_time],
+            tally="prices_written",
+        )
+        self._queue([call], atomic=False)
+
+    def add_scored_posts(self, posts: Iterable[ScoredPost], *, publish: bool = True) -> None:
+        """Queue posts onto ``posts:latest`` (deduplicated, capped) and ``live:scored``."""
+        for post in posts:
+            payload = post.model_dump_json()
+            ops = _bounded_push(self.keys.posts_latest(), payload, POSTS_LATEST_MAX)
+            if publish:
+                ops.append(_Command("publish", (self.keys.live_scored(), payload)))
+            self._queue(ops, atomic=True)
+
+    def add_alert(self, alert: Alert) -> None:
+        """Queue an alert onto ``alerts:latest`` (deduplicated, capped); see ``raise_alert_once``."""
+        self._queue(self._alert_ops(alert), atomic=True)
+
+    def _alert_ops(self, alert: Alert) -> list[_Op]:
+        return _bounded_push(self.keys.alerts_latest(), alert.model_dump_json(), ALERTS_LATEST_MAX)
+
+    def add_quality_report(self, report: DataQualityReport) -> None:
+        """Queue the source's latest report, its capped history and the source set."""
+        payload = report.model_dump_json()
+        ops: list[_Op] = [
+            _Command("set", (self.keys.quality_latest(report.source), payload)),
+            _Command("sadd", (self.keys.quality_sources(), report.source)),
+            *_bounded_push(self.keys.quality_history(report.source), payload, QUALITY_HISTORY_MAX),
+        ]
+        self._queue(ops, atomic=True)
+
+    def add_live_counter(self, counter: LiveCounter, *, updated: float) -> None:
+        """Queue faust's counter mirror (hash with TTL, volume zset) and its ``live:counters``
+        message. The hash holds the table's current value (HSET, not HINCRBY), so a replay
+        after a restart rewrites the same numbers."""
+        data = counter.as_dict()
+        key = self.keys.live_counter(counter.window, counter.coin)
+        mapping = {
+            "window_start": counter.window_start,
+            "window_end": counter.window_end,
+            "volume": counter.volume,
+            "score_sum": counter.score_sum,
+            "mean_score": data["mean_score"],
+            "updated": updated,
+        }
+        ops: list[_Op] = [
+            _Command("hset", (key,), {"mapping": mapping}),
+            _Command("expire", (key, live_counter_ttl(counter.window_end - counter.window_start))),
+            _Command("zadd", (self.keys.live_volume(counter.window), {counter.coin: counter.volume})),
+            _Command("publish", (self.keys.live_counters(), json.dumps(data))),
+        ]
+        self._queue(ops, atomic=True)
+
+    # -- Spark trend job state ------------------------------------------------------------------
+    def add_window_components(self, window: str, start_ms: int, fields: Mapping[str, str]) -> None:
+        """Queue HSETs of one window's ``source|coin`` sums. Spark emits full aggregates,
+        not deltas, so the same batch twice leaves the hash as it was."""
+        if not fields:
+            return
+        key = self.keys.spark_components(window, start_ms)
+        self._queue(
+            [_Command("hset", (key,), {"mapping": dict(fields)}), _components_ttl(key, window)], atomic=True
+        )
+
+    def replace_window_components(self, window: str, start_ms: int, fields: Mapping[str, str]) -> None:
+        """Queue: one window's components become exactly ``fields`` (backfill)."""
+        key = self.keys.spark_components(window, start_ms)
+        ops: list[_Op] = [_Command("delete", (key,))]
+        if fields:
+            ops += [_Command("hset", (key,), {"mapping": dict(fields)}), _components_ttl(key, window)]
+        self._queue(ops, atomic=True)
+
+    def add_history_point(self, window: str, coin: str, source: str, start_s: int, member: str) -> None:
+        """Queue one point of a series history: replaces the point at ``start_s``, then trims."""
+        call = _ScriptCall(
+            "history",
+            [self.keys.spark_history(window, coin, source)],
+            [start_s, member, RETENTION_SECONDS[WindowSize(window)]],
+        )
+        self._queue([call], atomic=False)
+
+    def replace_history(
+        self, window: str, coin: str, source: str, lo_s: int, hi_s: int, members: Mapping[str, int]
+    ) -> None:
+        """Queue: a series' points in [lo_s, hi_s] become exactly ``members`` (member -> start
+        seconds), then the series is trimmed by retention (backfill)."""
+        key = self.keys.spark_history(window, coin, source)
+        ops: list[_Op] = [_Command("zremrangebyscore", (key, lo_s, hi_s))]
+        if members:
+            ops.append(_Command("zadd", (key, dict(members))))
+        ops.append(_ScriptCall("trim", [key], [RETENTION_SECONDS[WindowSize(window)]]))
+        self._queue(ops, atomic=True)
+
+
+def _components_ttl(key: str, window: str) -> _Command:
+    # Components are needed while late data can still arrive; keep them as long as the view.
+    return _Command("expire", (key, RETENTION_SECONDS[WindowSize(window)]))
+
+
+class RedisViewWriter(_ViewBatch):
+    """Writes the views through a ``redis.Redis`` (Spark foreachBatch, backfill, tests, benchmarks)."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        super().__init__(prefix)
+        self.client = client
+        self._scripts = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
+
+    def flush(self) -> FlushResult:
+        """Send the pending batch in one pipeline; it is dropped even when sending fails."""
+        ops, atomic = self._take()
+        if not ops:
+            return FlushResult()
+        return _tally(ops, self._send(ops, atomic=atomic))
+
+    def _send(self, ops: Sequence[_Op], *, atomic: bool) -> list[Any]:
+        pipe = self.client.pipeline(transaction=atomic)
+        for op in ops:
+            if isinstance(op, _ScriptCall):
+                self._scripts[op.script](keys=op.keys, args=op.args, client=pipe)
+            else:
+                getattr(pipe, op.method)(*op.args, **op.kwargs)
+        return pipe.execute()
+
+    def alert_raised(self, alert: Alert) -> bool:
+        """Whether an alert with this ``source_id`` was raised already."""
+        return bool(self.client.exists(self.keys.alert_seen(alert.source_id)))
+
+    def raise_alert_once(self, alert: Alert) -> bool:
+        """Remember ``alert`` and list it in ``alerts:latest`` unless one with its
+        ``source_id`` was raised before; True when new. Sent at once, apart from the batch."""
+        if not self.client.set(self.keys.alert_seen(alert.source_id), "1", nx=True, ex=ALERT_MEMORY_S):
+            return False
+        self._send(self._alert_ops(alert), atomic=True)
+        return True
+
+
+class AsyncRedisViewWriter(_ViewBatch):
+    """Writes the views through a ``redis.asyncio.Redis`` (the faust worker's live view).
+
+    The ``add_*`` methods never yield and ``flush`` takes the batch before its first
+    await, so tasks sharing one writer cannot send each other's half-built batches.
+    """
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        super().__init__(prefix)
+        self.client = client
+        self._scripts = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
+
+    async def flush(self) -> FlushResult:
+        """Send the pending batch in one pipeline; it is dropped even when sending fails."""
+        ops, atomic = self._take()
+        if not ops:
+            return FlushResult()
+        return _tally(ops, await self._send(ops, atomic=atomic))
+
+    async def _send(self, ops: Sequence[_Op], *, atomic: bool) -> list[Any]:
+        pipe = self.client.pipeline(transaction=atomic)
+        for op in ops:
+            if isinstance(op, _ScriptCall):
+                await self._scripts[op.script](keys=op.keys, args=op.args, client=pipe)
+            else:
+                getattr(pipe, op.method)(*op.args, **op.kwargs)
+        return await pipe.execute()
+
+    async def alert_raised(self, alert: Alert) -> bool:
+        """Whether an alert with this ``source_id`` was raised already."""
+        return bool(await self.client.exists(self.keys.alert_seen(alert.source_id)))
+
+    async def raise_alert_once(self, alert: Alert) -> bool:
+        """Async twin of :meth:`RedisViewWriter.raise_alert_once`."""
+        if not await self.client.set(self.keys.alert_seen(alert.source_id), "1", nx=True, ex=ALERT_MEMORY_S):
+            return False
+        await self._send(self._alert_ops(alert), atomic=True)
+        return True
+
+
+def delete_prefixed_keys(client: redis.Redis, prefix: str, *, chunk: int = 1000) -> int:
+    """Delete every key under ``prefix`` (throw-away prefixes of tests and benchmarks).
+
+    The Redis twin of ``cryptopulse.core.kafka.delete_prefixed_topics``; returns the count deleted.
+    """
+    deleted = 0
+    batch: list[Any] = []
+    for key in client.scan_iter(match=f"{prefix}:*", count=chunk):
+        batch.append(key)
+        if len(batch) >= chunk:
+            deleted += int(client.delete(*batch))
+            batch = []
+    if batch:
+        deleted += int(client.delete(*batch))
+    return deleted
