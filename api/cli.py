@@ -2,7 +2,7 @@
 
 The API runs under uvicorn with ``api.workers`` processes (Prometheus multi-process
 mode when more than one); the dashboard is Streamlit reading the API only. API keys
-are managed directly in Redis (only their sha256 is stored).
+are managed directly in Redis (only their sha256 is stored), optionally with scopes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Annotated
 
 import typer
 
-from cryptopulse.core.cli import command_group
+from api.scopes import Scope
+from core.cli import command_group
 
 apikey_app = command_group("apikey", "Manage API keys (stored hashed in Redis).")
 
@@ -32,7 +33,7 @@ def api(
     """Serve the REST API (FastAPI under uvicorn) in the foreground."""
     import uvicorn
 
-    from cryptopulse.core.cli import load_cli_settings
+    from core.cli import load_cli_settings
 
     settings = load_cli_settings()
     n = workers or settings.api.workers
@@ -52,6 +53,9 @@ def api(
         access_log=False,
         loop="uvloop",
         http="httptools",
+        # X-Forwarded-For is believed only from api.trusted_proxies, which the app itself
+        # applies; uvicorn's own default would trust 127.0.0.1.
+        proxy_headers=False,
         timeout_graceful_shutdown=5,
     )
 
@@ -61,7 +65,7 @@ def dashboard(
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default dashboard.port).")] = None,
 ) -> None:
     """Serve the Streamlit dashboard in the foreground (it reads the API only)."""
-    from cryptopulse.core.cli import load_cli_settings
+    from core.cli import load_cli_settings
 
     settings = load_cli_settings()
     argv = [
@@ -84,19 +88,20 @@ def dashboard(
         "minimal",
     ]
     # exec keeps the pid, so `cryptopulse down` stops Streamlit itself.
-    os.execv(sys.executable, argv)
+    os.execv(sys.executable, argv)  # nosec B606 # our own interpreter and module; argv holds settings values, no shell
 
 
 def _redis():  # type: ignore[no-untyped-def]
     import redis
 
-    from cryptopulse.core.cli import fail, load_cli_settings
+    from core.cli import fail, load_cli_settings
 
     settings = load_cli_settings()
     client = redis.Redis.from_url(settings.redis.dsn, socket_connect_timeout=3)
     try:
         client.ping()
     except redis.RedisError as exc:
+        # fail() masks the DSN's password.
         raise fail(f"Redis at {settings.redis.dsn} is not reachable: {exc}") from None
     return client, settings.redis.key_prefix
 
@@ -108,29 +113,40 @@ def apikey_create(
         int | None,
         typer.Option("--rate-limit", min=1, help="Requests per window (default api.rate_limit_per_minute)."),
     ] = None,
+    scope: Annotated[
+        list[Scope] | None,
+        typer.Option(
+            "--scope",
+            help="Grant a scope (repeatable); admin opens /v1/admin (raw messages, dead letters).",
+        ),
+    ] = None,
 ) -> None:
     """Create a key; it is shown once (only its hash is stored)."""
     from api.security import create_api_key
-    from cryptopulse.core.cli import console, err_console
+    from core.cli import console, err_console
 
     client, prefix = _redis()
-    key, record = create_api_key(client, prefix, name, rate_limit_per_minute=rate_limit)
+    key, record = create_api_key(
+        client, prefix, name, rate_limit_per_minute=rate_limit, scopes=frozenset(scope or ())
+    )
+    granted = f" with scopes {', '.join(sorted(record.scopes))}" if record.scopes else ""
     err_console.print(
-        f"created key [bold]{record.key_id}[/bold] for {name!r}; store it now, it is not shown again:"
+        f"created key [bold]{record.key_id}[/bold] for {name!r}{granted}; "
+        "store it now, it is not shown again:"
     )
     console.print(key, soft_wrap=True)
 
 
 @apikey_app.command("list")
 def apikey_list() -> None:
-    """List keys (id, name, created, revoked); never the keys themselves."""
+    """List keys (id, name, created, status, rate limit, scopes); never the keys themselves."""
     from rich.table import Table
 
     from api.security import list_api_keys
-    from cryptopulse.core.cli import console
+    from core.cli import console
 
     client, prefix = _redis()
-    table = Table("id", "name", "created", "status", "rate limit")
+    table = Table("id", "name", "created", "status", "rate limit", "scopes")
     for k in list_api_keys(client, prefix):
         table.add_row(
             k.key_id,
@@ -138,6 +154,7 @@ def apikey_list() -> None:
             k.created.isoformat(),
             "revoked" if k.revoked else "active",
             str(k.rate_limit_per_minute or "default"),
+            ",".join(sorted(k.scopes)) or "-",
         )
     console.print(table)
 
@@ -146,7 +163,7 @@ def apikey_list() -> None:
 def apikey_revoke(key_id: Annotated[str, typer.Argument(help="Key id from `apikey list`.")]) -> None:
     """Revoke a key (effective within api.key_cache_s seconds)."""
     from api.security import revoke_api_key
-    from cryptopulse.core.cli import console, fail
+    from core.cli import console, fail
 
     client, prefix = _redis()
     if not revoke_api_key(client, prefix, key_id):

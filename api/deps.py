@@ -1,4 +1,4 @@
-"""FastAPI dependencies (Annotated aliases): app state, authentication + rate limit, params."""
+"""FastAPI dependencies (Annotated aliases): app state, caller identity + rate limit, params."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from api.metrics import AUTH_FAILURES, RATE_LIMITED
 from api.problems import ProblemError
-from api.security import ANONYMOUS, Principal
+from api.scopes import Scope
+from api.security import Principal, anonymous
 from api.state import AppState
 from schemas.events import WindowSize
 
@@ -27,17 +28,43 @@ async def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
+def client_address(request: Request) -> str:
+    """The caller's network address.
+
+    The socket peer, unless it is one of ``api.trusted_proxies``: then uvicorn's
+    ProxyHeadersMiddleware (installed by ``create_app`` only in that case) has already
+    replaced it with the client named in X-Forwarded-For, so a client cannot pick its
+    own rate-limit bucket by sending that header.
+    """
+    return request.client.host if request.client else "unknown"
+
+
 async def authenticate(
     request: Request,
     state: StateDep,
     api_key: Annotated[str | None, Depends(api_key_header)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    """Resolve the caller's API key (when auth is enabled) and apply its rate limit."""
+    """Identify the caller (its API key when auth is enabled, else its address) and apply
+    its rate limit."""
     api = state.settings.api
-    if not api.auth_enabled:
-        return ANONYMOUS
-    key = api_key or (credentials.credentials if credentials else None)
+    if api.auth_enabled:
+        key = api_key or (credentials.credentials if credentials else None)
+        principal = await _verified(state, key)
+        # Kept for the routes that re-check the key while they run (SSE streams).
+        request.state.api_key = key
+        limit = principal.rate_limit_per_minute or api.rate_limit_per_minute
+    else:
+        principal = anonymous(client_address(request))
+        limit = api.anonymous_rate_limit_per_minute
+    request.state.principal = principal
+    if limit:
+        await _rate_limit(request, state, principal, limit)
+    return principal
+
+
+async def _verified(state: AppState, key: str | None) -> Principal:
+    """The key's principal; 401 when the key is missing, unknown or revoked."""
     if not key:
         AUTH_FAILURES.inc()
         raise ProblemError(
@@ -57,28 +84,51 @@ async def authenticate(
             slug="invalid-api-key",
             headers={"WWW-Authenticate": 'Bearer realm="cryptopulse", error="invalid_token"'},
         )
-    request.state.principal = principal
-    limit = principal.rate_limit_per_minute or api.rate_limit_per_minute
+    return principal
+
+
+async def _rate_limit(request: Request, state: AppState, principal: Principal, limit: int) -> None:
+    window_s = state.settings.api.rate_limit_window_s
     decision = await state.limiter.hit(principal.key_id, limit)
     headers = {"X-RateLimit-Limit": str(decision.limit), "X-RateLimit-Remaining": str(decision.remaining)}
     if not decision.allowed:
         RATE_LIMITED.inc()
+        who = "client" if principal.key_id.startswith("ip:") else "key"
         raise ProblemError(
             429,
             "Too many requests",
-            f"rate limit of {limit} requests per {api.rate_limit_window_s}s exceeded for key "
-            f"{principal.key_id}; retry after {decision.retry_after_s}s",
+            f"rate limit of {limit} requests per {window_s}s exceeded for {who} "
+            f"{principal.key_id.removeprefix('ip:')}; retry after {decision.retry_after_s}s",
             slug="rate-limited",
             headers={**headers, "Retry-After": str(decision.retry_after_s)},
         )
     # Added to the response by MetricsMiddleware, also when a route returns a Response itself.
     request.state.rate_headers = headers
-    return principal
 
 
-def api_key_required(required: bool) -> list[params.Depends]:
-    """Router dependencies: the API-key check and rate limit when ``required``, else none."""
-    return [Depends(authenticate)] if required else []
+CallerDep = Annotated[Principal, Depends(authenticate)]
+
+
+def caller_checks(applies: bool) -> list[params.Depends]:
+    """Router dependencies: the API-key check (when auth is on) and the rate limit when
+    ``applies``, else none (open probes)."""
+    return [Depends(authenticate)] if applies else []
+
+
+def require_scope(scope: Scope) -> params.Depends:
+    """Router dependency: with auth on, the caller's key must carry ``scope`` (else 403)."""
+
+    async def check(state: StateDep, caller: CallerDep) -> None:
+        if state.settings.api.auth_enabled and scope not in caller.scopes:
+            raise ProblemError(
+                403,
+                "Forbidden",
+                f"API key {caller.key_id} lacks the {scope.value!r} scope; create one with "
+                f"`cryptopulse apikey create NAME --scope {scope.value}`",
+                slug="missing-scope",
+            )
+
+    return Depends(check)
 
 
 COIN_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"

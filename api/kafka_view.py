@@ -21,8 +21,8 @@ from api.models import (
     TopicMessagesResponse,
     TopicsResponse,
 )
-from cryptopulse.core.kafka import admin_client, decode_key, tail_offsets, topic_watermarks, viewer_consumer
-from cryptopulse.core.settings import Settings
+from core.kafka import admin_client, decode_key, tail_offsets, topic_watermarks, viewer_consumer
+from core.settings import Settings
 
 
 class KafkaUnavailable(RuntimeError):

@@ -17,7 +17,7 @@ import structlog
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api.deps import api_key_required
+from api.deps import caller_checks
 from api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
@@ -25,7 +25,9 @@ from api.routes import admin, coins, feed, health, score, stream
 from api.security import KeyVerifier, RateLimiter
 from api.state import AppState, load_model_once
 from api.store import ViewStore
-from cryptopulse.core.settings import Settings
+from api.streams import StreamSlots
+from core.redact import mask_url_credentials
+from core.settings import Settings
 from scoring.holder import ModelHolder
 
 log = structlog.get_logger(__name__)
@@ -36,7 +38,9 @@ aggregated by Spark into 1m/5m/1h/1d windows. Every read comes from Redis views.
 
 * **Auth**: when enabled, send `X-API-Key: cpk_...` (or `Authorization: Bearer cpk_...`);
   keys come from `cryptopulse apikey create`.
-* **Rate limits**: per key, sliding window; `429` with `Retry-After` when exceeded.
+* **Rate limits**: per key (per client address while auth is off), sliding window;
+  `429` with `Retry-After` when exceeded. Open SSE streams are capped too.
+* **Scopes**: `/v1/admin` (raw Kafka messages) needs a key with the `admin` scope.
 * **Errors**: `application/problem+json` (RFC 9457) with the reason in `detail`.
 """
 
@@ -59,7 +63,7 @@ def create_app(
 ) -> FastAPI:
     """Build the app. ``runtime`` injects a scoring runtime (tests); otherwise it is
     loaded once at start-up from ``settings.model.uri`` unless ``load_model`` is false."""
-    from cryptopulse.core.version import __version__
+    from core.version import __version__
 
     client = redis_client or aioredis.Redis.from_url(
         settings.redis.dsn, socket_timeout=5, socket_connect_timeout=3, health_check_interval=30
@@ -86,7 +90,7 @@ def create_app(
             await load_model_once(holder)
         log.info(
             "api started",
-            redis=settings.redis.dsn,
+            redis=mask_url_credentials(settings.redis.dsn),
             prefix=prefix,
             auth=settings.api.auth_enabled,
             model=holder.version or holder.error,
@@ -105,11 +109,12 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.cp = state
+    app.state.streams = StreamSlots(settings.api.sse_max_streams, settings.api.sse_max_streams_per_client)
     install_problem_handlers(app)
 
-    # The one place the /v1 prefix is set; no auth dependency at all when auth is off
-    # (nothing to resolve on the hot path).
-    v1 = APIRouter(prefix="/v1", dependencies=api_key_required(settings.api.auth_enabled))
+    # The one place the /v1 prefix is set; every /v1 call is identified and rate limited
+    # (by API key with auth on, by client address otherwise).
+    v1 = APIRouter(prefix="/v1", dependencies=caller_checks(True))
     v1.include_router(coins.router)
     v1.include_router(score.build_router(settings))
     v1.include_router(stream.router)
@@ -131,14 +136,24 @@ def create_app(
         max_age=600,
     )
     app.add_middleware(MetricsMiddleware)
-    install_openapi(app, auth_enabled=settings.api.auth_enabled)
+    if settings.api.trusted_proxies:
+        # Outermost, so the limits and the logs see the client behind the proxy; only the
+        # configured proxies are believed (uvicorn's own default, 127.0.0.1, is switched off).
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.api.trusted_proxies))
+    install_openapi(
+        app,
+        auth_enabled=settings.api.auth_enabled,
+        rate_limited=settings.api.auth_enabled or settings.api.anonymous_rate_limit_per_minute > 0,
+    )
     return app
 
 
 def app() -> FastAPI:
     """Factory for ``uvicorn --factory api.main:app``: process settings, validated now."""
-    from cryptopulse.core.logs import configure_logging
-    from cryptopulse.core.settings import get_settings
+    from core.logs import configure_logging
+    from core.settings import get_settings
 
     settings = get_settings()
     configure_logging(settings)

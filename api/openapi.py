@@ -11,10 +11,11 @@ from api.problems import PROBLEM_MEDIA_TYPE, Problem
 
 _DESCRIPTIONS = {
     401: "Missing, invalid or revoked API key",
+    403: "The API key lacks the scope this route needs",
     404: "Unknown coin, or no data for it yet",
     413: "Request body too large",
     422: "Invalid parameter or body",
-    429: "Rate limit exceeded; see Retry-After",
+    429: "Rate limit (or open-stream cap) exceeded; see Retry-After",
     503: "A dependency (Redis, model, Kafka) is unavailable",
 }
 
@@ -27,12 +28,21 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 AUTHED = (401, 429)
 
 
-def install_openapi(app: FastAPI, *, auth_enabled: bool) -> None:
+def _redis_unavailable() -> dict[str, Any]:
+    return {
+        "description": _DESCRIPTIONS[503],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+def install_openapi(app: FastAPI, *, auth_enabled: bool, rate_limited: bool) -> None:
     """Generate once; error bodies are served as application/problem+json, so say so.
 
-    Security requirements are documented only when auth is enabled: a document that
-    demands keys the server ignores would mislead clients (and fails conformance tests).
+    Security requirements (and 401/403) are documented only when auth is enabled, 429
+    only when some rate limit applies: a document that demands keys the server ignores
+    would mislead clients (and fails conformance tests).
     """
+    absent = ([] if auth_enabled else ["401", "403"]) + ([] if rate_limited else ["429"])
 
     def custom() -> dict[str, Any]:
         if app.openapi_schema:
@@ -47,12 +57,15 @@ def install_openapi(app: FastAPI, *, auth_enabled: bool) -> None:
         )
         if not auth_enabled:
             schema.get("components", {}).pop("securitySchemes", None)
-        for path_item in schema.get("paths", {}).values():
+        for path, path_item in schema.get("paths", {}).items():
             for operation in path_item.values():
+                if path.startswith("/v1/"):
+                    # Every /v1 call reads Redis (views, keys, limits) before anything else.
+                    operation.setdefault("responses", {}).setdefault("503", _redis_unavailable())
                 if not auth_enabled:
                     operation.pop("security", None)
-                    for code in ("401", "429"):
-                        operation.get("responses", {}).pop(code, None)
+                for code in absent:
+                    operation.get("responses", {}).pop(code, None)
                 for status, response in operation.get("responses", {}).items():
                     content = response.get("content")
                     json_body = (content or {}).get("application/json", {})

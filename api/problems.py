@@ -12,10 +12,14 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+REDIS_RETRY_AFTER_S = 5
+"""Suggested wait while Redis (every view, key and limit) is unreachable."""
 log = structlog.get_logger(__name__)
 
 
@@ -154,6 +158,21 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else None
         return problem_response(
             exc.status_code, None, detail, instance=request.url.path, headers=dict(exc.headers or {})
+        )
+
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # Redis away (refused, timed out, loading, wrong password) is an outage the client
+        # can wait out, not a server bug: 503 with Retry-After, never 500.
+        log.warning("redis unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+        return problem_response(
+            503,
+            "Redis unavailable",
+            "the view store (Redis) is not reachable; retry shortly",
+            slug="redis-unavailable",
+            instance=request.url.path,
+            headers={"Retry-After": str(REDIS_RETRY_AFTER_S)},
         )
 
     @app.exception_handler(Exception)

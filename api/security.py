@@ -1,13 +1,16 @@
-"""API keys (stored hashed in Redis) and per-key sliding-window rate limits.
+"""API keys (stored hashed in Redis, optionally with scopes) and sliding-window rate limits.
 
 A key looks like ``cpk_<id>_<secret>``: the id locates the record
 (``{prefix}:apikey:{id}``) without scanning, and only ``sha256(key)`` is stored, so a
 Redis dump never leaks usable keys. Verified keys are cached in-process for
 ``api.key_cache_s`` seconds; a revocation therefore takes effect within that time.
 
-The rate limit is a sliding-window log: one sorted set per key of request times in
-milliseconds (Redis server time, so every worker agrees), trimmed and counted
-atomically by a Lua script.
+A key without scopes reads every view; the ``admin`` scope also opens the Kafka view
+(raw texts with author names, dead letters with their original payloads).
+
+The rate limit is a sliding-window log: one sorted set per caller (an API key, or the
+client address while auth is off) of request times in milliseconds (Redis server time,
+so every worker agrees), trimmed and counted atomically by a Lua script.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from api.scopes import Scope
 from schemas.redis_keys import RedisKeys
 
 KEY_RE = re.compile(r"^cpk_(?P<id>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{20,100})$")
@@ -35,18 +39,25 @@ class ApiKey:
     created: datetime
     revoked: bool
     rate_limit_per_minute: int | None = None
+    scopes: frozenset[Scope] = frozenset()
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: an API key id, or ``anonymous`` when auth is disabled."""
+    """Who is calling: an API key, or (auth disabled) a client address as ``ip:<address>``.
+
+    ``key_id`` names the caller for rate limits and stream caps.
+    """
 
     key_id: str
     name: str
     rate_limit_per_minute: int | None = None
+    scopes: frozenset[Scope] = frozenset()
 
 
-ANONYMOUS = Principal(key_id="anonymous", name="anonymous")
+def anonymous(address: str) -> Principal:
+    """The caller while auth is off, known only by its address (no key id has a colon)."""
+    return Principal(key_id=f"ip:{address}", name="anonymous")
 
 
 def hash_key(key: str) -> str:
@@ -59,12 +70,15 @@ def _record(key_id: str, raw: dict[Any, Any]) -> ApiKey:
         for k, v in raw.items()
     }
     limit = data.get("rate_limit_per_minute")
+    known = {scope.value for scope in Scope}
     return ApiKey(
         key_id=key_id,
         name=data.get("name", ""),
         created=datetime.fromisoformat(data.get("created", "1970-01-01T00:00:00+00:00")),
         revoked=data.get("revoked") == "1",
         rate_limit_per_minute=int(limit) if limit else None,
+        # Unknown names (a newer release's scopes) grant nothing here.
+        scopes=frozenset(Scope(s) for s in data.get("scopes", "").split(",") if s in known),
     )
 
 
@@ -72,7 +86,12 @@ def _record(key_id: str, raw: dict[Any, Any]) -> ApiKey:
 
 
 def create_api_key(
-    client: Any, prefix: str, name: str, *, rate_limit_per_minute: int | None = None
+    client: Any,
+    prefix: str,
+    name: str,
+    *,
+    rate_limit_per_minute: int | None = None,
+    scopes: frozenset[Scope] = frozenset(),
 ) -> tuple[str, ApiKey]:
     """Create a key; returns (the key, shown once, and its record)."""
     keys = RedisKeys(prefix)
@@ -82,11 +101,13 @@ def create_api_key(
     mapping = {"hash": hash_key(key), "name": name, "created": created.isoformat(), "revoked": "0"}
     if rate_limit_per_minute:
         mapping["rate_limit_per_minute"] = str(rate_limit_per_minute)
+    if scopes:
+        mapping["scopes"] = ",".join(sorted(scopes))
     pipe = client.pipeline(transaction=True)
     pipe.hset(keys.apikey(key_id), mapping=mapping)
     pipe.sadd(keys.apikeys(), key_id)
     pipe.execute()
-    return key, ApiKey(key_id, name, created, False, rate_limit_per_minute)
+    return key, ApiKey(key_id, name, created, False, rate_limit_per_minute, frozenset(scopes))
 
 
 def list_api_keys(client: Any, prefix: str) -> list[ApiKey]:
@@ -126,13 +147,14 @@ class KeyVerifier:
         cached = self._cache.get(key)
         if cached and cached[0] > now:
             return cached[1]
-        principal = await self._lookup(key)
+        principal = await self.lookup(key)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[key] = (now + self.cache_s, principal)
         return principal
 
-    async def _lookup(self, key: str) -> Principal | None:
+    async def lookup(self, key: str) -> Principal | None:
+        """The key's principal straight from Redis (no cache); None when unknown or revoked."""
         match = KEY_RE.match(key)
         if match is None:
             return None
@@ -146,7 +168,7 @@ class KeyVerifier:
         record = _record(match["id"], raw)
         if record.revoked:
             return None
-        return Principal(record.key_id, record.name, record.rate_limit_per_minute)
+        return Principal(record.key_id, record.name, record.rate_limit_per_minute, record.scopes)
 
 
 _RATE_LUA = """

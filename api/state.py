@@ -9,7 +9,7 @@ import structlog
 
 from api.security import KeyVerifier, RateLimiter
 from api.store import ViewStore
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from scoring.holder import ModelHolder
 
 log = structlog.get_logger(__name__)

@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import median_run, tree_cpu_s  # noqa: E402
-from cryptopulse.core.settings import get_settings  # noqa: E402
+from core.settings import get_settings  # noqa: E402
 from tests.api.seed import COINS, seed_views  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 from views import delete_prefixed_keys  # noqa: E402
@@ -99,12 +99,14 @@ def start_api(port: int, workers: int, prefix: str, home: Path) -> subprocess.Po
         **os.environ,
         "CRYPTOPULSE_REDIS__KEY_PREFIX": prefix,
         "CRYPTOPULSE_API__AUTH_ENABLED": "false",
+        # wrk sends every request from one address: measure serving, not the per-client limit.
+        "CRYPTOPULSE_API__ANONYMOUS_RATE_LIMIT_PER_MINUTE": "0",
         "CRYPTOPULSE_MODEL__URI": str(home / "no-model"),  # the read path does not need the model
         "CRYPTOPULSE_HOME": str(home),
         "CRYPTOPULSE_LOG_LEVEL": "WARNING",
     }
     code = f"from api.cli import api; api(host='127.0.0.1', port={port}, workers={workers})"
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO)  # nosec B603 # our interpreter running our own code string (port and workers are ints)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -144,7 +146,7 @@ def run_wrk(
         url,
     ]
     cpu0 = tree_cpu_s([server.pid])
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout  # nosec B603 # wrk with the benchmark's own fixed options, no input
     cpu = tree_cpu_s([server.pid]) - cpu0
     row = {"target_rps": rate, "connections": connections, "delay_ms": delay_ms, **parse_wrk(out)}
     row["server_cpu_ms_per_request"] = round(1000 * cpu / row["requests"], 3) if row["requests"] else None

@@ -21,7 +21,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cryptopulse.core.settings import get_settings  # noqa: E402
+from core.settings import get_settings  # noqa: E402
 from scoring.drift import ReferenceDistribution, confidence_bin  # noqa: E402
 from scoring.runtime import SentimentRuntime  # noqa: E402
 

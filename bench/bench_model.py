@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cryptopulse.core.settings import get_settings
+from core.settings import get_settings
 from scoring.runtime import SentimentRuntime
 
 

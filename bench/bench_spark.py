@@ -34,8 +34,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cryptopulse.core.kafka import EventProducer, ensure_topics, wait_for_broker  # noqa: E402
-from cryptopulse.core.settings import Settings, get_settings, load_settings  # noqa: E402
+from core.kafka import EventProducer, ensure_topics, wait_for_broker  # noqa: E402
+from core.settings import Settings, get_settings, load_settings  # noqa: E402
 from schemas.events import ScoredPost, SentimentLabel, Source, content_hash  # noqa: E402
 from schemas.redis_keys import RedisKeys  # noqa: E402
 from schemas.topics import RAW_PRICES, SCORED_POSTS  # noqa: E402

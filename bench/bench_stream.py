@@ -37,8 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.common import median_run, tree_cpu_s  # noqa: E402
-from cryptopulse.core.kafka import EventProducer, ensure_topics, wait_for_broker  # noqa: E402
-from cryptopulse.core.settings import Settings, get_settings, load_settings  # noqa: E402
+from core.kafka import EventProducer, ensure_topics, wait_for_broker  # noqa: E402
+from core.settings import Settings, get_settings, load_settings  # noqa: E402
 from schemas.events import RedditPost  # noqa: E402
 from schemas.topics import CATALOG, RAW_REDDIT  # noqa: E402
 from tests.cleanup import discard_run_data  # noqa: E402
@@ -84,7 +84,7 @@ def resolve_model(settings: Settings, requested: str | None) -> tuple[str, str, 
 
         if champion_version(settings):
             return settings.model.uri, "registry champion", None
-    except Exception:
+    except Exception:  # nosec B110 # no reachable registry or no champion: the bench registers its own tiny model below
         pass
     from tests.stream_processors.model_fixture import register_versions, tiny_model_dir
 

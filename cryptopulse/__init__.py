@@ -1,9 +1,10 @@
 """CryptoPulse: real-time cryptocurrency sentiment intelligence.
 
-``cryptopulse.core`` is the ground floor every stage builds on; ``cryptopulse.cli`` and
-``cryptopulse.platform`` are the roof that only assembles the stages.
+This package is the roof: ``cryptopulse.cli`` (the ``cryptopulse`` command, which only
+collects the stages' commands) and ``cryptopulse.platform`` (starts and stops processes).
+The ground floor every stage builds on is the top-level ``core`` package.
 """
 
-from cryptopulse.core.version import __version__
+from core.version import __version__
 
 __all__ = ["__version__"]

@@ -1,4 +1,4 @@
-"""``cryptopulse train``, ``cryptopulse score`` and ``cryptopulse model list|promote``.
+"""``cryptopulse train``, ``cryptopulse score`` and ``cryptopulse model list|promote|ensure-default``.
 
 Wire into the main app with ``register(app)``. Heavy imports (torch, mlflow,
 onnxruntime) happen inside the commands so ``cryptopulse --help`` stays fast.
@@ -19,7 +19,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cryptopulse.core.cli import command_group
+from core.cli import command_group
+from core.redact import mask_url_credentials
 from scoring.labels import VERDICT_FIELDS
 
 log = logging.getLogger(__name__)
@@ -28,17 +29,19 @@ console = Console(stderr=True, soft_wrap=True)
 RESULT_COLUMNS = (*VERDICT_FIELDS[:-1], "coins", "model_version", "error")
 PROGRESS_MIN_ROWS = 500
 
-model_app = command_group("model", "The sentiment model registry: list versions, promote one.")
+model_app = command_group(
+    "model", "The sentiment model registry: list versions, promote one, ensure a champion."
+)
 
 
 def _settings() -> Any:
-    from cryptopulse.core.cli import load_cli_settings
+    from core.cli import load_cli_settings
 
     return load_cli_settings()
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    from cryptopulse.core.cli import fail
+    from core.cli import fail
 
     return fail(message, code)
 
@@ -63,7 +66,7 @@ def train(
     ] = None,
     max_steps: Annotated[int | None, typer.Option(help="cap on fine-tuning steps (smoke runs)")] = None,
     epochs: Annotated[
-        float | None, typer.Option(help="fine-tuning epochs (default model.train_epochs)")
+        float | None, typer.Option(help="fine-tuning epochs (default model.train_epochs; teacher: 2)")
     ] = None,
     limit_per_split: Annotated[
         int | None, typer.Option(help="rows per dataset and split (smoke runs)")
@@ -138,7 +141,8 @@ def _train_teacher(
         raise _fail(f"teacher {exc}; run the same command again to resume", code=130) from None
     except Exception as exc:
         if type(exc).__name__ in {"MlflowException", "ConnectionError", "RestException"}:
-            raise _fail(f"MLflow at {settings.mlflow.uri} failed: {exc}") from exc
+            where = mask_url_credentials(settings.mlflow.uri)
+            raise _fail(f"MLflow at {where} failed: {mask_url_credentials(str(exc))}") from exc
         raise
     table = Table(title="teacher, weighted F1 (test split never used in training)")
     for column in ("dataset", "test", "validation"):
@@ -363,14 +367,15 @@ def list_models() -> None:
     from model_export.registry import list_versions
 
     settings = _settings()
+    mlflow_at = mask_url_credentials(settings.mlflow.uri)
     try:
         versions = list_versions(settings)
     except Exception as exc:
-        raise _fail(f"cannot reach MLflow at {settings.mlflow.uri}: {exc}") from None
+        raise _fail(f"cannot reach MLflow at {mlflow_at}: {exc}") from None
     if not versions:
-        typer.echo(f"no versions of {settings.mlflow.registered_model} registered at {settings.mlflow.uri}")
+        typer.echo(f"no versions of {settings.mlflow.registered_model} registered at {mlflow_at}")
         return
-    table = Table(title=f"{settings.mlflow.registered_model} @ {settings.mlflow.uri}")
+    table = Table(title=f"{settings.mlflow.registered_model} @ {mlflow_at}")
     for col in ("version", "aliases", "weighted F1", "p95 ms", "run"):
         table.add_column(col)
     for v in versions:
@@ -403,6 +408,32 @@ def promote_model(
         typer.echo(f"version {version} is now champion: {decision.reason}")
     else:
         raise _fail(f"version {version} not promoted: {decision.reason}", code=1)
+
+
+@model_app.command("ensure-default")
+def ensure_default() -> None:
+    """Train and register the default model as champion, unless the registry has a champion.
+
+    What ``cryptopulse up`` does before the pipeline starts, as a command for the Docker
+    stack's one-shot ``model-init`` service. Training needs the ``train`` extra (torch).
+    """
+    from mlflow.exceptions import MlflowException
+
+    from model_export.registry import ensure_default_model
+
+    settings = _settings()
+    try:
+        version = ensure_default_model(settings, progress=False)
+    except ModuleNotFoundError as exc:
+        raise _fail(
+            f"training the default model needs the `train` extra ({exc.name} is missing): "
+            "pip install -e '.[train]', or build the image with --build-arg INSTALL_TRAIN=1",
+            code=1,
+        ) from None
+    except MlflowException as exc:
+        where = mask_url_credentials(settings.mlflow.uri)
+        raise _fail(f"MLflow at {where}: {mask_url_credentials(str(exc))}", code=1) from None
+    typer.echo(f"{settings.mlflow.registered_model}: champion is version {version}")
 
 
 def register(app: typer.Typer) -> None:

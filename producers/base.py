@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from producers.http import Fetcher
 from producers.metrics import SKIPPED
 from producers.state import StateStore

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cryptopulse.core.cli import command_group
+from core.cli import command_group
 
 app = command_group(
     "produce", "Run a producer: real connectors (reddit, news, prices) or the offline replay."
@@ -24,7 +24,7 @@ NoMetrics = Annotated[bool, typer.Option("--no-metrics", help="Do not serve Prom
 
 
 def _run(name: str, *, cycles: int | None, metrics_port: int | None, no_metrics: bool, **kwargs: Any) -> None:
-    from cryptopulse.core.cli import load_cli_settings, override
+    from core.cli import load_cli_settings, override
     from producers.runner import run
 
     settings = override(load_cli_settings(), "producer", metrics_port=metrics_port)

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from producers.metrics import FAILED, FETCH_LATENCY
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class Fetcher:
 
     def backoff(self, attempt: int) -> float:
         delay = min(self.backoff_max_s, self.backoff_base_s * (2**attempt))
-        return delay * random.uniform(0.5, 1.0)
+        return delay * random.uniform(0.5, 1.0)  # nosec B311 # retry jitter, no security use
 
     def _note_rate_limit(self, response: httpx.Response) -> None:
         """Pause proactively when the server says the quota of this window is used up."""

@@ -36,7 +36,7 @@ from typing import Any
 import feedparser
 import httpx
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from producers.base import Batch, HttpSource, Outgoing, skip
 from producers.http import FetchError, Stopped
 from producers.metrics import FAILED

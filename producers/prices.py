@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from producers.base import Batch, HttpSource, Outgoing, skip
 from producers.http import FetchError
 from producers.metrics import FAILED

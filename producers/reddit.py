@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from producers.base import Batch, HttpSource, Outgoing, skip
 from producers.http import FetchError, Stopped, decode_json
 from producers.metrics import FAILED
@@ -132,7 +132,7 @@ class RedditSource(HttpSource):
         """Client-credentials token, cached until a minute before it expires."""
         if self._token and not force and time.monotonic() < self._token_expires:
             return self._token
-        assert self.cfg.reddit_client_id is not None and self.cfg.reddit_client_secret is not None
+        assert self.cfg.reddit_client_id is not None and self.cfg.reddit_client_secret is not None  # nosec B101 # narrows types for mypy; only called with self.oauth, which __init__ sets when both are set
         response = self.fetcher.request(
             "POST",
             self.cfg.reddit_auth_url,

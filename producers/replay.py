@@ -32,7 +32,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from producers.base import Batch, CheckpointedSource, Outgoing
 from producers.http import Stopped
 from schemas.events import NewsArticle, PriceTick, RedditPost, utc_now
@@ -106,8 +106,8 @@ class ReplaySource(CheckpointedSource):
             "post": RAW_REDDIT.name(settings),
             "price": RAW_PRICES.name(settings),
         }
-        super().__init__(settings, stop=stop, state_defaults={"pass": 0, "position": 0})
-        self.rng = random.Random(
+        super().__init__(settings, stop=stop, state_defaults={"pass": 0, "position": 0})  # nosec B105 # "pass" counts the replay's passes, no password
+        self.rng = random.Random(  # nosec B311 # seeded, reproducible replay timing; no security use
             cfg.replay_seed * 1_000_003 + int(self.state["pass"]) * 10_007 + self.state["position"]
         )
         self.prices: dict[str, float] = {

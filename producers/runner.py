@@ -3,9 +3,15 @@
 A source yields :class:`~producers.base.Batch` objects: raw dicts bound for a topic plus
 a ``commit`` callback that persists the source's cursor. :class:`Runner` validates every
 dict against its wire model (invalid ones go to the dead-letter topic with the reason),
-sends the valid ones through the idempotent :class:`~cryptopulse.core.kafka.EventProducer`,
+sends the valid ones through the idempotent :class:`~core.kafka.EventProducer`,
 flushes, and only after a clean flush calls ``commit``. That ordering is the whole
 delivery guarantee: at-least-once with stable ``source_id`` keys, never a skipped item.
+
+An item fails alone: one that does not validate (``invalid_schema``), that the client or
+the broker refuses for its size (``record_too_large``) or whose handling raises anything
+else (``unhandled_error``) goes to the dead-letter topic (payload capped) and the batch,
+the other items and the other feeds carry on. Only a delivery failure of another kind
+(the broker away) fails the cycle, so the cursor stays put and the items are sent again.
 
 Entry points for the platform and the CLI:
 
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import reprlib
 import signal
 import threading
 import time
@@ -26,10 +33,11 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from confluent_kafka import KafkaError, KafkaException
 from pydantic import ValidationError
 
-from cryptopulse.core.kafka import DeliveryError, EventProducer
-from cryptopulse.core.settings import Settings, get_settings
+from core.kafka import DeliveryError, EventProducer, FailedDelivery, decode_key
+from core.settings import Settings, get_settings
 from producers.base import Batch, Outgoing, Source
 from producers.http import FetchError, Stopped
 from producers.metrics import FAILED, LAST_SUCCESS, PRODUCED
@@ -39,6 +47,10 @@ from schemas.topics import DEAD_LETTER
 log = logging.getLogger(__name__)
 
 SOURCES = ("reddit", "news", "prices", "replay")
+
+REASON_INVALID_SCHEMA = "invalid_schema"
+REASON_TOO_LARGE = "record_too_large"
+REASON_UNHANDLED_ERROR = "unhandled_error"
 
 
 @dataclass
@@ -51,9 +63,25 @@ class RunStats:
     failed_cycles: int = 0
 
 
-def _dead_letter_id(data: dict[str, Any]) -> str | None:
-    value = data.get("source_id")
+def _dead_letter_id(data: object) -> str | None:
+    value = data.get("source_id") if isinstance(data, dict) else None
     return value if isinstance(value, str) and 0 < len(value) <= 256 else None
+
+
+def _payload_of(data: dict[str, Any]) -> str:
+    """An item as text for its dead letter, even one JSON cannot encode (too deep, circular)."""
+    try:
+        return json.dumps(data, default=str, ensure_ascii=False)
+    except (ValueError, TypeError, RecursionError):
+        return reprlib.repr(data)
+
+
+def _id_in(value: bytes) -> str | None:
+    """The ``source_id`` of a serialized record, if it has a readable one."""
+    try:
+        return _dead_letter_id(json.loads(value))
+    except (ValueError, RecursionError):
+        return None
 
 
 class Runner:
@@ -73,34 +101,103 @@ class Runner:
         self.producer = producer or EventProducer(settings, component=f"producer.{source.name}")
         self.stats = RunStats()
 
+    def _dead_letter(
+        self,
+        payload: bytes | str,
+        *,
+        topic: str,
+        reason: str,
+        detail: str,
+        source_id: str | None,
+        key: str | None = None,
+    ) -> None:
+        """Send one failed item to the dead-letter topic (delivered by the batch's flush)."""
+        letter = DeadLetter.for_payload(
+            payload,
+            reason=reason,
+            detail=detail,
+            component=self.producer.component,
+            source_id=source_id,
+            original_topic=topic,
+            original_key=key,
+        )
+        self.producer.send(DEAD_LETTER.name(self.settings), letter)
+        FAILED.labels(self.source.name, reason).inc()
+        self.stats.dead_lettered += 1
+        log.warning(
+            "record dead-lettered",
+            extra={
+                "source": self.source.name,
+                "source_id": source_id,
+                "reason": reason,
+                "detail": detail[:300],
+            },
+        )
+
     def _send(self, item: Outgoing) -> bool:
+        """Validate and produce one item; False when it was dead-lettered instead."""
         try:
             record = item.model.model_validate(item.data)
+            self.producer.send(item.topic, record, key=str(getattr(record, item.key_field)))
         except ValidationError as exc:
-            payload = json.dumps(item.data, default=str, ensure_ascii=False)
-            letter = DeadLetter.for_payload(
-                payload,
-                reason="invalid_schema",
-                detail=f"{item.model.__name__}: {exc}",
-                component=self.producer.component,
-                source_id=_dead_letter_id(item.data),
-                original_topic=item.topic,
-            )
-            self.producer.send(DEAD_LETTER.name(self.settings), letter)
-            FAILED.labels(self.source.name, "invalid_schema").inc()
-            self.stats.dead_lettered += 1
-            log.warning(
-                "invalid record dead-lettered",
-                extra={
-                    "source": self.source.name,
-                    "source_id": item.data.get("source_id"),
-                    "errors": exc.error_count(),
-                },
-            )
-            return False
-        key = str(getattr(record, item.key_field))
-        self.producer.send(item.topic, record, key=key)
-        return True
+            reason, detail = REASON_INVALID_SCHEMA, f"{item.model.__name__}: {exc}"
+        except KafkaException as exc:  # librdkafka refuses a record over message.max.bytes at once
+            if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                raise
+            reason, detail = REASON_TOO_LARGE, str(exc.args[0].str())
+        except Exception as exc:
+            log.exception("record failed", extra={"source": self.source.name})
+            reason, detail = REASON_UNHANDLED_ERROR, f"{type(exc).__name__}: {exc}"
+        else:
+            return True
+        self._dead_letter(
+            _payload_of(item.data),
+            topic=item.topic,
+            reason=reason,
+            detail=detail,
+            source_id=_dead_letter_id(item.data),
+        )
+        return False
+
+    def _flush(self) -> Counter[str]:
+        """Flush; records the broker refused for their size are dead-lettered, per topic returned.
+
+        The broker refuses a whole batch that is over its limit, so each refused record is
+        sent again on its own: only a record still refused alone is too large. Any other
+        delivery failure raises :class:`DeliveryError`.
+        """
+        try:
+            self.producer.flush()
+            return Counter()
+        except DeliveryError as exc:
+            refused = self._refused_for_size(exc)
+        dead: Counter[str] = Counter()
+        for failure in refused:
+            key = decode_key(failure.key)
+            self.producer.send_raw(failure.topic, failure.value, key=key)
+            try:
+                self.producer.flush()
+            except DeliveryError as exc:
+                self._refused_for_size(exc)
+                self._dead_letter(
+                    failure.value,
+                    topic=failure.topic,
+                    reason=REASON_TOO_LARGE,
+                    detail=f"{len(failure.value)} bytes refused by the broker: {failure.error.str()}",
+                    source_id=_id_in(failure.value),
+                    key=key,
+                )
+                dead[failure.topic] += 1
+        if dead:
+            self.producer.flush()  # the dead letters
+        return dead
+
+    def _refused_for_size(self, exc: DeliveryError) -> list[FailedDelivery]:
+        """The failures of ``exc`` when all are size refusals; otherwise ``exc`` is raised."""
+        if exc.failures and all(failure.too_large for failure in exc.failures):
+            return exc.failures
+        FAILED.labels(self.source.name, "delivery").inc()
+        raise exc
 
     def _run_batch(self, batch: Batch) -> None:
         consumed = 0
@@ -113,11 +210,7 @@ class Runner:
                 consumed += 1
         except Stopped:
             stopped = True
-        try:
-            self.producer.flush()
-        except DeliveryError:
-            FAILED.labels(self.source.name, "delivery").inc()
-            raise
+        per_topic -= self._flush()
         if consumed or not stopped:
             batch.commit(consumed)
         for topic, count in per_topic.items():

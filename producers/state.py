@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -53,8 +53,18 @@ UtcDatetime = Annotated[
 ]
 """A timezone-aware datetime normalized to UTC; naive timestamps are rejected."""
 
-CoinId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", examples=["bitcoin"])]
+CoinId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", max_length=64, examples=["bitcoin"])]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+# Every string on the wire has a maximum length, so no single field can make a record too
+# large for the broker or a consumer's memory: texts 40k characters, ids 256, URLs 2048.
+MAX_TEXT_CHARS = 40_000
+MAX_ID_CHARS = 256
+MAX_URL_CHARS = 2048
+DEAD_LETTER_PAYLOAD_MAX_BYTES = 64 * 1024
+"""How much of a refused payload a dead letter keeps. The whole record may be what broke the
+component (a 2 MB message, a 200 KB nested array), and the dead letter itself must fit on its
+topic; ``payload_size`` and ``payload_sha256`` still identify the original."""
 
 
 def utc_now() -> datetime:
@@ -117,15 +127,15 @@ class RedditPost(Event):
     record_type: ClassVar[str] = "reddit_post"
 
     kind: Literal["post"] = "post"
-    source_id: str = Field(pattern=r"^t3_[a-z0-9]+$", examples=["t3_1abcde"])
+    source_id: str = Field(pattern=r"^t3_[a-z0-9]+$", max_length=MAX_ID_CHARS, examples=["t3_1abcde"])
     subreddit: str = Field(min_length=1, max_length=64)
     title: str = Field(max_length=1000)
-    selftext: str = Field(default="", max_length=40_000)
+    selftext: str = Field(default="", max_length=MAX_TEXT_CHARS)
     author: str | None = Field(default=None, max_length=64)
     score: int = 0
     num_comments: int = Field(default=0, ge=0)
-    url: str | None = None
-    permalink: str | None = None
+    url: str | None = Field(default=None, max_length=MAX_URL_CHARS)
+    permalink: str | None = Field(default=None, max_length=MAX_URL_CHARS)
 
 
 class RedditComment(Event):
@@ -134,14 +144,14 @@ class RedditComment(Event):
     record_type: ClassVar[str] = "reddit_comment"
 
     kind: Literal["comment"] = "comment"
-    source_id: str = Field(pattern=r"^t1_[a-z0-9]+$", examples=["t1_abcdef"])
+    source_id: str = Field(pattern=r"^t1_[a-z0-9]+$", max_length=MAX_ID_CHARS, examples=["t1_abcdef"])
     subreddit: str = Field(min_length=1, max_length=64)
-    body: str = Field(max_length=40_000)
+    body: str = Field(max_length=MAX_TEXT_CHARS)
     author: str | None = Field(default=None, max_length=64)
-    link_id: str = Field(pattern=r"^t3_[a-z0-9]+$")
-    parent_id: str | None = None
+    link_id: str = Field(pattern=r"^t3_[a-z0-9]+$", max_length=MAX_ID_CHARS)
+    parent_id: str | None = Field(default=None, max_length=MAX_ID_CHARS)
     score: int = 0
-    permalink: str | None = None
+    permalink: str | None = Field(default=None, max_length=MAX_URL_CHARS)
 
 
 class NewsArticle(Event):
@@ -150,11 +160,11 @@ class NewsArticle(Event):
     record_type: ClassVar[str] = "news_article"
 
     kind: Literal["news"] = "news"
-    feed: str = Field(min_length=1, max_length=2048, description="feed URL or provider name")
+    feed: str = Field(min_length=1, max_length=MAX_URL_CHARS, description="feed URL or provider name")
     publisher: str | None = Field(default=None, max_length=256)
     title: str = Field(min_length=1, max_length=2000)
-    summary: str = Field(default="", max_length=40_000)
-    link: str | None = None
+    summary: str = Field(default="", max_length=MAX_TEXT_CHARS)
+    link: str | None = Field(default=None, max_length=MAX_URL_CHARS)
     author: str | None = Field(default=None, max_length=256)
 
 
@@ -164,7 +174,7 @@ class PriceTick(Event):
     record_type: ClassVar[str] = "price_tick"
 
     coin: CoinId
-    vs_currency: str = Field(default="usd", pattern=r"^[a-z]{3,5}$")
+    vs_currency: str = Field(default="usd", pattern=r"^[a-z]{3,5}$", max_length=5)
     price: float = Field(gt=0)
     market_cap: float | None = Field(default=None, ge=0)
     volume_24h: float | None = Field(default=None, ge=0)
@@ -198,13 +208,13 @@ class CleanPost(Event):
     source: Source
     text: str = Field(min_length=1, max_length=1000)
     original_length: int = Field(ge=0)
-    language: str = Field(default="en", pattern=r"^[a-z]{2}$")
+    language: str = Field(default="en", pattern=r"^[a-z]{2}$", max_length=2)
     flags: list[QualityFlag] = Field(default_factory=list)
-    author_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{16,64}$")
+    author_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{16,64}$", max_length=64)
     coins: list[CoinId] = Field(default_factory=list)
-    channel: str | None = Field(default=None, description="subreddit or feed")
-    url: str | None = None
-    content_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    channel: str | None = Field(default=None, max_length=256, description="subreddit or feed")
+    url: str | None = Field(default=None, max_length=MAX_URL_CHARS)
+    content_hash: str = Field(pattern=r"^[0-9a-f]{64}$", max_length=64)
 
 
 class ScoredPost(CleanPost):
@@ -298,7 +308,7 @@ class DataQualityReport(BaseModel):
 
 
 class DeadLetter(Event):
-    """A record a component could not accept, with the original bytes and the reason.
+    """A record a component could not accept, with the original bytes (capped) and the reason.
 
     ``source_id`` is the original record's id when it could be read, otherwise a hash
     of the payload, so re-delivered bad input dead-letters idempotently too.
@@ -306,19 +316,32 @@ class DeadLetter(Event):
 
     record_type: ClassVar[str] = "dead_letter"
 
-    reason: str = Field(pattern=r"^[a-z][a-z0-9_]{1,63}$", examples=["invalid_schema"])
+    reason: str = Field(pattern=r"^[a-z][a-z0-9_]{1,63}$", max_length=64, examples=["invalid_schema"])
     detail: str = Field(max_length=4000)
     component: str = Field(min_length=1, max_length=128)
-    original_topic: str | None = None
+    original_topic: str | None = Field(default=None, max_length=MAX_ID_CHARS)
     original_partition: int | None = None
     original_offset: int | None = None
-    original_key: str | None = None
-    payload: str = Field(description="original payload, UTF-8 with replacement of undecodable bytes")
+    original_key: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+    payload: str = Field(
+        max_length=DEAD_LETTER_PAYLOAD_MAX_BYTES,
+        description="the original payload's first 64 KiB, UTF-8 with replacement of undecodable bytes",
+    )
+    payload_size: int | None = Field(default=None, ge=0, description="bytes of the whole original payload")
+    payload_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", max_length=64, description="of the whole original payload"
+    )
 
     @field_validator("detail", mode="before")
     @classmethod
     def _clip_detail(cls, value: object) -> object:
         return value[:4000] if isinstance(value, str) else value
+
+    @field_validator("original_key", mode="before")
+    @classmethod
+    def _clip_key(cls, value: object) -> object:
+        """A hostile key must not stop its record from being dead-lettered."""
+        return value[:MAX_ID_CHARS] if isinstance(value, str) else value
 
     @classmethod
     def for_payload(
@@ -333,13 +356,16 @@ class DeadLetter(Event):
         **origin: Any,
     ) -> DeadLetter:
         raw = payload if isinstance(payload, bytes) else payload.encode("utf-8", "replace")
+        digest = hashlib.sha256(raw).hexdigest()
         return cls(
-            source_id=source_id or "sha256:" + hashlib.sha256(raw).hexdigest(),
+            source_id=source_id or "sha256:" + digest,
             event_time=event_time or utc_now(),
             reason=reason,
             detail=detail,
             component=component,
-            payload=raw.decode("utf-8", "replace"),
+            payload=raw[:DEAD_LETTER_PAYLOAD_MAX_BYTES].decode("utf-8", "replace"),
+            payload_size=len(raw),
+            payload_sha256=digest,
             **origin,
         )
 
@@ -369,6 +395,10 @@ def parse_raw_text(payload: bytes | str) -> RawText:
 
 
 __all__ = [
+    "DEAD_LETTER_PAYLOAD_MAX_BYTES",
+    "MAX_ID_CHARS",
+    "MAX_TEXT_CHARS",
+    "MAX_URL_CHARS",
     "MODEL_BY_RECORD_TYPE",
     "SCHEMA_VERSION",
     "WIRE_MODELS",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from schemas.events import (
     Alert,
     CleanPost,

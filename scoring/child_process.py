@@ -3,6 +3,11 @@
 An asyncio server (the stream worker) keeps the GIL for its own work (faust, cleaning,
 serialization) while tokenization, TF-IDF, the lexicon and onnxruntime run in parallel
 in the child. ``score`` blocks only the calling thread, so callers run it in a thread.
+
+A child that dies (OOM killer, a crash in native code, SIGKILL) is rebuilt on the next
+batch with the same model version, and the batch is scored again; a runtime is never left
+serving from a dead process. A batch that kills the child twice is scored text by text,
+so a text that kills it fails alone.
 """
 
 from __future__ import annotations
@@ -11,10 +16,20 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
+from scoring.registry_uri import MODELS_SCHEME, is_registry_uri
+
 if TYPE_CHECKING:
-    from cryptopulse.core.settings import Settings
+    from core.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+CHILD_DIED = "the scoring process died on this text"
 
 _CHILD_RUNTIME: Any = None
 _CHILD_ERROR: str | None = None
@@ -37,7 +52,7 @@ def _child_init(uri: str, settings_json: str, threads: int | None) -> None:
 
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     try:
-        from cryptopulse.core.settings import Settings
+        from core.settings import Settings
         from scoring.runtime import SentimentRuntime
 
         settings = Settings.model_validate_json(settings_json)
@@ -65,32 +80,92 @@ class ChildProcessRuntime:
     """Scores like :class:`scoring.runtime.SentimentRuntime`, with the model in a child process.
 
     Exposes what servers read from a runtime: ``model_version``, ``reference`` (the
-    prediction-drift baseline) and ``score``; ``close`` stops the child.
+    prediction-drift baseline) and ``score``; ``close`` stops the child; ``rebuilds``
+    counts the children replaced after dying.
     """
 
     def __init__(self, uri: str, settings: Settings, *, threads: int | None = None) -> None:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        self._pool = ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_child_init,
-            initargs=(uri, settings.model_dump_json(), threads),
-        )
+        self._settings_json = settings.model_dump_json()
+        self._threads = threads
+        self._lock = threading.Lock()
+        self.rebuilds = 0
+        self._pool = self._spawn(uri)
         try:
             self.model_version: str = self._pool.submit(_child_version).result()
             raw_reference = self._pool.submit(_child_reference).result()
         except BaseException:
             self._pool.shutdown(wait=False, cancel_futures=True)
             raise
+        # a rebuilt child loads this very version, wherever the alias points by then
+        self._uri = f"{MODELS_SCHEME}{self.model_version}" if is_registry_uri(uri) else uri
         from scoring.drift import ReferenceDistribution
 
         self.reference = ReferenceDistribution.from_dict(raw_reference) if raw_reference else None
 
+    def _spawn(self, uri: str) -> ProcessPoolExecutor:
+        import multiprocessing
+
+        return ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_child_init,
+            initargs=(uri, self._settings_json, self._threads),
+        )
+
+    def child_pid(self) -> int:
+        """The child process's pid (it answers, so it is alive)."""
+        return int(self._submit(os.getpid))
+
     def score(self, texts: Sequence[object]) -> list[Any]:
-        return self._pool.submit(_child_score, [str(t) for t in texts]).result()
+        """One result per text; a dead child is rebuilt and the batch scored again.
+
+        Raises only when the child cannot be rebuilt (the model no longer loads).
+        """
+        batch = [str(t) for t in texts]
+        for _ in range(2):
+            try:
+                return list(self._submit(_child_score, batch))
+            except BrokenProcessPool:
+                self._rebuild()
+        return [self._score_alone(text) for text in batch]  # one of these texts kills the child
+
+    def _score_alone(self, text: str) -> Any:
+        try:
+            return self._submit(_child_score, [text])[0]
+        except BrokenProcessPool:
+            self._rebuild()
+            from scoring.runtime import TextScore
+
+            log.error("the scoring process died on one text", model_version=self.model_version)
+            return TextScore(label=None, model_version=self.model_version, error=CHILD_DIED)
+
+    def _submit(self, fn: Any, *args: Any) -> Any:
+        with self._lock:
+            pool = self._pool
+        return pool.submit(fn, *args).result()
+
+    def _rebuild(self) -> None:
+        """Replace a dead child with a fresh one serving the same version.
+
+        Raises when the new child cannot serve it; the dead one then stays in place, so the
+        next batch tries again rather than being scored by anything else.
+        """
+        with self._lock:
+            log.warning("the scoring process died; starting a new one", model_version=self.model_version)
+            pool = self._spawn(self._uri)
+            try:
+                version = pool.submit(_child_version).result()
+                if version != self.model_version:
+                    raise RuntimeError(f"a new scoring process serves {version}, not {self.model_version}")
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = pool
+            self.rebuilds += 1
 
     def close(self) -> None:
         """Wait for an in-flight batch, then stop the child."""
-        self._pool.shutdown(wait=True)
+        with self._lock:
+            pool = self._pool
+        pool.shutdown(wait=True)

@@ -27,7 +27,7 @@ import structlog
 from scoring.registry_uri import is_registry_uri, resolve_version
 
 if TYPE_CHECKING:
-    from cryptopulse.core.settings import Settings
+    from core.settings import Settings
     from scoring.runtime import SentimentRuntime
 
 log = structlog.get_logger(__name__)

@@ -4,9 +4,11 @@ It loads an artifact directory written by ``cryptopulse train`` (or a ``models:/
 downloaded once from MLflow into the cache) and needs only onnxruntime, tokenizers,
 numpy, scikit-learn and vaderSentiment: never torch, so workers stay small and fast.
 
-Artifact layout: ``model.onnx`` (int8 transformer), ``tokenizer.json``, ``linear.joblib``
-(TF-IDF + logistic regression), ``lexicon.json``, ``combiner.json``, ``label_map.json``,
-``coins.json`` and ``metadata.json``.
+Artifact layout: ``model.onnx`` (int8 transformer), ``tokenizer.json``, ``linear.json`` and
+``linear.npz`` (TF-IDF + logistic regression stored as data, :mod:`scoring.linear`),
+``lexicon.json``, ``combiner.json``, ``label_map.json``, ``coins.json``, ``metadata.json`` and
+``manifest.json`` (size and sha256 of every other file, checked before any of them is parsed:
+:mod:`scoring.manifest`). No file is in a format that runs code when loaded: no pickle.
 """
 
 from __future__ import annotations
@@ -25,23 +27,28 @@ from scoring.drift import ReferenceDistribution
 from scoring.ensemble import Combiner, combiner_features, softmax
 from scoring.labels import LABELS, VERDICT_FIELDS, Label
 from scoring.lexicon import CryptoLexicon
+from scoring.linear import LINEAR_FILES, load_linear
+from scoring.manifest import MANIFEST_NAME, verify_manifest
 from scoring.registry_uri import ModelLoadError, local_model_dir
 
 if TYPE_CHECKING:
-    from cryptopulse.core.settings import Settings
+    from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_FILES = (
+MODEL_FILES = (
     "model.onnx",
     "tokenizer.json",
-    "linear.joblib",
+    *LINEAR_FILES,
     "lexicon.json",
     "combiner.json",
     "label_map.json",
     "coins.json",
     "metadata.json",
 )
+"""The files the runtime reads; the manifest must list every one of them."""
+ARTIFACT_FILES = (*MODEL_FILES, MANIFEST_NAME)
+"""A complete artifact: the model files plus their manifest (written last by the export)."""
 
 
 class TextScore(BaseModel):
@@ -80,13 +87,12 @@ class SentimentRuntime:
         onnx_file: Path | None = None,
         max_batch_tokens: int = 256,
     ) -> None:
-        import joblib
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        missing = [f for f in ARTIFACT_FILES if not (path / f).exists()]
-        if missing:
-            raise ModelLoadError(f"{path} is not a CryptoPulse model artifact: missing {', '.join(missing)}")
+        # First, before any file is parsed: each one must be exactly what the export wrote.
+        # (``onnx_file`` is the caller's own file, e.g. the fp32 export in tests: not verified.)
+        verify_manifest(path, MODEL_FILES)
         self.path = path
         self.metadata: dict[str, Any] = json.loads((path / "metadata.json").read_text("utf-8"))
         labels = json.loads((path / "label_map.json").read_text("utf-8"))["labels"]
@@ -109,7 +115,7 @@ class SentimentRuntime:
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=self.max_length)
         self._pad_id = int(self.metadata.get("pad_id", 0))
-        self._linear = joblib.load(path / "linear.joblib")
+        self._linear = load_linear(path)
         self._lexicon = CryptoLexicon.load(path / "lexicon.json")
         self._combiner = Combiner.load(path / "combiner.json")
         self.coins = CoinCatalog.load(path / "coins.json")
@@ -128,7 +134,7 @@ class SentimentRuntime:
     ) -> SentimentRuntime:
         """Load from a local artifact directory or a ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` URI."""
         if settings is None:
-            from cryptopulse.core.settings import get_settings
+            from core.settings import get_settings
 
             settings = get_settings()
         path, version = local_model_dir(str(path_or_models_uri), settings)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-from cryptopulse.core.settings import SparkSettings
+from core.settings import SparkSettings
 from schemas.events import Alert, AlertSeverity, TrendWindow, utc_now
 
 

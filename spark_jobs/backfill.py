@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from schemas.topics import RAW_PRICES, SCORED_POSTS
 from scoring.holder import process_runtime
 from scoring.labels import VERDICT_FIELDS, VERDICT_FLOATS
@@ -121,7 +121,7 @@ def day_bounds(start: date, end: date) -> tuple[datetime, datetime]:
 
 def kafka_history(spark: SparkSession, settings: Settings, lo: datetime, hi: datetime) -> DataFrame:
     """Both topics between offsets-for-times of [lo - slack, hi + slack], filtered on event time later."""
-    from cryptopulse.core.kafka import admin_client
+    from core.kafka import admin_client
 
     topics = [SCORED_POSTS.name(settings), RAW_PRICES.name(settings)]
     metadata = admin_client(settings).list_topics(timeout=10).topics

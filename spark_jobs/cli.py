@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from cryptopulse.core.cli import command_group
+from core.cli import command_group
 
 Master = Annotated[
     str | None,
@@ -31,7 +31,7 @@ def stream(
     ] = False,
 ) -> None:
     """Run the streaming trend job (Kafka -> event-time windows -> Redis views + Parquet lake)."""
-    from cryptopulse.core.cli import load_cli_settings
+    from core.cli import load_cli_settings
 
     settings = load_cli_settings()
     if available_now:
@@ -73,7 +73,7 @@ def backfill(
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from cryptopulse.core.cli import fail, load_cli_settings
+    from core.cli import fail, load_cli_settings
     from spark_jobs.backfill import STAGES, BackfillError, run_backfill
     from spark_jobs.session import build_spark
 

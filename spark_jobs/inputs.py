@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from schemas.events import Source
 from schemas.topics import RAW_PRICES, SCORED_POSTS
 from spark_jobs.aggregations import COIN_PATTERN

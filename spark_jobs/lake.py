@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from spark_jobs.session import lake_dir
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 Sizing comes from ``settings.spark`` (``local[2]``, few shuffle partitions, driver
 memory); on a cluster pass ``--master`` (or ``CRYPTOPULSE_SPARK__MASTER``) and the same
 job runs unchanged. The Kafka connector jars are fetched once into the cache by
-:func:`cryptopulse.core.jars.spark_kafka_libs` and handed over through
+:func:`core.jars.spark_kafka_libs` and handed over through
 ``spark.jars``, so nothing is resolved from Ivy at runtime.
 """
 
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -35,7 +35,7 @@ def checkpoint_dir(settings: Settings) -> Path:
 
 def kafka_jars(settings: Settings) -> list[str]:
     """Paths of the spark-sql-kafka connector jars (fetched into the cache when missing)."""
-    from cryptopulse.core.jars import spark_kafka_libs
+    from core.jars import spark_kafka_libs
 
     folder = spark_kafka_libs(settings)
     jars = sorted(str(p) for p in folder.glob("*.jar"))

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from schemas.topics import ALERTS, TRENDS
 from spark_jobs.aggregations import (
     add_cross_window_features,
@@ -101,7 +101,7 @@ class TrendSink:
     def producer(self) -> Any:
         """Kafka producer for the trends and alerts topics, created on first use."""
         if self._producer is None:
-            from cryptopulse.core.kafka import EventProducer
+            from core.kafka import EventProducer
 
             self._producer = EventProducer(self.settings, component="spark.stream")
         return self._producer

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from cryptopulse.core.logs import configure_logging
-from cryptopulse.core.settings import get_settings
+from core.logs import configure_logging
+from core.settings import get_settings
 from stream_processors.app import create_app
 from stream_processors.liveness import restart_if_stalled, wait_for_previous_session
 

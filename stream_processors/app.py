@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 from faust.types import TransportT
 
-from cryptopulse.core.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 from stream_processors.faust_ext import StreamTransport
 from stream_processors.liveness import request_graceful_stop
 
@@ -124,7 +124,7 @@ def create_app(
     The keyword arguments replace a part built from settings (tests: a fake model, a
     recorded stall, a broker that does not answer).
     """
-    from cryptopulse.core.kafka import broker_ready
+    from core.kafka import broker_ready
     from scoring.holder import ModelHolder
     from stream_processors.agents import DeadLetters
     from stream_processors.agents.clean import CleanAgent

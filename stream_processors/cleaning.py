@@ -48,6 +48,7 @@ REASON_UNKNOWN_COIN = "unknown_coin"
 REASON_DUPLICATE_ID = "duplicate_source_id"
 REASON_DUPLICATE_CONTENT = "duplicate_content"
 REASON_SCORING_FAILED = "scoring_failed"
+REASON_UNHANDLED_ERROR = "unhandled_error"  # any other exception while handling one record
 
 REDDIT_PLACEHOLDERS = frozenset({"[removed]", "[deleted]", "[ Removed by Reddit ]", "[removed by reddit]"})
 
@@ -64,6 +65,7 @@ _PHONE_RE = re.compile(
     r")(?![\w%])"
 )
 _WS_RE = re.compile(r"\s+")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0/C1 controls, NUL included (JSON allows \u0000)
 _SHOUT_WORD_RE = re.compile(r"\b[A-Z]{4,}\b")
 _CASHTAG_RE = re.compile(r"(?<![A-Za-z0-9_])\$([A-Za-z][A-Za-z0-9]{1,9})\b")
 _WORD_RE = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?", re.UNICODE)
@@ -109,7 +111,7 @@ class CleaningConfig:
 
     @classmethod
     def from_settings(cls, settings: Any) -> CleaningConfig:
-        from cryptopulse.core.secrets import persistent_secret
+        from core.secrets import persistent_secret
 
         stream = settings.stream
         salt = (
@@ -276,6 +278,7 @@ def clean_text(raw: str, *, max_chars: int = 1000, keep_upper: Sequence[str] = (
     """Unescape, strip URLs, mask PII, normalise unicode/whitespace/case, truncate."""
     original_length = len(raw)
     text = unicodedata.normalize("NFKC", unescape_html(raw))  # NFKC keeps emoji, folds 𝐟𝐚𝐧𝐜𝐲 fonts
+    text = _CONTROL_RE.sub(" ", text)
     text, url_chars = remove_urls(text)
     text, pii = mask_pii(text)
     text = normalize_whitespace(text)
@@ -369,11 +372,17 @@ def default_detector(
 
 
 def parse_payload(payload: bytes | str) -> RawText | Rejection:
-    """Bytes off the wire to a raw record, telling malformed JSON from a wrong schema."""
+    """Bytes off the wire to a raw record, telling malformed JSON from a wrong schema.
+
+    JSON nested deeper than the interpreter's recursion limit is malformed too: ``json``
+    raises RecursionError on it, which no caller expects from a parser.
+    """
     try:
         json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         return Rejection(REASON_MALFORMED_JSON, f"{type(exc).__name__}: {exc}")
+    except RecursionError:
+        return Rejection(REASON_MALFORMED_JSON, "RecursionError: JSON nested too deeply")
     try:
         return parse_raw_text(payload)
     except ValidationError as exc:
@@ -466,6 +475,7 @@ __all__ = [
     "REASON_NON_ENGLISH",
     "REASON_SCORING_FAILED",
     "REASON_TOO_SHORT",
+    "REASON_UNHANDLED_ERROR",
     "REASON_UNKNOWN_COIN",
     "CleanedText",
     "CleaningConfig",

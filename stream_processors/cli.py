@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from cryptopulse.core.logs import configure_logging
-from cryptopulse.core.settings import Settings
+from core.logs import configure_logging
+from core.settings import Settings
 
 
 def run_worker(settings: Settings, *, loglevel: str | None = None) -> None:
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         loglevel: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
     ) -> None:
         """Run the stream worker: raw -> clean -> scored, dead letters, live counters, /metrics."""
-        from cryptopulse.core.cli import load_cli_settings, override
+        from core.cli import load_cli_settings, override
 
         settings = override(load_cli_settings(), "stream", web_port=web_port)
         run_worker(settings, loglevel=loglevel)

@@ -32,7 +32,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -23,6 +23,7 @@ from schemas.events import CleanPost, DeadLetter
 from stream_processors.cleaning import (
     REASON_DUPLICATE_CONTENT,
     REASON_DUPLICATE_ID,
+    REASON_UNHANDLED_ERROR,
     CleaningConfig,
     LanguageDetector,
     Rejection,
@@ -88,6 +89,24 @@ def dead_letter(
         component=component,
         source_id=source_id,
         **origin.as_dead_letter_fields(),
+    )
+
+
+def unhandled_error(
+    payload: bytes, origin: Origin, error: Exception, *, component: str, source_id: str | None = None
+) -> DeadLetter:
+    """The dead letter of a record whose handling raised: the record fails alone, never silently.
+
+    The reason is ``unhandled_error``; the detail names the exception type, which is what an
+    operator needs to tell a bug (a new kind of bad input) from an outage.
+    """
+    return dead_letter(
+        payload,
+        origin,
+        reason=REASON_UNHANDLED_ERROR,
+        detail=f"{type(error).__name__}: {error}",
+        component=component,
+        source_id=source_id,
     )
 
 

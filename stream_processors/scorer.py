@@ -27,7 +27,11 @@ class BatchResult:
 
 
 def score_batch(runtime: ScoringRuntime, posts: Sequence[CleanPost]) -> BatchResult:
-    """Score ``posts`` with one runtime call; every post ends in ``scored`` or ``failed``."""
+    """Score ``posts`` with one runtime call; every post ends in ``scored`` or ``failed``.
+
+    A verdict that does not make a valid ScoredPost fails its post alone; only a runtime
+    that fails the whole call raises.
+    """
     started = time.perf_counter()
     results = list(runtime.score([p.text for p in posts])) if posts else []
     inference_s = time.perf_counter() - started
@@ -40,19 +44,22 @@ def score_batch(runtime: ScoringRuntime, posts: Sequence[CleanPost]) -> BatchRes
         if result.error is not None or result.label is None:
             failed.append((post, result.error or "no label"))
             continue
-        scored.append(
-            ScoredPost(
-                **post.model_dump(),
-                label=SentimentLabel(str(getattr(result.label, "value", result.label))),
-                score=_clip(result.score, -1.0, 1.0),
-                confidence=_clip(result.confidence, 0.0, 1.0),
-                p_negative=_clip(result.p_negative, 0.0, 1.0),
-                p_neutral=_clip(result.p_neutral, 0.0, 1.0),
-                p_positive=_clip(result.p_positive, 0.0, 1.0),
-                model_version=result.model_version,
-                scored_time=now,
+        try:
+            scored.append(
+                ScoredPost(
+                    **post.model_dump(),
+                    label=SentimentLabel(str(getattr(result.label, "value", result.label))),
+                    score=_clip(result.score, -1.0, 1.0),
+                    confidence=_clip(result.confidence, 0.0, 1.0),
+                    p_negative=_clip(result.p_negative, 0.0, 1.0),
+                    p_neutral=_clip(result.p_neutral, 0.0, 1.0),
+                    p_positive=_clip(result.p_positive, 0.0, 1.0),
+                    model_version=result.model_version,
+                    scored_time=now,
+                )
             )
-        )
+        except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+            failed.append((post, f"invalid verdict: {type(exc).__name__}: {exc}"))
     return BatchResult(scored, failed, runtime.model_version, inference_s)
 
 

@@ -20,7 +20,7 @@ import faust
 from faust.streams import _current_event  # set per event when updating tables from a batch
 from faust.types import EventT
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 
 COUNTER_WINDOWS: dict[str, int] = {"1m": 60, "5m": 300}
 """Counter window name -> size in seconds."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import faust
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from schemas.topics import ALERTS, CLEAN_POSTS, DEAD_LETTER, RAW_NEWS, RAW_REDDIT, SCORED_POSTS
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import redis
 
-from cryptopulse.core.kafka import delete_prefixed_topics
-from cryptopulse.core.settings import Settings
+from core.kafka import delete_prefixed_topics
+from core.settings import Settings
 from views import delete_prefixed_keys
 
 

@@ -1,9 +1,10 @@
-"""Shared fixtures: the real local platform for integration tests.
+"""Shared fixtures: the real services for integration tests.
 
 ``platform`` starts Kafka, Redis and MLflow through the same code as
-``cryptopulse up`` (or reuses them when already running) and creates the catalog
-topics. Tests isolate themselves with unique topic prefixes / Redis key prefixes
-(see ``isolated_settings``) rather than by restarting services.
+``cryptopulse up`` (or reuses them when already running), or with
+``CRYPTOPULSE_TEST_BACKEND=containers`` Kafka and Redis in containers (tests/backends.py),
+and creates the catalog topics. Tests isolate themselves with unique topic prefixes / Redis
+key prefixes (see ``isolated_settings``) rather than by restarting services.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -18,21 +20,25 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from cryptopulse.core.kafka import ensure_topics
-from cryptopulse.core.settings import Settings, get_settings, load_settings
-from cryptopulse.platform.manager import Platform
+from core.kafka import ensure_topics
+from core.settings import Settings, load_settings
 from schemas.topics import CATALOG
+from tests.backends import BackendUnavailable, backend_settings, selected_backend
 from tests.cleanup import discard_run_data
 
 
 @pytest.fixture(scope="session")
 def platform() -> Iterator[Settings]:
-    """The running local platform's settings (started here when it is not up)."""
-    settings = get_settings()
-    manager = Platform(settings)
-    manager.up(["kafka", "redis", "mlflow"])
-    ensure_topics(settings, CATALOG)
-    yield settings
+    """The settings of the services integration tests use, chosen by CRYPTOPULSE_TEST_BACKEND:
+    the running local platform (started here when it is not up), or Kafka and Redis containers
+    beside the local MLflow (tests/backends.py, docs/testing.md)."""
+    with ExitStack() as services:
+        try:
+            settings = services.enter_context(backend_settings(selected_backend()))
+        except BackendUnavailable as exc:
+            pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+        ensure_topics(settings, CATALOG)
+        yield settings
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 
 TINY_VERSION = "tiny-test"
 _CODE = [Path(__file__).resolve().parents[1] / pkg for pkg in ("model_export", "scoring")]

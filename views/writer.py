@@ -456,7 +456,7 @@ class AsyncRedisViewWriter(_ViewBatch):
 def delete_prefixed_keys(client: redis.Redis, prefix: str, *, chunk: int = 1000) -> int:
     """Delete every key under ``prefix`` (throw-away prefixes of tests and benchmarks).
 
-    The Redis twin of ``cryptopulse.core.kafka.delete_prefixed_topics``; returns the count deleted.
+    The Redis twin of ``core.kafka.delete_prefixed_topics``; returns the count deleted.
     """
     deleted = 0
     batch: list[Any] = []

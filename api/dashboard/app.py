@@ -14,7 +14,7 @@ import streamlit as st
 
 from api.dashboard.charts import gauge, sentiment_chart, timeseries_frame
 from api.dashboard.client import ApiClient
-from cryptopulse.core.settings import get_settings
+from core.settings import get_settings
 
 WINDOWS = ["1m", "5m", "1h", "1d"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class ApiResult:
 def api_base_url(settings: Settings) -> str:
     if settings.dashboard.api_url:
         return settings.dashboard.api_url.rstrip("/")
-    host = "127.0.0.1" if settings.api.host in ("0.0.0.0", "::") else settings.api.host
+    host = "127.0.0.1" if settings.api.host in ("0.0.0.0", "::") else settings.api.host  # nosec B104 # maps a bind-all address to loopback for the client; binds nothing
     return f"http://{host}:{settings.api.port}"
 
 

@@ -1,4 +1,8 @@
-"""/v1/admin: the Kafka view (topics, partitions, offsets, lag, latest messages)."""
+"""/v1/admin: the Kafka view (topics, partitions, offsets, lag, latest messages).
+
+The messages are raw texts with author names and dead letters with their original
+payloads, so with auth on these routes need a key with the ``admin`` scope.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,13 @@ from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
 from api import kafka_view
-from api.deps import StateDep
+from api.deps import StateDep, require_scope
 from api.models import ConsumerGroupsResponse, TopicMessagesResponse, TopicsResponse
 from api.openapi import AUTHED, errors
 from api.problems import ProblemError
+from api.scopes import Scope
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[require_scope(Scope.ADMIN)])
 T = TypeVar("T")
 
 
@@ -36,7 +41,7 @@ async def _from_kafka(call: Callable[..., T], *args: Any) -> T:
     "/topics",
     response_model=TopicsResponse,
     summary="Topics with partitions and offsets",
-    responses=errors(*AUTHED, 503),
+    responses=errors(*AUTHED, 403, 503),
 )
 async def topics(state: StateDep) -> TopicsResponse:
     return await _from_kafka(kafka_view.list_topics, state.settings)
@@ -46,7 +51,7 @@ async def topics(state: StateDep) -> TopicsResponse:
     "/consumer-groups",
     response_model=ConsumerGroupsResponse,
     summary="Consumer groups with lag",
-    responses=errors(*AUTHED, 503),
+    responses=errors(*AUTHED, 403, 503),
 )
 async def consumer_groups(state: StateDep) -> ConsumerGroupsResponse:
     return await _from_kafka(kafka_view.consumer_groups, state.settings)
@@ -56,7 +61,7 @@ async def consumer_groups(state: StateDep) -> ConsumerGroupsResponse:
     "/topics/{topic}/messages",
     response_model=TopicMessagesResponse,
     summary="Latest messages of a topic",
-    responses=errors(*AUTHED, 404, 422, 503),
+    responses=errors(*AUTHED, 403, 404, 422, 503),
 )
 async def topic_messages(
     state: StateDep,

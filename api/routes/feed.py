@@ -94,7 +94,7 @@ def model_status(state: AppState) -> ModelStatus:
     responses=errors(*AUTHED),
 )
 async def info(state: StateDep) -> InfoResponse:
-    from cryptopulse.core.version import __version__
+    from core.version import __version__
 
     coins = await state.store.coins()
     latest = [w for w in await state.store.latest_many(coins, WindowSize.ONE_MINUTE) if w is not None]

@@ -8,9 +8,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from api import metrics
-from api.deps import StateDep, api_key_required
+from api.deps import StateDep, caller_checks
 from api.models import Check, Health, Readiness
 from api.openapi import errors
+from api.problems import REDIS_RETRY_AFTER_S
 from api.routes.feed import model_status
 
 
@@ -35,13 +36,17 @@ async def readyz(state: StateDep) -> JSONResponse:
         checks={"redis": redis_check, "model": model_check},
         model=model,
     )
-    return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)
+    if ready:
+        return JSONResponse(body.model_dump(mode="json"))
+    return JSONResponse(
+        body.model_dump(mode="json"), status_code=503, headers={"Retry-After": str(REDIS_RETRY_AFTER_S)}
+    )
 
 
 def health_router(open_health: bool) -> APIRouter:
     """/healthz and /readyz, behind the API key unless ``api.open_health``."""
     auth_errors = {} if open_health else errors(401, 429)
-    r = APIRouter(tags=["health"], dependencies=api_key_required(not open_health))
+    r = APIRouter(tags=["health"], dependencies=caller_checks(not open_health))
     r.add_api_route(
         "/healthz", healthz, methods=["GET"], response_model=Health, summary="Liveness", responses=auth_errors
     )
@@ -74,7 +79,7 @@ def metrics_router(open_metrics: bool) -> APIRouter:
         methods=["GET"],
         summary="Prometheus metrics",
         response_class=Response,
-        dependencies=api_key_required(not open_metrics),
+        dependencies=caller_checks(not open_metrics),
         responses={
             200: {
                 "content": {"text/plain": {"schema": {"type": "string"}}},

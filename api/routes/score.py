@@ -16,7 +16,7 @@ from api.metrics import SCORED_TEXTS
 from api.models import ScoreItem, ScoreRequest, ScoreResponse
 from api.openapi import AUTHED, errors
 from api.problems import ProblemError
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 
 
 def build_router(settings: Settings) -> APIRouter:

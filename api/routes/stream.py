@@ -3,23 +3,32 @@
 Each connection subscribes to the Redis pub/sub channels (``live:scored``,
 ``live:trends``); a comment line every ``api.sse_heartbeat_s`` keeps proxies from
 closing an idle stream. Nothing here touches Kafka.
+
+Streams are bounded: at most ``api.sse_max_streams`` open per worker and
+``api.sse_max_streams_per_client`` per caller (429 with Retry-After beyond), each closed
+cleanly after ``api.sse_max_lifetime_s`` (EventSource clients reconnect by themselves),
+and a stream opened with an API key ends within ``api.key_cache_s`` of the key's
+revocation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Literal
 
 import structlog
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BeforeValidator
+from redis.exceptions import RedisError
+from starlette.types import Receive, Scope, Send
 
-from api.deps import COIN_ID_PATTERN, StateDep
-from api.metrics import SSE_CLIENTS
+from api.deps import COIN_ID_PATTERN, CallerDep, StateDep
 from api.openapi import AUTHED, errors
+from api.streams import StreamSlots
 
 router = APIRouter(tags=["live"])
 log = structlog.get_logger(__name__)
@@ -52,6 +61,28 @@ def _sse(event: str, data: str) -> bytes:
     return f"event: {event}\n{lines}\n".encode()
 
 
+class _EventStream(StreamingResponse):
+    """A StreamingResponse that runs ``close`` once it has ended, however it ended.
+
+    A generator's own ``finally`` does not run when the client leaves before its first
+    event (it never started); the stream's slot and pub/sub connection must be freed anyway.
+    """
+
+    def __init__(self, content: AsyncIterator[bytes], close: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._close = close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._close()
+
+
 @router.get(
     "/stream",
     summary="Live scored posts and trend updates (Server-Sent Events)",
@@ -61,36 +92,63 @@ def _sse(event: str, data: str) -> bytes:
             "description": "event stream: `scored` (ScoredPost JSON) and `trend` (TrendWindow JSON)",
             "content": {"text/event-stream": {"schema": {"type": "string"}, "example": _SSE_DOC}},
         },
-        **errors(*AUTHED, 422),
+        **errors(*AUTHED, 422, 503),
     },
 )
 async def stream(
     request: Request,
     state: StateDep,
+    caller: CallerDep,
     events: EventTypes = None,
     coin: Annotated[str | None, Query(pattern=COIN_ID_PATTERN, description="only this coin")] = None,
     max_events: Annotated[
         int | None, Query(ge=1, le=100_000, description="close after this many events")
     ] = None,
 ) -> StreamingResponse:
+    api = state.settings.api
     keys = state.store.keys
     wanted = set(events or ["scored", "trend"])
     channels = {keys.live_scored(): "scored", keys.live_trends(): "trend"}
     channels = {ch: ev for ch, ev in channels.items() if ev in wanted}
+    slots: StreamSlots = request.app.state.streams
+    slot = slots.acquire(caller.key_id)
     pubsub = state.redis.pubsub()
-    await pubsub.subscribe(*channels)
-    heartbeat = state.settings.api.sse_heartbeat_s
+
+    async def close() -> None:
+        slot.release()
+        with contextlib.suppress(RedisError, OSError):
+            await pubsub.aclose()
+
+    try:
+        await pubsub.subscribe(*channels)
+    except BaseException:
+        await close()
+        raise
+    heartbeat = api.sse_heartbeat_s
+    # Re-read the key from Redis (not the cache) this often, so a revocation ends the
+    # stream within api.key_cache_s (at least every second).
+    api_key: str | None = getattr(request.state, "api_key", None)
+    key_check_s = max(api.key_cache_s, 1.0)
 
     async def generate() -> AsyncIterator[bytes]:
         sent = 0
         loop = asyncio.get_running_loop()
-        last_beat = loop.time()
-        SSE_CLIENTS.inc()
+        opened = last_beat = last_key_check = loop.time()
+        yield b": connected\n\n"
         try:
-            yield b": connected\n\n"
             while max_events is None or sent < max_events:
                 if await request.is_disconnected():
-                    break
+                    return
+                now = loop.time()
+                if now - opened >= api.sse_max_lifetime_s:
+                    yield b": stream lifetime reached; reconnect\n\n"
+                    return
+                if api_key is not None and now - last_key_check >= key_check_s:
+                    last_key_check = now
+                    if await state.verifier.lookup(api_key) is None:
+                        log.info("stream closed: API key revoked", key_id=caller.key_id)
+                        yield b": API key revoked\n\n"
+                        return
                 message = await pubsub.get_message(
                     ignore_subscribe_messages=True, timeout=min(heartbeat, 1.0)
                 )
@@ -107,16 +165,12 @@ async def stream(
                     continue
                 yield _sse(channels.get(channel, "message"), data)
                 sent += 1
-        finally:
-            SSE_CLIENTS.dec()
-            await pubsub.unsubscribe()
-            await pubsub.aclose()
+        except RedisError as exc:
+            # The headers are sent: end the stream; the client's reconnect then gets a 503.
+            log.warning("stream closed: Redis unavailable", error=f"{type(exc).__name__}: {exc}")
+            yield b": Redis unavailable; reconnect later\n\n"
 
-    return StreamingResponse(
-        generate(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return _EventStream(generate(), close)
 
 
 def _mentions(data: str, coin: str) -> bool:

@@ -6,14 +6,14 @@ from typing import Annotated
 
 import typer
 
-from cryptopulse.core.cli import command_group, console
+from core.cli import command_group, console
 
 app = command_group("cryptopulse", "CryptoPulse: real-time cryptocurrency sentiment intelligence.")
 
 
 def _print_version(value: bool) -> None:
     if value:
-        from cryptopulse.core.version import __version__
+        from core.version import __version__
 
         console.print(f"cryptopulse {__version__}")
         raise typer.Exit()

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cryptopulse.core.cli import console, err_console, fail, load_cli_settings
+from core.cli import console, err_console, fail, load_cli_settings
 from cryptopulse.platform.manager import ServiceStatus, SupervisorStatus
 
 app = typer.Typer()
@@ -44,7 +44,7 @@ def up(
     instead of clobbered. supervisord restarts a crashed service and gives up on one that
     keeps failing (see `cryptopulse status`).
     """
-    from cryptopulse.core.kafka import ensure_topics
+    from core.kafka import ensure_topics
     from cryptopulse.platform.manager import Platform
     from cryptopulse.platform.ownership import PortInUseError
     from cryptopulse.platform.pipeline import ALL_SERVICES
@@ -218,7 +218,7 @@ def topics(
     """List the catalog topics: partitions, key, retention, cleanup policy, schema, message counts."""
     from confluent_kafka import KafkaException
 
-    from cryptopulse.core.kafka import broker_ready, ensure_topics, topic_watermarks
+    from core.kafka import broker_ready, ensure_topics, topic_watermarks
     from schemas.topics import CATALOG
 
     settings = load_cli_settings()

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cryptopulse.core.cli import console, err_console, fail, load_cli_settings
+from core.cli import console, err_console, fail, load_cli_settings
 
 
 class OutputFormat(StrEnum):
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         """
         from confluent_kafka import KafkaException
 
-        from cryptopulse.core.kafka import broker_ready, follow_topic
+        from core.kafka import broker_ready, follow_topic
         from schemas.topics import CATALOG
 
         settings = load_cli_settings()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from cryptopulse.platform.ownership import (
     SUPERVISORD,
     HomeProcesses,

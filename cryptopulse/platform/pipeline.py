@@ -36,7 +36,7 @@ class _CliService(Service):
             return False
 
     def version(self) -> str:
-        from cryptopulse.core.version import __version__
+        from core.version import __version__
 
         return __version__
 

@@ -28,13 +28,13 @@ import socket
 import subprocess
 import sys
 import time
-import xmlrpc.client
+import xmlrpc.client  # nosec B411 # only our own supervisord, over the home's unix socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from cryptopulse.platform.ownership import OWNER_ENV, SUPERVISORD, owner_marker
 from cryptopulse.platform.services import Service, ServiceError
 
@@ -272,7 +272,7 @@ class Supervisor:
             )
         self.write_main_config()
         env = {**os.environ, OWNER_ENV: owner_marker(self.settings.home, SUPERVISORD)}
-        result = subprocess.run(
+        result = subprocess.run(  # nosec B603 # supervisord with the config we write, no shell
             [binary, "-c", str(self.config_path)],
             env=env,
             stdin=subprocess.DEVNULL,

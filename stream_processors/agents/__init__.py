@@ -29,7 +29,7 @@ import faust
 import structlog
 from faust.types import EventT
 
-from cryptopulse.core.kafka import decode_key
+from core.kafka import decode_key
 from schemas.events import DeadLetter
 from stream_processors import metrics as m
 from stream_processors.processing import Origin

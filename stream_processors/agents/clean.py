@@ -4,6 +4,10 @@ The rules (validation, normalisation, language, de-duplication by source id and 
 hash in the windowed ``dedup`` table) are :func:`stream_processors.processing.process_raw`'s;
 this agent feeds it the stream, sends each outcome (see the delivery contract in
 :mod:`stream_processors.agents`) and counts it for the data-quality monitor.
+
+Any exception while handling one record dead-letters that record (``unhandled_error``, with
+the exception type): one raised out of the agent would be logged by faust, and the record
+acked and lost.
 """
 
 from __future__ import annotations
@@ -12,16 +16,19 @@ import asyncio
 import time
 
 import faust
+import structlog
 from faust.types import EventT
 
 from schemas.events import CleanPost
 from stream_processors import metrics as m
 from stream_processors.agents import DeadLetters, origin_of, payload_of, send
 from stream_processors.cleaning import CleaningConfig, LanguageDetector, TextTagger
-from stream_processors.processing import process_raw
+from stream_processors.processing import COMPONENT_CLEAN, Origin, process_raw, unhandled_error
 from stream_processors.quality import QualityMonitor
 from stream_processors.tables import WindowedDedup
 from stream_processors.topics import StreamTopics
+
+log = structlog.get_logger(__name__)
 
 
 class CleanAgent:
@@ -66,10 +73,19 @@ class CleanAgent:
         self.detector.detect("Calentando los modelos de idioma antes de que llegue el primer registro.")
 
     async def clean_one(self, event: EventT) -> None:
+        """Exactly one outcome for ``event``; a record whose handling raises is dead-lettered."""
         m.EVENTS_IN.labels(self.name).inc()
         self.taken += 1
         origin = origin_of(event)
         payload = payload_of(event)
+        try:
+            await self._clean(payload, origin)
+        except Exception as exc:
+            log.exception("clean failed on one record", topic=origin.topic, offset=origin.offset)
+            letter = unhandled_error(payload, origin, exc, component=COMPONENT_CLEAN)
+            await self.dead_letters.send(letter, self.name)
+
+    async def _clean(self, payload: bytes, origin: Origin) -> None:
         started = time.perf_counter()
         outcome = process_raw(
             payload,

@@ -5,20 +5,29 @@ one (:class:`scoring.holder.ModelHolder`); the ``model_poll`` timer follows the 
 alias, so a swap lands between batches. Scored posts feed the per-coin tumbling-window
 counters (1 and 5 minutes), mirrored to Redis with live pub/sub, and the drift monitor.
 Batches are acked and claimed as the delivery contract says (:mod:`stream_processors.agents`).
+
+A record that cannot be read or scored is dead-lettered alone (``invalid_schema``,
+``scoring_failed``, ``unhandled_error``). A whole batch the model fails (its process died
+and could not be rebuilt) is not the records' fault: the worker exits without acking it
+(:func:`exit_for_supervisor`), so the supervisor restarts it and the batch is scored again,
+instead of a worker that reports a loaded model while every batch fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import sys
 import time
-from collections.abc import Awaitable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import faust
 import structlog
 from faust.types import EventT
 
-from cryptopulse.core.settings import StreamSettings
+from core.settings import StreamSettings
 from schemas.events import CleanPost, ScoredPost, ValidationError
 from scoring.holder import ModelHolder
 from stream_processors import metrics as m
@@ -27,12 +36,28 @@ from stream_processors.cleaning import REASON_INVALID_SCHEMA, REASON_SCORING_FAI
 from stream_processors.drift import DriftMonitor
 from stream_processors.live import CounterUpdate, LivePublisher
 from stream_processors.models import ALL_COINS
-from stream_processors.processing import COMPONENT_SCORE, dead_letter
+from stream_processors.processing import COMPONENT_SCORE, dead_letter, unhandled_error
 from stream_processors.scorer import BatchResult, score_batch
 from stream_processors.tables import COUNTER_WINDOWS, StreamTables, use_event
 from stream_processors.topics import StreamTopics
 
 log = structlog.get_logger(__name__)
+
+EXIT_SCORING_FAILED = 70  # EX_SOFTWARE; the supervisor restarts a worker on any exit code but 0
+
+
+def exit_for_supervisor(error: BaseException) -> None:
+    """Leave now, as a crash would: the failed batch is never acked, so nothing is committed
+    past it and the restarted worker scores it again (the delivery contract survives SIGKILL)."""
+    log.critical(
+        "the model failed a whole batch; exiting for the supervisor to restart the worker",
+        error=f"{type(error).__name__}: {error}",
+        exit_code=EXIT_SCORING_FAILED,
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_SCORING_FAILED)
 
 
 class ScoreAgent:
@@ -49,6 +74,8 @@ class ScoreAgent:
         holder: ModelHolder,
         publisher: LivePublisher,
         drift: DriftMonitor,
+        *,
+        exit_worker: Callable[[BaseException], None] = exit_for_supervisor,
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -57,6 +84,7 @@ class ScoreAgent:
         self.holder = holder
         self.publisher = publisher
         self.drift = drift
+        self.exit_worker = exit_worker  # called when the model fails a whole batch
         self.holder.on_swap.append(self._on_swap)
         self._in_flight: set[str] = set()  # source ids sent for scoring, not yet acked and claimed
         self.taken = 0  # records taken from the stream: progress for the stall watchdog
@@ -129,13 +157,17 @@ class ScoreAgent:
             payload = payload_of(event)
             try:
                 post = CleanPost.from_json(payload)
-            except ValidationError as exc:
-                record = dead_letter(
-                    payload,
-                    origin_of(event),
-                    reason=REASON_INVALID_SCHEMA,
-                    detail=str(exc),
-                    component=COMPONENT_SCORE,
+            except Exception as exc:  # the record fails alone, whatever it holds
+                record = (
+                    dead_letter(
+                        payload,
+                        origin_of(event),
+                        reason=REASON_INVALID_SCHEMA,
+                        detail=str(exc),
+                        component=COMPONENT_SCORE,
+                    )
+                    if isinstance(exc, ValidationError)
+                    else unhandled_error(payload, origin_of(event), exc, component=COMPONENT_SCORE)
                 )
                 pending.append(await self.dead_letters.send(record, self.name))
                 continue
@@ -171,7 +203,11 @@ class ScoreAgent:
         """Score one batch with the current model and hand its records to the producer."""
         runtime = self.holder.current  # one model per batch: a hot swap lands between batches
         self.drift.follow(runtime)
-        result = await asyncio.to_thread(score_batch, runtime, posts)
+        try:
+            result = await asyncio.to_thread(score_batch, runtime, posts)
+        except Exception as exc:
+            self.exit_worker(exc)  # returns only in tests
+            raise
         m.BATCH_SIZE.observe(len(posts))
         m.INFERENCE.observe(result.inference_s)
         for scored in result.scored:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import faust
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from stream_processors.liveness import HEARTBEAT_INTERVAL_S, clear_heartbeat, touch_heartbeat
 
 

@@ -11,7 +11,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from cryptopulse.core.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 from scoring.runtime import TextScore
 from tests.api.seed import seed_views
 from views import delete_prefixed_keys

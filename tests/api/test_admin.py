@@ -10,9 +10,10 @@ from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from api.scopes import Scope
 from api.security import create_api_key
-from cryptopulse.core.kafka import EventProducer
-from cryptopulse.core.settings import Settings
+from core.kafka import EventProducer
+from core.settings import Settings
 from schemas.topics import SCORED_POSTS
 from tests.api.conftest import FakeRuntime, make_settings
 from tests.api.seed import seed_views
@@ -84,7 +85,10 @@ def test_admin_behind_auth(kafka_client: tuple[TestClient, Settings, list[Any]])
     secured = make_settings(settings, prefix=settings.redis.key_prefix, auth_enabled=True)
     with TestClient(create_app(secured, runtime=FakeRuntime())) as client:
         assert client.get("/v1/admin/topics").status_code == 401
-        key, _ = create_api_key(redis.Redis.from_url(settings.redis.dsn), settings.redis.key_prefix, "ops")
+        sync = redis.Redis.from_url(settings.redis.dsn)
+        reader, _ = create_api_key(sync, settings.redis.key_prefix, "reader")
+        assert client.get("/v1/admin/topics", headers={"X-API-Key": reader}).status_code == 403
+        key, _ = create_api_key(sync, settings.redis.key_prefix, "ops", scopes=frozenset({Scope.ADMIN}))
         assert client.get("/v1/admin/topics", headers={"X-API-Key": key}).status_code == 200
 
 

@@ -11,14 +11,14 @@ from typer.testing import CliRunner
 
 from api import cli as api_cli
 from api.security import KeyVerifier
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def cli(redis_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
-    monkeypatch.setattr("cryptopulse.core.cli.get_settings", lambda: redis_settings)
+    monkeypatch.setattr("core.cli.get_settings", lambda: redis_settings)
     app = typer.Typer()
 
     @app.callback()
@@ -70,3 +70,29 @@ def test_commands_registered(cli: typer.Typer) -> None:
     for name in ("api", "dashboard", "apikey"):
         assert name in out
     assert "--workers" in CliRunner().invoke(cli, ["api", "--help"]).output
+
+
+def test_apikey_scopes(cli: typer.Typer, redis_settings: Settings) -> None:
+    runner = CliRunner()
+    created = runner.invoke(cli, ["apikey", "create", "dashboard", "--scope", "admin"])
+    assert created.exit_code == 0 and "with scopes admin" in created.output, created.output
+    key_id = re.findall(r"cpk_([0-9a-f]{12})_", created.output)[0]
+    stored = redis.Redis.from_url(redis_settings.redis.dsn).hgetall(
+        f"{redis_settings.redis.key_prefix}:apikey:{key_id}"
+    )
+    assert stored[b"scopes"] == b"admin"
+    row = next(line for line in runner.invoke(cli, ["apikey", "list"]).output.splitlines() if key_id in line)
+    assert "admin" in row
+    assert runner.invoke(cli, ["apikey", "create", "x", "--scope", "root"]).exit_code == 2
+
+
+def test_unreachable_redis_message_masks_the_password(
+    cli: typer.Typer, redis_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed = redis_settings.model_copy(
+        update={"redis": redis_settings.redis.model_copy(update={"url": "redis://:hunter2@127.0.0.1:1/0"})}
+    )
+    monkeypatch.setattr("core.cli.get_settings", lambda: closed)
+    result = CliRunner().invoke(cli, ["apikey", "list"])
+    assert result.exit_code == 1
+    assert "redis://:***@127.0.0.1:1/0" in result.output and "hunter2" not in result.output

@@ -24,8 +24,8 @@ import pytest
 import redis
 
 from api.main import create_app
-from cryptopulse.core.kafka import EventProducer
-from cryptopulse.core.settings import Settings
+from core.kafka import EventProducer
+from core.settings import Settings
 from schemas.topics import SCORED_POSTS
 from tests.api.conftest import FakeRuntime, LiveServer, make_settings
 from tests.api.seed import seed_views

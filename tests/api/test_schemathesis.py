@@ -16,8 +16,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from api.main import create_app
+from api.scopes import Scope
 from api.security import create_api_key
-from cryptopulse.core.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 from tests.api.conftest import FakeRuntime, LiveServer, make_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -34,7 +35,10 @@ schema = schemathesis.openapi.from_dict(
 def secured_api(redis_settings: Settings, seeded: dict[str, Any]) -> Iterator[tuple[str, str]]:
     settings = make_settings(redis_settings, prefix=redis_settings.redis.key_prefix, **AUTH)
     key, _ = create_api_key(
-        redis.Redis.from_url(settings.redis.dsn), settings.redis.key_prefix, "schemathesis"
+        redis.Redis.from_url(settings.redis.dsn),
+        settings.redis.key_prefix,
+        "schemathesis",
+        scopes=frozenset({Scope.ADMIN}),
     )
     with LiveServer(create_app(settings, runtime=FakeRuntime())) as server:
         yield server.url, key

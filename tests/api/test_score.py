@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from tests.api.conftest import make_settings
 
 pytestmark = pytest.mark.integration

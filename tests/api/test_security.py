@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.security import create_api_key, list_api_keys, revoke_api_key
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from tests.api.conftest import FakeRuntime, make_settings
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from schemas.redis_keys import RedisKeys
 from views import RedisViewWriter
 

@@ -12,7 +12,7 @@ from api.dashboard.client import api_base_url
 from api.main import create_app
 from api.market import market_mood
 from api.security import KEY_RE, hash_key
-from cryptopulse.core.settings import load_settings
+from core.settings import load_settings
 from schemas.events import TrendWindow, WindowSize
 from tests.api.seed import make_window
 
@@ -59,7 +59,9 @@ def test_market_mood_empty() -> None:
 @pytest.fixture
 def offline_client() -> TestClient:
     """The app with a Redis that is never contacted by these requests."""
-    settings = load_settings(api={"max_body_bytes": 1024, "auth_enabled": False})
+    settings = load_settings(
+        api={"max_body_bytes": 1024, "auth_enabled": False, "anonymous_rate_limit_per_minute": 0}
+    )
     return TestClient(create_app(settings, load_model=False))
 
 
@@ -86,6 +88,15 @@ def test_openapi_without_auth_has_no_security(offline_client: TestClient) -> Non
     assert set(secured["components"]["securitySchemes"]) == {"APIKeyHeader", "HTTPBearer"}
     assert "429" in secured["paths"]["/v1/coins"]["get"]["responses"]
     assert "401" not in secured["paths"]["/healthz"]["get"]["responses"]  # open_health default
+    assert "403" in secured["paths"]["/v1/admin/topics"]["get"]["responses"]
+    assert "403" not in doc["paths"]["/v1/admin/topics"]["get"]["responses"]
+
+
+def test_openapi_documents_429_only_where_a_limit_applies(offline_client: TestClient) -> None:
+    unlimited = offline_client.get("/openapi.json").json()["paths"]["/v1/coins"]["get"]["responses"]
+    anonymous = create_app(load_settings(), load_model=False).openapi()["paths"]["/v1/coins"]["get"]
+    assert "429" not in unlimited and "429" in anonymous["responses"]
+    assert "503" in unlimited  # Redis away
 
 
 def test_key_format_and_hash() -> None:

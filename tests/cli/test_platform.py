@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from core.cli import console
 from cryptopulse.cli.platform import _print_status
-from cryptopulse.core.cli import console
 from cryptopulse.platform.manager import ServiceStatus, SupervisorStatus
 
 pytestmark = pytest.mark.unit

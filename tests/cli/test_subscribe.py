@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cryptopulse.core.kafka import EventProducer
-from cryptopulse.core.settings import Settings
+from core.kafka import EventProducer
+from core.settings import Settings
 from schemas.events import Alert, AlertSeverity, ScoredPost, SentimentLabel, Source, content_hash
 from schemas.topics import ALERTS, SCORED_POSTS
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer
 
-from cryptopulse.core.kafka import EventProducer, ensure_topics, wait_for_broker
-from cryptopulse.core.settings import Settings, load_settings
+from core.kafka import EventProducer, ensure_topics, wait_for_broker
+from core.settings import Settings, load_settings
 from cryptopulse.platform.manager import Platform
 from cryptopulse.platform.services import KafkaService
 from schemas.events import PriceTick

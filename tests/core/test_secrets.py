@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from cryptopulse.core.secrets import persistent_secret
+from core.secrets import persistent_secret
 from stream_processors.cleaning import CleaningConfig
 
 pytestmark = pytest.mark.unit
@@ -20,7 +20,7 @@ def test_secret_created_once_private_and_stable(tmp_path):
 
 
 def test_author_salt_defaults_to_installation_secret(tmp_path):
-    from cryptopulse.core.settings import load_settings
+    from core.settings import load_settings
 
     settings = load_settings(home=tmp_path)
     salt = CleaningConfig.from_settings(settings).author_salt

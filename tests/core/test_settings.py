@@ -6,7 +6,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from cryptopulse.core.settings import SettingsError, load_settings
+from core.settings import SettingsError, load_settings
 
 pytestmark = pytest.mark.unit
 
@@ -64,7 +64,55 @@ def test_cli_fails_fast_on_bad_setting(monkeypatch):
 def test_configuration_doc_is_current():
     from pathlib import Path
 
-    from cryptopulse.core.settings import render_configuration_doc
+    from core.settings import render_configuration_doc
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
-    assert doc.read_text() == render_configuration_doc(), "run: python -m cryptopulse.core.settings"
+    assert doc.read_text() == render_configuration_doc(), "run: python -m core.settings"
+
+
+# -- production profile (CRYPTOPULSE_ENV=prod) --------------------------------------------
+
+
+def test_prod_turns_api_keys_on_by_default(monkeypatch):
+    monkeypatch.setenv("CRYPTOPULSE_ENV", "prod")
+    monkeypatch.setenv("CRYPTOPULSE_API__HOST", "0.0.0.0")
+    settings = load_settings()
+    assert settings.api.auth_enabled
+    assert settings.api.host == "0.0.0.0"
+    assert not load_settings(env="dev").api.auth_enabled
+
+
+def test_prod_keeps_other_api_values_and_explicit_sections(monkeypatch):
+    from core.settings import ApiSettings
+
+    monkeypatch.setenv("CRYPTOPULSE_ENV", "prod")
+    monkeypatch.setenv("CRYPTOPULSE_API__PORT", "8123")
+    assert load_settings().api.port == 8123
+    section = load_settings(api=ApiSettings(port=8124)).api
+    assert section.auth_enabled and section.port == 8124
+
+
+@pytest.mark.parametrize(
+    ("host", "named"),
+    [("127.0.0.1", []), ("0.0.0.0", ["CRYPTOPULSE_API__HOST", "0.0.0.0"])],
+)
+def test_prod_refuses_api_without_keys(monkeypatch, host, named):
+    monkeypatch.setenv("CRYPTOPULSE_ENV", "prod")
+    monkeypatch.setenv("CRYPTOPULSE_API__AUTH_ENABLED", "false")
+    monkeypatch.setenv("CRYPTOPULSE_API__HOST", host)
+    monkeypatch.setenv("CRYPTOPULSE_REDIS__URL", "redis://:hunter2@redis:6379/0")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    for name in ["CRYPTOPULSE_ENV=prod", "CRYPTOPULSE_API__AUTH_ENABLED", "apikey create", *named]:
+        assert name in message
+    assert "hunter2" not in message, "the error must not echo other settings"
+
+
+def test_prod_refusal_stops_the_cli():
+    env = {"CRYPTOPULSE_ENV": "prod", "CRYPTOPULSE_API__AUTH_ENABLED": "0", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "cryptopulse.cli", "status"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 2
+    assert "CRYPTOPULSE_API__AUTH_ENABLED" in result.stderr

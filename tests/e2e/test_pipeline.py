@@ -21,8 +21,8 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from cryptopulse.core.kafka import ensure_topics
-from cryptopulse.core.settings import Settings, load_settings
+from core.kafka import ensure_topics
+from core.settings import Settings, load_settings
 from cryptopulse.platform.manager import Platform
 from cryptopulse.platform.pipeline import ApiService, SparkStreamingService, StreamWorkerService
 from schemas.events import DeadLetter, ScoredPost

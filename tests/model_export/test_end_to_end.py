@@ -9,7 +9,8 @@ import pytest
 
 from model_export.train import TrainResult
 from model_export.transformer import torch_probabilities
-from scoring.runtime import ARTIFACT_FILES, SentimentRuntime
+from scoring.manifest import MANIFEST_NAME, runs_code_when_loaded, verify_manifest
+from scoring.runtime import ARTIFACT_FILES, MODEL_FILES, SentimentRuntime
 
 pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
@@ -35,6 +36,15 @@ def test_artifact_is_complete(tiny: TrainResult) -> None:
     assert sum(reference["confidence_shares"]) == pytest.approx(1.0, abs=1e-5)
     runtime = SentimentRuntime(tiny.artifact_dir)
     assert runtime.reference is not None and runtime.reference.n == reference["n"]
+
+
+def test_manifest_covers_every_file_and_none_runs_code(tiny: TrainResult) -> None:
+    files = sorted(p.name for p in tiny.artifact_dir.iterdir())
+    assert files == sorted(ARTIFACT_FILES)
+    assert not [name for name in files if runs_code_when_loaded(tiny.artifact_dir / name)]
+    manifest = json.loads((tiny.artifact_dir / MANIFEST_NAME).read_text("utf-8"))
+    assert sorted(manifest["files"]) == sorted(MODEL_FILES)
+    verify_manifest(tiny.artifact_dir, MODEL_FILES)  # written last: nothing changed after it
 
 
 def test_export_was_verified_against_torch(tiny: TrainResult) -> None:

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 import model_export.cli as cli
-from cryptopulse.core.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 from model_export import registry
 from model_export.train import TrainResult
 from scoring.runtime import SentimentRuntime

@@ -12,7 +12,7 @@ from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
 import model_export.cli as cli
-from cryptopulse.core.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 from model_export.teacher import (
     TEACHER_EXPERIMENT,
     TeacherConfig,

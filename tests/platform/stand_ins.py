@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from cryptopulse.core.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 from cryptopulse.platform.manager import Platform
 from cryptopulse.platform.ownership import OWNER_ENV
 from cryptopulse.platform.services import Service

@@ -1,16 +1,25 @@
-"""Deployment files stay true to the code: compose, Prometheus config, Kafka pom."""
+"""Deployment files stay true to the code and hardened: compose, Dockerfile, Prometheus config, poms.
+
+There is no Docker engine here, so the compose file is read the way ``docker compose config``
+reads it: YAML with ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?error}`` interpolated from an
+environment (``compose_config``).
+"""
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pyspark
 import pytest
 import yaml
 
-from cryptopulse.core.settings import Settings, env_var_names, load_settings
+from core.settings import Settings, env_var_names, load_settings
 from cryptopulse.platform.services import (
     DOCKER_HOSTS,
     PROMETHEUS_CONFIG,
@@ -21,10 +30,79 @@ from cryptopulse.platform.services import (
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = yaml.safe_load((ROOT / "docker-compose.kafka.yml").read_text())
-SERVICES = COMPOSE["services"]
+COMPOSE_TEXT = (ROOT / "docker-compose.kafka.yml").read_text()
+DOCKERFILE = (ROOT / "deploy" / "Dockerfile").read_text()
 DEFAULTS = Settings.model_construct()
-PROJECT_SERVICES = {"producer", "worker", "spark-streaming", "api", "dashboard"}
+PROJECT_SERVICES = {"producer", "worker", "spark-streaming", "api", "dashboard", "model-init"}
+PUBLISHED = {"api": DEFAULTS.api.port, "dashboard": DEFAULTS.dashboard.port}
+TOOLS = {"kafka-ui", "grafana"}
+REDIS_PASSWORD = "0f1e2d3c4b5a"
+COMPOSE_ENV = {"CRYPTOPULSE_REDIS_PASSWORD": REDIS_PASSWORD, "CRYPTOPULSE_DASHBOARD__API_KEY": "cp_dash"}
+
+_VARIABLE = re.compile(r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+
+
+class MissingVariable(ValueError):
+    """A ``${VAR:?message}`` variable is unset (compose refuses the whole file)."""
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """Compose's variable interpolation (the subset the compose file uses)."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, op, arg = match.group("name", "op", "arg")
+        value = env.get(name)
+        if op in (":-", ":?") and not value:
+            value = None
+        if value is not None:
+            return value
+        if op and op.endswith("?"):
+            raise MissingVariable(f"{name}: {arg}")
+        return arg if op else ""
+
+    return _VARIABLE.sub(replace, text)
+
+
+def compose_config(env: Mapping[str, str] = COMPOSE_ENV) -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(interpolate(COMPOSE_TEXT, env))
+    return config
+
+
+COMPOSE = compose_config()
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+RAW_SERVICES: dict[str, dict[str, Any]] = yaml.safe_load(COMPOSE_TEXT)["services"]
+
+
+def test_interpolation_follows_compose_rules():
+    assert interpolate("${A:-x} ${B} $${C} ${D:?need D}", {"A": "", "D": "d"}) == "x  ${C} d"
+    with pytest.raises(MissingVariable, match="need D"):
+        interpolate("${D:?need D}", {})
+
+
+def _compose_cli() -> list[str] | None:
+    """``docker compose`` (v2 plugin) or ``docker-compose``; either validates offline."""
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return [docker, "compose"]
+    standalone = shutil.which("docker-compose")
+    return [standalone] if standalone else None
+
+
+def test_compose_file_validates_with_docker_compose(tmp_path):
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("no docker compose client")
+    no_dotenv = tmp_path / "empty.env"  # a developer's .env must not decide the outcome
+    no_dotenv.write_text("")
+    compose = ROOT / "docker-compose.kafka.yml"
+    base = [*cli, "--env-file", str(no_dotenv), "-f", str(compose), "--profile", "tools", "config", "-q"]
+    env = {"PATH": "/usr/bin:/bin", **COMPOSE_ENV}
+    ok = subprocess.run(base, capture_output=True, text=True, env=env, cwd=ROOT)
+    assert ok.returncode == 0, ok.stderr
+    refused = subprocess.run(base, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd=ROOT)
+    assert refused.returncode != 0 and "CRYPTOPULSE_REDIS_PASSWORD" in refused.stderr
 
 
 def test_prometheus_configs_are_current():
@@ -41,29 +119,91 @@ def test_compose_has_every_component():
     assert SERVICES["kafka"]["image"] == f"apache/kafka:{DEFAULTS.kafka.version}"
     assert SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert "zookeeper" not in " ".join(SERVICES).lower()
-    assert SERVICES["kafka-ui"]["image"].startswith("ghcr.io/kafbat/kafka-ui")
+    assert SERVICES["kafka-ui"]["image"].startswith("ghcr.io/kafbat/kafka-ui:")
     bootstrap = SERVICES["kafka-ui"]["environment"]["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"]
     assert bootstrap in SERVICES["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
 
 
-def _host_ports(service: dict) -> set[int]:
-    return {int(str(p).split(":")[0]) for p in service.get("ports", [])}
+def test_images_are_pinned():
+    for name, service in SERVICES.items():
+        image = service["image"]
+        repository, _, tag = image.rpartition(":")
+        assert repository and "/" not in tag, f"{name}: {image} has no tag"
+        assert tag not in ("latest", "main", "master"), f"{name}: {image} is not pinned"
 
 
-def test_compose_ports_match_settings():
+def test_only_api_and_dashboard_publish_ports_on_loopback():
+    published = {name for name, service in SERVICES.items() if service.get("ports")}
+    assert published - TOOLS == set(PUBLISHED)
+    for name, port in PUBLISHED.items():
+        assert SERVICES[name]["ports"] == [f"127.0.0.1:{port}:{port}"]
+    api_port = DEFAULTS.api.port
+    assert RAW_SERVICES["api"]["ports"] == [f"${{CRYPTOPULSE_PUBLISH_HOST:-127.0.0.1}}:{api_port}:{api_port}"]
+    public = compose_config({**COMPOSE_ENV, "CRYPTOPULSE_PUBLISH_HOST": "0.0.0.0"})["services"]
+    assert public["api"]["ports"] == [f"0.0.0.0:{api_port}:{api_port}"]
+    # the dashboard has no login of its own: it never leaves loopback
+    assert public["dashboard"]["ports"] == SERVICES["dashboard"]["ports"]
+
+
+def test_everything_else_stays_on_the_internal_network():
+    assert COMPOSE["networks"]["backend"]["internal"] is True
+    for name in (
+        "kafka",
+        "redis",
+        "mlflow",
+        "prometheus",
+        "producer",
+        "worker",
+        "spark-streaming",
+        "model-init",
+    ):
+        assert "ports" not in SERVICES[name], f"{name} must not publish ports"
+        assert SERVICES[name]["networks"] == ["backend"], f"{name} belongs on the internal network only"
+    assert "backend" not in SERVICES["dashboard"]["networks"], "the dashboard reads the API only"
+
+
+def test_container_ports_match_settings():
     expected = {
-        "kafka": DEFAULTS.kafka.port,
-        "redis": DEFAULTS.redis.port,
-        "mlflow": DEFAULTS.mlflow.port,
-        "prometheus": DEFAULTS.prometheus.port,
-        "api": DEFAULTS.api.port,
-        "dashboard": DEFAULTS.dashboard.port,
-        "worker": DEFAULTS.stream.web_port,
-        "producer": DEFAULTS.producer.metrics_port,
-        "spark-streaming": DEFAULTS.spark.metrics_port,
+        "kafka": "19092",
+        "redis": str(DEFAULTS.redis.port),
+        "mlflow": str(DEFAULTS.mlflow.port),
+        "prometheus": str(DEFAULTS.prometheus.port),
+        "worker": str(DEFAULTS.stream.web_port),
+        "producer": str(DEFAULTS.producer.metrics_port),
+        "spark-streaming": str(DEFAULTS.spark.metrics_port),
     }
     for name, port in expected.items():
-        assert port in _host_ports(SERVICES[name]), f"{name} should publish {port}"
+        assert SERVICES[name]["expose"] == [port], f"{name} should expose {port}"
+
+
+def test_tools_are_opt_in_loopback_and_read_only():
+    for name in TOOLS:
+        assert SERVICES[name]["profiles"] == ["tools"], f"{name} must be opt-in"
+        for port in SERVICES[name]["ports"]:
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    ui = SERVICES["kafka-ui"]["environment"]
+    assert ui["KAFKA_CLUSTERS_0_READONLY"] == "true"
+    assert ui.get("DYNAMIC_CONFIG_ENABLED", "false") == "false"
+    grafana = SERVICES["grafana"]["environment"]
+    assert grafana.get("GF_AUTH_ANONYMOUS_ENABLED", "false") == "false"
+    assert "GF_AUTH_ANONYMOUS_ORG_ROLE" not in grafana
+
+
+def test_redis_requires_a_password():
+    with pytest.raises(MissingVariable, match="CRYPTOPULSE_REDIS_PASSWORD"):
+        compose_config({})
+    redis = SERVICES["redis"]
+    command = redis["command"]
+    assert command[command.index("--requirepass") + 1] == REDIS_PASSWORD
+    # the healthcheck authenticates (redis-cli reads REDISCLI_AUTH)
+    assert redis["environment"]["REDISCLI_AUTH"] == REDIS_PASSWORD
+    assert "redis-cli" in " ".join(redis["healthcheck"]["test"])
+    on_backend = {name for name in PROJECT_SERVICES if "backend" in SERVICES[name]["networks"]}
+    assert on_backend == PROJECT_SERVICES - {"dashboard"}
+    for name in on_backend:
+        url = SERVICES[name]["environment"]["CRYPTOPULSE_REDIS__URL"]
+        assert url == f"redis://:{REDIS_PASSWORD}@redis:6379/0", name
+    assert "CRYPTOPULSE_REDIS__URL" not in SERVICES["dashboard"]["environment"]
 
 
 def test_compose_variables_are_real_settings_and_valid(monkeypatch):
@@ -72,19 +212,40 @@ def test_compose_variables_are_real_settings_and_valid(monkeypatch):
         env = SERVICES[name]["environment"]
         unknown = {k for k in env if k.startswith("CRYPTOPULSE_")} - known
         assert not unknown, f"{name}: not a setting: {unknown}"
-        for key, value in env.items():
-            monkeypatch.setenv(key, str(value))
-        settings = load_settings()
-        assert settings.kafka.bootstrap == "kafka:19092"
-        assert settings.redis.dsn == "redis://redis:6379/0"
-        assert settings.mlflow.uri == "http://mlflow:5000"
-        for key in env:
-            monkeypatch.delenv(key)
+        with monkeypatch.context() as scoped:
+            for key, value in env.items():
+                scoped.setenv(key, str(value))
+            settings = load_settings()
+        assert settings.env == "prod"
+        assert settings.api.auth_enabled, f"{name}: prod runs the API with keys"
+        if "CRYPTOPULSE_REDIS__URL" in env:
+            assert settings.kafka.bootstrap == "kafka:19092"
+            assert settings.redis.dsn == f"redis://:{REDIS_PASSWORD}@redis:6379/0"
+            assert settings.mlflow.uri == "http://mlflow:5000"
+    dashboard = SERVICES["dashboard"]["environment"]
+    assert RAW_SERVICES["dashboard"]["environment"]["CRYPTOPULSE_DASHBOARD__API_KEY"] == (
+        "${CRYPTOPULSE_DASHBOARD__API_KEY:-}"
+    )
+    assert dashboard["CRYPTOPULSE_DASHBOARD__API_URL"] == f"http://api:{DEFAULTS.api.port}"
+
+
+def test_model_init_runs_once_before_the_pipeline():
+    init = SERVICES["model-init"]
+    assert init["command"] == ["model", "ensure-default"]
+    assert init["restart"] == "no"
+    assert init["build"]["args"]["INSTALL_TRAIN"] == "1", "training needs the image with torch"
+    assert init["image"] != SERVICES["api"]["image"]
+    for name in PROJECT_SERVICES - {"model-init", "dashboard"}:
+        dependency = SERVICES[name]["depends_on"]["model-init"]
+        assert dependency == {"condition": "service_completed_successfully"}, name
+    assert SERVICES["dashboard"]["depends_on"]["api"] == {"condition": "service_healthy"}
+    assert "healthcheck" in SERVICES["api"]
 
 
 def test_compose_project_services_match_scrape_hosts():
     for job, host in DOCKER_HOSTS.items():
         assert host in SERVICES, f"prometheus scrapes {host} for {job} but compose has no such service"
+    assert SERVICES["worker"]["environment"]["CRYPTOPULSE_STREAM__WEB_HOST"] == "0.0.0.0"
 
 
 def test_compose_project_commands_exist():
@@ -101,6 +262,67 @@ def test_compose_project_commands_exist():
                 f"compose service {name} runs `cryptopulse {' '.join(words)}`, which does not exist"
             )
             command = command.commands[word]
+
+
+def _instructions(name: str) -> list[str]:
+    return [line.split(None, 1)[1] for line in DOCKERFILE.splitlines() if line.startswith(f"{name} ")]
+
+
+def test_image_runs_as_an_unprivileged_user():
+    users = _instructions("USER")
+    assert users, "the image must not run as root"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0")
+    assert re.search(rf"useradd\b.*--uid {user}\b", DOCKERFILE)
+    assert re.search(r"chown [\w:]+ /data /cache", DOCKERFILE), "/data and /cache belong to the user"
+    assert DOCKERFILE.index("USER ") > DOCKERFILE.rindex("RUN "), "nothing runs as root after USER"
+    assert _instructions("ARG") == ["INSTALL_TRAIN=0"], "serving image by default, training opt-in"
+
+
+TRAINING_ONLY = ("torch", "nvidia-", "cuda-", "triton", "optimum", "sentence-transformers")
+
+
+def _serving_requirements(lock: str) -> list[str]:
+    """The Dockerfile's awk filter of the lock, run in Python: whole entries are kept or dropped."""
+    match = re.search(r"skip = \(\$0 ~ /(.+?)/\)", DOCKERFILE)
+    assert match, "the serving image filters requirements/lock.txt with awk"
+    dropped = re.compile(match.group(1))
+    kept, skip = [], False
+    for line in lock.splitlines():
+        if re.match(r"[^ #]", line):
+            skip = bool(dropped.match(line))
+        if not skip:
+            kept.append(line)
+    joined = "\n".join(kept).replace("\\\n", " ")
+    return [line for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_serving_image_installs_whole_hashed_pins_without_torch():
+    lock = (ROOT / "requirements" / "lock.txt").read_text()
+    assert re.search(r"^torch==", lock, re.MULTILINE), "the lock has the train extra"
+    requirements = _serving_requirements(lock)
+    pin = re.compile(r"^([A-Za-z0-9._-]+)==\S+(?:\s+--hash=sha256:[0-9a-f]{64})+\s*$")
+    names = set()
+    for requirement in requirements:
+        parsed = pin.match(requirement)
+        assert parsed, f"not one whole hashed pin: {requirement[:120]}"
+        names.add(parsed.group(1).lower())
+    assert {"onnxruntime", "mlflow", "fastapi", "pyspark"} <= names
+    assert not {name for name in names if name.startswith(TRAINING_ONLY)}
+    assert "--require-hashes" in DOCKERFILE
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out():
+    entries = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    required = {".env", "**/.env", ".venv", ".git", "**/__pycache__", ".cache", ".pytest_cache"}
+    required |= {".mypy_cache", ".cryptopulse", "mlruns", "*.onnx", "bench/results"}
+    assert required <= entries, f"missing: {required - entries}"
+    assert not any(entry.startswith("!") for entry in entries), "no re-inclusions"
+    assert not {"data", "data/", "deploy", "requirements"} & entries, "the build needs these"
 
 
 def _pom_property(pom: Path, name: str) -> str:

@@ -285,7 +285,7 @@ def test_down_never_signals_the_process_running_it(home: Path):
     manager = Platform(home_settings(home), [stand_in("alpha")])
     manager.up()
     code = (
-        "from cryptopulse.core.settings import load_settings\n"
+        "from core.settings import load_settings\n"
         "from cryptopulse.platform.manager import Platform\n"
         f"print(Platform(load_settings(home={str(home)!r}), []).down())"
     )

@@ -14,7 +14,7 @@ import psutil
 import pytest
 import redis
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from cryptopulse.platform.manager import Platform
 from cryptopulse.platform.ownership import OWNER_ENV, scan
 from cryptopulse.platform.services import RedisService

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from cryptopulse.core.settings import load_settings
+from core.settings import load_settings
 from cryptopulse.platform.events import RestartCounter, listen, serve_metrics
 from cryptopulse.platform.ownership import OWNER_ENV
 from cryptopulse.platform.pipeline import SparkStreamingService, StreamWorkerService

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from cryptopulse.core.kafka import EventProducer, WireRecord, ensure_topics
-from cryptopulse.core.settings import Settings, load_settings
+from core.kafka import DeliveryError, EventProducer, FailedDelivery, WireRecord, ensure_topics
+from core.settings import Settings, load_settings
 from schemas.events import Event
 from schemas.topics import DEAD_LETTER, RAW_NEWS, RAW_PRICES, RAW_REDDIT
 from tests.producers.fakeserver import FakeServer
@@ -58,15 +58,31 @@ def unit_settings(tmp_path: Path, server: FakeServer) -> Settings:
 
 
 class RecordingProducer(EventProducer):
-    """An EventProducer stand-in that keeps records in memory (unit tests, no broker)."""
+    """An EventProducer stand-in that keeps records in memory (unit tests, no broker).
 
-    def __init__(self, settings: Settings, *, fail_flush: bool = False) -> None:
+    ``client_max_bytes``: ``send`` refuses a larger record at once, as librdkafka does over
+    its message.max.bytes. ``broker_max_bytes``: ``flush`` fails every pending record of a
+    topic that holds a larger one, as a broker refuses a whole batch over its limit.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        fail_flush: bool = False,
+        client_max_bytes: int | None = None,
+        broker_max_bytes: int | None = None,
+    ) -> None:
         self.settings = settings
         self.component = "test"
         self.sent: list[tuple[str, str | None, Event]] = []
         self.pending: list[tuple[str, str | None, Event]] = []
         self.dead: list[dict[str, Any]] = []
         self.fail_flush = fail_flush
+        self.client_max_bytes = client_max_bytes
+        self.broker_max_bytes = broker_max_bytes
+        self.flushes = 0
+        self._by_value: dict[bytes, Event] = {}
         self.delivered = 0
 
     def send(self, topic: str, record: WireRecord, *, key: str | None = None) -> None:
@@ -74,16 +90,33 @@ class RecordingProducer(EventProducer):
         if topic == DEAD_LETTER.name(self.settings):
             self.dead.append(record.model_dump())
             return
+        value = record.to_json()
+        if self.client_max_bytes is not None and len(value) > self.client_max_bytes:
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+        self._by_value[value] = record
         self.pending.append((topic, key, record))
 
-    def flush(self, timeout_s: float = 60.0) -> None:
-        from cryptopulse.core.kafka import DeliveryError
+    def send_raw(self, topic: str, value: bytes, *, key: str | None = None) -> None:
+        self.pending.append((topic, key, self._by_value[value]))
 
+    def flush(self, timeout_s: float = 60.0) -> None:
+        self.flushes += 1
         if self.fail_flush and self.pending:
             self.pending.clear()
             raise DeliveryError("simulated broker failure")
-        self.sent.extend(self.pending)
+        limit = self.broker_max_bytes
+        refused_topics = {t for t, _, r in self.pending if limit is not None and len(r.to_json()) > limit}
+        failures = [
+            FailedDelivery(
+                t, k.encode() if k else None, r.to_json(), KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+            )
+            for t, k, r in self.pending
+            if t in refused_topics
+        ]
+        self.sent.extend((t, k, r) for t, k, r in self.pending if t not in refused_topics)
         self.pending.clear()
+        if failures:
+            raise DeliveryError(f"{len(failures)} records not delivered", failures)
 
     def close(self) -> None:
         self.flush()

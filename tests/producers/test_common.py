@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from producers.cli import register
 from producers.http import Fetcher, FetchError, _seconds
 from producers.runner import SOURCES, Runner, build_source

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from producers.news import FeedSource, NewsApiSource, entry_keys, load_feeds, plain_text
 from producers.runner import Runner
 from schemas.events import DeadLetter, NewsArticle

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from producers.prices import PriceSource
 from producers.runner import Runner
 from schemas.events import PriceTick

@@ -9,7 +9,7 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from producers.reddit import RedditSource, fullname_value, skip_reason
 from producers.runner import Runner
 from schemas.events import RedditComment, RedditPost

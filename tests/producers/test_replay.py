@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptopulse.core.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 from producers.replay import ReplaySource, load_rows, news_source_id, reddit_fullname
 from producers.runner import Runner
 from schemas.events import NewsArticle, PriceTick, RedditPost, utc_now
@@ -132,7 +132,7 @@ def test_rate_and_time_compression(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_replay_process_sigterm_flushes_checkpoints_and_resumes(platform: Settings, tmp_path: Path) -> None:
     """``python -m producers replay`` as the platform runs it: SIGTERM, then restart, no dups, no gaps."""
-    from cryptopulse.core.kafka import ensure_topics
+    from core.kafka import ensure_topics
     from tests.producers.conftest import RAW_SPECS
 
     prefix = f"tp-{uuid.uuid4().hex[:10]}"

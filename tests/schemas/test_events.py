@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -130,3 +131,67 @@ def test_topic_keys_follow_the_catalog_contract():
     assert TRENDS.key_of(trend) == "solana:1h:reddit"
     assert SCORED_POSTS.key_of(trend) == trend.source_id
     assert ALERTS.key_of(trend) == "solana"
+
+
+def _unbounded_strings(node: object, defs: dict, path: str = "") -> list[str]:
+    """Paths of string schemas without a maxLength (enums, constants and timestamps are bounded)."""
+    if isinstance(node, list):
+        return [p for i, item in enumerate(node) for p in _unbounded_strings(item, defs, f"{path}[{i}]")]
+    if not isinstance(node, dict):
+        return []
+    if "$ref" in node:
+        return _unbounded_strings(defs[node["$ref"].rsplit("/", 1)[-1]], defs, path)
+    found = []
+    if node.get("type") == "string" and not {"maxLength", "enum", "const", "format"} & node.keys():
+        found.append(path or "<root>")
+    for key, value in node.items():
+        if key != "$defs":
+            found += _unbounded_strings(value, defs, f"{path}/{key}")
+    return found
+
+
+@pytest.mark.parametrize("mode", ["validation", "serialization"])
+@pytest.mark.parametrize("model", WIRE_MODELS)
+def test_every_string_on_the_wire_has_a_maximum_length(model, mode):
+    schema = model.model_json_schema(mode=mode)
+    assert _unbounded_strings(schema, schema.get("$defs", {})) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("url", "https://x.example/" + "a" * 2048),
+        ("permalink", "/r/" + "a" * 2048),
+        ("selftext", "a" * 40_001),
+    ],
+)
+def test_over_long_strings_are_rejected(field, value):
+    with pytest.raises(ValidationError, match="string_too_long"):
+        RedditPost(source_id="t3_a", event_time=T0, subreddit="Bitcoin", title="t", **{field: value})
+
+
+def test_dead_letter_caps_the_payload_and_keeps_its_size_and_hash():
+    payload = b'{"selftext": "' + b"x" * 2_000_000 + b'"}'
+    letter = DeadLetter.for_payload(
+        payload, reason="invalid_schema", detail="d" * 10_000, component="test", original_key="k" * 10_000
+    )
+    assert letter.payload == payload[: 64 * 1024].decode()
+    assert letter.payload_size == len(payload)
+    assert letter.payload_sha256 == hashlib.sha256(payload).hexdigest()
+    assert letter.source_id == "sha256:" + letter.payload_sha256
+    assert len(letter.detail) == 4000 and len(letter.original_key or "") == 256
+    assert len(letter.to_json()) < 80_000
+    assert DeadLetter.from_json(letter.to_json()) == letter
+
+
+def test_dead_letters_written_before_the_cap_still_read():
+    old = {
+        "source_id": "sha256:" + "0" * 64,
+        "event_time": "2026-01-01T00:00:00.000Z",
+        "reason": "malformed_json",
+        "detail": "x",
+        "component": "stream.clean",
+        "payload": "{broken",
+    }
+    letter = DeadLetter.model_validate(old)
+    assert letter.payload_size is None and letter.payload_sha256 is None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptopulse.core.settings import Settings, load_settings
+from core.settings import Settings, load_settings
 from model_export.train import TrainResult
 from scoring.child_process import ChildProcessRuntime
 from scoring.holder import ModelHolder, load_runtime, process_runtime

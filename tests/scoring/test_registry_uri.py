@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptopulse.core.settings import load_settings
+from core.settings import load_settings
 from scoring.registry_uri import (
     ModelLoadError,
     RegistryVersion,

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import pickle
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from model_export.train import TrainResult
+from scoring.manifest import MANIFEST_NAME
 from scoring.registry_uri import ModelLoadError
 from scoring.runtime import SentimentRuntime, TextScore
 
@@ -68,9 +73,47 @@ def test_load_errors(tmp_path) -> None:
         SentimentRuntime.load(tmp_path)  # exists but is no artifact
 
 
-def test_runtime_never_imports_torch(tiny: TrainResult) -> None:
+@pytest.fixture
+def artifact_copy(tiny: TrainResult, tmp_path: Path) -> Path:
+    """A copy of the tiny model's artifact to tamper with."""
+    return Path(shutil.copytree(tiny.artifact_dir, tmp_path / "artifact"))
+
+
+def test_a_copied_artifact_with_an_extra_data_file_loads(artifact_copy: Path) -> None:
+    (artifact_copy / "NOTES.txt").write_text("not listed, never read", "utf-8")
+    assert SentimentRuntime.load(artifact_copy).score(["bitcoin rallies"])[0].label is not None
+
+
+@pytest.mark.parametrize(
+    "name", ["model.onnx", "linear.npz", "linear.json", "combiner.json", "metadata.json"]
+)
+def test_a_tampered_file_refuses_the_load(artifact_copy: Path, name: str) -> None:
+    data = bytearray((artifact_copy / name).read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit, same size: only the sha256 can tell
+    (artifact_copy / name).write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match=f"{re.escape(name)} does not match its sha256"):
+        SentimentRuntime.load(artifact_copy)
+
+
+def test_a_missing_manifest_refuses_the_load(artifact_copy: Path) -> None:
+    (artifact_copy / MANIFEST_NAME).unlink()
+    with pytest.raises(ModelLoadError, match=r"no manifest\.json"):
+        SentimentRuntime.load(artifact_copy)
+
+
+def test_an_extra_pickle_refuses_the_load(artifact_copy: Path) -> None:
+    (artifact_copy / "linear.joblib").write_bytes(pickle.dumps({"an": "old member"}))
+    with pytest.raises(ModelLoadError, match=r"unexpected file linear\.joblib is in a format that runs code"):
+        SentimentRuntime.load(artifact_copy)
+
+
+def test_runtime_never_imports_torch_nor_unpickles(tiny: TrainResult) -> None:
+    # Every unpickler (C or Python, also numpy's and joblib's) fires the ``pickle.find_class``
+    # audit event for any global a pickle refers to, which is how a pickle runs code.
     code = textwrap.dedent(f"""
         import sys
+        unpickled = []
+        sys.addaudithook(lambda event, args: unpickled.append(args) if event == "pickle.find_class" else None)
         from scoring.runtime import SentimentRuntime
         rt = SentimentRuntime.load({str(tiny.artifact_dir)!r})
         out = rt.score(["bitcoin to the moon", "", "rekt"])
@@ -78,6 +121,7 @@ def test_runtime_never_imports_torch(tiny: TrainResult) -> None:
         assert out[0].label is not None and out[1].error
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in {{"torch", "transformers", "optimum"}})
         assert not heavy, heavy
+        assert not unpickled, unpickled
         print("ok")
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from cryptopulse.core.kafka import EventProducer, ensure_topics
-from cryptopulse.core.settings import Settings, load_settings
+from core.kafka import EventProducer, ensure_topics
+from core.settings import Settings, load_settings
 from schemas.events import Event, PriceTick, ScoredPost, SentimentLabel, Source, content_hash
 from schemas.topics import ALERTS, RAW_PRICES, SCORED_POSTS, TRENDS
 from tests.cleanup import discard_run_data
@@ -23,7 +23,7 @@ T0 = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
     """The one SparkSession of the test run (local[2], small shuffle, Kafka jars from the cache)."""
-    from cryptopulse.core.settings import get_settings
+    from core.settings import get_settings
     from spark_jobs.session import build_spark
 
     session = build_spark(get_settings(), app_name="cryptopulse-tests")

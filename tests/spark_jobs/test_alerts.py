@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from cryptopulse.core.settings import Settings, SparkSettings
+from core.settings import Settings, SparkSettings
 from schemas.events import Alert, TrendWindow, WindowSize
 from schemas.redis_keys import RedisKeys
 from schemas.topics import ALERTS, TRENDS

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from spark_jobs.backfill import run_backfill
 from spark_jobs.lake import read_trends
 from spark_jobs.stream import start_stream

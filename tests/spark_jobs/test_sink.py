@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from schemas.events import TrendWindow
 from schemas.redis_keys import RedisKeys
 from spark_jobs.aggregations import PRICE_SOURCE, TOTAL_COIN

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from schemas.events import TrendWindow
 from schemas.redis_keys import RedisKeys
 from spark_jobs.stream import start_stream

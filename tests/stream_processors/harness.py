@@ -17,8 +17,8 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from cryptopulse.core.kafka import tail_offsets, viewer_consumer
-from cryptopulse.core.settings import Settings
+from core.kafka import tail_offsets, viewer_consumer
+from core.settings import Settings
 from schemas.topics import CLEAN_POSTS, DEAD_LETTER, SCORED_POSTS
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from tests.tiny_model import TINY_VERSION, tiny_model_dir
 
 __all__ = ["TINY_VERSION", "delete_model", "move_champion", "register_versions", "tiny_model_dir"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cryptopulse.core.settings import load_settings
+from core.settings import load_settings
 from schemas.events import CleanPost, RedditPost, Source, content_hash
 from scoring.holder import ModelHolder
 from stream_processors.app import create_app
@@ -269,3 +270,138 @@ def test_model_poll_swaps_between_batches_and_updates_the_model_gauges(tmp_path:
     asyncio.run(scenario())
     assert holder.version == "fake/2" and m.MODEL_SWAPS._value.get() == swaps_before + 1
     assert m.MODEL_INFO.labels("fake/1")._value.get() == 0 and m.MODEL_INFO.labels("fake/2")._value.get() == 1
+
+
+NESTED = b"[" * 100_000 + b"]" * 100_000  # 200 KB deeply nested array
+
+
+def big_post() -> bytes:
+    return json.dumps(
+        {
+            "kind": "post",
+            "source_id": "t3_big",
+            "event_time": "2026-01-01T00:00:00Z",
+            "subreddit": "Bitcoin",
+            "title": "Bitcoin",
+            "selftext": "x" * 2_000_000,
+        }
+    ).encode()
+
+
+def test_clean_agent_dead_letters_poison_records_and_carries_on(harness: Harness) -> None:
+    big = big_post()
+
+    async def scenario() -> None:
+        async with harness.agent("clean").test_context() as agent:
+            await agent.put(NESTED, key=b"nested")
+            await agent.put(b'{"kind": "post", "title": "\xff\xfe"}', key=b"utf8")
+            await agent.put(b'{"kind": "post", "title": "a\x00b"}', key=b"nul")
+            await agent.put(big, key=b"big")
+            await agent.put(b"[1, 2, 3]", key=b"array")
+            await agent.put(reddit("t3_ok", "Bitcoin looks strong today my friends"), key=b"t3_ok")
+
+    asyncio.run(scenario())
+    assert [r["source_id"] for r in harness.outputs("clean.posts")] == ["t3_ok"]
+    dead = {r["original_key"]: r for r in harness.outputs("deadletter")}
+    assert {key: r["reason"] for key, r in dead.items()} == {
+        "nested": "malformed_json",
+        "utf8": "malformed_json",
+        "nul": "malformed_json",
+        "big": "invalid_schema",
+        "array": "invalid_schema",
+    }
+    assert dead["nested"]["payload_size"] == len(NESTED) and len(dead["nested"]["payload"]) == 64 * 1024
+    assert dead["big"]["payload_size"] == len(big) and len(dead["big"]["payload"]) == 64 * 1024
+
+
+def test_clean_agent_dead_letters_a_record_whose_handling_raises(harness: Harness) -> None:
+    """Whatever raises while one record is handled dead-letters that record, and the next
+    record is cleaned as usual (an exception out of the agent would be acked and lost)."""
+    clean_agent = harness.parts.clean
+    catalog = clean_agent.tagger
+
+    class ExplodingTagger:
+        def tag(self, text: str) -> list[str]:
+            if "explode" in text:
+                raise RuntimeError("tagger blew up")
+            return catalog.tag(text)
+
+    clean_agent.tagger = ExplodingTagger()
+
+    async def scenario() -> None:
+        async with harness.agent("clean").test_context() as agent:
+            await agent.put(
+                reddit("t3_boom", "Bitcoin will explode higher this week, friends"), key=b"t3_boom"
+            )
+            await agent.put(reddit("t3_fine", "Bitcoin looks strong today my friends"), key=b"t3_fine")
+
+    asyncio.run(scenario())
+    assert [r["source_id"] for r in harness.outputs("clean.posts")] == ["t3_fine"]
+    [dead] = harness.outputs("deadletter")
+    assert dead["reason"] == "unhandled_error" and dead["component"] == "stream.clean"
+    assert dead["detail"] == "RuntimeError: tagger blew up" and dead["original_key"] == "t3_boom"
+
+
+def test_score_agent_dead_letters_unreadable_records(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stream_processors.agents import score as score_module
+
+    class ExplodingCleanPost(CleanPost):
+        @classmethod
+        def from_json(cls, payload: bytes | str) -> Any:
+            if b"explode" in (payload if isinstance(payload, bytes) else payload.encode()):
+                raise MemoryError("no room for this one")
+            return CleanPost.from_json(payload)
+
+    monkeypatch.setattr(score_module, "CleanPost", ExplodingCleanPost)
+
+    async def scenario() -> None:
+        async with harness.agent("score").test_context() as agent:
+            await agent.put(NESTED, key=b"nested")
+            await agent.put(b"\xff\xfe\x00garbage", key=b"utf8")
+            await agent.put(b'"just a string"', key=b"string")
+            await agent.put(clean("t3_x", "explode Bitcoin today"), key=b"t3_x")
+            await agent.put(clean("t3_ok", "Bitcoin is doing fine today"), key=b"t3_ok")
+            deadline = asyncio.get_running_loop().time() + 10
+            while len(harness.outputs("scored.posts")) < 1 or len(harness.outputs("deadletter")) < 4:
+                assert asyncio.get_running_loop().time() < deadline, harness.sent
+                await asyncio.sleep(0.02)
+
+    asyncio.run(scenario())
+    assert [r["source_id"] for r in harness.outputs("scored.posts")] == ["t3_ok"]
+    dead = {r["original_key"]: r for r in harness.outputs("deadletter")}
+    assert {key: r["reason"] for key, r in dead.items()} == {
+        "nested": "invalid_schema",
+        "utf8": "invalid_schema",
+        "string": "invalid_schema",
+        "t3_x": "unhandled_error",
+    }
+    assert dead["t3_x"]["detail"] == "MemoryError: no room for this one"
+    assert all(r["component"] == "stream.score" for r in dead.values())
+
+
+def test_score_agent_exits_for_the_supervisor_when_the_model_fails_a_batch(harness: Harness) -> None:
+    """A runtime failing the whole batch is not the records' fault: nothing is dead-lettered
+    or acked, the worker exits so the supervisor restarts it and the batch is scored again."""
+    exits: list[BaseException] = []
+    harness.parts.score.exit_worker = exits.append
+
+    def broken(texts: Any) -> list[Any]:
+        raise RuntimeError("scoring process gone")
+
+    harness.runtime.score = broken  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        async with harness.agent("score").test_context() as agent:
+            await agent.put(clean("t3_a", "Bitcoin is doing fine today"), key=b"t3_a")
+            deadline = asyncio.get_running_loop().time() + 10
+            while not exits:
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.02)
+
+    with contextlib.suppress(RuntimeError):
+        asyncio.run(scenario())
+    assert [str(e) for e in exits] == ["scoring process gone"]
+    assert harness.outputs("scored.posts") == [] and harness.outputs("deadletter") == []
+    assert not harness.parts.score._in_flight  # a redelivery of the batch is scored again

@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cryptopulse.core.settings import load_settings
+from core.settings import load_settings
 from scoring.holder import ModelHolder
 from stream_processors.app import StreamApp, create_app, faust_config, group_id
 from stream_processors.liveness import HEARTBEAT_INTERVAL_S

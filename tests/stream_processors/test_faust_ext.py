@@ -10,7 +10,7 @@ import pytest
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
-from cryptopulse.core.settings import load_settings
+from core.settings import load_settings
 from scoring.holder import ModelHolder
 from stream_processors.app import create_app
 from stream_processors.faust_ext import SeekFirstRecovery, StreamConsumer

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import redis
 
-from cryptopulse.core.kafka import EventProducer
-from cryptopulse.core.settings import Settings, load_settings
+from core.kafka import EventProducer
+from core.settings import Settings, load_settings
 from schemas.events import NewsArticle, RedditComment, RedditPost
 from schemas.topics import RAW_NEWS, RAW_REDDIT
 from stream_processors.app import group_id
@@ -329,3 +329,45 @@ def test_sigkill_midstream_loses_nothing(
         assert max(c["score"] for c in copies) - min(c["score"] for c in copies) < 0.05
     print(f"kill after {done_before_kill}/{total} scored; ids repeated on the topic: {len(repeats)}")
     assert len(repeats) <= 16 * 2, "more repeats than the batches in flight at the kill"
+
+
+def test_poison_records_are_dead_lettered_and_nothing_else_is_lost(
+    stream_settings: Settings, registered_model: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    """A 200 KB deeply nested JSON array (once acked and silently dropped: the exception
+    escaped the clean agent) and a NUL-byte record, among good posts on the real broker:
+    each poison record ends as one capped dead letter and every good post is scored."""
+    settings = stream_settings
+    name, _ = registered_model
+    reddit = RAW_REDDIT.name(settings)
+    nested = b"[" * 100_000 + b"]" * 100_000
+    nul = b'{"kind": "post", "source_id": "t3_nul", "title": "\x00\x00"}'
+    good = [english_post(i, sid=f"t3_g{i}") for i in range(10)]
+    with EventProducer(settings, component="test") as producer:
+        for post in good[:5]:
+            producer.send(reddit, post)
+        producer.send_raw(reddit, nested, key="nested")
+        producer.send_raw(reddit, nul, key="nul")
+        for post in good[5:]:
+            producer.send(reddit, post)
+
+    nested_id = "sha256:" + hashlib.sha256(nested).hexdigest()
+    nul_id = "sha256:" + hashlib.sha256(nul).hexdigest()
+    reader = OutputReader(settings)
+    worker = start_worker(settings, name, tmp_path)
+    try:
+        worker.wait_ready()
+        expected = {p.source_id for p in good}
+        missing = reader.wait_for(expected | {nested_id, nul_id}, timeout_s=120)
+        assert not missing, f"no outcome for {missing}; worker log: {worker.tail()}"
+        assert {r["source_id"] for r in reader.scored} == expected
+        dead = {r["source_id"]: r for r in reader.dead}
+        assert set(dead) == {nested_id, nul_id}
+        assert dead[nested_id]["reason"] == "malformed_json" and "RecursionError" in dead[nested_id]["detail"]
+        assert dead[nested_id]["payload_size"] == len(nested) and len(dead[nested_id]["payload"]) == 64 * 1024
+        assert dead[nested_id]["payload_sha256"] == hashlib.sha256(nested).hexdigest()
+        assert dead[nul_id]["reason"] == "malformed_json" and dead[nul_id]["original_key"] == "nul"
+        assert worker.proc is not None and worker.proc.poll() is None
+    finally:
+        worker.stop()
+        reader.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptopulse.core.settings import load_settings
+from core.settings import load_settings
 from stream_processors.liveness import (
     HEARTBEAT_INTERVAL_S,
     STALL_RESTARTS_ENV,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 
@@ -118,3 +119,60 @@ def test_every_payload_has_exactly_one_outcome() -> None:
     outcomes = [run(p, offset=i, dedup=dedup) for i, p in enumerate(payloads)]
     assert len(outcomes) == len(payloads)
     assert all(isinstance(o, CleanPost | DeadLetter) for o in outcomes)
+
+
+# -- poison records: each fails alone with a reason, never an exception ------------------
+
+NESTED = b"[" * 100_000 + b"]" * 100_000  # 200 KB deeply nested array
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        pytest.param(NESTED, c.REASON_MALFORMED_JSON, id="deeply-nested"),
+        pytest.param(
+            b'{"kind": "post", "title": "\xff\xfe bad utf-8"}', c.REASON_MALFORMED_JSON, id="invalid-utf8"
+        ),
+        pytest.param(b'{"kind": "post", "title": "a\x00b"}', c.REASON_MALFORMED_JSON, id="raw-nul-byte"),
+        pytest.param(b"\x00" * 64, c.REASON_MALFORMED_JSON, id="only-nul-bytes"),
+        pytest.param(b"[1, 2, 3]", c.REASON_INVALID_SCHEMA, id="array"),
+        pytest.param(b'"a string"', c.REASON_INVALID_SCHEMA, id="string"),
+        pytest.param(b"null", c.REASON_INVALID_SCHEMA, id="null"),
+        pytest.param(b"42", c.REASON_INVALID_SCHEMA, id="number"),
+    ],
+)
+def test_poison_payloads_are_dead_lettered(payload: bytes, reason: str) -> None:
+    dead = run(payload)
+    assert isinstance(dead, DeadLetter) and dead.reason == reason, dead
+    assert dead.payload_size == len(payload) and dead.payload_sha256 == hashlib.sha256(payload).hexdigest()
+
+
+def test_deeply_nested_json_names_the_recursion() -> None:
+    dead = run(NESTED)
+    assert isinstance(dead, DeadLetter) and "RecursionError" in dead.detail
+    assert dead.payload == NESTED[: len(dead.payload)].decode() and len(dead.payload) == 64 * 1024
+    assert len(dead.to_json()) < 100_000  # the dead letter itself fits on its topic
+
+
+def test_two_megabyte_message_is_dead_lettered_capped() -> None:
+    payload = json.dumps(
+        {
+            "kind": "post",
+            "source_id": "t3_big",
+            "event_time": "2026-01-01T00:00:00Z",
+            "subreddit": "Bitcoin",
+            "title": "bitcoin",
+            "selftext": "x" * 2_000_000,
+        }
+    ).encode()
+    dead = run(payload)
+    assert isinstance(dead, DeadLetter) and dead.reason == c.REASON_INVALID_SCHEMA
+    assert "selftext" in dead.detail and dead.payload_size == len(payload)
+    assert len(dead.to_json()) < 100_000
+
+
+def test_escaped_nul_characters_are_cleaned_away() -> None:
+    payload = reddit("Bitcoin\u0000 looks\u0007 strong into the weekly close")
+    post = run(payload)
+    assert isinstance(post, CleanPost), post
+    assert post.text == "Bitcoin looks strong into the weekly close"

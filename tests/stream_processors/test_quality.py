@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from schemas.events import Alert, DataQualityReport
 from schemas.redis_keys import RedisKeys
 from stream_processors.cleaning import (

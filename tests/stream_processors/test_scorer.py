@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from schemas.events import CleanPost, Source, content_hash
 from stream_processors.live import CounterUpdate
 from stream_processors.scorer import score_batch
-from tests.stream_processors.fakes import FakeRuntime
+from tests.stream_processors.fakes import FakeRuntime, FakeScore
 
 pytestmark = pytest.mark.unit
 
@@ -49,3 +51,21 @@ def test_counter_mean() -> None:  # live key names: tests/schemas/test_redis_key
     update = CounterUpdate("bitcoin", "1m", 60.0, 120.0, 4, 1.0)
     assert update.mean_score == 0.25 and update.as_dict()["mean_score"] == 0.25
     assert CounterUpdate("x", "5m", 0, 300, 0, 0.0).mean_score == 0.0
+
+
+def test_an_invalid_verdict_fails_its_post_alone() -> None:
+    """A verdict that does not make a valid ScoredPost (here an over-long model version for
+    one text) dead-letters that post only; the rest of the batch is scored."""
+
+    class OddRuntime(FakeRuntime):
+        def score(self, texts: Sequence[object]) -> list[FakeScore]:
+            results = super().score(texts)
+            return [
+                dataclasses.replace(r, model_version="v" * 500) if "odd" in str(t) else r
+                for t, r in zip(texts, results, strict=True)
+            ]
+
+    result = score_batch(OddRuntime(), [clean(1), clean(2, "odd one out"), clean(3)])
+    assert [p.source_id for p in result.scored] == ["t3_1", "t3_3"]
+    [(post, reason)] = result.failed
+    assert post.source_id == "t3_2" and reason.startswith("invalid verdict: ValidationError")

@@ -13,7 +13,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 from schemas.events import Alert, AlertSeverity, PriceTick, TrendWindow, WindowSize
 from schemas.redis_keys import (
     ALERT_MEMORY_S,

@@ -5,7 +5,7 @@ connector are resolved by Maven from the poms in ``deploy/``; Maven's own local
 repository (``~/.m2``) caches downloads across clones, and the copied jar folder is
 reused as long as it is complete (a marker file is written last).
 
-``python -m cryptopulse.core.jars`` fetches both; the setup script calls it.
+``python -m core.jars`` fetches both; the setup script calls it.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cryptopulse.core.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 KAFKA_POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 SPARK_POM = REPO_ROOT / "deploy" / "spark" / "pom.xml"
 MARKER = ".complete"
@@ -50,7 +50,7 @@ def _fetch(pom: Path, target: Path, properties: dict[str, str]) -> Path:
         *(f"-D{key}={value}" for key, value in properties.items()),
     ]
     log.info("fetching jars from Maven Central", extra={"pom": str(pom), "target": str(target)})
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)  # nosec B603 # mvn with our own pom and cache paths, no shell
     if result.returncode != 0:
         raise JarFetchError(f"mvn failed for {pom.name}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
     (staging / MARKER).write_text("ok\n")

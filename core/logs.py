@@ -12,7 +12,8 @@ import sys
 
 import structlog
 
-from cryptopulse.core.settings import Settings, get_settings
+from core.redact import redact_credentials
+from core.settings import Settings, get_settings
 
 _configured = False
 
@@ -29,6 +30,8 @@ def configure_logging(settings: Settings | None = None, *, stream: object = None
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # Last, so it sees every value: no DSN password reaches a log line.
+        redact_credentials,
     ]
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()

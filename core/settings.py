@@ -9,12 +9,22 @@ machine running the whole stack; a real cluster overrides hosts, partitions and 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "CRYPTOPULSE_"
@@ -192,6 +202,27 @@ class ApiSettings(_Section):
     view_cache_s: float = Field(
         default=0.5, ge=0, le=60, description="per-worker cache of hot view reads; 0 = off"
     )
+    anonymous_rate_limit_per_minute: int = Field(
+        default=600, ge=0, description="per client address and window while auth is off; 0 = none"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="proxy addresses or networks whose X-Forwarded-For names the client; default: none",
+    )
+    sse_max_streams: int = Field(default=100, ge=1, description="open /v1/stream connections per API worker")
+    sse_max_streams_per_client: int = Field(
+        default=5, ge=1, description="open streams per API key (client address with auth off), per worker"
+    )
+    sse_max_lifetime_s: float = Field(
+        default=3600.0, gt=0, le=86_400, description="a stream then ends cleanly; clients reconnect"
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
+        return value
 
 
 class DashboardSettings(_Section):
@@ -362,7 +393,10 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    env: Literal["dev", "test", "prod"] = "dev"
+    env: Literal["dev", "test", "prod"] = Field(
+        default="dev",
+        description="prod: API keys on by default, and settings refuse api.auth_enabled=false",
+    )
     log_level: LogLevel = "INFO"
     log_json: bool = False
     log_rotate_mb: int = Field(
@@ -388,6 +422,42 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _prod_turns_api_keys_on(cls, data: Any) -> Any:
+        """In production API keys are the default; only an explicit value can say otherwise
+        (and ``_prod_requires_api_keys`` refuses it)."""
+        if not isinstance(data, dict) or data.get("env") != "prod":
+            return data
+        api = data.get("api")
+        if api is None:
+            return {**data, "api": {"auth_enabled": True}}
+        if isinstance(api, dict) and "auth_enabled" not in api:
+            return {**data, "api": {**api, "auth_enabled": True}}
+        if isinstance(api, ApiSettings) and "auth_enabled" not in api.model_fields_set:
+            return {**data, "api": api.model_copy(update={"auth_enabled": True})}
+        return data
+
+    @model_validator(mode="after")
+    def _prod_requires_api_keys(self) -> Self:
+        """An API without keys in production serves the views and /v1/score to anyone who
+        reaches it, and a non-loopback bind makes that anyone on the network."""
+        if self.env != "prod" or self.api.auth_enabled:
+            return self
+        exposure = (
+            ""
+            if _is_loopback(self.api.host)
+            else f" on CRYPTOPULSE_API__HOST={self.api.host}, reachable from other machines"
+        )
+        raise PydanticCustomError(
+            "prod_without_api_keys",
+            "CRYPTOPULSE_ENV=prod refuses CRYPTOPULSE_API__AUTH_ENABLED=false: the API would serve "
+            "without keys{exposure}. Remove CRYPTOPULSE_API__AUTH_ENABLED (prod turns keys on) and "
+            "create keys with `cryptopulse apikey create NAME`, or use CRYPTOPULSE_ENV=dev with a "
+            "loopback CRYPTOPULSE_API__HOST.",
+            {"exposure": exposure},
+        )
+
     @property
     def run_dir(self) -> Path:
         """The home's supervisord: its socket, configuration and pid file, and restart counts."""
@@ -396,6 +466,16 @@ class Settings(BaseSettings):
     @property
     def log_dir(self) -> Path:
         return self.home / "logs"
+
+
+def _is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address: reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class SettingsError(RuntimeError):
@@ -413,6 +493,9 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
+            if not error["loc"]:  # a rule across variables names them itself (and echoes no input)
+                lines.append(error["msg"])
+                continue
             name = _env_name(error["loc"])
             given = error.get("input")
             lines.append(f"{name}={given!r}: {error['msg']}")
@@ -443,7 +526,7 @@ def render_configuration_doc() -> str:
     lines = [
         "# Configuration",
         "",
-        "Generated by `python -m cryptopulse.core.settings` from `cryptopulse/core/settings.py`;",
+        "Generated by `python -m core.settings` from `core/settings.py`;",
         "a test fails when it is stale. Every variable can also be set in a `.env` file in the working",
         "directory.",
         "Defaults are sized for a 2-core, 24 GB machine; `home` and `cache_dir` default to",
@@ -471,6 +554,6 @@ def render_configuration_doc() -> str:
 
 
 if __name__ == "__main__":
-    (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").write_text(
+    (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").write_text(
         render_configuration_doc(), "utf-8"
     )

@@ -9,8 +9,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cryptopulse.core.logs import configure_logging
-from cryptopulse.core.settings import Settings, SettingsError, get_settings
+from core.logs import configure_logging
+from core.redact import mask_url_credentials
+from core.settings import Settings, SettingsError, get_settings
 
 # Wide output when piped (logs, CI) so tables are not folded into unreadable columns.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -18,8 +19,11 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print ``error: message`` on stderr and return the exit to raise."""
-    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    """Print ``error: message`` on stderr and return the exit to raise.
+
+    URL credentials are masked: messages name servers and quote their errors.
+    """
+    err_console.print(f"[red]error:[/red] {escape(mask_url_credentials(message))}", highlight=False)
     return typer.Exit(code)
 
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cryptopulse.core.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,27 @@ class TopicSpec(Protocol):
     def decode(self, payload: bytes | str) -> Any: ...
 
 
+@dataclass(frozen=True)
+class FailedDelivery:
+    """One record the broker did not acknowledge, with what it takes to resend or dead-letter it."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    error: KafkaError
+
+    @property
+    def too_large(self) -> bool:
+        """Refused for its size (the broker rejects a whole batch that is over its limit)."""
+        return bool(self.error.code() == KafkaError.MSG_SIZE_TOO_LARGE)
+
+
 class DeliveryError(RuntimeError):
-    """A record was not acknowledged by the broker."""
+    """A record was not acknowledged by the broker; ``failures`` says which, and why."""
+
+    def __init__(self, message: str, failures: Iterable[FailedDelivery] = ()) -> None:
+        super().__init__(message)
+        self.failures = list(failures)
 
 
 def admin_client(settings: Settings, *, timeout_s: float = 10.0, quiet: bool = False) -> AdminClient:
@@ -283,12 +302,12 @@ class EventProducer:
         self.settings = settings
         self.component = component
         self._producer = Producer(producer_config(settings, **overrides))
-        self._failures: list[str] = []
+        self._failures: list[FailedDelivery] = []
         self.delivered = 0
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
-            self._failures.append(f"{msg.topic()}: {err}")
+            self._failures.append(FailedDelivery(str(msg.topic()), msg.key(), msg.value() or b"", err))
             log.error("delivery failed", extra={"topic": msg.topic(), "error": str(err)})
         else:
             self.delivered += 1
@@ -313,7 +332,8 @@ class EventProducer:
             raise DeliveryError(f"{remaining} records still in flight after {timeout_s}s")
         if self._failures:
             failures, self._failures = self._failures, []
-            raise DeliveryError(f"{len(failures)} records not delivered: {failures[:3]}")
+            summary = [f"{f.topic}: {f.error}" for f in failures[:3]]
+            raise DeliveryError(f"{len(failures)} records not delivered: {summary}", failures)
 
     def close(self) -> None:
         self.flush()

@@ -1,0 +1,14 @@
+"""API key scopes: what a key may do beyond reading the views.
+
+Its own module, free of imports, so the CLI can offer the choices without loading the
+request-path code.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Scope(StrEnum):
+    ADMIN = "admin"
+    """/v1/admin: raw Kafka messages (texts with author names, dead letters with payloads)."""

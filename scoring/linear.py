@@ -1,0 +1,122 @@
+"""The TF-IDF + logistic regression member stored as data (JSON + numpy arrays), never pickled.
+
+Pickle and joblib run code while loading, so a model from an unauthenticated registry could
+run anything in a worker. skops avoids that but is no fit for serving: importing ``skops.io``
+walks all of scikit-learn (and imports torch where it is installed) in every scoring process.
+The member's fitted state is plain data: each vectorizer's analysis parameters, vocabulary and
+idf weights, and the classifier's weights. Loading rebuilds the scikit-learn objects from it
+through their public parameters (a fixed ``vocabulary`` and the ``idf_`` setter), so the text
+analysis stays scikit-learn's own and predictions are identical to the fitted pipeline.
+
+Files: ``linear.json`` (format, analysis parameters, vocabularies, classes) and
+``linear.npz`` (idf vectors, coefficients, intercepts; read with ``allow_pickle=False``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, Pipeline
+
+from scoring.registry_uri import ModelLoadError
+
+LINEAR_JSON = "linear.json"
+LINEAR_ARRAYS = "linear.npz"
+LINEAR_FILES = (LINEAR_JSON, LINEAR_ARRAYS)
+LINEAR_FORMAT = "cryptopulse-tfidf-logreg/1"
+
+# TfidfVectorizer parameters that decide how a text becomes features; those used only by
+# ``fit`` are not needed to transform. Any other parameter (a callable tokenizer, file input)
+# cannot be stored as data and must keep its default.
+_ANALYSIS_PARAMS = (
+    "analyzer",
+    "ngram_range",
+    "lowercase",
+    "token_pattern",
+    "strip_accents",
+    "stop_words",
+    "binary",
+    "norm",
+    "use_idf",
+    "smooth_idf",
+    "sublinear_tf",
+)
+_FIT_ONLY_PARAMS = ("min_df", "max_df", "max_features", "vocabulary", "dtype")
+
+
+def _parts(pipeline: Pipeline) -> tuple[FeatureUnion, LogisticRegression]:
+    union, clf = pipeline.named_steps.get("features"), pipeline.named_steps.get("clf")
+    if not isinstance(union, FeatureUnion) or not isinstance(clf, LogisticRegression):
+        raise TypeError("expected Pipeline([('features', FeatureUnion), ('clf', LogisticRegression)])")
+    if union.transformer_weights:
+        raise ValueError("FeatureUnion transformer_weights cannot be stored")
+    return union, clf
+
+
+def save_linear(pipeline: Pipeline, directory: Path) -> None:
+    """Write a fitted TF-IDF union + logistic regression pipeline as ``LINEAR_FILES``."""
+    union, clf = _parts(pipeline)
+    defaults = TfidfVectorizer().get_params()
+    vectorizers: list[dict[str, Any]] = []
+    arrays: dict[str, np.ndarray] = {"coef": clf.coef_, "intercept": clf.intercept_}
+    for name, vectorizer in union.transformer_list:
+        if not isinstance(vectorizer, TfidfVectorizer):
+            raise TypeError(f"feature step {name!r} is {type(vectorizer).__name__}, not a TfidfVectorizer")
+        params = vectorizer.get_params()
+        unsupported = sorted(
+            key
+            for key, value in params.items()
+            if key not in _ANALYSIS_PARAMS + _FIT_ONLY_PARAMS and value != defaults[key]
+        )
+        if unsupported:
+            raise ValueError(f"feature step {name!r}: parameters {unsupported} cannot be stored as data")
+        vocabulary: dict[str, int] = vectorizer.vocabulary_
+        vectorizers.append(
+            {
+                "name": name,
+                "params": {key: params[key] for key in _ANALYSIS_PARAMS},
+                "dtype": np.dtype(vectorizer.dtype).name,
+                "terms": sorted(vocabulary, key=vocabulary.__getitem__),
+            }
+        )
+        arrays[f"idf_{name}"] = vectorizer.idf_
+    spec = {"format": LINEAR_FORMAT, "classes": clf.classes_.tolist(), "vectorizers": vectorizers}
+    (directory / LINEAR_JSON).write_text(json.dumps(spec, ensure_ascii=False), "utf-8")
+    np.savez_compressed(directory / LINEAR_ARRAYS, allow_pickle=False, **arrays)
+
+
+def load_linear(directory: Path) -> Pipeline:
+    """The pipeline stored by :func:`save_linear`; ModelLoadError when the files are malformed."""
+    try:
+        spec = json.loads((directory / LINEAR_JSON).read_text("utf-8"))
+        if spec.get("format") != LINEAR_FORMAT:
+            raise ValueError(f"format {spec.get('format')!r}, expected {LINEAR_FORMAT!r}")
+        with np.load(directory / LINEAR_ARRAYS, allow_pickle=False) as arrays:
+            steps = []
+            for stored in spec["vectorizers"]:
+                params = {key: stored["params"][key] for key in _ANALYSIS_PARAMS}
+                params["ngram_range"] = tuple(params["ngram_range"])
+                vectorizer = TfidfVectorizer(
+                    **params, dtype=np.dtype(stored["dtype"]).type, vocabulary=stored["terms"]
+                )
+                vectorizer.idf_ = arrays[f"idf_{stored['name']}"]
+                steps.append((str(stored["name"]), vectorizer))
+            clf = LogisticRegression()
+            clf.classes_ = np.asarray(spec["classes"])
+            clf.coef_ = arrays["coef"]
+            clf.intercept_ = arrays["intercept"]
+    except (OSError, KeyError, TypeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise ModelLoadError(f"{directory}: not a valid linear member: {type(exc).__name__}: {exc}") from exc
+    n_features = sum(len(vectorizer.vocabulary_) for _, vectorizer in steps)
+    if clf.coef_.shape != (len(clf.classes_), n_features) or clf.intercept_.shape != (len(clf.classes_),):
+        raise ModelLoadError(
+            f"{directory}: linear member weights {clf.coef_.shape} do not fit "
+            f"{len(clf.classes_)} classes x {n_features} features"
+        )
+    clf.n_features_in_ = n_features
+    return Pipeline([("features", FeatureUnion(steps)), ("clf", clf)])

@@ -1,0 +1,72 @@
+"""The linear member stored as JSON + numpy arrays: identical predictions, nothing unpickled."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.pipeline import Pipeline
+
+from model_export.train import build_linear
+from scoring.linear import LINEAR_ARRAYS, LINEAR_JSON, load_linear, save_linear
+from scoring.registry_uri import ModelLoadError
+
+pytestmark = pytest.mark.unit
+
+TRAIN = [
+    "Bitcoin surges to a new high 🚀 $BTC",
+    "Exchange hacked, users lose millions",
+    "The company publishes its report on Tuesday",
+    "$ETH looking bullish, great rally",
+    "Profit fell sharply, bad quarter",
+    "Shares were flat in quiet trading",
+] * 4
+LABELS = np.array([2, 0, 1, 2, 0, 1] * 4)
+UNSEEN = ["SOL rally 🚀 to the moon", "rug pull, funds lost", "an entirely unseen sentence", "Report FLAT"]
+
+
+@pytest.fixture(scope="module")
+def fitted() -> Pipeline:
+    return build_linear(c=4.0, seed=13).fit(TRAIN, LABELS)
+
+
+def test_round_trip_predicts_exactly_like_the_fitted_pipeline(fitted: Pipeline, tmp_path: Path) -> None:
+    save_linear(fitted, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LINEAR_JSON, LINEAR_ARRAYS]
+    loaded = load_linear(tmp_path)
+    np.testing.assert_array_equal(loaded.predict_proba(UNSEEN), fitted.predict_proba(UNSEEN))
+    word = dict(loaded.named_steps["features"].transformer_list)["word"]
+    assert word.vocabulary_ == dict(fitted.named_steps["features"].transformer_list)["word"].vocabulary_
+
+
+def test_a_pipeline_with_code_in_it_is_refused_at_save(fitted: Pipeline, tmp_path: Path) -> None:
+    fitted.named_steps["features"].transformer_list[0][1].set_params(tokenizer=str.split)
+    try:
+        with pytest.raises(ValueError, match=r"\['tokenizer'\] cannot be stored as data"):
+            save_linear(fitted, tmp_path)
+    finally:
+        fitted.named_steps["features"].transformer_list[0][1].set_params(tokenizer=None)
+
+
+def test_an_object_array_is_never_unpickled(fitted: Pipeline, tmp_path: Path) -> None:
+    save_linear(fitted, tmp_path)
+    with np.load(tmp_path / LINEAR_ARRAYS) as stored:
+        arrays = dict(stored)
+    arrays["coef"] = np.array([{"pickled": "object"}], dtype=object)
+    np.savez(tmp_path / LINEAR_ARRAYS, **arrays)  # object arrays are stored as pickles
+    with pytest.raises(ModelLoadError, match="Object arrays cannot be loaded when allow_pickle=False"):
+        load_linear(tmp_path)
+
+
+def test_malformed_files_are_a_load_error(fitted: Pipeline, tmp_path: Path) -> None:
+    save_linear(fitted, tmp_path)
+    spec = json.loads((tmp_path / LINEAR_JSON).read_text("utf-8"))
+    (tmp_path / LINEAR_JSON).write_text(json.dumps({**spec, "format": "other/9"}), "utf-8")
+    with pytest.raises(ModelLoadError, match="format 'other/9'"):
+        load_linear(tmp_path)
+    spec["vectorizers"][0]["terms"] = spec["vectorizers"][0]["terms"][:-1]
+    (tmp_path / LINEAR_JSON).write_text(json.dumps(spec), "utf-8")
+    with pytest.raises(ModelLoadError, match="idf length"):
+        load_linear(tmp_path)
