@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
@@ -18,7 +19,19 @@ from core.settings import Settings, get_settings
 _configured = False
 
 
-def configure_logging(settings: Settings | None = None, *, stream: object = None) -> None:
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is at emit time, not the one seen at start-up.
+
+    Test runners and CLI runners swap ``sys.stderr`` and close the old one; a handler bound
+    to the old stream would then fail every record with "I/O operation on closed file".
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def configure_logging(settings: Settings | None = None, *, stream: TextIO | None = None) -> None:
     """Idempotently route stdlib and structlog records through one renderer."""
     global _configured
     if _configured:
@@ -44,7 +57,7 @@ def configure_logging(settings: Settings | None = None, *, stream: object = None
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
+    handler: logging.Handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
