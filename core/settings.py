@@ -381,6 +381,58 @@ class SupervisorSettings(_Section):
     metrics_port: Port = Field(default=9103, description="restart counts per service, scraped by Prometheus")
 
 
+class LearningSettings(_Section):
+    """The learning loop: human feedback, retraining triggers, the shadow challenger, promotion."""
+
+    # --- feedback ---
+    feedback_weight: float = Field(
+        default=2.0,
+        ge=0.0,
+        le=100.0,
+        description="training weight of one feedback label (a dataset example is 1)",
+    )
+    feedback_max_age_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="feedback on a post older than this is refused (scored-post retention)",
+    )
+    # --- retraining triggers ---
+    retrain_schedule: str = Field(
+        default="0 3 * * 1",
+        description="cron expression (UTC) of the scheduled retraining; weekly by default",
+    )
+    retrain_feedback_labels: int = Field(
+        default=500, ge=1, description="new feedback labels that start a run"
+    )
+    retrain_on_drift: bool = Field(default=True, description="a sustained model-drift alert starts a run")
+    retrain_drift_alerts: int = Field(
+        default=3, ge=1, le=1000, description="drift alerts in a row that count as sustained"
+    )
+    retrain_profile: Literal["fast", "teacher"] = Field(
+        default="fast", description="training profile of triggered runs (teacher: teacher-and-distill)"
+    )
+    orchestrator_metrics_port: Port = Field(default=9104, description="the retraining service's /metrics")
+    # --- shadow challenger ---
+    shadow_enabled: bool = Field(default=True, description="score live posts with the challenger too")
+    shadow_share: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="share of live posts the challenger also scores"
+    )
+    # --- promotion ---
+    auto_promote: bool = Field(
+        default=False, description="promote a challenger that passes the gate, unattended"
+    )
+    promotion_min_shadow_records: int = Field(
+        default=200, ge=0, description="shadow verdicts needed before the gate weighs agreement"
+    )
+    promotion_min_agreement: float = Field(
+        default=0.6, ge=0.0, le=1.0, description="champion-challenger agreement below this blocks promotion"
+    )
+    promotion_min_feedback_labels: int = Field(
+        default=20, ge=0, description="feedback labels needed before the gate weighs accuracy on them"
+    )
+
+
 class Settings(BaseSettings):
     """Root settings. Read with :func:`get_settings`; never construct ad hoc in components."""
 
@@ -416,6 +468,7 @@ class Settings(BaseSettings):
     stream: StreamSettings = StreamSettings()
     producer: ProducerSettings = ProducerSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
+    learning: LearningSettings = LearningSettings()
 
     @field_validator("home", "cache_dir")
     @classmethod

@@ -370,6 +370,62 @@ class DeadLetter(Event):
         )
 
 
+class Feedback(Event):
+    """A person's label for one scored post: the human half of the learning loop.
+
+    ``source_id`` is the post's id; the feedback topic is compacted by it, so the last
+    answer for a post wins. The text travels along so the feedback dataset stands alone.
+    """
+
+    record_type: ClassVar[str] = "feedback"
+
+    label: SentimentLabel
+    text: str = Field(min_length=1, max_length=1000)
+    annotator: str = Field(
+        min_length=1, max_length=128, description="API key id, or 'anonymous' with auth off"
+    )
+    model_label: SentimentLabel | None = Field(default=None, description="the verdict the person saw")
+    model_version: str | None = Field(default=None, max_length=128)
+    coins: list[CoinId] = Field(default_factory=list)
+    source: Source | None = None
+    note: str | None = Field(default=None, max_length=500)
+
+
+class ShadowVerdict(Event):
+    """The challenger's verdict on a live post the champion scored, for the promotion gate."""
+
+    record_type: ClassVar[str] = "shadow_verdict"
+
+    champion_version: str = Field(min_length=1, max_length=128)
+    champion_label: SentimentLabel
+    challenger_version: str = Field(min_length=1, max_length=128)
+    challenger_label: SentimentLabel
+    challenger_score: float = Field(ge=-1.0, le=1.0)
+    challenger_confidence: Probability
+    agree: bool
+    coins: list[CoinId] = Field(default_factory=list)
+    source: Source | None = None
+
+
+class ModelEvent(Event):
+    """A move in the model registry (registered, promoted, rolled back), published for all to see.
+
+    ``source_id`` is ``MODEL:ACTION:VERSION:TIME`` so a re-published event is recognisable.
+    """
+
+    record_type: ClassVar[str] = "model_event"
+
+    model: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    action: Literal["registered", "promoted", "rolled_back", "alias_removed"]
+    alias: str | None = Field(default=None, max_length=64)
+    version: str = Field(min_length=1, max_length=64)
+    previous_version: str | None = Field(default=None, max_length=64)
+    reasons: list[Annotated[str, Field(max_length=500)]] = Field(default_factory=list, max_length=50)
+    actor: str = Field(
+        default="cli", min_length=1, max_length=128, description="cli, orchestrator, auto-promote"
+    )
+
+
 WIRE_MODELS: tuple[type[Event], ...] = (
     RedditPost,
     RedditComment,
@@ -380,6 +436,9 @@ WIRE_MODELS: tuple[type[Event], ...] = (
     TrendWindow,
     Alert,
     DeadLetter,
+    Feedback,
+    ShadowVerdict,
+    ModelEvent,
 )
 """Every model that appears on a topic; JSON Schema files are generated for each."""
 
@@ -409,6 +468,8 @@ __all__ = [
     "DataQualityReport",
     "DeadLetter",
     "Event",
+    "Feedback",
+    "ModelEvent",
     "NewsArticle",
     "PriceTick",
     "QualityFlag",
@@ -417,6 +478,7 @@ __all__ = [
     "RedditPost",
     "ScoredPost",
     "SentimentLabel",
+    "ShadowVerdict",
     "Source",
     "TrendWindow",
     "UtcDatetime",

@@ -17,11 +17,14 @@ from schemas.events import (
     CleanPost,
     DeadLetter,
     Event,
+    Feedback,
+    ModelEvent,
     NewsArticle,
     PriceTick,
     RedditComment,
     RedditPost,
     ScoredPost,
+    ShadowVerdict,
     TrendWindow,
     ValidationError,
 )
@@ -36,6 +39,7 @@ class TopicKey(StrEnum):
     SOURCE_ID = "source_id"
     COIN = "coin"
     COIN_WINDOW = "coin:window:source"
+    MODEL = "model"
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class TopicSpec:
         """The record key this topic's contract asks for (partitioning, ordering, compaction)."""
         if self.key is TopicKey.SOURCE_ID:
             return record.source_id
+        if self.key is TopicKey.MODEL:
+            return str(getattr(record, "model", ""))
         coin = getattr(record, "coin", None)
         if self.key is TopicKey.COIN:
             return str(coin or "")
@@ -150,6 +156,30 @@ DEAD_LETTER = TopicSpec(
     retention_ms=30 * DAY_MS,
     partitions=1,
 )
+FEEDBACK = TopicSpec(
+    "feedback",
+    "People's labels for scored posts; compacted by source id, so the last answer for a post wins",
+    TopicKey.SOURCE_ID,
+    (Feedback,),
+    retention_ms=-1,
+    cleanup_policy="compact",
+    extra_config={"min.compaction.lag.ms": str(HOUR_MS)},
+)
+SHADOW_SCORED = TopicSpec(
+    "scored.shadow",
+    "The challenger's verdicts on live posts beside the champion's, for the promotion gate",
+    TopicKey.SOURCE_ID,
+    (ShadowVerdict,),
+    retention_ms=7 * DAY_MS,
+)
+MODEL_EVENTS = TopicSpec(
+    "model.events",
+    "Every registry move (registered, promoted, rolled back), in order",
+    TopicKey.MODEL,
+    (ModelEvent,),
+    retention_ms=365 * DAY_MS,
+    partitions=1,
+)
 
 CATALOG: tuple[TopicSpec, ...] = (
     RAW_REDDIT,
@@ -160,6 +190,9 @@ CATALOG: tuple[TopicSpec, ...] = (
     TRENDS,
     ALERTS,
     DEAD_LETTER,
+    FEEDBACK,
+    SHADOW_SCORED,
+    MODEL_EVENTS,
 )
 
 

@@ -246,7 +246,7 @@ def topics(
             str(len(offsets)),
             str(sum(high - low for _, low, high in offsets)),
             spec.key,
-            f"{spec.retention_ms // 3_600_000}h",
+            f"{spec.retention_ms // 3_600_000}h" if spec.retention_ms >= 0 else "forever",
             spec.cleanup_policy,
             ", ".join(m.record_type for m in spec.value_schemas),
         )
