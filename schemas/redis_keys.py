@@ -47,6 +47,16 @@ ALERT_MEMORY_S = 8 * 24 * 3600
 """How long an alert's id is remembered: longer than the longest window plus lateness."""
 
 
+REVIEW_QUEUE_MAX = 5000
+"""Candidates kept for human review; the least useful fall off first."""
+
+REVIEW_POST_TTL_S = 30 * 86_400
+"""How long a review candidate's post stays readable (the scored-post retention)."""
+
+SHADOW_STATS_TTL_S = 30 * 86_400
+"""How long a champion/challenger pair's shadow counters are kept after their last update."""
+
+
 def live_counter_ttl(window_seconds: float) -> int:
     """TTL of a faust live counter: two windows (plus a second), so the previous window's
     counter is still readable while the next one fills."""
@@ -108,6 +118,32 @@ class RedisKeys:
         """LIST: newest-first JSON Alert, capped at ALERTS_LATEST_MAX."""
         return f"{self.prefix}:alerts:latest"
 
+    # -- learning loop (written through views.writer by the stream worker) --------------
+    def review_queue(self) -> str:
+        """ZSET: source_id -> review priority (higher first), capped at REVIEW_QUEUE_MAX.
+
+        Priority mixes low confidence, member disagreement, champion/challenger
+        disagreement and a recent sentiment shift of the post's coins."""
+        return f"{self.prefix}:review:queue"
+
+    def review_post(self, source_id: str) -> str:
+        """STRING (TTL REVIEW_POST_TTL_S): JSON ReviewCandidate of one post: the ScoredPost
+        fields plus ``priority``, ``reasons`` and ``challenger_label`` (may be null)."""
+        return f"{self.prefix}:review:post:{source_id}"
+
+    def review_done(self) -> str:
+        """SET: source ids that already have feedback (left out of the queue)."""
+        return f"{self.prefix}:review:done"
+
+    def shadow_stats(self, champion: str, challenger: str) -> str:
+        """HASH (TTL SHADOW_STATS_TTL_S): ``records``, ``agree`` and per-label counts of
+        the shadow verdicts of one champion/challenger pair."""
+        return f"{self.prefix}:shadow:stats:{champion}:{challenger}"
+
+    def model_events(self) -> str:
+        """LIST: newest-first JSON ModelEvent, capped at ALERTS_LATEST_MAX (dashboard history)."""
+        return f"{self.prefix}:model:events"
+
     # -- pub/sub ------------------------------------------------------------------------
     def live_scored(self) -> str:
         """CHANNEL: every ScoredPost as JSON."""
@@ -161,6 +197,9 @@ __all__ = [
     "POSTS_LATEST_MAX",
     "QUALITY_HISTORY_MAX",
     "RETENTION_SECONDS",
+    "REVIEW_POST_TTL_S",
+    "REVIEW_QUEUE_MAX",
+    "SHADOW_STATS_TTL_S",
     "WINDOW_SECONDS",
     "RedisKeys",
     "live_counter_ttl",
