@@ -140,10 +140,6 @@ class RedisKeys:
         the shadow verdicts of one champion/challenger pair."""
         return f"{self.prefix}:shadow:stats:{champion}:{challenger}"
 
-    def model_events(self) -> str:
-        """LIST: newest-first JSON ModelEvent, capped at ALERTS_LATEST_MAX (dashboard history)."""
-        return f"{self.prefix}:model:events"
-
     # -- pub/sub ------------------------------------------------------------------------
     def live_scored(self) -> str:
         """CHANNEL: every ScoredPost as JSON."""
