@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,10 +52,49 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+UNLABELED = -1
+"""Hard label of a transfer-set text that only the teacher labelled (distillation)."""
+
+
+def distillation_loss(logits: Any, hard: Any, soft: Any | None, alpha: float) -> Any:
+    """``alpha`` x cross-entropy on the hard labels + (1 - ``alpha``) x KL(teacher || student).
+
+    Without ``soft`` (plain fine-tuning) it is the cross-entropy alone. Texts whose hard
+    label is :data:`UNLABELED` count in the KL term only, so the transfer set can hold
+    text no person labelled. The teacher's probabilities are used as they are
+    (temperature 1): they are already calibrated on the same splits, see the model card.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    log_p = F.log_softmax(logits, dim=-1)
+    labelled = hard != UNLABELED
+    ce = (
+        F.nll_loss(log_p[labelled], hard[labelled])
+        if bool(labelled.any())
+        else torch.zeros((), dtype=logits.dtype)
+    )
+    if soft is None:
+        return ce
+    kl = F.kl_div(log_p, soft, reduction="batchmean")
+    weight = alpha if bool(labelled.any()) else 0.0
+    return weight * ce + (1.0 - weight) * kl
+
+
 def fine_tune(
-    texts: Sequence[str], labels: Sequence[int], out_dir: Path, config: FineTuneConfig, progress: bool = True
+    texts: Sequence[str],
+    labels: Sequence[int],
+    out_dir: Path,
+    config: FineTuneConfig,
+    progress: bool = True,
+    soft_targets: np.ndarray | None = None,
+    distill_alpha: float = 0.5,
 ) -> Path:
-    """Fine-tune the packaged encoder with a fresh 3-class head; saves a HF model dir and returns it."""
+    """Fine-tune the packaged encoder with a fresh 3-class head; saves a HF model dir and returns it.
+
+    With ``soft_targets`` (the teacher's class probabilities, one row per text) the student
+    learns from the teacher as well as the labels (:func:`distillation_loss`).
+    """
     import torch
     from tqdm.auto import tqdm
     from transformers import (
@@ -95,6 +135,11 @@ def fine_tune(
     scheduler = get_linear_schedule_with_warmup(optimizer, int(total * config.warmup_fraction), total)
     rng = np.random.default_rng(config.seed)
     y_all = np.asarray(labels, dtype=np.int64)
+    soft_all = None
+    if soft_targets is not None:
+        soft_all = np.asarray(soft_targets, dtype=np.float32)
+        if soft_all.shape != (n, len(LABELS)):
+            raise ValueError(f"soft_targets must be {n} x {len(LABELS)}, got {soft_all.shape}")
     # Word embeddings stay frozen: fewer parameters to update on 2 cores and less drift on small data.
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     lengths = np.array([len(t) for t in texts])
@@ -113,14 +158,16 @@ def fine_tune(
                 padding=True,
                 return_tensors="pt",
             )
-            out = model(**batch, labels=torch.from_numpy(y_all[idx]))
-            out.loss.backward()
+            logits = model(**batch).logits
+            soft = None if soft_all is None else torch.from_numpy(soft_all[idx])
+            loss_t = distillation_loss(logits, torch.from_numpy(y_all[idx]), soft, distill_alpha)
+            loss_t.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
             step += 1
-            loss = float(out.loss.item())
+            loss = float(loss_t.item())
             running = 0.9 * running + 0.1 * loss if step > 1 else loss
             bar.update(1)
             bar.set_postfix(loss=f"{running:.3f}")

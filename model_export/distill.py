@@ -1,0 +1,185 @@
+"""Distillation: the fast MiniLM student learns from the fine-tuned all-mpnet-base-v2 teacher.
+
+The teacher (``train --profile teacher``) reads crypto text better but is ~8x slower, too
+slow to serve on two cores. Distillation keeps the student's speed and moves it towards the
+teacher's accuracy in two ways:
+
+* **soft targets**: on texts people labelled, the student learns the teacher's whole
+  probability row as well as the hard label (:func:`model_export.transformer.distillation_loss`),
+  which carries more signal per example than one class id;
+* **a larger transfer set**: the student's plain fine-tuning caps the big generic datasets
+  (see ``DEFAULT_MIX``) to keep two epochs inside the time budget; with a teacher the same
+  number of steps can be spent on a mix that leans further to finance and crypto text.
+
+The teacher's probabilities are computed once per (teacher weights, texts) and cached as
+``.npz`` (no pickle) under ``cache_dir/training/distill``: a second run with the same teacher
+skips the slow part. The distilled MiniLM then goes through the unchanged ensemble pipeline
+(:func:`model_export.train.train` with ``transformer_dir``): export, int8, verification,
+linear member, combiner, evaluation, registration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from model_export import data as datamod
+from model_export.teacher import sha256_file, teacher_probabilities
+from model_export.train import TrainConfig, training_mix
+from model_export.transformer import FineTuneConfig, fine_tune
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DISTILL_MIX: dict[str, tuple[int | None, int]] = {
+    "twitter_financial_news": (3000, 1),
+    "tweeteval": (1500, 1),
+    "financial_phrasebank": (None, 2),
+    "cryptolin": (None, 3),
+    "stock_tweets": (None, 1),
+}
+"""The transfer set: more finance and crypto text than the plain student mix, less generic tweets."""
+
+
+class TeacherNotFoundError(FileNotFoundError):
+    """No finished teacher: run ``cryptopulse train --profile teacher`` first (it resumes)."""
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """How the student learns from the teacher (logged to MLflow beside the train config)."""
+
+    teacher_dir: Path
+    alpha: float = 0.5  # weight of the hard labels; the rest goes to the teacher's probabilities
+    mix: tuple[tuple[str, int | None, int], ...] = tuple((k, *v) for k, v in DISTILL_MIX.items())
+    teacher_batch_size: int = 64
+
+    def mix_dict(self) -> dict[str, tuple[int | None, int]]:
+        return {name: (cap, repeats) for name, cap, repeats in self.mix}
+
+
+def find_teacher(cache_dir: Path) -> Path:
+    """The newest finished teacher's weights directory under ``cache_dir/training``.
+
+    A teacher is finished when its ``teacher.json`` card exists (written after evaluation);
+    a run still training has checkpoints only.
+    """
+    cards = sorted(
+        (cache_dir / "training").glob("teacher-*/teacher.json"), key=lambda p: p.stat().st_mtime
+    )
+    for card_path in reversed(cards):
+        card = json.loads(card_path.read_text("utf-8"))
+        weights = Path(card["weights"]["path"])
+        if weights.exists():
+            return weights.parent
+    raise TeacherNotFoundError(
+        f"no finished teacher under {cache_dir / 'training'}; "
+        "run `cryptopulse train --profile teacher` (hours on 2 cores; it resumes where it stopped)"
+    )
+
+
+def cached_teacher_probabilities(
+    teacher_dir: Path,
+    texts: list[str],
+    max_length: int,
+    cache_dir: Path,
+    batch_size: int = 64,
+    threads: int = 2,
+    progress: bool = True,
+) -> np.ndarray:
+    """The teacher's probabilities for ``texts``, from the cache when this teacher saw these texts."""
+    digest = hashlib.sha256()
+    digest.update(sha256_file(teacher_dir / "model.safetensors").encode())
+    digest.update(str(max_length).encode())
+    for text in texts:
+        digest.update(text.encode("utf-8", "replace") + b"\0")
+    path = cache_dir / "training" / "distill" / f"soft-{digest.hexdigest()[:16]}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as cached:
+            proba = np.asarray(cached["proba"])
+        if proba.shape[0] == len(texts):
+            log.info("teacher probabilities from the cache: %s", path)
+            return proba
+    t = time.perf_counter()
+    proba = teacher_probabilities(teacher_dir, texts, max_length, batch_size, threads, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, proba=proba)
+    tmp.replace(path)  # atomic: a crash never leaves a half-written cache entry
+    log.info("teacher labelled %d texts in %.0fs; cached at %s", len(texts), time.perf_counter() - t, path)
+    return proba
+
+
+def distill_student(
+    train_config: TrainConfig,
+    distill: DistillConfig,
+    cache_dir: Path,
+    progress: bool = True,
+) -> Path:
+    """Fine-tune MiniLM on the transfer set with the teacher's soft targets; the HF model directory.
+
+    Pass the result as ``transformer_dir`` to :func:`model_export.train.train` (or
+    ``train_and_register``) to build, evaluate and register the ensemble around it.
+    """
+    corpus = datamod.limit_rows(
+        datamod.load_corpus(train_config.data_dir, train_config.datasets, seed=train_config.seed),
+        train_config.limit_per_split,
+        train_config.seed,
+    )
+    train_df = corpus[corpus["split"] == "train"].reset_index(drop=True)
+    transfer = training_mix(train_df, distill.mix_dict(), train_config.seed, train_config.max_examples)
+    texts = transfer["text"].tolist()
+    soft = cached_teacher_probabilities(
+        distill.teacher_dir,
+        texts,
+        train_config.max_length,
+        cache_dir,
+        batch_size=distill.teacher_batch_size,
+        threads=train_config.threads,
+        progress=progress,
+    )
+    agreement = float((soft.argmax(1) == transfer["label"].to_numpy()).mean())
+    log.info("transfer set: %d texts; teacher agrees with the labels on %.3f", len(texts), agreement)
+    ft = FineTuneConfig(
+        max_length=train_config.max_length,
+        epochs=train_config.epochs,
+        batch_size=train_config.batch_size,
+        learning_rate=train_config.learning_rate,
+        max_steps=train_config.max_steps,
+        seed=train_config.seed,
+        threads=train_config.threads,
+    )
+    out = Path(train_config.out_dir).parent / f"{Path(train_config.out_dir).name}-student"
+    return fine_tune(
+        texts,
+        transfer["label"].tolist(),
+        out,
+        ft,
+        progress=progress,
+        soft_targets=soft,
+        distill_alpha=distill.alpha,
+    )
+
+
+def distill_and_train_config(
+    settings: Settings,
+    out_dir: Path,
+    teacher_dir: Path | None = None,
+    progress: bool = True,
+    **overrides: object,
+) -> TrainConfig:
+    """A :class:`TrainConfig` whose transformer member is the student distilled from the teacher."""
+    config = TrainConfig.from_settings(settings, out_dir, **overrides)
+    teacher = teacher_dir or find_teacher(settings.cache_dir)
+    distill = DistillConfig(teacher_dir=teacher)
+    student = distill_student(config, distill, settings.cache_dir, progress=progress)
+    return TrainConfig.from_settings(settings, out_dir, transformer_dir=student, **overrides)

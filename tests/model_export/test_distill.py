@@ -1,0 +1,88 @@
+"""Distillation: the loss, the teacher-probability cache, and a tiny student built end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model_export.distill import (
+    DistillConfig,
+    TeacherNotFoundError,
+    cached_teacher_probabilities,
+    distill_student,
+    find_teacher,
+)
+from model_export.train import TrainResult, train
+from model_export.transformer import UNLABELED, distillation_loss
+from tests.model_export.tiny import tiny_config
+
+torch = pytest.importorskip("torch")
+
+
+def test_loss_is_cross_entropy_without_a_teacher_and_kl_on_unlabelled_texts() -> None:
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    hard = torch.tensor([0, 1])
+    ce = torch.nn.functional.cross_entropy(logits, hard)
+    assert torch.isclose(distillation_loss(logits, hard, None, 0.5), ce)
+
+    soft = torch.tensor([[0.1, 0.2, 0.7], [0.3, 0.4, 0.3]])
+    kl = torch.nn.functional.kl_div(torch.log_softmax(logits, -1), soft, reduction="batchmean")
+    mixed = distillation_loss(logits, hard, soft, 0.25)
+    assert torch.isclose(mixed, 0.25 * ce + 0.75 * kl)
+    # Texts only the teacher labelled: the KL term alone.
+    unlabelled = torch.tensor([UNLABELED, UNLABELED])
+    assert torch.isclose(distillation_loss(logits, unlabelled, soft, 0.9), kl)
+
+
+def test_student_moves_towards_the_teacher() -> None:
+    """One gradient step on the KL term lowers it: the loss points the right way."""
+    logits = torch.zeros((4, 3), requires_grad=True)
+    soft = torch.tensor([[0.8, 0.1, 0.1]] * 4)
+    unlabelled = torch.full((4,), UNLABELED)
+    loss = distillation_loss(logits, unlabelled, soft, 0.5)
+    loss.backward()
+    assert logits.grad is not None
+    stepped = (logits - 1.0 * logits.grad).detach()
+    assert distillation_loss(stepped, unlabelled, soft, 0.5) < loss
+
+
+def test_find_teacher_wants_a_finished_run(tmp_path: Path) -> None:
+    with pytest.raises(TeacherNotFoundError, match="--profile teacher"):
+        find_teacher(tmp_path)
+    work = tmp_path / "training" / "teacher-abc"
+    (work / "checkpoints").mkdir(parents=True)  # still training: no card yet
+    with pytest.raises(TeacherNotFoundError):
+        find_teacher(tmp_path)
+    weights = work / "final" / "model.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes(b"weights")
+    (work / "teacher.json").write_text(json.dumps({"weights": {"path": str(weights)}}))
+    assert find_teacher(tmp_path) == weights.parent
+
+
+@pytest.mark.slow
+def test_tiny_student_distilled_from_a_teacher_builds_a_verified_ensemble(
+    tiny: TrainResult, tmp_path: Path
+) -> None:
+    """The tiny model's fine-tuned MiniLM stands in for the teacher (same HF layout)."""
+    teacher_dir = tiny.artifact_dir.parent / "hf"
+    assert (teacher_dir / "model.safetensors").exists()
+    texts = ["bitcoin rallies to a record high", "ethereum fees crash the network", "markets flat"]
+    first = cached_teacher_probabilities(teacher_dir, texts, 32, tmp_path, progress=False)
+    assert first.shape == (3, 3)
+    np.testing.assert_allclose(first.sum(axis=1), 1.0, atol=1e-5)
+    [cached] = list((tmp_path / "training" / "distill").glob("soft-*.npz"))
+    cached_mtime = cached.stat().st_mtime_ns
+    again = cached_teacher_probabilities(teacher_dir, texts, 32, tmp_path, progress=False)
+    np.testing.assert_array_equal(first, again)
+    assert cached.stat().st_mtime_ns == cached_mtime  # served from the cache, not recomputed
+
+    config = tiny_config(tmp_path / "run", max_steps=2)
+    student = distill_student(config, DistillConfig(teacher_dir=teacher_dir), tmp_path, progress=False)
+    assert (student / "model.safetensors").exists()
+    result = train(tiny_config(tmp_path / "run", transformer_dir=student), progress=False)
+    assert (result.artifact_dir / "model.onnx").exists()
+    assert 0.0 <= result.metrics["test_weighted_f1"] <= 1.0
