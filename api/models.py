@@ -127,7 +127,10 @@ class TimeseriesResponse(ResponseModel):
 class TrendingItem(ResponseModel):
     rank: int = Field(ge=1)
     coin: CoinId
-    volume_zscore: float
+    trend_score: float = Field(description="z-score part + sentiment-change part + mentions part")
+    enough_mentions: bool = Field(description="false: under min_mentions, ranked after the rest")
+    volume_zscore: float | None = Field(default=None, description="null while the series is too young")
+    sentiment_change: float | None = None
     volume: int | None = None
     mean_score: float | None = None
     weighted_score: float | None = None
@@ -143,7 +146,10 @@ class TrendingResponse(ResponseModel):
                 {
                     "rank": 1,
                     "coin": "solana",
+                    "trend_score": 6.37,
+                    "enough_mentions": True,
                     "volume_zscore": 3.2,
+                    "sentiment_change": 0.12,
                     "volume": 180,
                     "mean_score": 0.31,
                     "weighted_score": 0.35,
@@ -155,7 +161,7 @@ class TrendingResponse(ResponseModel):
 
     window: WindowSize
     count: int = Field(ge=0)
-    items: list[TrendingItem] = Field(description="highest volume z-score first")
+    items: list[TrendingItem] = Field(description="highest trend_score first (see the ranking)")
 
 
 class MarketPart(ResponseModel):

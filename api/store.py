@@ -82,6 +82,15 @@ class ViewStore:
         raws = await self.client.mget([self.keys.trend_latest(window, c) for c in coins])
         return [_parse(TrendWindow, r) for r in raws]
 
+    async def latest_all(self, window: WindowSize) -> list[TrendWindow]:
+        """Every tracked coin's latest window of this size (trending, market mood), micro-cached."""
+
+        async def load() -> list[TrendWindow]:
+            windows = await self.latest_many(await self.coins(), window)
+            return [w for w in windows if w is not None]
+
+        return await self._cached(("latest_all", window), load)
+
     async def prices(self, coins: list[str]) -> list[PriceTick | None]:
         if not coins:
             return []
@@ -100,17 +109,6 @@ class ViewStore:
         points = [p for p in (_parse(TrendWindow, r) for r in raws) if p is not None]
         points.reverse()
         return points
-
-    async def trending(self, window: WindowSize, limit: int) -> list[tuple[str, float, TrendWindow | None]]:
-        """Top ``limit`` coins by volume z-score with their latest window (two round trips)."""
-
-        async def load() -> list[tuple[str, float, TrendWindow | None]]:
-            rows = await self.client.zrevrange(self.keys.trending(window), 0, limit - 1, withscores=True)
-            coins = [c.decode() if isinstance(c, bytes) else c for c, _ in rows]
-            latest = await self.latest_many(coins, window)
-            return [(c, float(s), t) for c, (_, s), t in zip(coins, rows, latest, strict=True)]
-
-        return await self._cached(("trending", window, limit), load)
 
     async def posts(self, limit: int) -> list[ScoredPost]:
         raws = await self.client.lrange(self.keys.posts_latest(), 0, limit - 1)

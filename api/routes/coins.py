@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BeforeValidator
 
+from api import trending as trending_ranking
 from api.deps import CoinPath, StateDep, TrackedCoin, WindowQuery
 from api.market import market_mood
 from api.models import (
@@ -129,26 +130,33 @@ async def coin_timeseries(
 @router.get(
     "/trending",
     response_model=TrendingResponse,
-    summary="Coins with unusual mention volume (volume z-score)",
+    summary="Coins worth attention now: unusual volume, sentiment change and mentions combined",
+    description=trending_ranking.__doc__,
     responses=errors(*AUTHED, 422),
 )
 async def trending(
     state: StateDep,
     window: WindowQuery = WindowSize.ONE_HOUR,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    min_mentions: Annotated[
+        int, Query(ge=0, le=1_000_000, description="fewer mentions rank after every coin with enough")
+    ] = trending_ranking.MIN_MENTIONS,
 ) -> Response:
-    rows = await state.store.trending(window, limit)
+    ranked = trending_ranking.rank(await state.store.latest_all(window), min_mentions)[:limit]
     items = [
         TrendingItem(
             rank=i + 1,
-            coin=coin,
-            volume_zscore=round(z, 6),
-            volume=t.volume if t else None,
-            mean_score=t.mean_score if t else None,
-            weighted_score=t.weighted_score if t else None,
-            window_start=t.window_start if t else None,
+            coin=r.coin,
+            trend_score=round(r.score, 6),
+            enough_mentions=r.enough_mentions,
+            volume_zscore=r.window.volume_zscore,
+            sentiment_change=r.window.sentiment_change,
+            volume=r.window.volume,
+            mean_score=r.window.mean_score,
+            weighted_score=r.window.weighted_score,
+            window_start=r.window.window_start,
         )
-        for i, (coin, z, t) in enumerate(rows)
+        for i, r in enumerate(ranked)
     ]
     return _json(TrendingResponse(window=window, count=len(items), items=items))
 
@@ -160,6 +168,4 @@ async def trending(
     responses=errors(*AUTHED, 422),
 )
 async def market(state: StateDep, window: WindowQuery = WindowSize.ONE_HOUR) -> MarketResponse:
-    coins = await state.store.coins()
-    windows = [w for w in await state.store.latest_many(coins, window) if w is not None]
-    return market_mood(window, windows)
+    return market_mood(window, await state.store.latest_all(window))

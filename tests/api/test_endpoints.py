@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from api.trending import trend_score
 from schemas.events import TrendWindow
 from tests.api.seed import COINS
 
@@ -122,13 +123,24 @@ def test_timeseries_bad_input(client: TestClient, seeded: dict[str, Any]) -> Non
     assert_problem(client.get("/v1/coins/bitcoin/timeseries", params={"limit": 5001}), 422)
 
 
-def test_trending_ranks_by_zscore(client: TestClient, seeded: dict[str, Any]) -> None:
-    r = client.get("/v1/trending", params={"window": "1h", "limit": 2})
+def test_trending_ranks_by_the_documented_score(client: TestClient, seeded: dict[str, Any]) -> None:
+    r = client.get("/v1/trending", params={"window": "1h", "limit": 3})
     body = r.json()
-    assert r.status_code == 200
-    assert [i["coin"] for i in body["items"]] == ["solana", "bitcoin"]
-    assert body["items"][0]["rank"] == 1 and body["items"][0]["volume_zscore"] == pytest.approx(3.3)
-    assert body["items"][0]["volume"] is not None
+    assert r.status_code == 200 and body["count"] == 3
+    scores = [i["trend_score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    latest = {
+        w.coin: w
+        for w in sorted((w for w in seeded["windows"] if w.window == "1h"), key=lambda w: w.window_start)
+    }
+    for item in body["items"]:
+        assert item["trend_score"] == pytest.approx(trend_score(latest[item["coin"]]), abs=1e-5)
+        assert item["volume"] == latest[item["coin"]].volume and item["enough_mentions"]
+    assert [i["rank"] for i in body["items"]] == [1, 2, 3]
+    # A floor above every volume: nobody has enough mentions, the order stays by score.
+    thin = client.get("/v1/trending", params={"window": "1h", "min_mentions": 10**6}).json()
+    assert not any(i["enough_mentions"] for i in thin["items"])
+    assert [i["coin"] for i in thin["items"]] == [i["coin"] for i in body["items"]]
     assert_problem(client.get("/v1/trending", params={"limit": 0}), 422)
 
 
