@@ -90,6 +90,29 @@ class MlflowSettings(_Section):
     workers: int = Field(default=1, ge=1, le=32)
     experiment: str = "cryptopulse-sentiment"
     registered_model: str = "cryptopulse-sentiment"
+    # env=prod: MLflow runs its basic-auth app (docs/platform.md, "Model registry access").
+    # Checked where used (scoring.registry_uri), not here: a validation error echoes its input.
+    username: str | None = Field(
+        default=None,
+        description="MLflow account of this process: the reader for services, the admin for the model CLI",
+    )
+    password: SecretStr | None = Field(default=None, description="password of mlflow.username")
+    admin_username: str = Field(
+        default="admin",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="prod: the one account that can move aliases",
+    )
+    admin_password: SecretStr | None = Field(
+        default=None, description="prod: admin password the server is bootstrapped with (no default)"
+    )
+    reader_username: str = Field(
+        default="cryptopulse-reader",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="prod: the services' read-only account",
+    )
+    reader_password: SecretStr | None = Field(
+        default=None, description="prod: password of reader_username, created by the platform"
+    )
 
     @property
     def uri(self) -> str:
@@ -134,6 +157,9 @@ class SparkSettings(_Section):
     driver_memory: str = Field(default="1g", pattern=r"^\d+[mg]$")
     watermark: str = "10 minutes"
     metrics_port: Port = 9102
+    metrics_host: str = Field(
+        default="127.0.0.1", description="/metrics bind address; 0.0.0.0 in a container Prometheus scrapes"
+    )
     # Added for spark_jobs (trend windows, lake, backfill).
     app_name: str = Field(default="cryptopulse-trends", pattern=r"^[a-zA-Z0-9._-]+$")
     lake_dir: Path | None = Field(default=None, description="Parquet lake; default: home/lake")
@@ -141,6 +167,11 @@ class SparkSettings(_Section):
         default=None, description="streaming checkpoints; default: home/checkpoints"
     )
     trigger_interval: str = Field(default="10 seconds", description="micro-batch trigger of `spark stream`")
+    sink_retry_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="a micro-batch retries Redis this long (backoff) before the job exits to be restarted",
+    )
     starting_offsets: Literal["earliest", "latest"] = Field(
         default="earliest", description="where a stream without a checkpoint starts"
     )
@@ -194,6 +225,9 @@ class ApiSettings(_Section):
     key_cache_s: float = Field(default=5.0, ge=0, le=3600, description="API key cache; revocation delay")
     require_model: bool = Field(
         default=False, description="/readyz fails while the scoring model is not loaded"
+    )
+    model_poll_s: float = Field(
+        default=30.0, gt=0, le=3600, description="registry alias poll interval (hot swap of champion)"
     )
     sse_heartbeat_s: float = Field(default=15.0, gt=0, le=300, description="comment line keeping SSE alive")
     admin_enabled: bool = Field(
@@ -281,6 +315,15 @@ class StreamSettings(_Section):
     drift_psi_threshold: float = Field(
         default=0.25, gt=0, le=10, description="PSI above which a model_drift alert is raised"
     )
+    drift_p_value: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="input drift also needs a KS / chi-square p-value below this (and PSI over threshold)",
+    )
+    drift_min_reference: int = Field(
+        default=50, ge=10, description="a source with fewer reference rows counts as having no reference"
+    )
     producer_linger_ms: int = Field(
         default=20, ge=0, le=1000, description="producer batching delay: fewer, larger produce requests"
     )
@@ -297,6 +340,9 @@ class StreamSettings(_Section):
 
 class ProducerSettings(_Section):
     metrics_port: Port = 9101
+    metrics_host: str = Field(
+        default="127.0.0.1", description="/metrics bind address; 0.0.0.0 in a container Prometheus scrapes"
+    )
     replay_rate: float = Field(
         default=3.0,
         gt=0,

@@ -573,6 +573,9 @@ class _MlflowRun:
         import mlflow
         from mlflow.exceptions import MlflowException
 
+        from scoring.registry_uri import use_mlflow_account
+
+        use_mlflow_account(settings)  # the production registry answers 401 without one
         mlflow.set_tracking_uri(settings.mlflow.uri)
         experiment = mlflow.set_experiment(TEACHER_EXPERIMENT)
         record = work_dir / "mlflow_run.json"

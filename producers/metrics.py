@@ -1,7 +1,9 @@
 """Prometheus metrics of every producer, labelled by source.
 
 One process usually runs one source; the labels still let a single scrape config
-cover all of them. The HTTP endpoint listens on ``settings.producer.metrics_port``.
+cover all of them. The HTTP endpoint listens on ``settings.producer.metrics_host``:
+``metrics_port``: loopback by default, 0.0.0.0 in a container so Prometheus on the
+internal Compose network can scrape it.
 """
 
 from __future__ import annotations
@@ -52,5 +54,5 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> bool:
         log.warning("metrics port unavailable", extra={"port": port, "error": str(exc)})
         return False
     _served.add(port)
-    log.info("metrics served", extra={"port": port})
+    log.info("metrics served", extra={"host": host, "port": port})
     return True

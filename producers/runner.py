@@ -357,6 +357,6 @@ def run(
     if handle_signals:
         install_signal_handlers(stop)
     if serve_metrics:
-        _serve(settings.producer.metrics_port)
+        _serve(settings.producer.metrics_port, settings.producer.metrics_host)
     source = build_source(name, settings, stop=stop, **kwargs)
     return Runner(settings, source, stop=stop).run(cycles=cycles)

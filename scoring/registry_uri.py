@@ -6,10 +6,19 @@ Registry versions are downloaded once into ``settings.cache_dir/models/NAME/VERS
 
 Every registry call goes through :func:`mlflow_client`, so tracking and registry both
 talk to ``settings.mlflow.uri`` and never to whatever MLflow's process default is.
+
+With ``env=prod`` MLflow runs its basic-auth app (``default_permission = READ``): every
+request needs an account, services use the read-only ``mlflow.reader_username`` and only
+the admin account (the model CLI's promotion gate) can move an alias. MLflow's client
+reads the account from ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` on every
+request, so :func:`use_mlflow_account` exports ``settings.mlflow.username``/``password``
+there.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import shutil
 import tempfile
@@ -22,7 +31,13 @@ if TYPE_CHECKING:
 
     from core.settings import Settings
 
+log = logging.getLogger(__name__)
+
 MODELS_SCHEME = "models:/"
+TRACKING_USERNAME = "MLFLOW_TRACKING_USERNAME"
+TRACKING_PASSWORD = "MLFLOW_TRACKING_PASSWORD"
+MIN_PASSWORD_CHARS = 12
+"""MLflow's basic-auth app refuses shorter passwords."""
 _MODELS_URI_RE = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
@@ -61,11 +76,88 @@ def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
     return match["name"], match["alias"], match["version"]
 
 
+class RegistryAccessError(RuntimeError):
+    """The registry needs an account (prod) and the settings name none, or a wrong one."""
+
+
+def use_mlflow_account(settings: Settings) -> None:
+    """Export ``settings.mlflow.username``/``password`` for MLflow's client (process-wide:
+    one process acts as one account). Without an account in settings the environment is
+    left alone; in prod that is refused, since every request would be answered 401."""
+    account = settings.mlflow
+    if (account.username is None) != (account.password is None):
+        raise RegistryAccessError(
+            "set CRYPTOPULSE_MLFLOW__USERNAME and CRYPTOPULSE_MLFLOW__PASSWORD together"
+        )
+    if account.username is not None and account.password is not None:
+        os.environ[TRACKING_USERNAME] = account.username
+        os.environ[TRACKING_PASSWORD] = account.password.get_secret_value()
+    elif settings.env == "prod" and not os.environ.get(TRACKING_USERNAME):
+        raise RegistryAccessError(
+            "the production registry requires an account: set CRYPTOPULSE_MLFLOW__USERNAME and "
+            "CRYPTOPULSE_MLFLOW__PASSWORD (the read-only reader for services, the admin for the model CLI)"
+        )
+
+
 def mlflow_client(settings: Settings) -> MlflowClient:
-    """An MLflow client bound to ``settings.mlflow.uri`` for both tracking and the registry."""
+    """An MLflow client bound to ``settings.mlflow.uri`` for both tracking and the registry,
+    authenticated as ``settings.mlflow.username`` when one is set."""
     from mlflow import MlflowClient  # lazy: importing MLflow takes seconds
 
+    use_mlflow_account(settings)
     return MlflowClient(tracking_uri=settings.mlflow.uri, registry_uri=settings.mlflow.uri)
+
+
+def check_registry_passwords(settings: Settings) -> None:
+    """The admin and reader passwords the production registry needs: set, and long enough
+    for MLflow (the message never quotes them)."""
+    account = settings.mlflow
+    for variable, secret in (
+        ("CRYPTOPULSE_MLFLOW__ADMIN_PASSWORD", account.admin_password),
+        ("CRYPTOPULSE_MLFLOW__READER_PASSWORD", account.reader_password),
+    ):
+        if secret is None or len(secret.get_secret_value()) < MIN_PASSWORD_CHARS:
+            raise RegistryAccessError(
+                f"env=prod runs MLflow with basic auth: set {variable} "
+                f"({MIN_PASSWORD_CHARS}+ characters, e.g. `openssl rand -hex 16`)"
+            )
+
+
+def ensure_reader_account(settings: Settings) -> bool:
+    """Create the read-only account (``mlflow.reader_username``) with the admin account, or
+    reset its password to ``mlflow.reader_password``; True when it was created.
+
+    Idempotent: run by the platform each time the production MLflow starts. The reader is
+    an ordinary user, so the server's ``default_permission = READ`` is all it gets: it can
+    load any model and read any alias, but not set one on a model the admin created.
+    """
+    from mlflow.exceptions import RestException
+    from mlflow.server.auth.client import AuthServiceClient
+
+    check_registry_passwords(settings)
+    account = settings.mlflow
+    assert account.admin_password is not None and account.reader_password is not None
+    saved = {name: os.environ.get(name) for name in (TRACKING_USERNAME, TRACKING_PASSWORD)}
+    os.environ[TRACKING_USERNAME] = account.admin_username
+    os.environ[TRACKING_PASSWORD] = account.admin_password.get_secret_value()
+    client = AuthServiceClient(account.uri)
+    password = account.reader_password.get_secret_value()
+    try:
+        try:
+            client.create_user(account.reader_username, password)
+        except RestException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            client.update_user_password(account.reader_username, password)
+            return False
+        log.info("mlflow reader account created", extra={"username": account.reader_username})
+        return True
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def resolve_version(uri: str, settings: Settings, client: MlflowClient | None = None) -> RegistryVersion:

@@ -45,13 +45,18 @@ def stream(
             spark.stop()
         typer.echo("stream: backlog processed")
         return
-    from spark_jobs.stream import run_stream
+    from core.cli import fail
+    from spark_jobs.stream import StreamFailed, run_stream
 
     typer.echo(
         f"spark stream: master={master or settings.spark.master} "
-        f"metrics=:{settings.spark.metrics_port} (Ctrl-C to stop)"
+        f"metrics={settings.spark.metrics_host}:{settings.spark.metrics_port} (Ctrl-C to stop)"
     )
-    run_stream(settings, master=master, serve_metrics=not no_metrics)
+    try:
+        run_stream(settings, master=master, serve_metrics=not no_metrics)
+    except StreamFailed as exc:
+        # non-zero: the supervisor restarts the job, which resumes from its checkpoint
+        raise fail(f"{exc}; restart resumes from the checkpoint") from None
 
 
 def backfill(

@@ -1,4 +1,6 @@
-"""Prometheus metrics of the Spark trend job, served on ``settings.spark.metrics_port``."""
+"""Prometheus metrics of the Spark trend job, served on ``settings.spark.metrics_host``:
+``metrics_port`` (loopback by default; 0.0.0.0 in a container, where Prometheus scrapes it
+over the internal Compose network)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,11 @@ class SparkMetrics:
             "cryptopulse_spark_batch_duration_seconds",
             "foreachBatch duration (collect, merge, Redis, lake)",
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+        self.sink_retries = Counter(
+            "cryptopulse_spark_sink_retries_total",
+            "Micro-batch writes retried because Redis was unreachable",
             registry=r,
         )
         self.last_batch = Gauge(
@@ -55,7 +62,7 @@ class SparkMetrics:
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)
-        log.info("spark metrics served", extra={"port": port})
+        log.info("spark metrics served", extra={"host": host, "port": port})
 
     def on_progress(self, progress: Any) -> None:
         """Record one ``StreamingQueryProgress`` (from the listener or ``query.lastProgress``)."""

@@ -14,6 +14,13 @@ Two queries share one SparkSession:
 Both checkpoint under ``settings.home / "checkpoints"``; a restart resumes at the
 offsets the last committed batch ended at, and a replayed batch rewrites exactly the
 same Redis values and the same lake file.
+
+When Redis is unreachable the sink retries the micro-batch's writes with backoff for
+``settings.spark.sink_retry_s`` (a Redis restart or failover costs no restart of Spark).
+Past that the batch fails, the query stops with it and ``run_stream`` raises
+:class:`StreamFailed`, so ``cryptopulse spark stream`` exits non-zero and its supervisor
+(Docker's restart policy, supervisord) starts it again: it resumes from the checkpoint,
+where the failed batch was never committed, and replays that batch.
 """
 
 from __future__ import annotations
@@ -50,6 +57,20 @@ if TYPE_CHECKING:
     from pyspark.sql.streaming import StreamingQuery
 
 log = logging.getLogger(__name__)
+
+_BACKOFF_FIRST_S = 0.5
+_BACKOFF_MAX_S = 10.0
+
+
+class StreamFailed(RuntimeError):
+    """A streaming query stopped on its own (a failed micro-batch): exit and be restarted."""
+
+
+def _redis_unreachable(exc: BaseException) -> bool:
+    """Connection refused/reset, timeouts, a Redis still loading its data: worth waiting for."""
+    import redis
+
+    return isinstance(exc, redis.ConnectionError | redis.TimeoutError)
 
 
 def redis_client(settings: Settings) -> Any:
@@ -96,6 +117,8 @@ class TrendSink:
         self.trends_topic = settings.spark.trends_topic if trends_topic is None else trends_topic
         self.last: BatchResult | None = None
         self._producer: Any = None
+        self.stopping = threading.Event()
+        """Set on shutdown: a batch waiting for Redis gives up at once instead of holding the stop."""
 
     @property
     def producer(self) -> Any:
@@ -143,7 +166,45 @@ class TrendSink:
         return len(fresh)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        self.process(rows_to_records(batch.collect()), batch_id)
+        self.process_retrying(rows_to_records(batch.collect()), batch_id)
+
+    def process_retrying(self, records: list[dict[str, Any]], batch_id: int) -> BatchResult:
+        """:meth:`process`, again with backoff while Redis is unreachable.
+
+        Safe to repeat because every write is idempotent and a failed flush leaves nothing
+        queued. After ``spark.sink_retry_s`` (or on shutdown) the error propagates: Spark
+        fails the batch without committing it, so a restart replays it from the checkpoint.
+        """
+        deadline = time.monotonic() + self.settings.spark.sink_retry_s
+        delay = _BACKOFF_FIRST_S
+        attempt = 1
+        while True:
+            try:
+                return self.process(records, batch_id)
+            except Exception as exc:
+                self.store.views.discard()
+                left = deadline - time.monotonic()
+                if not _redis_unreachable(exc) or left <= 0 or self.stopping.is_set():
+                    log.error(
+                        "trend batch failed",
+                        extra={"batch_id": batch_id, "attempts": attempt, "error": repr(exc)},
+                    )
+                    raise
+                wait = min(delay, left)
+                log.warning(
+                    "redis unreachable, retrying trend batch",
+                    extra={
+                        "batch_id": batch_id,
+                        "attempt": attempt,
+                        "retry_in_s": round(wait, 2),
+                        "error": str(exc),
+                    },
+                )
+                self.metrics.sink_retries.inc()
+                if self.stopping.wait(wait):
+                    raise
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+                attempt += 1
 
     def process(self, records: list[dict[str, Any]], batch_id: int) -> BatchResult:
         started = time.perf_counter()
@@ -209,6 +270,7 @@ class StreamJob:
             self.archive.processAllAvailable()
 
     def stop(self) -> None:
+        self.sink.stopping.set()
         for query in (self.trends, self.archive):
             if query is not None and query.isActive:
                 query.stop()
@@ -290,14 +352,19 @@ def start_stream(
 
 
 def run_stream(settings: Settings, *, master: str | None = None, serve_metrics: bool = True) -> None:
-    """``cryptopulse spark stream``: run until interrupted (SIGINT/SIGTERM stop the queries)."""
+    """``cryptopulse spark stream``: run until interrupted (SIGINT/SIGTERM stop the queries).
+
+    Raises :class:`StreamFailed` when a query stops on its own (a micro-batch failed past
+    its retries): the process must exit non-zero so its supervisor restarts it from the
+    checkpoint, rather than linger with one query dead.
+    """
     from spark_jobs.metrics import progress_listener
     from spark_jobs.session import build_spark
 
     spark = build_spark(settings, master=master)
     metrics = SparkMetrics()
     if serve_metrics:
-        metrics.serve(settings.spark.metrics_port)
+        metrics.serve(settings.spark.metrics_port, settings.spark.metrics_host)
     spark.streams.addListener(progress_listener(metrics))
     job = start_stream(spark, settings, metrics=metrics)
     # Our own SIGINT/SIGTERM handling: PySpark's default SIGINT handler cancels jobs from
@@ -307,13 +374,31 @@ def run_stream(settings: Settings, *, master: str | None = None, serve_metrics: 
     def request_stop(signum: int, _frame: Any) -> None:
         log.info("signal received, stopping streaming queries", extra={"signal": signum})
         stopping.set()
+        job.sink.stopping.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, request_stop)
     try:
-        while not stopping.is_set():
-            if spark.streams.awaitAnyTermination(1):
-                break
+        failure = wait_for_failure(job, stopping)
     finally:
         job.stop()
         spark.stop()
+    if failure is not None:
+        raise StreamFailed(failure)
+
+
+def wait_for_failure(job: StreamJob, stopping: threading.Event, poll_s: float = 1.0) -> str | None:
+    """Block until ``stopping`` is set (None) or a query ends on its own (why it ended)."""
+    while not stopping.is_set():
+        for query in (job.trends, job.archive):
+            if query is None or query.isActive:
+                continue
+            error = query.exception()
+            first = (str(error).strip().splitlines() or ["?"])[0] if error else "without an error"
+            reason = f"query {query.name} stopped: {first}"
+            log.error(
+                "streaming query stopped, exiting for a restart from the checkpoint", extra={"reason": reason}
+            )
+            return reason
+        stopping.wait(poll_s)
+    return None

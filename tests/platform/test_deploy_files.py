@@ -22,8 +22,10 @@ import yaml
 from core.settings import Settings, env_var_names, load_settings
 from cryptopulse.platform.services import (
     DOCKER_HOSTS,
+    MLFLOW_AUTH_CONFIG,
     PROMETHEUS_CONFIG,
     PROMETHEUS_DOCKER_CONFIG,
+    render_mlflow_auth_ini,
     render_prometheus_config,
 )
 
@@ -37,7 +39,14 @@ PROJECT_SERVICES = {"producer", "worker", "spark-streaming", "api", "dashboard",
 PUBLISHED = {"api": DEFAULTS.api.port, "dashboard": DEFAULTS.dashboard.port}
 TOOLS = {"kafka-ui", "grafana"}
 REDIS_PASSWORD = "0f1e2d3c4b5a"
-COMPOSE_ENV = {"CRYPTOPULSE_REDIS_PASSWORD": REDIS_PASSWORD, "CRYPTOPULSE_DASHBOARD__API_KEY": "cp_dash"}
+MLFLOW_ADMIN_PASSWORD = "admin-5e1f0c2d9a7b"
+MLFLOW_READER_PASSWORD = "reader-8c3b6a1e4f2d"
+COMPOSE_ENV = {
+    "CRYPTOPULSE_REDIS_PASSWORD": REDIS_PASSWORD,
+    "CRYPTOPULSE_DASHBOARD__API_KEY": "cp_dash",
+    "CRYPTOPULSE_MLFLOW__ADMIN_PASSWORD": MLFLOW_ADMIN_PASSWORD,
+    "CRYPTOPULSE_MLFLOW__READER_PASSWORD": MLFLOW_READER_PASSWORD,
+}
 
 _VARIABLE = re.compile(r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
@@ -151,6 +160,7 @@ def test_everything_else_stays_on_the_internal_network():
         "kafka",
         "redis",
         "mlflow",
+        "mlflow-accounts",
         "prometheus",
         "producer",
         "worker",
@@ -229,6 +239,58 @@ def test_compose_variables_are_real_settings_and_valid(monkeypatch):
     assert dashboard["CRYPTOPULSE_DASHBOARD__API_URL"] == f"http://api:{DEFAULTS.api.port}"
 
 
+def test_mlflow_runs_basic_auth_without_default_secrets():
+    for variable in ("CRYPTOPULSE_MLFLOW__ADMIN_PASSWORD", "CRYPTOPULSE_MLFLOW__READER_PASSWORD"):
+        with pytest.raises(MissingVariable, match=variable):
+            compose_config({k: v for k, v in COMPOSE_ENV.items() if k != variable})
+    mlflow = SERVICES["mlflow"]
+    script = " ".join(mlflow["command"])
+    assert "exec mlflow server --app-name basic-auth" in script
+    assert "MLFLOW_FLASK_SERVER_SECRET_KEY=$(cat /mlflow/flask-secret-key)" in script, "compose's $$ escape"
+    assert mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == MLFLOW_ADMIN_PASSWORD
+    assert mlflow["environment"]["MLFLOW_AUTH_ADMIN_USERNAME"] == "admin"
+    config = mlflow["environment"]["MLFLOW_AUTH_CONFIG_PATH"]
+    assert f"./deploy/mlflow/basic_auth.ini:{config}:ro" in mlflow["volumes"]
+    assert MLFLOW_AUTH_CONFIG.read_text() == render_mlflow_auth_ini(
+        "sqlite:////mlflow/basic_auth.db", "admin"
+    )
+    ini = MLFLOW_AUTH_CONFIG.read_text()
+    assert "default_permission = READ" in ini and "admin_password" not in ini
+    # the auth database is in the volume, so the admin and the reader survive a restart
+    assert "mlflow-data:/mlflow" in mlflow["volumes"]
+
+
+def _settings_of(service: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    with monkeypatch.context() as scoped:
+        for key, value in SERVICES[service]["environment"].items():
+            scoped.setenv(key, str(value))
+        return load_settings()
+
+
+def test_services_read_the_registry_and_only_the_model_cli_writes(monkeypatch):
+    for name in PROJECT_SERVICES - {"dashboard", "model-init"}:
+        account = _settings_of(name, monkeypatch).mlflow
+        assert account.username == "cryptopulse-reader", name
+        assert account.password is not None and account.password.get_secret_value() == MLFLOW_READER_PASSWORD
+        assert SERVICES[name]["depends_on"]["mlflow-accounts"] == {
+            "condition": "service_completed_successfully"
+        }
+    gate = _settings_of("model-init", monkeypatch).mlflow
+    assert gate.username == "admin" and gate.password is not None
+    assert gate.password.get_secret_value() == MLFLOW_ADMIN_PASSWORD
+    accounts = _settings_of("mlflow-accounts", monkeypatch)
+    assert accounts.env == "prod" and accounts.mlflow.uri == "http://mlflow:5000"
+    assert accounts.mlflow.admin_password is not None and accounts.mlflow.reader_password is not None
+    assert accounts.mlflow.reader_password.get_secret_value() == MLFLOW_READER_PASSWORD
+    assert "ensure_reader_account" in " ".join(SERVICES["mlflow-accounts"]["entrypoint"])
+    assert SERVICES["mlflow-accounts"]["restart"] == "no"
+    assert "CRYPTOPULSE_MLFLOW__USERNAME" not in SERVICES["dashboard"]["environment"]
+
+
+def test_spark_checkpoints_outlive_the_container():
+    assert "spark-data:/data" in SERVICES["spark-streaming"]["volumes"]
+
+
 def test_model_init_runs_once_before_the_pipeline():
     init = SERVICES["model-init"]
     assert init["command"] == ["model", "ensure-default"]
@@ -245,7 +307,14 @@ def test_model_init_runs_once_before_the_pipeline():
 def test_compose_project_services_match_scrape_hosts():
     for job, host in DOCKER_HOSTS.items():
         assert host in SERVICES, f"prometheus scrapes {host} for {job} but compose has no such service"
+    # every scraped project service binds its /metrics beyond loopback (the network is internal)
     assert SERVICES["worker"]["environment"]["CRYPTOPULSE_STREAM__WEB_HOST"] == "0.0.0.0"
+    assert SERVICES["producer"]["environment"]["CRYPTOPULSE_PRODUCER__METRICS_HOST"] == "0.0.0.0"
+    assert SERVICES["spark-streaming"]["environment"]["CRYPTOPULSE_SPARK__METRICS_HOST"] == "0.0.0.0"
+    scraped = yaml.safe_load(PROMETHEUS_DOCKER_CONFIG.read_text())["scrape_configs"]
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in scraped}
+    assert targets["producers"] == [f"producer:{DEFAULTS.producer.metrics_port}"]
+    assert targets["spark-streaming"] == [f"spark-streaming:{DEFAULTS.spark.metrics_port}"]
 
 
 def test_compose_project_commands_exist():

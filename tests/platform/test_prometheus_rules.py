@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,17 @@ def defined_metrics() -> set[str]:
     import api.metrics  # noqa: F401
     import producers.metrics  # noqa: F401
     import stream_processors.metrics  # noqa: F401
+    from cryptopulse.platform.events import RestartCounter
+    from retraining.service import Metrics as RetrainMetrics
     from spark_jobs.metrics import SparkMetrics
 
     spark = CollectorRegistry()
     SparkMetrics(registry=spark)
-    families = [*REGISTRY.collect(), *spark.collect()]
+    supervisor = CollectorRegistry()
+    with tempfile.TemporaryDirectory() as folder:
+        RestartCounter(Path(folder) / "restarts.json", supervisor)
+    retrain = RetrainMetrics().registry
+    families = [*REGISTRY.collect(), *spark.collect(), *supervisor.collect(), *retrain.collect()]
     return {f.name for f in families if f.name.startswith("cryptopulse_")}
 
 
