@@ -117,7 +117,10 @@ def apikey_create(
         list[Scope] | None,
         typer.Option(
             "--scope",
-            help="Grant a scope (repeatable); admin opens /v1/admin (raw messages, dead letters).",
+            help=(
+                "Grant a scope (repeatable); admin opens /v1/admin (raw messages, dead letters), "
+                "label allows POST /v1/feedback (human labels for training)."
+            ),
         ),
     ] = None,
 ) -> None:

@@ -8,6 +8,7 @@ builds it from the process settings, validated at start-up.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,9 +22,15 @@ from api.deps import caller_checks
 from api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
-from api.routes import admin, coins, feed, health, score, stream
+from api.routes import admin, coins, feed, feedback, health, models, review, score, stream
 from api.security import KeyVerifier, RateLimiter
-from api.state import AppState, load_model_once
+from api.state import (
+    AppState,
+    bound_registry_calls,
+    load_model_once,
+    start_model_follower,
+    stop_model_follower,
+)
 from api.store import ViewStore
 from api.streams import StreamSlots
 from core.redact import mask_url_credentials
@@ -46,7 +53,11 @@ aggregated by Spark into 1m/5m/1h/1d windows. Every read comes from Redis views.
 
 TAGS = [
     {"name": "sentiment", "description": "coins, windows, trending and market mood"},
-    {"name": "scoring", "description": "on-demand scoring with the serving model"},
+    {
+        "name": "scoring",
+        "description": "on-demand scoring, registry versions and their moves",
+    },
+    {"name": "review", "description": "human feedback: the review queue and labels for the learning loop"},
     {"name": "live", "description": "Server-Sent Events from Redis pub/sub"},
     {"name": "feed", "description": "latest posts, alerts, service info"},
     {"name": "admin", "description": "read-only Kafka view"},
@@ -86,8 +97,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        bound_registry_calls()  # the registry (MLflow) away is a quick 503, not minutes of retries
+        follower: asyncio.Task[None] | None = None
         if runtime is None and load_model:
             await load_model_once(holder)
+            follower = start_model_follower(holder, settings)  # follows `champion`: hot swap
         log.info(
             "api started",
             redis=mask_url_credentials(settings.redis.dsn),
@@ -98,6 +112,9 @@ def create_app(
         try:
             yield
         finally:
+            await stop_model_follower(follower)
+            if follower is not None:
+                await holder.close()
             if redis_client is None:
                 await client.aclose()
 
@@ -119,6 +136,9 @@ def create_app(
     v1.include_router(score.build_router(settings))
     v1.include_router(stream.router)
     v1.include_router(feed.router)
+    v1.include_router(models.router)
+    v1.include_router(review.router)
+    v1.include_router(feedback.router)
     if settings.api.admin_enabled:
         v1.include_router(admin.router)
     app.include_router(v1)

@@ -224,6 +224,15 @@ class ScoreRequest(BaseModel):
     texts: list[str]
 
 
+class ExplainedSpan(ResponseModel):
+    """A word or phrase of the text and how much it pushed the verdict towards its label."""
+
+    text: str
+    start: int = Field(ge=0, description="character offset in the scored text")
+    end: int = Field(ge=0)
+    weight: float = Field(description="drop of the label's probability when the span is removed")
+
+
 class ScoreItem(ResponseModel):
     index: int = Field(ge=0, description="position in the request")
     label: Literal["negative", "neutral", "positive"] | None
@@ -234,6 +243,9 @@ class ScoreItem(ResponseModel):
     p_positive: float | None = None
     coins: list[str] = Field(default_factory=list)
     error: str | None = Field(default=None, description="why this text was not scored")
+    explanation: list[ExplainedSpan] | None = Field(
+        default=None, description="with explain=true: the spans that drove the label, strongest first"
+    )
 
 
 class ScoreResponse(ResponseModel):

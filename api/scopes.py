@@ -12,3 +12,5 @@ from enum import StrEnum
 class Scope(StrEnum):
     ADMIN = "admin"
     """/v1/admin: raw Kafka messages (texts with author names, dead letters with payloads)."""
+    LABEL = "label"
+    """POST /v1/feedback: a person's label for a live post, which feeds the next training run."""

@@ -6,7 +6,8 @@ Redis dump never leaks usable keys. Verified keys are cached in-process for
 ``api.key_cache_s`` seconds; a revocation therefore takes effect within that time.
 
 A key without scopes reads every view; the ``admin`` scope also opens the Kafka view
-(raw texts with author names, dead letters with their original payloads).
+(raw texts with author names, dead letters with their original payloads), and the
+``label`` scope lets it send human labels (``POST /v1/feedback``) that feed training.
 
 The rate limit is a sliding-window log: one sorted set per caller (an API key, or the
 client address while auth is off) of request times in milliseconds (Redis server time,

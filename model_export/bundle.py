@@ -138,6 +138,9 @@ def register_bundle(settings: Settings, bundle: Bundle) -> RegisteredModel:
     from model_export.train import TrainConfig, TrainResult
 
     metadata = bundle.metadata()
+    from scoring.registry_uri import use_mlflow_account
+
+    use_mlflow_account(settings)  # the production registry answers 401 without one
     mlflow.set_tracking_uri(settings.mlflow.uri)
     mlflow.set_registry_uri(settings.mlflow.uri)
     mlflow.set_experiment(settings.mlflow.experiment)

@@ -1,4 +1,4 @@
-"""``cryptopulse train``, ``cryptopulse score`` and ``cryptopulse model list|promote|ensure-default``.
+"""``cryptopulse train``, ``score`` and ``model list|promote|rollback|events|ensure-default``.
 
 Wire into the main app with ``register(app)``. Heavy imports (torch, mlflow,
 onnxruntime) happen inside the commands so ``cryptopulse --help`` stays fast.
@@ -30,7 +30,8 @@ RESULT_COLUMNS = (*VERDICT_FIELDS[:-1], "coins", "model_version", "error")
 PROGRESS_MIN_ROWS = 500
 
 model_app = command_group(
-    "model", "The sentiment model registry: list versions, promote one, ensure a champion."
+    "model",
+    "The sentiment model registry: list versions, promote one (gated), roll back, show the model events.",
 )
 
 
@@ -51,6 +52,7 @@ class TrainProfile(StrEnum):
 
     default = "default"
     teacher = "teacher"
+    distill = "distill"
 
 
 def train(
@@ -76,9 +78,21 @@ def train(
         TrainProfile,
         typer.Option(
             help="default: the served ensemble; teacher: all-mpnet-base-v2 fine-tuned for distillation "
-            "(hours on 2 cores, checkpointed: run the same command again to resume)"
+            "(hours on 2 cores, checkpointed: run the same command again to resume); distill: the "
+            "served ensemble with its MiniLM taught by the finished teacher"
         ),
     ] = TrainProfile.default,
+    feedback: Annotated[
+        bool,
+        typer.Option(
+            "--feedback/--no-feedback",
+            help="join people's feedback labels (the feedback topic) into the train split",
+        ),
+    ] = True,
+    teacher_dir: Annotated[
+        Path | None,
+        typer.Option(help="distill only: the teacher's model directory (default: the newest finished one)"),
+    ] = None,
     base_model: Annotated[
         Path | None,
         typer.Option(help="teacher only: a Hugging Face encoder directory (default all-mpnet-base-v2)"),
@@ -98,11 +112,20 @@ def train(
         return
     if base_model is not None:
         raise _fail("--base-model applies to --profile teacher only")
+    if teacher_dir is not None and profile is not TrainProfile.distill:
+        raise _fail("--teacher-dir applies to --profile distill only")
+    if profile is TrainProfile.distill:
+        overrides["transformer_dir"] = _distilled_student(settings, overrides, teacher_dir, out, progress)
     if register_model:
+        from model_export.feedback import FeedbackError
         from model_export.registry import train_and_register
 
         try:
-            registered, result = train_and_register(settings, progress=progress, out_dir=out, **overrides)
+            registered, result = train_and_register(
+                settings, progress=progress, out_dir=out, with_feedback=feedback, **overrides
+            )
+        except FeedbackError as exc:
+            raise _fail(f"{exc} (or train without it: --no-feedback)", code=1) from None
         except Exception as exc:
             if type(exc).__name__ in {"MlflowException", "ConnectionError", "RestException"}:
                 raise _fail(f"MLflow at {settings.mlflow.uri} failed: {exc}") from exc
@@ -116,9 +139,38 @@ def train(
         from model_export.train import train as run_training
 
         work = out or settings.cache_dir / "training" / "local"
-        result = run_training(TrainConfig.from_settings(settings, work, **overrides), progress=progress)
+        snapshot = _feedback_snapshot(settings) if feedback else None
+        config = TrainConfig.from_settings(settings, work, feedback=snapshot, **overrides)
+        result = run_training(config, progress=progress)
     _print_metrics(result.metrics)
     typer.echo(f"artifact: {result.artifact_dir}")
+
+
+def _feedback_snapshot(settings: Any) -> Any:
+    from model_export.feedback import FeedbackError, snapshot_feedback
+
+    try:
+        return snapshot_feedback(settings)
+    except FeedbackError as exc:
+        raise _fail(f"{exc} (or train without it: --no-feedback)", code=1) from None
+
+
+def _distilled_student(
+    settings: Any, overrides: dict[str, Any], teacher_dir: Path | None, out: Path | None, progress: bool
+) -> Path:
+    """``train --profile distill``: teach MiniLM with the finished teacher; the student's directory."""
+    from model_export.distill import DistillConfig, TeacherNotFoundError, distill_student, find_teacher
+    from model_export.train import TrainConfig
+
+    try:
+        teacher = teacher_dir or find_teacher(settings.cache_dir)
+    except TeacherNotFoundError as exc:
+        raise _fail(str(exc), code=1) from None
+    if not (teacher / "model.safetensors").exists():
+        raise _fail(f"{teacher} holds no model.safetensors: not a teacher model directory", code=1)
+    work = out or settings.cache_dir / "training" / "distill-run"
+    config = TrainConfig.from_settings(settings, work, **overrides)
+    return distill_student(config, DistillConfig(teacher_dir=teacher), settings.cache_dir, progress=progress)
 
 
 def _train_teacher(
@@ -391,23 +443,122 @@ def list_models() -> None:
     Console().print(table)
 
 
+def _registry_failure(settings: Any, exc: Exception) -> typer.Exit:
+    """MLflow (or Redis/Kafka behind the gate) did not answer: exit 1 with where, credentials masked."""
+    where = mask_url_credentials(settings.mlflow.uri)
+    return _fail(f"registry at {where} failed: {mask_url_credentials(str(exc))}", code=1)
+
+
+def _print_checks(decision: Any, title: str) -> None:
+    status_style = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+    table = Table(title=title)
+    for column in ("check", "result", "detail"):
+        table.add_column(column)
+    for check in decision.checks:
+        style = status_style.get(check.status, "")
+        table.add_row(check.name, f"[{style}]{check.status}[/{style}]", check.detail)
+    Console(soft_wrap=True).print(table)
+
+
 @model_app.command("promote")
 def promote_model(
     version: Annotated[str, typer.Argument(help="registered version to make champion")],
-    force: Annotated[bool, typer.Option(help="skip the quality/latency gate")] = False,
+    force: Annotated[
+        bool, typer.Option(help="override a failing gate (the reasons are still printed)")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="print the gate's verdict, move nothing")] = False,
 ) -> None:
-    """Make VERSION the champion if it beats the current champion (see model.promotion_* settings)."""
-    from model_export.registry import RegistryError, promote
+    """Make VERSION the champion if it passes the gate; prints every check and why.
+
+    The gate weighs the offline metrics (model.promotion_* settings), live shadow agreement
+    and accuracy on feedback labels (learning.promotion_* settings). Exit status 1 when the
+    gate refuses, 2 when VERSION does not exist. The move is published on model.events.
+    """
+    from model_export.registry import RegistryError, evaluate, promote
 
     settings = _settings()
     try:
-        decision = promote(version, settings, force=force)
+        decision = evaluate(version, settings) if dry_run else promote(version, settings, force=force)
     except RegistryError as exc:
         raise _fail(str(exc)) from None
-    if decision.allowed:
-        typer.echo(f"version {version} is now champion: {decision.reason}")
-    else:
+    except Exception as exc:
+        if type(exc).__name__ in {"MlflowException", "ConnectionError", "RestException"}:
+            raise _registry_failure(settings, exc) from None
+        raise
+    name = settings.mlflow.registered_model
+    _print_checks(
+        decision, f"promotion gate: {name} version {version} vs champion {decision.champion or '-'}"
+    )
+    if dry_run:
+        verdict = "would be promoted" if decision.allowed else "would not be promoted"
+        typer.echo(f"version {version} {verdict}: {decision.reason}")
+        if not decision.allowed:
+            raise typer.Exit(1)
+        return
+    if not decision.allowed:
         raise _fail(f"version {version} not promoted: {decision.reason}", code=1)
+    typer.echo(f"version {version} is now champion: {decision.reason}")
+    if decision.published is False:
+        console.print("[bold red]warning:[/] the model event was not published (Kafka); the promotion stands")
+
+
+@model_app.command("rollback")
+def rollback_model(
+    reason: Annotated[str | None, typer.Option(help="why, recorded on the model event")] = None,
+) -> None:
+    """Move champion back to the previous champion version, in one step and without the gate.
+
+    Serving (API, stream worker, backfill) follows within its poll interval. Run it again
+    to go one more version back. Exit status 1 when there is nothing to roll back to.
+    """
+    from model_export.registry import RegistryError, rollback
+
+    settings = _settings()
+    try:
+        result = rollback(settings, reason=reason)
+    except RegistryError as exc:
+        raise _fail(str(exc), code=1) from None
+    except Exception as exc:
+        if type(exc).__name__ in {"MlflowException", "ConnectionError", "RestException"}:
+            raise _registry_failure(settings, exc) from None
+        raise
+    typer.echo(
+        f"{result.model}: champion rolled back from version {result.previous_version} to {result.version}"
+    )
+    if not result.published:
+        console.print("[bold red]warning:[/] the model event was not published (Kafka); the rollback stands")
+
+
+@model_app.command("events")
+def model_events(
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="how many, newest first")] = 20,
+) -> None:
+    """The newest registry moves (registered, promoted, rolled back) from the model.events topic."""
+    from model_export.registry import EventsUnavailable, recent_model_events
+
+    settings = _settings()
+    try:
+        events = recent_model_events(settings, limit)
+    except EventsUnavailable as exc:
+        raise _fail(str(exc), code=1) from None
+    if not events:
+        typer.echo("no model events yet")
+        return
+    table = Table(title=f"model events (newest first, {len(events)})")
+    for column in ("time (UTC)", "model", "action", "alias", "version", "previous", "actor", "reasons"):
+        table.add_column(column)
+    for e in events:
+        table.add_row(
+            f"{e.event_time:%Y-%m-%d %H:%M:%S}",
+            e.model,
+            e.action,
+            e.alias or "",
+            e.version,
+            e.previous_version or "",
+            e.actor,
+            "\n".join(e.reasons),
+        )
+    Console(soft_wrap=True).print(table)
 
 
 @model_app.command("ensure-default")
@@ -436,10 +587,53 @@ def ensure_default() -> None:
     typer.echo(f"{settings.mlflow.registered_model}: champion is version {version}")
 
 
+@model_app.command("bundle")
+def bundle_model(
+    from_artifact: Annotated[
+        Path | None,
+        typer.Option(help="bundle this trained artifact directory instead of training one now"),
+    ] = None,
+    dest: Annotated[
+        Path | None, typer.Option(help="bundle directory (default: models/default in the checkout)")
+    ] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Reproduce the bundled default model: train on the shipped data with the default settings
+    (no feedback, nothing registered), check it (data formats only, at most 40 MiB, manifest),
+    and write it to models/default, which a fresh `cryptopulse up` registers instead of training."""
+    from model_export.bundle import BUNDLE_ROOT, BundleError, write_bundle
+
+    settings = _settings()
+    artifact = from_artifact
+    command = "cryptopulse model bundle"
+    if artifact is None:
+        from model_export.train import TrainConfig
+        from model_export.train import train as run_training
+
+        work = settings.cache_dir / "training" / "bundle"
+        config = TrainConfig.from_settings(settings, work, model_version="cryptopulse-sentiment/bundled")
+        artifact = run_training(config, progress=progress).artifact_dir
+    else:
+        command = f"cryptopulse model bundle --from-artifact {artifact.name}"
+    try:
+        written = write_bundle(artifact, dest or BUNDLE_ROOT, command=command)
+    except BundleError as exc:
+        raise _fail(str(exc), code=1) from None
+    provenance = written.provenance()
+    f1 = provenance["metrics"].get("test_weighted_f1")
+    typer.echo(
+        f"bundled {provenance['bytes'] / 2**20:.1f} MiB into {written.root}"
+        + (f" (test weighted F1 {f1:.4f})" if f1 is not None else "")
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add ``train``, ``score`` and the ``model`` group to the main CLI."""
     app.command("train")(train)
     app.command("score")(score)
+    from model_export.reference import reference_command
+
+    model_app.command("reference")(reference_command)
     app.add_typer(model_app, name="model")
 
 

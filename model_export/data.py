@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from schemas.events import Feedback
 from scoring.labels import LABEL_TO_ID
 
 log = logging.getLogger(__name__)
@@ -214,3 +215,48 @@ def evaluation_fingerprint(test: pd.DataFrame) -> str:
     for text, label in sorted(zip(test["text"], test["label"], strict=True)):
         digest.update(f"{label}\t{text}\n".encode())
     return digest.hexdigest()[:16]
+
+
+FEEDBACK_DATASET = "feedback"
+"""The ``dataset`` name of human feedback rows (never one of the public sets)."""
+
+
+def feedback_frame(examples: Sequence[Feedback], weight: float) -> pd.DataFrame:
+    """Feedback as training rows (columns of the corpus plus ``weight``), split ``train``."""
+    return pd.DataFrame(
+        {
+            "text": [f.text for f in examples],
+            "label": [LABEL_TO_ID[f.label.value] for f in examples],
+            "dataset": FEEDBACK_DATASET,
+            "date": pd.NaT,
+            "split": "train",
+            "weight": float(weight),
+        }
+    )
+
+
+def join_feedback(corpus: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
+    """The corpus with feedback rows added to its training split, each with its ``weight``
+    (corpus rows weigh 1).
+
+    Feedback never reaches the fixed validation and test splits: a feedback text that is
+    also a validation or test text is dropped, so scores stay comparable across runs. A
+    training text that a person labelled is replaced by the person's label.
+    """
+    out = corpus.assign(weight=1.0) if "weight" not in corpus else corpus
+    if feedback.empty:
+        return out
+    key = out["text"].map(normalise_for_dedup)
+    held_out = set(key[out["split"] != "train"])
+    fb_key = feedback["text"].map(normalise_for_dedup)
+    keep = ~fb_key.isin(held_out) & (fb_key.str.len() > 0)
+    dropped_held_out = int((~keep).sum())
+    feedback, fb_key = feedback[keep], fb_key[keep]
+    relabelled = (out["split"] == "train") & key.isin(set(fb_key))
+    log.info(
+        "feedback: %d rows join training (%d dropped as validation/test texts, %d corpus rows relabelled)",
+        len(feedback),
+        dropped_held_out,
+        int(relabelled.sum()),
+    )
+    return pd.concat([out[~relabelled], feedback], ignore_index=True)

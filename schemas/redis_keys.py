@@ -135,9 +135,16 @@ class RedisKeys:
         """SET: source ids that already have feedback (left out of the queue)."""
         return f"{self.prefix}:review:done"
 
+    def review_answers(self, source_id: str) -> str:
+        """HASH (TTL learning.feedback_max_age_days): annotator -> that annotator's last
+        Feedback JSON for one post, so a repeated answer is recognised (idempotency)."""
+        return f"{self.prefix}:review:answers:{source_id}"
+
     def shadow_stats(self, champion: str, challenger: str) -> str:
-        """HASH (TTL SHADOW_STATS_TTL_S): ``records``, ``agree`` and per-label counts of
-        the shadow verdicts of one champion/challenger pair."""
+        """HASH (TTL SHADOW_STATS_TTL_S): the shadow verdicts of one champion/challenger pair
+        (runtime ``NAME/VERSION`` labels): ``records``, ``agree``, ``champion_{label}``,
+        ``challenger_{label}``, and on feedback labels ``feedback``, ``champion_correct``,
+        ``challenger_correct`` (names in ``views.writer``: ``SHADOW_*``)."""
         return f"{self.prefix}:shadow:stats:{champion}:{challenger}"
 
     # -- pub/sub ------------------------------------------------------------------------

@@ -65,6 +65,16 @@ class TextScore(BaseModel):
     coins: tuple[str, ...] = ()
     model_version: str
     error: str | None = None
+    member_disagreement: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="total variation distance between the transformer's and the linear member's "
+        "probabilities (0: identical, 1: disjoint); a review-queue signal, not a verdict field",
+    )
+    members_agree: bool | None = Field(
+        default=None, description="whether the transformer and the linear member pick the same label"
+    )
 
     def verdict(self) -> dict[str, Any]:
         """The ``VERDICT_FIELDS`` of this text; all None when it was rejected (see ``error``)."""
@@ -199,12 +209,17 @@ class SentimentRuntime:
 
     def ensemble_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Calibrated ensemble probabilities, columns in ``LABELS`` order (no input validation)."""
+        return self._ensemble_and_members(texts)[0]
+
+    def _ensemble_and_members(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ensemble, transformer, linear) probabilities from one pass over the members, so
+        serving reports how far the members disagree at no extra inference cost."""
         if not texts:
-            return np.zeros((0, len(LABELS)))
-        feats = combiner_features(
-            self.transformer_proba(texts), self.linear_proba(texts), self.lexicon_features(texts)
-        )
-        return self._combiner.predict_proba(feats)
+            empty = np.zeros((0, len(LABELS)))
+            return empty, empty, empty
+        p_transformer, p_linear = self.transformer_proba(texts), self.linear_proba(texts)
+        feats = combiner_features(p_transformer, p_linear, self.lexicon_features(texts))
+        return self._combiner.predict_proba(feats), p_transformer, p_linear
 
     # -- public API ----------------------------------------------------------------------
 
@@ -222,7 +237,10 @@ class SentimentRuntime:
         """One ``TextScore`` per input, in order; invalid inputs get ``error`` instead of raising."""
         errors = [self.validate(t) for t in texts]
         valid = [i for i, e in enumerate(errors) if e is None]
-        proba = self.ensemble_proba([str(texts[i]) for i in valid])
+        proba, p_transformer, p_linear = self._ensemble_and_members([str(texts[i]) for i in valid])
+        # total variation distance: half the L1 distance between the two members' vectors
+        distance = np.clip(0.5 * np.abs(p_transformer - p_linear).sum(axis=1), 0.0, 1.0)
+        agree = np.argmax(p_transformer, axis=1) == np.argmax(p_linear, axis=1)
         results: list[TextScore] = [
             TextScore(label=None, model_version=self.model_version, error=err) for err in errors
         ]
@@ -238,6 +256,8 @@ class SentimentRuntime:
                 p_positive=float(p[2]),
                 coins=tuple(self.coins.tag(str(texts[i]))),
                 model_version=self.model_version,
+                member_disagreement=float(distance[row]),
+                members_agree=bool(agree[row]),
             )
         return results
 

@@ -1,8 +1,8 @@
 """The faust application: its configuration, and :func:`create_app`, the one entry that wires it.
 
 The worker is split the way faust projects split an app: topics (:mod:`.topics`), tables
-(:mod:`.tables`), one module per agent (:mod:`.agents.clean`, :mod:`.agents.score`; the
-delivery contract is in :mod:`.agents`), timers (:mod:`.monitors`) and web views
+(:mod:`.tables`), one module per agent (:mod:`.agents.clean`, :mod:`.agents.score`,
+:mod:`.agents.shadow`; the delivery contract is in :mod:`.agents`), timers (:mod:`.monitors`) and web views
 (:mod:`.views`). Each part declares itself on the app it is given; :func:`create_app`
 builds them from settings, in a fixed order, and keeps them in ``app.parts``.
 
@@ -26,9 +26,10 @@ from stream_processors.faust_ext import StreamTransport
 from stream_processors.liveness import request_graceful_stop
 
 if TYPE_CHECKING:
-    from scoring.holder import ModelHolder
+    from scoring.holder import ModelHolder, Resolver
     from stream_processors.agents.clean import CleanAgent
     from stream_processors.agents.score import ScoreAgent
+    from stream_processors.agents.shadow import ShadowAgent
     from stream_processors.cleaning import TextTagger
     from stream_processors.live import LivePublisher
     from stream_processors.monitors.drift import DriftCheck
@@ -63,6 +64,7 @@ class WorkerParts:
     tables: StreamTables
     clean: CleanAgent
     score: ScoreAgent
+    shadow: ShadowAgent
     lag: LagWatch
     quality: QualityCheck
     drift: DriftCheck
@@ -75,6 +77,7 @@ class WorkerParts:
         self.heartbeat.clear()
         await self.publisher.close()
         await self.holder.close()
+        await self.shadow.holder.close()
 
 
 def group_id(settings: Settings) -> str:
@@ -114,6 +117,8 @@ def create_app(
     settings: Settings | None = None,
     *,
     holder: ModelHolder | None = None,
+    challenger: ModelHolder | None = None,
+    challenger_resolver: Resolver | None = None,
     tagger: TextTagger | None = None,
     publisher: LivePublisher | None = None,
     on_stall: Callable[[], None] = request_graceful_stop,
@@ -121,14 +126,16 @@ def create_app(
 ) -> StreamApp:
     """Build a configured app with the worker's topics, tables, agents, timers and views.
 
-    The keyword arguments replace a part built from settings (tests: a fake model, a
-    recorded stall, a broker that does not answer).
+    The keyword arguments replace a part built from settings (tests: a fake model or
+    challenger, a recorded stall, a broker that does not answer). A given ``challenger``
+    holder is followed with ``challenger_resolver`` (None: it stays as given).
     """
     from core.kafka import broker_ready
-    from scoring.holder import ModelHolder
+    from scoring.holder import ModelHolder, registry_resolver
     from stream_processors.agents import DeadLetters
     from stream_processors.agents.clean import CleanAgent
     from stream_processors.agents.score import ScoreAgent
+    from stream_processors.agents.shadow import ShadowAgent, challenger_uri, registry_mlflow_logger
     from stream_processors.cleaning import CleaningConfig
     from stream_processors.drift import DriftMonitor
     from stream_processors.live import LivePublisher
@@ -138,6 +145,7 @@ def create_app(
     from stream_processors.monitors.lag import LagWatch
     from stream_processors.monitors.quality import QualityCheck
     from stream_processors.quality import QualityMonitor
+    from stream_processors.review import CoinShifts, ReviewRanker
     from stream_processors.tables import StreamTables
     from stream_processors.topics import StreamTopics
     from stream_processors.views import register_views
@@ -161,17 +169,36 @@ def create_app(
     tables = StreamTables.declare(app, settings)
     dead_letters = DeadLetters(topics.dead_letter)
     quality = QualityMonitor(stream.quality_window_s, stream.quality_min_records)
-    drift = DriftMonitor(stream.drift_window_s, stream.drift_min_records, stream.drift_psi_threshold)
+    drift = DriftMonitor.from_settings(settings)
     alerts = AlertSender(topics.alerts, publisher)
     clean = CleanAgent(
         topics, tables.dedup, dead_letters, quality, CleaningConfig.from_settings(settings), tagger
     )
-    score = ScoreAgent(stream, topics, tables, dead_letters, holder, publisher, drift)
+    ranker = ReviewRanker(CoinShifts(publisher.latest_trends))
+    score = ScoreAgent(stream, topics, tables, dead_letters, holder, publisher, drift, review=ranker)
+    resolver: Resolver | None = challenger_resolver
+    if challenger is None:
+        challenger = ModelHolder.from_settings(
+            settings, challenger_uri(settings), child_process=stream.scoring_process
+        )
+        resolver = registry_resolver(settings)
+    shadow = ShadowAgent(
+        settings,
+        topics,
+        dead_letters,
+        challenger,
+        publisher,
+        ranker,
+        resolver=resolver,
+        champion=holder,
+        mlflow_log=registry_mlflow_logger(settings),
+    )
     parts = WorkerParts(
         topics=topics,
         tables=tables,
         clean=clean,
         score=score,
+        shadow=shadow,
         lag=LagWatch(
             app,
             [clean, score],
@@ -186,8 +213,17 @@ def create_app(
         holder=holder,
         publisher=publisher,
     )
-    # agents first, then the timers: model_poll (score), consumer_lag, data_quality, model_drift, heartbeat
-    for part in (parts.clean, parts.score, parts.lag, parts.quality, parts.drift, parts.heartbeat):
+    # agents first, then the timers: model_poll (score), challenger_poll and shadow_mlflow
+    # (shadow), consumer_lag, data_quality, model_drift, heartbeat
+    for part in (
+        parts.clean,
+        parts.score,
+        parts.shadow,
+        parts.lag,
+        parts.quality,
+        parts.drift,
+        parts.heartbeat,
+    ):
         part.register(app)
     register_views(app, holder)
 

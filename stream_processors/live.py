@@ -14,7 +14,10 @@ prefix = settings.redis.key_prefix:
 * ``{prefix}:live:volume:{window}`` sorted set: coin -> volume of its latest window;
 * ``{prefix}:posts:latest`` list: newest-first ScoredPost JSON, deduplicated and capped;
 * channel ``{prefix}:live:scored``: every ScoredPost as JSON;
-* channel ``{prefix}:live:counters``: every counter change as JSON.
+* channel ``{prefix}:live:counters``: every counter change as JSON;
+* ``{prefix}:review:queue`` / ``{prefix}:review:post:{id}``: review candidates
+  (:mod:`stream_processors.review`), in the same pipeline as the batch's posts;
+* ``{prefix}:shadow:stats:{champion}:{challenger}``: the shadow agent's counters.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from typing import Any, TypeVar
 import structlog
 
 from schemas.events import Alert, DataQualityReport, ScoredPost
-from stream_processors.metrics import REDIS_ERRORS
+from stream_processors.metrics import REDIS_ERRORS, REVIEW_QUEUED
+from stream_processors.review import SHIFT_WINDOW, ReviewCandidate
 from views import AsyncRedisViewWriter
 
 log = structlog.get_logger(__name__)
@@ -72,8 +76,14 @@ class LivePublisher:
             self._views = AsyncRedisViewWriter(client, self.prefix)
         return self._views
 
-    async def publish(self, scored: Sequence[ScoredPost], counters: Sequence[CounterUpdate]) -> None:
-        if not self.enabled or (not scored and not counters):
+    async def publish(
+        self,
+        scored: Sequence[ScoredPost],
+        counters: Sequence[CounterUpdate],
+        review: Sequence[ReviewCandidate] = (),
+    ) -> None:
+        """One pipeline per batch: latest posts, live events, counters and review candidates."""
+        if not self.enabled or (not scored and not counters and not review):
             return
         if time.monotonic() - self._last_error < 5.0:
             return  # back off after a failure instead of paying a timeout per batch
@@ -83,7 +93,13 @@ class LivePublisher:
             now = time.time()
             for update in counters:
                 views.add_live_counter(update, updated=now)
-            await views.flush()
+            for candidate in review:
+                views.add_review_candidate(
+                    candidate.post, candidate.priority, candidate.reasons, candidate.challenger_label
+                )
+            result = await views.flush()
+            if review:
+                REVIEW_QUEUED.inc(result.review_queued)
         except Exception as exc:
             views.discard()
             self._last_error = time.monotonic()
@@ -109,6 +125,29 @@ class LivePublisher:
 
         ok, _ = await self._best_effort(write, "quality report write")
         return ok
+
+    async def count_shadow(
+        self, champion: str, challenger: str, counts: dict[str, int]
+    ) -> dict[str, int] | None:
+        """Add to a champion/challenger pair's shadow counters; their totals, or None when
+        Redis is off or the write failed (logged and counted)."""
+        _, totals = await self._best_effort(
+            lambda views: views.count_shadow(champion, challenger, counts), "shadow counters write"
+        )
+        return totals
+
+    async def shadow_stats(self, champion: str, challenger: str) -> dict[str, int] | None:
+        """A pair's shadow counters, or None when Redis is off or the read failed."""
+        _, stats = await self._best_effort(
+            lambda views: views.shadow_stats(champion, challenger), "shadow counters read"
+        )
+        return stats
+
+    async def latest_trends(self, coins: Sequence[str]) -> dict[str, str | None]:
+        """The review queue's trend reader (raises on failure: :class:`~.review.CoinShifts` backs off)."""
+        if not self.enabled:
+            return {}
+        return await self._writer().latest_trends(SHIFT_WINDOW, coins)
 
     async def _best_effort(
         self, call: Callable[[AsyncRedisViewWriter], Awaitable[T]], what: str

@@ -70,3 +70,40 @@ OFFSET_GAPS = Counter(
     "jumps over unread offsets in a source partition (faust commits past them; none expected)",
     ["topic"],
 )
+SHADOW_VERDICTS = Counter(
+    "cryptopulse_stream_shadow_verdicts_total",
+    "challenger verdicts on live posts, by whether the champion agreed",
+    ["champion", "challenger", "agree"],
+)
+SHADOW_SKIPPED = Counter(
+    "cryptopulse_stream_shadow_skipped_total",
+    "scored posts the shadow agent did not score (no_challenger, not_sampled, stale, "
+    "redelivered, challenger_failed)",
+    ["reason"],
+)
+SHADOW_AGREEMENT = Gauge(
+    "cryptopulse_stream_shadow_agreement",
+    "share of shadow verdicts where champion and challenger chose the same label (all workers)",
+    ["champion", "challenger"],
+)
+SHADOW_RECORDS = Gauge(
+    "cryptopulse_stream_shadow_records",
+    "shadow verdicts of the pair (all workers)",
+    ["champion", "challenger"],
+)
+SHADOW_FEEDBACK_ACCURACY = Gauge(
+    "cryptopulse_stream_shadow_feedback_accuracy",
+    "share of feedback labels the model (champion or challenger) matched, on shadow-scored posts",
+    ["champion", "challenger", "model"],
+)
+SHADOW_FEEDBACK_LABELS = Gauge(
+    "cryptopulse_stream_shadow_feedback_labels",
+    "feedback labels on shadow-scored posts of the pair (all workers)",
+    ["champion", "challenger"],
+)
+CHALLENGER_INFO = Gauge(
+    "cryptopulse_stream_challenger_info", "challenger version in shadow service (value 1)", ["model_version"]
+)
+REVIEW_QUEUED = Counter(
+    "cryptopulse_stream_review_candidates_total", "posts written to the review queue (new or re-ranked)"
+)

@@ -10,20 +10,34 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from schemas.events import CleanPost, ScoredPost, SentimentLabel, utc_now
 from scoring.holder import ScoringRuntime
 
 
+@dataclass(frozen=True, slots=True)
+class MemberSplit:
+    """How far the ensemble's members disagreed on one post (a review-queue signal that the
+    scored record does not carry): their probability distance and whether their labels match."""
+
+    distance: float
+    agree: bool
+
+
 @dataclass(frozen=True)
 class BatchResult:
-    """Scored posts plus (post, reason) pairs the model refused, for the dead-letter topic."""
+    """Scored posts plus (post, reason) pairs the model refused, for the dead-letter topic.
+
+    ``members`` maps a scored post's source id to its :class:`MemberSplit`, for runtimes
+    that report one (:class:`scoring.runtime.TextScore`).
+    """
 
     scored: list[ScoredPost]
     failed: list[tuple[CleanPost, str]]
     model_version: str
     inference_s: float
+    members: dict[str, MemberSplit] = field(default_factory=dict)
 
 
 def score_batch(runtime: ScoringRuntime, posts: Sequence[CleanPost]) -> BatchResult:
@@ -39,6 +53,7 @@ def score_batch(runtime: ScoringRuntime, posts: Sequence[CleanPost]) -> BatchRes
         raise RuntimeError(f"runtime returned {len(results)} scores for {len(posts)} texts")
     scored: list[ScoredPost] = []
     failed: list[tuple[CleanPost, str]] = []
+    members: dict[str, MemberSplit] = {}
     now = utc_now()
     for post, result in zip(posts, results, strict=True):
         if result.error is not None or result.label is None:
@@ -60,7 +75,12 @@ def score_batch(runtime: ScoringRuntime, posts: Sequence[CleanPost]) -> BatchRes
             )
         except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
             failed.append((post, f"invalid verdict: {type(exc).__name__}: {exc}"))
-    return BatchResult(scored, failed, runtime.model_version, inference_s)
+            continue
+        distance = getattr(result, "member_disagreement", None)
+        agree = getattr(result, "members_agree", None)
+        if distance is not None and agree is not None:
+            members[post.source_id] = MemberSplit(_clip(distance, 0.0, 1.0), bool(agree))
+    return BatchResult(scored, failed, runtime.model_version, inference_s, members)
 
 
 def _clip(value: float | None, low: float, high: float) -> float:

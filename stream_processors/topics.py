@@ -11,12 +11,22 @@ from dataclasses import dataclass
 import faust
 
 from core.settings import Settings
-from schemas.topics import ALERTS, CLEAN_POSTS, DEAD_LETTER, RAW_NEWS, RAW_REDDIT, SCORED_POSTS
+from schemas.topics import (
+    ALERTS,
+    CLEAN_POSTS,
+    DEAD_LETTER,
+    FEEDBACK,
+    RAW_NEWS,
+    RAW_REDDIT,
+    SCORED_POSTS,
+    SHADOW_SCORED,
+)
 
 
 @dataclass(frozen=True)
 class StreamTopics:
-    """One app's topics: the clean agent reads ``raw``, the score agent ``clean``."""
+    """One app's topics: the clean agent reads ``raw``, the score agent ``clean``, the
+    shadow agent ``scored`` (writing ``shadow``) and its feedback agent ``feedback``."""
 
     raw: faust.TopicT  # raw.reddit + raw.news
     clean: faust.TopicT
@@ -24,6 +34,8 @@ class StreamTopics:
     dead_letter: faust.TopicT
     alerts: faust.TopicT
     sources: dict[str, str]  # raw topic name -> the source its records come from
+    shadow: faust.TopicT
+    feedback: faust.TopicT
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> StreamTopics:
@@ -38,6 +50,8 @@ class StreamTopics:
             dead_letter=topic(DEAD_LETTER.name(settings)),
             alerts=topic(ALERTS.name(settings)),
             sources={reddit: "reddit", news: "news"},
+            shadow=topic(SHADOW_SCORED.name(settings)),
+            feedback=topic(FEEDBACK.name(settings)),
         )
 
     def source_of(self, topic: str) -> str:

@@ -15,7 +15,12 @@ Every update is idempotent, so a replayed batch leaves Redis byte-for-byte ident
   then trim by retention relative to their newest member (not the wall clock);
 * the capped lists (``posts:latest``, ``alerts:latest``, quality history) remove an
   equal member before pushing it;
-* ``price:latest`` keeps the newest tick by ``event_time``.
+* ``price:latest`` keeps the newest tick by ``event_time``;
+* a review candidate merges with the stored one of the same post (higher own priority,
+  union of reasons, the challenger's part once), so a replayed offer changes nothing.
+
+The shadow counters (``count_shadow``) are the exception: ``HINCRBY`` adds, so their
+caller (the worker's shadow agent) skips source ids it has counted already.
 
 A flush is one MULTI/EXEC when any queued update spans several commands that must land
 together (bounded pushes, replacements, counters). Updates that are one Lua script each
@@ -45,6 +50,9 @@ from schemas.redis_keys import (
     POSTS_LATEST_MAX,
     QUALITY_HISTORY_MAX,
     RETENTION_SECONDS,
+    REVIEW_POST_TTL_S,
+    REVIEW_QUEUE_MAX,
+    SHADOW_STATS_TTL_S,
     RedisKeys,
     live_counter_ttl,
 )
@@ -120,11 +128,104 @@ HISTORY_POINT_LUA = (
 # KEYS: zset   ARGV: retention seconds
 TRIM_LUA = _trim_from_newest("KEYS[1]", "ARGV[1]") + "return 1\n"
 
+# -- review queue and shadow counters (the learning loop) ------------------------------------------
+
+REVIEW_LOW_CONFIDENCE = "low_confidence"
+REVIEW_MEMBERS_DISAGREE = "members_disagree"
+REVIEW_CHALLENGER_DISAGREES = "challenger_disagrees"
+REVIEW_COIN_SHIFT = "coin_shift"
+REVIEW_REASONS: tuple[str, ...] = (
+    REVIEW_LOW_CONFIDENCE,
+    REVIEW_MEMBERS_DISAGREE,
+    REVIEW_CHALLENGER_DISAGREES,
+    REVIEW_COIN_SHIFT,
+)
+"""Why a post is worth a person's label, in the order a candidate lists them."""
+REVIEW_CHALLENGER_WEIGHT = 1.0
+"""Priority a challenger disagreement adds: the challenger's verdict arrives after the
+champion's, so the script adds it to (or takes it from) a stored candidate's priority."""
+
+SHADOW_RECORDS = "records"
+SHADOW_AGREE = "agree"
+SHADOW_FEEDBACK = "feedback"
+SHADOW_CHAMPION_CORRECT = "champion_correct"
+SHADOW_CHALLENGER_CORRECT = "challenger_correct"
+
+
+def shadow_label_field(model: str, label: str) -> str:
+    """The ``shadow:stats`` field counting ``model``'s (``champion``/``challenger``) ``label`` verdicts."""
+    return f"{model}_{label}"
+
+
+# Offer one post to the review queue.  KEYS: queue, post, done
+# ARGV: source_id, ScoredPost json, base priority, reasons csv, challenger label or '',
+#       challenger weight, cap, ttl, post key prefix (trimmed members' posts are deleted)
+# A stored candidate of the same post is merged: the higher base priority, the union of the
+# reasons, and the challenger's label whichever offer brought it (the champion's offer and
+# the shadow agent's may land in either order). A post with feedback is never queued; a
+# full queue keeps a new post only if it outranks the lowest one, which then falls off.
+REVIEW_OFFER_LUA = (
+    "local ORDER = {"
+    + ", ".join(f"'{reason}'" for reason in REVIEW_REASONS)
+    + "}\n"
+    + f"local CHALLENGER_REASON = '{REVIEW_CHALLENGER_DISAGREES}'\n"
+    + """
+if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return 0 end
+local base = tonumber(ARGV[3])
+local challenger = ARGV[5]
+local weight = tonumber(ARGV[6])
+local cap = tonumber(ARGV[7])
+local has = {}
+for reason in string.gmatch(ARGV[4], '[^,]+') do has[reason] = true end
+local cur = redis.call('GET', KEYS[2])
+if cur then
+  local ok, old = pcall(cjson.decode, cur)
+  if ok and type(old) == 'table' then
+    local old_base = tonumber(old['priority']) or 0
+    if type(old['challenger_label']) == 'string' then
+      old_base = old_base - weight
+      if challenger == '' then challenger = old['challenger_label'] end
+    end
+    if old_base > base then base = old_base end
+    if type(old['reasons']) == 'table' then
+      for _, reason in ipairs(old['reasons']) do has[reason] = true end
+    end
+  end
+end
+local priority = base
+if challenger ~= '' then
+  priority = base + weight
+  has[CHALLENGER_REASON] = true
+end
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= cap then
+  local low = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if low[2] and tonumber(low[2]) >= priority then return 0 end
+end
+local reasons = {}
+for _, reason in ipairs(ORDER) do
+  if has[reason] then reasons[#reasons + 1] = cjson.encode(reason) end
+end
+local label = 'null'
+if challenger ~= '' then label = cjson.encode(challenger) end
+local doc = string.sub(ARGV[2], 1, -2) .. ',"priority":' .. string.format('%.6f', priority)
+  .. ',"reasons":[' .. table.concat(reasons, ',') .. '],"challenger_label":' .. label .. '}'
+redis.call('SET', KEYS[2], doc, 'EX', tonumber(ARGV[8]))
+redis.call('ZADD', KEYS[1], priority, ARGV[1])
+local over = redis.call('ZCARD', KEYS[1]) - cap
+if over > 0 then
+  local gone = redis.call('ZPOPMIN', KEYS[1], over)
+  for i = 1, #gone, 2 do redis.call('DEL', ARGV[9] .. gone[i]) end
+end
+return 1
+"""
+)
+
 _SCRIPTS: dict[str, str] = {
     "trend": TREND_UPSERT_LUA,
     "price": PRICE_LUA,
     "history": HISTORY_POINT_LUA,
     "trim": TRIM_LUA,
+    "review": REVIEW_OFFER_LUA,
 }
 
 
@@ -163,10 +264,12 @@ class FlushResult:
     """Trend windows that became (or stayed) the latest of their series."""
     prices_written: int = 0
     """Price ticks that were not older than the stored one."""
+    review_queued: int = 0
+    """Review candidates written (the rest had feedback or were outranked by a full queue)."""
 
 
 def _tally(ops: Sequence[_Op], replies: Sequence[Any]) -> FlushResult:
-    counts = {"latest_updated": 0, "prices_written": 0}
+    counts = {"latest_updated": 0, "prices_written": 0, "review_queued": 0}
     for op, reply in zip(ops, replies, strict=True):
         if isinstance(op, _ScriptCall) and op.tally is not None:
             counts[op.tally] += int(reply)
@@ -330,6 +433,51 @@ class _ViewBatch:
         ]
         self._queue(ops, atomic=True)
 
+    # -- learning loop ---------------------------------------------------------------------------
+    def add_review_candidate(
+        self,
+        post: ScoredPost,
+        priority: float,
+        reasons: Iterable[str],
+        challenger_label: str | None = None,
+        *,
+        cap: int = REVIEW_QUEUE_MAX,
+    ) -> None:
+        """Queue the offer of ``post`` to the review queue (``review:queue`` and ``review:post``).
+
+        ``priority`` is the post's own (without the challenger's part): the script adds
+        :data:`REVIEW_CHALLENGER_WEIGHT` when ``challenger_label`` (the challenger's
+        dissenting verdict) is given now or was stored before. Skipped when the post has
+        feedback (``review:done``) or a full queue (``cap`` members) holds only higher
+        priorities; a new member of a full queue pushes the lowest one (and its post) out.
+        """
+        reasons = list(reasons)
+        unknown = set(reasons) - set(REVIEW_REASONS)
+        if unknown:
+            raise ValueError(f"unknown review reasons {sorted(unknown)}; expected some of {REVIEW_REASONS}")
+        call = _ScriptCall(
+            "review",
+            [self.keys.review_queue(), self.keys.review_post(post.source_id), self.keys.review_done()],
+            [
+                post.source_id,
+                post.model_dump_json(),
+                round(float(priority), 6),
+                ",".join(reasons),
+                challenger_label or "",
+                REVIEW_CHALLENGER_WEIGHT,
+                int(cap),
+                REVIEW_POST_TTL_S,
+                self.keys.review_post(""),
+            ],
+            tally="review_queued",
+        )
+        self._queue([call], atomic=False)
+
+    def _shadow_count_ops(self, champion: str, challenger: str, counts: Mapping[str, int]) -> list[_Op]:
+        key = self.keys.shadow_stats(champion, challenger)
+        ops: list[_Op] = [_Command("hincrby", (key, name, int(n))) for name, n in counts.items() if n]
+        return [*ops, _Command("expire", (key, SHADOW_STATS_TTL_S)), _Command("hgetall", (key,))]
+
     # -- Spark trend job state ------------------------------------------------------------------
     def add_window_components(self, window: str, start_ms: int, fields: Mapping[str, str]) -> None:
         """Queue HSETs of one window's ``source|coin`` sums. Spark emits full aggregates,
@@ -412,6 +560,15 @@ class RedisViewWriter(_ViewBatch):
         self._send(self._alert_ops(alert), atomic=True)
         return True
 
+    def count_shadow(self, champion: str, challenger: str, counts: Mapping[str, int]) -> dict[str, int]:
+        """Add ``counts`` to the pair's ``shadow:stats`` hash (its TTL restarts); returns the
+        totals after the update. Sent at once, apart from the batch: the caller needs them."""
+        return _int_hash(self._send(self._shadow_count_ops(champion, challenger, counts), atomic=True)[-1])
+
+    def shadow_stats(self, champion: str, challenger: str) -> dict[str, int]:
+        """The pair's shadow counters (empty when none were kept)."""
+        return _int_hash(self.client.hgetall(self.keys.shadow_stats(champion, challenger)))
+
 
 class AsyncRedisViewWriter(_ViewBatch):
     """Writes the views through a ``redis.asyncio.Redis`` (the faust worker's live view).
@@ -451,6 +608,32 @@ class AsyncRedisViewWriter(_ViewBatch):
             return False
         await self._send(self._alert_ops(alert), atomic=True)
         return True
+
+    async def count_shadow(self, champion: str, challenger: str, counts: Mapping[str, int]) -> dict[str, int]:
+        """Async twin of :meth:`RedisViewWriter.count_shadow`."""
+        replies = await self._send(self._shadow_count_ops(champion, challenger, counts), atomic=True)
+        return _int_hash(replies[-1])
+
+    async def shadow_stats(self, champion: str, challenger: str) -> dict[str, int]:
+        """Async twin of :meth:`RedisViewWriter.shadow_stats`."""
+        return _int_hash(await self.client.hgetall(self.keys.shadow_stats(champion, challenger)))
+
+    async def latest_trends(self, window: WindowSize | str, coins: Sequence[str]) -> dict[str, str | None]:
+        """The ``trend:latest`` JSON of each coin's ``window`` (None where none), in one MGET."""
+        if not coins:
+            return {}
+        values = await self.client.mget([self.keys.trend_latest(window, coin) for coin in coins])
+        return {
+            coin: value.decode() if isinstance(value, bytes) else value
+            for coin, value in zip(coins, values, strict=True)
+        }
+
+
+def _int_hash(raw: Mapping[Any, Any]) -> dict[str, int]:
+    """A Redis hash of counters as ``{field: int}`` (bytes or str replies alike)."""
+    return {
+        (name.decode() if isinstance(name, bytes) else str(name)): int(value) for name, value in raw.items()
+    }
 
 
 def delete_prefixed_keys(client: redis.Redis, prefix: str, *, chunk: int = 1000) -> int:

@@ -1,4 +1,5 @@
-"""CryptoPulse dashboard: market mood, coins, posts and alerts, and the Kafka topics view.
+"""CryptoPulse dashboard: market mood, coins, posts and alerts, the review queue where a
+person labels live posts, the model registry, and the Kafka topics view.
 
 Run with ``cryptopulse dashboard``. Every number comes from the API (never Redis or
 Kafka directly); each page refreshes itself every ``dashboard.refresh_s`` seconds.
@@ -268,12 +269,146 @@ def topics_page() -> None:
     body()
 
 
+LABELS = ["negative", "neutral", "positive"]
+LABEL_COLORS = {"positive": "green", "neutral": "gray", "negative": "red"}
+REASONS = {
+    "low_confidence": "low confidence",
+    "members_disagree": "ensemble members disagree",
+    "challenger_disagrees": "challenger disagrees",
+    "coin_shift": "coin sentiment just shifted",
+}
+
+
+def _send_feedback(source_id: str, label: str, model_label: str) -> None:
+    """Button callback: runs before the rerun, so the page shows the result right away."""
+    result = _client().post("/v1/feedback", {"source_id": source_id, "label": label})
+    verb = "confirmed" if label == model_label else "corrected to"
+    if result.ok:
+        st.session_state["review_message"] = ("success", f"{source_id}: {verb} {label}")
+    else:
+        st.session_state["review_message"] = ("error", result.error or "feedback not recorded")
+
+
+def review_page() -> None:
+    """Posts the model is least sure about (or disagrees on) first; one click per answer."""
+    st.title("Review")
+    st.caption(
+        "Confirm or correct the model's label; your answers join the next training run. "
+        "Most useful first: low confidence, members or challenger disagree, coins that just shifted."
+    )
+    message = st.session_state.pop("review_message", None)
+    if message is not None:
+        (st.success if message[0] == "success" else st.error)(message[1])
+    limit = st.slider("Posts", 5, 50, 10, step=5, key="review_limit")
+    st.button("Refresh", key="review_refresh")
+    queue = _client().get("/v1/review", limit=limit)
+    if _show_error(queue.error):
+        return
+    if not queue.data["items"]:
+        st.info("nothing waiting for review")
+        return
+    for item in queue.data["items"]:
+        sid = item["source_id"]
+        with st.container(border=True):
+            reasons = ", ".join(REASONS.get(r, r) for r in item["reasons"]) or "-"
+            challenger = item.get("challenger_label")
+            color = LABEL_COLORS.get(item["label"], "gray")
+            st.markdown(
+                f"model: :{color}[**{item['label']}**] · confidence {item['confidence']:.0%}"
+                + (f" · challenger: **{challenger}**" if challenger else "")
+                + f" · priority {item['priority']:.2f}"
+            )
+            st.text(item["text"])
+            st.caption(
+                f"why: {reasons} · coins: {', '.join(item['coins']) or '-'} · source {item['source']} · "
+                f"{item['event_time']} · `{sid}`"
+            )
+            columns = st.columns(len(LABELS) + 1)
+            columns[0].button(
+                f"Confirm {item['label']}",
+                key=f"confirm-{sid}",
+                type="primary",
+                on_click=_send_feedback,
+                args=(sid, item["label"], item["label"]),
+            )
+            others = [label for label in LABELS if label != item["label"]]
+            for column, label in zip(columns[1:], others, strict=False):
+                column.button(
+                    f"Correct: {label}",
+                    key=f"{label}-{sid}",
+                    on_click=_send_feedback,
+                    args=(sid, label, item["label"]),
+                )
+
+
+def _rows(data: Any, *names: str) -> list[dict[str, Any]] | None:
+    """The list in a response: the body itself, or its first list under ``names``."""
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        for name in names:
+            if isinstance(data.get(name), list):
+                return list(data[name])
+    return None
+
+
+def _cell(value: Any) -> Any:
+    return ", ".join(map(str, value)) if isinstance(value, list) else value
+
+
+def models_page() -> None:
+    """Registered versions with their aliases, and the registry's moves, newest first."""
+    st.title("Models")
+
+    @st.fragment(run_every=_refresh_s())
+    def body() -> None:
+        st.subheader("Registered versions")
+        versions = _client().get("/v1/models")
+        if versions.status == 404:
+            st.info("this API does not serve the model registry (GET /v1/models) yet")
+        elif not _show_error(versions.error):
+            data = versions.data if isinstance(versions.data, dict) else {}
+            if data.get("model"):
+                st.caption(
+                    f"{data['model']} · champion {data.get('champion') or '-'} · "
+                    f"this API serves {data.get('serving') or '-'}"
+                )
+            rows = _rows(versions.data, "versions", "models", "items")
+            if rows is None:
+                st.json(versions.data)
+            elif not rows:
+                st.caption("no registered versions")
+            else:
+                frame = pd.DataFrame(
+                    [{k: _cell(v) for k, v in r.items() if not isinstance(v, dict)} for r in rows]
+                )
+                st.table(frame)
+        st.subheader("Model events")
+        events = _client().get("/v1/models/events")
+        if events.status == 404:
+            st.info("this API does not serve model events (GET /v1/models/events) yet")
+        elif not _show_error(events.error):
+            items = _rows(events.data, "events", "items")
+            if items is None:
+                st.json(events.data)
+            elif not items:
+                st.caption("no model events yet")
+            else:
+                columns = ["event_time", "model", "action", "alias", "version", "previous_version"]
+                columns += ["reasons", "actor"]
+                st.table(pd.DataFrame([{c: _cell(e.get(c)) for c in columns} for e in items]))
+
+    body()
+
+
 def main() -> None:
     st.set_page_config(page_title="CryptoPulse", layout="wide")
     pages = [
         st.Page(market_page, title="Market", url_path="market", default=True),
         st.Page(coins_page, title="Coins", url_path="coins"),
         st.Page(feed_page, title="Posts & alerts", url_path="posts"),
+        st.Page(review_page, title="Review", url_path="review"),
+        st.Page(models_page, title="Models", url_path="models"),
         st.Page(topics_page, title="Topics", url_path="topics"),
     ]
     navigation = st.navigation(pages)

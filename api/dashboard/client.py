@@ -16,6 +16,8 @@ class ApiResult:
 
     data: Any = None
     error: str | None = None
+    status: int | None = None
+    """The HTTP status (None when the API was unreachable), e.g. to tell 404 from 503."""
 
     @property
     def ok(self) -> bool:
@@ -47,11 +49,27 @@ class ApiClient:
             response = self._http.get(path, params=clean)
         except httpx.HTTPError as exc:
             return ApiResult(error=f"API at {self.base_url} unreachable: {exc}")
+        return self._result(path, response)
+
+    def post(self, path: str, body: dict[str, Any]) -> ApiResult:
+        """POST a JSON body (the dashboard's key goes along, as on every call)."""
+        try:
+            response = self._http.post(path, json=body)
+        except httpx.HTTPError as exc:
+            return ApiResult(error=f"API at {self.base_url} unreachable: {exc}")
+        return self._result(path, response)
+
+    @staticmethod
+    def _result(path: str, response: httpx.Response) -> ApiResult:
         if response.status_code >= 400:
             try:
                 problem = response.json()
                 reason = problem.get("detail") or problem.get("title")
             except ValueError:
                 reason = response.text[:200]
-            return ApiResult(error=f"{path}: {response.status_code} {reason}")
-        return ApiResult(data=response.json())
+            return ApiResult(error=f"{path}: {response.status_code} {reason}", status=response.status_code)
+        try:
+            data = response.json()
+        except ValueError:
+            return ApiResult(error=f"{path}: not JSON: {response.text[:200]}", status=response.status_code)
+        return ApiResult(data=data, status=response.status_code)

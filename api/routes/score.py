@@ -7,16 +7,39 @@ annotations`` here: FastAPI must see the locally built model class.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query
 from pydantic import Field, create_model
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import StateDep
 from api.metrics import SCORED_TEXTS
-from api.models import ScoreItem, ScoreRequest, ScoreResponse
+from api.models import ExplainedSpan, ScoreItem, ScoreRequest, ScoreResponse
 from api.openapi import AUTHED, errors
 from api.problems import ProblemError
 from core.settings import Settings
+from scoring.explain import explain_text
+
+EXPLAIN_MAX_TEXTS = 8
+"""Texts per request with explain=true: each costs about two model passes per word."""
+
+
+def _explanations(
+    runtime: Any, texts: list[str], errors: list[str | None]
+) -> list[list[ExplainedSpan] | None]:
+    """Occlusion explanations of every scorable text (one batch of variants per text)."""
+    out: list[list[ExplainedSpan] | None] = []
+    for text, error in zip(texts, errors, strict=True):
+        if error is not None:
+            out.append(None)
+            continue
+        found = explain_text(text, runtime.ensemble_proba)
+        out.append(
+            [
+                ExplainedSpan(text=c.text, start=c.start, end=c.end, weight=c.weight)
+                for c in found.contributions
+            ]
+        )
+    return out
 
 
 def build_router(settings: Settings) -> APIRouter:
@@ -37,7 +60,17 @@ def build_router(settings: Settings) -> APIRouter:
         ),
     )
 
-    async def score(state: StateDep, body: Annotated[Any, Body()]) -> ScoreResponse:
+    async def score(
+        state: StateDep,
+        body: Annotated[Any, Body()],
+        explain: Annotated[
+            bool,
+            Query(
+                description=f"also return the words and phrases that drove each label "
+                f"(at most {EXPLAIN_MAX_TEXTS} texts per request)"
+            ),
+        ] = False,
+    ) -> ScoreResponse:
         runtime = state.model.runtime
         if runtime is None:
             raise ProblemError(
@@ -47,7 +80,25 @@ def build_router(settings: Settings) -> APIRouter:
                 slug="model-unavailable",
                 headers={"Retry-After": "30"},
             )
-        results = await run_in_threadpool(runtime.score, list(body.texts))
+        texts = list(body.texts)
+        if explain and len(texts) > EXPLAIN_MAX_TEXTS:
+            raise ProblemError(
+                422,
+                "Too many texts to explain",
+                f"explain=true takes at most {EXPLAIN_MAX_TEXTS} texts per request, got {len(texts)}",
+                slug="validation",
+            )
+        if explain and not hasattr(runtime, "ensemble_proba"):
+            raise ProblemError(
+                422,
+                "Explanations unavailable",
+                "this API's model runs out of process and cannot explain its verdicts",
+                slug="explain-unavailable",
+            )
+        results = await run_in_threadpool(runtime.score, texts)
+        explanations: list[list[ExplainedSpan] | None] = [None] * len(results)
+        if explain:
+            explanations = await run_in_threadpool(_explanations, runtime, texts, [r.error for r in results])
         SCORED_TEXTS.inc(len(results))
         items = [
             ScoreItem(
@@ -60,6 +111,7 @@ def build_router(settings: Settings) -> APIRouter:
                 p_positive=r.p_positive,
                 coins=list(r.coins),
                 error=r.error,
+                explanation=explanations[i],
             )
             for i, r in enumerate(results)
         ]

@@ -35,10 +35,20 @@ def _register_components() -> None:
     from cryptopulse.cli import platform, subscribe
     from model_export import cli as model_cli
     from producers import cli as producers_cli
+    from retraining import cli as retrain_cli
     from spark_jobs import cli as spark_cli
     from stream_processors import cli as stream_cli
 
-    for module in (platform, model_cli, producers_cli, stream_cli, spark_cli, api_cli, subscribe):
+    for module in (
+        platform,
+        model_cli,
+        producers_cli,
+        stream_cli,
+        spark_cli,
+        api_cli,
+        retrain_cli,
+        subscribe,
+    ):
         module.register(app)
 
 

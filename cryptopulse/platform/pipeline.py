@@ -104,12 +104,28 @@ class DashboardService(_CliService):
         return self.settings.dashboard.port
 
 
+class RetrainService(_CliService):
+    """The retraining scheduler (docs/learning-loop.md). It never trains on start: a fresh
+    home records a baseline, and the schedule (weekly), feedback or drift starts a run."""
+
+    name = "retrain"
+    description = "Retraining scheduler: schedule, feedback and drift triggers; runs training in a child"
+    command = ("retrain", "serve")
+    stop_as_group = False  # it cancels its training child (SIGTERM, then SIGKILL after 45 s) itself
+    stop_timeout_s = 60
+
+    @property
+    def port(self) -> int:
+        return self.settings.learning.orchestrator_metrics_port
+
+
 PIPELINE_SERVICES: tuple[type[Service], ...] = (
     StreamWorkerService,
     SparkStreamingService,
     ApiService,
     DashboardService,
     ReplayProducerService,
+    RetrainService,
 )
 """Start order: consumers before the producer, so the first replayed events are live."""
 

@@ -1,12 +1,16 @@
 """The stream worker's agents, one module each, and the delivery contract they share.
 
-Two agents, each a faust consumer of one stage:
+The agents, each a faust consumer of one stage:
 
 * ``clean`` (:mod:`.clean`): raw.reddit + raw.news -> clean.posts or deadletter, one
   outcome per record, de-duplicated by source id and content hash in a windowed table;
 * ``score`` (:mod:`.score`): clean.posts -> scored.posts in micro-batches
   (``stream.take_events``), with the shared :class:`scoring.runtime.SentimentRuntime`,
-  per-coin tumbling-window counters (1 and 5 minutes) mirrored to Redis, and live pub/sub.
+  per-coin tumbling-window counters (1 and 5 minutes) mirrored to Redis, live pub/sub and
+  the review queue;
+* ``shadow`` and ``shadow_feedback`` (:mod:`.shadow`): scored.posts -> scored.shadow, the
+  challenger's verdicts on a share of the champion's posts, off the champion's path, and
+  their agreement and accuracy on feedback labels.
 
 Delivery is at-least-once (see docs/stream-processing.md): an input event is acked only
 after its outputs were handed to the producer (see :func:`send`), and faust flushes the

@@ -5,6 +5,8 @@ one (:class:`scoring.holder.ModelHolder`); the ``model_poll`` timer follows the 
 alias, so a swap lands between batches. Scored posts feed the per-coin tumbling-window
 counters (1 and 5 minutes), mirrored to Redis with live pub/sub, and the drift monitor.
 Batches are acked and claimed as the delivery contract says (:mod:`stream_processors.agents`).
+Once acked, a batch's posts worth a person's label are offered to the review queue
+(:mod:`stream_processors.review`) in the same Redis pipeline as the live events.
 
 A record that cannot be read or scored is dead-lettered alone (``invalid_schema``,
 ``scoring_failed``, ``unhandled_error``). A whole batch the model fails (its process died
@@ -37,6 +39,7 @@ from stream_processors.drift import DriftMonitor
 from stream_processors.live import CounterUpdate, LivePublisher
 from stream_processors.models import ALL_COINS
 from stream_processors.processing import COMPONENT_SCORE, dead_letter, unhandled_error
+from stream_processors.review import ReviewCandidate, ReviewRanker
 from stream_processors.scorer import BatchResult, score_batch
 from stream_processors.tables import COUNTER_WINDOWS, StreamTables, use_event
 from stream_processors.topics import StreamTopics
@@ -76,6 +79,7 @@ class ScoreAgent:
         drift: DriftMonitor,
         *,
         exit_worker: Callable[[BaseException], None] = exit_for_supervisor,
+        review: ReviewRanker | None = None,
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -85,6 +89,7 @@ class ScoreAgent:
         self.publisher = publisher
         self.drift = drift
         self.exit_worker = exit_worker  # called when the model fails a whole batch
+        self.review = review  # ranks the batch's posts for the review queue (None: no queue)
         self.holder.on_swap.append(self._on_swap)
         self._in_flight: set[str] = set()  # source ids sent for scoring, not yet acked and claimed
         self.taken = 0  # records taken from the stream: progress for the stall watchdog
@@ -246,7 +251,17 @@ class ScoreAgent:
         m.EVENTS_OUT.labels(self.name, "scored").inc(len(result.scored))
         self.drift.record(result.scored, now=now)
         updates = self.update_counters(result.scored, event_of)
-        await self.publisher.publish(result.scored, updates)
+        await self.publisher.publish(result.scored, updates, await self.review_candidates(result))
+
+    async def review_candidates(self, result: BatchResult) -> list[ReviewCandidate]:
+        """The batch's review candidates (none when Redis is off; a failure only logs)."""
+        if self.review is None or not self.publisher.enabled or not result.scored:
+            return []
+        try:
+            return await self.review.rank(result.scored, result.members)
+        except Exception as exc:  # the queue is a hint: it never holds scoring up
+            log.warning("review ranking failed", error=str(exc))
+            return []
 
     def update_counters(
         self, scored: Sequence[ScoredPost], event_of: dict[str, EventT]

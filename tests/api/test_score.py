@@ -87,3 +87,16 @@ def test_score_with_real_runtime(redis_settings: Settings, tiny_model_dir: Path)
             assert item["p_negative"] + item["p_neutral"] + item["p_positive"] == pytest.approx(1.0, abs=1e-6)
         assert "bitcoin" in body["results"][0]["coins"]
         assert "ethereum" in body["results"][1]["coins"]
+
+        text = "Bitcoin is pumping hard, great day for BTC"
+        explained = client.post("/v1/score?explain=true", json={"texts": [text, " "]})
+        assert explained.status_code == 200, explained.text
+        first, blank = explained.json()["results"]
+        assert first["label"] == body["results"][0]["label"]  # the same verdict, now with reasons
+        assert first["explanation"] is not None and blank["explanation"] is None
+        for span in first["explanation"]:
+            assert text[span["start"] : span["end"]] == span["text"] and span["weight"] > 0
+        plain = client.post("/v1/score", json={"texts": [text]}).json()["results"][0]
+        assert plain["explanation"] is None
+        too_many = client.post("/v1/score?explain=true", json={"texts": ["btc up"] * 9})
+        assert too_many.status_code == 422 and "at most 8" in too_many.json()["detail"]

@@ -68,3 +68,53 @@ def test_ensure_default_without_mlflow_fails_clearly_and_masks_credentials(
     assert out.exit_code == 1
     assert "MLflow at http://ops:***@mlflow.invalid:5000" in out.output and "refused" in out.output
     assert "s3cret" not in out.output
+
+
+def test_promote_prints_every_check_and_exits_1_when_the_gate_fails(
+    monkeypatch: pytest.MonkeyPatch, runner: CliRunner
+) -> None:
+    checks = (
+        registry.GateCheck(
+            "weighted F1", "pass", "weighted F1 0.8200 vs champion 0.8000: gain +0.0200 >= 0.0100"
+        ),
+        registry.GateCheck("shadow agreement", "fail", "agrees with the champion on 41.0% of 500 live posts"),
+        registry.GateCheck("feedback accuracy", "skip", "3 feedback labels < 20 needed: not weighed yet"),
+    )
+    decision = registry.PromotionDecision(False, checks[1].detail, "5", "4", checks=checks)
+    monkeypatch.setattr(registry, "promote", lambda version, settings, force=False: decision)
+    out = runner.invoke(cli.app, ["model", "promote", "5"], env={"COLUMNS": "200"})
+    assert out.exit_code == 1
+    assert "version 5 not promoted: agrees with the champion on 41.0%" in out.output
+    for check in checks:
+        assert check.name in out.output and check.detail in out.output
+
+
+def test_rollback_with_nothing_to_roll_back_to_exits_1(
+    monkeypatch: pytest.MonkeyPatch, runner: CliRunner
+) -> None:
+    def rollback(settings: Settings, reason: str | None = None) -> registry.RollbackResult:
+        raise registry.RegistryError(
+            "nothing to roll back to: version 1 of cp-test is the first recorded champion"
+        )
+
+    monkeypatch.setattr(registry, "rollback", rollback)
+    out = runner.invoke(cli.app, ["model", "rollback"])
+    assert out.exit_code == 1 and "nothing to roll back to" in out.output
+
+
+def test_events_with_kafka_away_exits_1(monkeypatch: pytest.MonkeyPatch, runner: CliRunner) -> None:
+    def events(settings: Settings, limit: int) -> list[object]:
+        raise registry.EventsUnavailable("Kafka at 127.0.0.1:1 did not answer")
+
+    monkeypatch.setattr(registry, "recent_model_events", events)
+    out = runner.invoke(cli.app, ["model", "events"])
+    assert out.exit_code == 1 and "did not answer" in out.output
+
+
+def test_help_names_the_registry_commands(runner: CliRunner) -> None:
+    out = runner.invoke(cli.app, ["model", "--help"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0
+    for command in ("list", "promote", "rollback", "events", "ensure-default"):
+        assert command in out.output
+    out = runner.invoke(cli.app, ["model", "promote", "--help"], env={"COLUMNS": "200"})
+    assert "--force" in out.output and "--dry-run" in out.output and "shadow agreement" in out.output

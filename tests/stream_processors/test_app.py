@@ -39,11 +39,16 @@ def test_app_registers_agents_tables_and_views(tmp_path) -> None:
     assert set(app.tables) >= {"dedup", "scored", "counts_1m", "counts_5m"}
     topics = app.parts.topics
     assert topics.raw.topics == ("t-y.raw.reddit", "t-y.raw.news")
-    assert [t.get_topic_name() for t in (topics.clean, topics.scored, topics.dead_letter, topics.alerts)] == [
+    t = topics
+    declared = (t.clean, t.scored, t.dead_letter, t.alerts, t.shadow, t.feedback)
+    names = [topic.get_topic_name() for topic in declared]
+    assert names == [
         "t-y.clean.posts",
         "t-y.scored.posts",
         "t-y.deadletter",
         "t-y.alerts",
+        "t-y.scored.shadow",
+        "t-y.feedback",
     ]
     assert topics.source_of("t-y.raw.news") == "news" and topics.source_of("t-y.raw.reddit") == "reddit"
     routes = {str(path) for path in app.web.views}
@@ -52,8 +57,9 @@ def test_app_registers_agents_tables_and_views(tmp_path) -> None:
 
 
 def test_timers_names_intervals_and_arguments(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every timer runs on every worker at its interval; faust passes the app to a timer
-    function that accepts an argument, so ours take none."""
+    """Every timer runs on every worker at its interval but ``shadow_mlflow`` (one MLflow log
+    per interval, from the leader); faust passes the app to a timer function that accepts
+    an argument, so ours take none."""
     import inspect
 
     declared: dict[str, tuple[float, bool]] = {}
@@ -68,6 +74,8 @@ def test_timers_names_intervals_and_arguments(tmp_path, monkeypatch: pytest.Monk
     app = create_app(settings, holder=ModelHolder("fake", lambda uri: FakeRuntime()))
     assert declared == {
         "model_poll": (12.5, False),
+        "challenger_poll": (12.5, False),
+        "shadow_mlflow": (300.0, True),
         "consumer_lag": (5.0, False),
         "data_quality": (10.0, False),
         "model_drift": (30.0, False),
@@ -91,7 +99,19 @@ def test_tables_windows_and_changelogs(tmp_path) -> None:
     changelogs = {name: table.changelog_topic.get_topic_name() for name, table in app.tables.items()}
     assert changelogs == {name: f"t-w.cryptopulse-stream-{name}-changelog" for name in windows}
     sources = {agent.name: agent.channel.topics for agent in app.agents.values()}
-    assert sources == {"clean": ("t-w.raw.reddit", "t-w.raw.news"), "score": ("t-w.clean.posts",)}
+    assert sources == {
+        "clean": ("t-w.raw.reddit", "t-w.raw.news"),
+        "score": ("t-w.clean.posts",),
+        "shadow": ("t-w.scored.posts",),
+        "shadow_feedback": ("t-w.feedback",),
+    }
+
+
+def test_shadow_scoring_off_declares_no_shadow_agents_or_timers(tmp_path) -> None:
+    settings = load_settings(home=tmp_path, kafka={"topic_prefix": "t-s"}, learning={"shadow_enabled": False})
+    app = create_app(settings, holder=ModelHolder("fake", lambda uri: FakeRuntime()))
+    assert {a.name for a in app.agents.values()} == {"clean", "score"}
+    assert app.parts.shadow.holder.uri == "models:/cryptopulse-sentiment@challenger"
 
 
 def test_cli_registers_worker_command() -> None:

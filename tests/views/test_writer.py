@@ -14,17 +14,30 @@ import redis
 import redis.asyncio as aioredis
 
 from core.settings import Settings
-from schemas.events import Alert, AlertSeverity, PriceTick, TrendWindow, WindowSize
+from schemas.events import (
+    Alert,
+    AlertSeverity,
+    PriceTick,
+    ScoredPost,
+    SentimentLabel,
+    Source,
+    TrendWindow,
+    WindowSize,
+    content_hash,
+)
 from schemas.redis_keys import (
     ALERT_MEMORY_S,
     ALERTS_LATEST_MAX,
     POSTS_LATEST_MAX,
     RETENTION_SECONDS,
+    REVIEW_POST_TTL_S,
+    SHADOW_STATS_TTL_S,
     RedisKeys,
 )
 from stream_processors.live import CounterUpdate as Counter
 from tests.api.seed import make_window, seed_views
 from views import AsyncRedisViewWriter, FlushResult, RedisViewWriter, delete_prefixed_keys
+from views.writer import REVIEW_CHALLENGER_WEIGHT, REVIEW_REASONS
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -179,7 +192,7 @@ def test_retention_trims_from_newest(rk: tuple[redis.Redis, str]) -> None:
     new = make_window("solana", WindowSize.ONE_MINUTE, T0 + timedelta(seconds=60 + day))
     views.add_trend_windows([old, edge, new])
     views.flush()
-    rows: list[tuple[bytes, float]] = client.zrange(k.trend_ts("1m", "solana"), 0, -1, withscores=True)  # type: ignore[assignment]
+    rows: list[Any] = client.zrange(k.trend_ts("1m", "solana"), 0, -1, withscores=True)
     assert [s for _, s in rows] == [edge.window_start.timestamp(), new.window_start.timestamp()]
     views.remove_trend_windows("1m", "solana", [edge.window_start.timestamp()])
     views.flush()
@@ -347,3 +360,153 @@ def test_live_counters_and_channels(rk: tuple[redis.Redis, str], platform: Setti
     assert 115 < client.ttl(key) <= 121
     assert client.zrange(k.live_volume("1m"), 0, -1, withscores=True) == [(b"bitcoin", 3.0)]
     assert client.lrange(k.posts_latest(), 0, -1) == [post.model_dump_json().encode()]
+
+
+# -- learning loop: review queue and shadow counters ------------------------------------------
+
+
+def scored(sid: str, confidence: float = 0.5) -> ScoredPost:
+    text = f"bitcoin post {sid}"
+    return ScoredPost(
+        source_id=sid,
+        event_time=T0,
+        ingest_time=T0,
+        scored_time=T0,
+        source=Source.REDDIT,
+        text=text,
+        original_length=len(text),
+        coins=["bitcoin"],
+        content_hash=content_hash(text),
+        label=SentimentLabel.POSITIVE,
+        score=0.2,
+        confidence=confidence,
+        p_negative=0.2,
+        p_neutral=0.2,
+        p_positive=0.6,
+        model_version="m/1",
+    )
+
+
+def queue(client: redis.Redis, prefix: str) -> list[tuple[str, float]]:
+    rows: list[Any] = client.zrevrange(RedisKeys(prefix).review_queue(), 0, -1, withscores=True)
+    return [(member.decode(), float(score)) for member, score in rows]
+
+
+def candidate(client: redis.Redis, prefix: str, sid: str) -> dict[str, Any] | None:
+    raw = client.get(RedisKeys(prefix).review_post(sid))
+    return None if raw is None else dict(json.loads(raw))
+
+
+@pytest.mark.integration
+def test_review_queue_orders_by_priority_and_stores_the_candidate(rk: tuple[redis.Redis, str]) -> None:
+    client, prefix = rk
+    views = RedisViewWriter(client, prefix)
+    views.add_review_candidate(scored("a"), 0.3, ["low_confidence"])
+    views.add_review_candidate(scored("b"), 0.8, ["members_disagree", "low_confidence"])
+    views.add_review_candidate(scored("c"), 0.5, ["coin_shift"])
+    assert views.flush().review_queued == 3
+    assert queue(client, prefix) == [("b", 0.8), ("c", 0.5), ("a", 0.3)]
+    doc = candidate(client, prefix, "b")
+    assert doc is not None
+    extra = {"priority": 0.8, "reasons": ["low_confidence", "members_disagree"], "challenger_label": None}
+    assert doc == {**json.loads(scored("b").model_dump_json()), **extra}  # reasons in REVIEW_REASONS order
+    assert ScoredPost.model_validate({k: v for k, v in doc.items() if k not in extra}) == scored("b")
+    ttl = client.ttl(RedisKeys(prefix).review_post("b"))
+    assert REVIEW_POST_TTL_S - 5 < ttl <= REVIEW_POST_TTL_S
+    with pytest.raises(ValueError, match="unknown review reasons"):
+        views.add_review_candidate(scored("d"), 0.1, ["because"])
+    assert views.pending == 0
+
+
+@pytest.mark.integration
+def test_review_offers_merge_in_either_order(rk: tuple[redis.Redis, str]) -> None:
+    """The champion's offer and the shadow agent's may land in either order: the candidate
+    keeps the higher own priority, every reason, and the challenger's part once."""
+    client, prefix = rk
+    views = RedisViewWriter(client, prefix)
+    views.add_review_candidate(scored("x"), 0.4, ["low_confidence", "members_disagree"])
+    views.add_review_candidate(scored("x"), 0.2, [], challenger_label="negative")
+    views.add_review_candidate(scored("x"), 0.4, ["low_confidence", "members_disagree"])  # a replay
+    views.flush()
+    views.add_review_candidate(scored("y"), 0.2, ["coin_shift"], challenger_label="neutral")
+    views.add_review_candidate(scored("y"), 0.5, ["low_confidence"])
+    views.flush()
+    x, y = candidate(client, prefix, "x"), candidate(client, prefix, "y")
+    assert x is not None and y is not None
+    assert (x["priority"], x["challenger_label"]) == (0.4 + REVIEW_CHALLENGER_WEIGHT, "negative")
+    assert x["reasons"] == ["low_confidence", "members_disagree", "challenger_disagrees"]
+    assert (y["priority"], y["challenger_label"]) == (0.5 + REVIEW_CHALLENGER_WEIGHT, "neutral")
+    assert y["reasons"] == ["low_confidence", "challenger_disagrees", "coin_shift"]
+    assert queue(client, prefix) == [("y", 1.5), ("x", 1.4)]
+    assert set(REVIEW_REASONS) >= set(x["reasons"]) | set(y["reasons"])
+
+
+@pytest.mark.integration
+def test_review_queue_is_capped_and_skips_posts_with_feedback(rk: tuple[redis.Redis, str]) -> None:
+    client, prefix = rk
+    keys = RedisKeys(prefix)
+    client.sadd(keys.review_done(), "done")
+    views = RedisViewWriter(client, prefix)
+    for i, priority in enumerate((0.1, 0.4, 0.3)):
+        views.add_review_candidate(scored(f"p{i}"), priority, ["low_confidence"], cap=3)
+    views.add_review_candidate(scored("done"), 0.9, ["low_confidence"], cap=3)
+    assert views.flush().review_queued == 3
+    assert candidate(client, prefix, "done") is None
+    # full: a post below the lowest is not kept; one above it pushes the lowest (and its post) out
+    views.add_review_candidate(scored("low"), 0.05, ["low_confidence"], cap=3)
+    views.add_review_candidate(scored("high"), 0.6, ["low_confidence"], cap=3)
+    assert views.flush().review_queued == 1
+    assert queue(client, prefix) == [("high", 0.6), ("p1", 0.4), ("p2", 0.3)]
+    assert candidate(client, prefix, "p0") is None and candidate(client, prefix, "low") is None
+    # a member already queued is re-ranked even when the queue is full
+    views.add_review_candidate(scored("p2"), 0.2, [], challenger_label="negative", cap=3)
+    views.flush()
+    assert queue(client, prefix)[0] == ("p2", 1.3)
+    assert client.zcard(keys.review_queue()) == 3
+
+
+@pytest.mark.integration
+def test_review_replay_leaves_redis_identical(rk: tuple[redis.Redis, str]) -> None:
+    client, prefix = rk
+    views = RedisViewWriter(client, prefix)
+
+    def offer() -> None:
+        views.add_review_candidate(scored("a"), 0.3, ["low_confidence"])
+        views.add_review_candidate(scored("b"), 0.1, ["coin_shift"], challenger_label="neutral")
+        views.flush()
+
+    offer()
+    first = dump(client, prefix)
+    offer()
+    assert dump(client, prefix) == first
+
+
+@pytest.mark.integration
+def test_shadow_counters_add_up_and_expire(rk: tuple[redis.Redis, str], platform: Settings) -> None:
+    client, prefix = rk
+    views = RedisViewWriter(client, prefix)
+    first = views.count_shadow(
+        "m/1", "m/2", {"records": 3, "agree": 2, "challenger_negative": 1, "feedback": 0}
+    )
+    assert first == {"records": 3, "agree": 2, "challenger_negative": 1}
+
+    async def run() -> tuple[dict[str, int], dict[str, int]]:
+        a = aioredis.Redis.from_url(platform.redis.dsn)
+        try:
+            views = AsyncRedisViewWriter(a, prefix)
+            totals = await views.count_shadow(
+                "m/1", "m/2", {"records": 1, "feedback": 1, "champion_correct": 1}
+            )
+            return totals, await views.shadow_stats("m/1", "m/2")
+        finally:
+            await a.aclose()
+
+    totals, read = asyncio.run(run())
+    expected = {"records": 4, "agree": 2, "challenger_negative": 1, "feedback": 1, "champion_correct": 1}
+    assert totals == read == views.shadow_stats("m/1", "m/2") == expected
+    assert (
+        SHADOW_STATS_TTL_S - 5
+        < client.ttl(RedisKeys(prefix).shadow_stats("m/1", "m/2"))
+        <= SHADOW_STATS_TTL_S
+    )
+    assert views.shadow_stats("m/1", "other") == {}
