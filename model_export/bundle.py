@@ -68,7 +68,7 @@ def check_artifact(artifact: Path) -> int:
     try:
         verify_manifest(artifact, MODEL_FILES)
     except Exception as exc:  # ModelLoadError: missing, tampered, unlisted code
-        raise BundleError(f"{artifact}: {exc}") from exc
+        raise BundleError(str(exc)) from exc
     total = 0
     for path in sorted(p for p in artifact.rglob("*") if p.is_file()):
         if path.name != MANIFEST_NAME and (

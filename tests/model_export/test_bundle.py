@@ -81,3 +81,24 @@ def test_registering_the_bundle_makes_a_champion_without_training(
     metadata = json.loads((bundle.artifact / "metadata.json").read_text())
     expected = metadata["metrics"]["test_weighted_f1"]
     assert registered.metrics.get("eval_weighted_f1") == pytest.approx(expected, abs=1e-6)
+
+
+def test_bundle_command_checks_and_writes(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_settings: Settings
+) -> None:
+    from typer.testing import CliRunner
+
+    import model_export.cli as cli
+    from cryptopulse.cli.main import app
+
+    monkeypatch.setattr(cli, "_settings", lambda: isolated_settings)
+    dest = tmp_path / "bundle"
+    bundle = ["model", "bundle", "--dest", str(dest), "--from-artifact"]
+    out = CliRunner().invoke(app, [*bundle, str(tiny_model_dir)])
+    assert out.exit_code == 0, out.output
+    assert "bundled" in out.output and bundled_default(dest) is not None
+    broken = Path(shutil.copytree(tiny_model_dir, tmp_path / "broken"))
+    (broken / "model.onnx").write_bytes(b"not the model")
+    out = CliRunner().invoke(app, [*bundle, str(broken)])
+    assert out.exit_code == 1 and "tampered" in out.output
+    assert bundled_default(dest) is not None  # the good bundle is left in place
