@@ -91,7 +91,7 @@ def market_page() -> None:
                 if items:
                     st.table(
                         pd.DataFrame(items)[
-                            ["rank", "coin", "volume_zscore", "volume", "weighted_score"]
+                            ["rank", "coin", "trend_score", "volume", "volume_zscore", "weighted_score"]
                         ].set_index("rank")
                     )
                 else:
@@ -119,12 +119,18 @@ def coins_page() -> None:
     coins = _client().get("/v1/coins", window="5m")
     if _show_error(coins.error):
         return
-    names = [c["coin"] for c in coins.data["coins"]]
+    # Most-mentioned first, so the page opens on the coin people talk about now.
+    ranked = sorted(
+        coins.data["coins"],
+        key=lambda c: (c["sentiment"]["volume"] if c["sentiment"] else -1, c["coin"]),
+        reverse=True,
+    )
+    names = [c["coin"] for c in ranked]
     if not names:
         st.info("no coins tracked yet")
         return
     c1, c2 = st.columns(2)
-    coin = c1.selectbox("Coin", names, key="coin")
+    coin = c1.selectbox("Coin", names, key="coin", help="most-mentioned first; type to search")
     window = c2.segmented_control("Window", WINDOWS, default="5m", key="coin_window") or "5m"
 
     @st.fragment(run_every=_refresh_s())
@@ -401,6 +407,44 @@ def models_page() -> None:
     body()
 
 
+def highlighted(text: str, spans: list[dict[str, Any]], label: str) -> str:
+    """The text as Markdown with the spans that drove the label marked in the label's colour."""
+    color = {"positive": "green", "negative": "red"}.get(label, "blue")
+    out, last = [], 0
+    for span in sorted(spans, key=lambda s: s["start"]):
+        out.append(text[last : span["start"]])
+        out.append(f":{color}-background[{text[span['start'] : span['end']]}]")
+        last = span["end"]
+    out.append(text[last:])
+    return "".join(out)
+
+
+def try_page() -> None:
+    st.title("Try it")
+    st.caption("Score your own text with the serving model and see which words drove the verdict.")
+    text = st.text_area("Text", "Bitcoin ETF inflows hit a record as traders turn bullish", max_chars=1000)
+    if not st.button("Score", type="primary") or not text.strip():
+        return
+    result = _client().post("/v1/score", {"texts": [text]}, explain="true")
+    if _show_error(result.error):
+        return
+    item = result.data["results"][0]
+    if item.get("error"):
+        st.warning(item["error"])
+        return
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Label", item["label"])
+    m2.metric("Score", f"{item['score']:+.2f}", help="p(positive) - p(negative)")
+    m3.metric("Confidence", f"{item['confidence']:.0%}")
+    st.markdown(highlighted(text, item.get("explanation") or [], item["label"]))
+    spans = item.get("explanation") or []
+    if spans:
+        st.table(pd.DataFrame(spans)[["text", "weight"]].rename(columns={"weight": "probability drop"}))
+    else:
+        st.caption("no single word or phrase moves this verdict")
+    st.caption(f"model {result.data['model_version']} · coins: {', '.join(item['coins']) or 'none'}")
+
+
 def main() -> None:
     st.set_page_config(page_title="CryptoPulse", layout="wide")
     pages = [
@@ -408,6 +452,7 @@ def main() -> None:
         st.Page(coins_page, title="Coins", url_path="coins"),
         st.Page(feed_page, title="Posts & alerts", url_path="posts"),
         st.Page(review_page, title="Review", url_path="review"),
+        st.Page(try_page, title="Try it", url_path="try"),
         st.Page(models_page, title="Models", url_path="models"),
         st.Page(topics_page, title="Topics", url_path="topics"),
     ]

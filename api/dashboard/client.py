@@ -51,10 +51,10 @@ class ApiClient:
             return ApiResult(error=f"API at {self.base_url} unreachable: {exc}")
         return self._result(path, response)
 
-    def post(self, path: str, body: dict[str, Any]) -> ApiResult:
+    def post(self, path: str, body: dict[str, Any], **params: Any) -> ApiResult:
         """POST a JSON body (the dashboard's key goes along, as on every call)."""
         try:
-            response = self._http.post(path, json=body)
+            response = self._http.post(path, json=body, params=params or None)
         except httpx.HTTPError as exc:
             return ApiResult(error=f"API at {self.base_url} unreachable: {exc}")
         return self._result(path, response)

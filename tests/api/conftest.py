@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -73,6 +74,14 @@ class FakeRuntime:
                 )
             )
         return out
+
+    def ensemble_proba(self, texts: list[str]) -> np.ndarray:
+        """The same verdicts as probabilities, so explanations work on the fake too."""
+        rows = [
+            [0.1, 0.1, 0.8] if ("bull" in t.lower() or "moon" in t.lower()) else [0.1, 0.8, 0.1]
+            for t in texts
+        ]
+        return np.array(rows)
 
 
 @pytest.fixture

@@ -249,6 +249,7 @@ def test_every_page_shows_seeded_data(stack: dict[str, Any], artifacts: Path) ->
             "Market mood",
             "Mood index",
             "Trending coins",
+            "trend_score",
             "solana",
             "volume_spike",
             "Model version",
@@ -292,6 +293,14 @@ def test_every_page_shows_seeded_data(stack: dict[str, Any], artifacts: Path) ->
         shot = browser.screenshot(artifacts / f"{page}.png")
         assert shot.stat().st_size > 20_000, f"{shot} looks blank"
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Try it: the default text scored with its explanation.
+    browser.go(f"{url}/try")
+    browser.wait_for(["Try it", "Score"])
+    browser.click("//button[contains(., 'Score')]")
+    text = browser.wait_for(["Label", "positive", "probability drop", "bullish", "model fake/1"])
+    assert "Traceback" not in text
+    browser.screenshot(artifacts / "try.png")
 
     # Review: one click confirms the top post; it reaches the feedback topic and leaves the queue.
     browser.go(f"{url}/review")
