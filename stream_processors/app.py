@@ -28,6 +28,7 @@ from stream_processors.liveness import request_graceful_stop
 if TYPE_CHECKING:
     from scoring.holder import ModelHolder, Resolver
     from stream_processors.agents.clean import CleanAgent
+    from stream_processors.agents.prices import PriceAgent
     from stream_processors.agents.score import ScoreAgent
     from stream_processors.agents.shadow import ShadowAgent
     from stream_processors.cleaning import TextTagger
@@ -65,6 +66,7 @@ class WorkerParts:
     clean: CleanAgent
     score: ScoreAgent
     shadow: ShadowAgent
+    prices: PriceAgent
     lag: LagWatch
     quality: QualityCheck
     drift: DriftCheck
@@ -134,6 +136,7 @@ def create_app(
     from scoring.holder import ModelHolder, registry_resolver
     from stream_processors.agents import DeadLetters
     from stream_processors.agents.clean import CleanAgent
+    from stream_processors.agents.prices import PriceAgent
     from stream_processors.agents.score import ScoreAgent
     from stream_processors.agents.shadow import ShadowAgent, challenger_uri, registry_mlflow_logger
     from stream_processors.cleaning import CleaningConfig
@@ -174,6 +177,7 @@ def create_app(
     clean = CleanAgent(
         topics, tables.dedup, dead_letters, quality, CleaningConfig.from_settings(settings), tagger
     )
+    prices = PriceAgent(topics.prices, dead_letters, publisher)
     ranker = ReviewRanker(CoinShifts(publisher.latest_trends))
     score = ScoreAgent(stream, topics, tables, dead_letters, holder, publisher, drift, review=ranker)
     resolver: Resolver | None = challenger_resolver
@@ -199,6 +203,7 @@ def create_app(
         clean=clean,
         score=score,
         shadow=shadow,
+        prices=prices,
         lag=LagWatch(
             app,
             [clean, score],
@@ -219,6 +224,7 @@ def create_app(
         parts.clean,
         parts.score,
         parts.shadow,
+        parts.prices,
         parts.lag,
         parts.quality,
         parts.drift,

@@ -12,6 +12,7 @@ prefix = settings.redis.key_prefix:
 * ``{prefix}:live:counter:{window}:{coin}`` hash: window_start, window_end (epoch s),
   volume, score_sum, mean_score, updated (epoch s); expires after two windows;
 * ``{prefix}:live:volume:{window}`` sorted set: coin -> volume of its latest window;
+* ``{prefix}:price:latest:{coin}``: the newest price tick of each coin (the prices agent);
 * ``{prefix}:posts:latest`` list: newest-first ScoredPost JSON, deduplicated and capped;
 * channel ``{prefix}:live:scored``: every ScoredPost as JSON;
 * channel ``{prefix}:live:counters``: every counter change as JSON;
@@ -29,7 +30,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from schemas.events import Alert, DataQualityReport, ScoredPost
+from schemas.events import Alert, DataQualityReport, PriceTick, ScoredPost
 from stream_processors.metrics import REDIS_ERRORS, REVIEW_QUEUED
 from stream_processors.review import SHIFT_WINDOW, ReviewCandidate
 from views import AsyncRedisViewWriter
@@ -124,6 +125,16 @@ class LivePublisher:
             await views.flush()
 
         ok, _ = await self._best_effort(write, "quality report write")
+        return ok
+
+    async def record_price(self, tick: PriceTick) -> bool:
+        """Keep ``price:latest`` of the tick's coin (the newer tick wins); True when written."""
+
+        async def write(views: AsyncRedisViewWriter) -> None:
+            views.add_price(tick)
+            await views.flush()
+
+        ok, _ = await self._best_effort(write, "price write")
         return ok
 
     async def count_shadow(

@@ -17,6 +17,7 @@ from schemas.topics import (
     DEAD_LETTER,
     FEEDBACK,
     RAW_NEWS,
+    RAW_PRICES,
     RAW_REDDIT,
     SCORED_POSTS,
     SHADOW_SCORED,
@@ -26,7 +27,8 @@ from schemas.topics import (
 @dataclass(frozen=True)
 class StreamTopics:
     """One app's topics: the clean agent reads ``raw``, the score agent ``clean``, the
-    shadow agent ``scored`` (writing ``shadow``) and its feedback agent ``feedback``."""
+    shadow agent ``scored`` (writing ``shadow``), its feedback agent ``feedback`` and the
+    prices agent ``prices``."""
 
     raw: faust.TopicT  # raw.reddit + raw.news
     clean: faust.TopicT
@@ -36,6 +38,7 @@ class StreamTopics:
     sources: dict[str, str]  # raw topic name -> the source its records come from
     shadow: faust.TopicT
     feedback: faust.TopicT
+    prices: faust.TopicT
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> StreamTopics:
@@ -52,6 +55,7 @@ class StreamTopics:
             sources={reddit: "reddit", news: "news"},
             shadow=topic(SHADOW_SCORED.name(settings)),
             feedback=topic(FEEDBACK.name(settings)),
+            prices=topic(RAW_PRICES.name(settings)),
         )
 
     def source_of(self, topic: str) -> str:

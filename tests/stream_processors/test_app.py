@@ -104,13 +104,14 @@ def test_tables_windows_and_changelogs(tmp_path) -> None:
         "score": ("t-w.clean.posts",),
         "shadow": ("t-w.scored.posts",),
         "shadow_feedback": ("t-w.feedback",),
+        "prices": ("t-w.raw.prices",),
     }
 
 
 def test_shadow_scoring_off_declares_no_shadow_agents_or_timers(tmp_path) -> None:
     settings = load_settings(home=tmp_path, kafka={"topic_prefix": "t-s"}, learning={"shadow_enabled": False})
     app = create_app(settings, holder=ModelHolder("fake", lambda uri: FakeRuntime()))
-    assert {a.name for a in app.agents.values()} == {"clean", "score"}
+    assert {a.name for a in app.agents.values()} == {"clean", "score", "prices"}
     assert app.parts.shadow.holder.uri == "models:/cryptopulse-sentiment@challenger"
 
 
