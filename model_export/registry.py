@@ -383,6 +383,10 @@ def log_and_register(
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    artifact = Path(result.artifact_dir)
+    if not artifact.is_dir() or not any(artifact.iterdir()):
+        # MLflow would upload nothing and still register a version nobody can ever load.
+        raise RegistryError(f"nothing to register: {artifact} is missing or empty")
     mlflow.log_metrics({k: float(v) for k, v in result.metrics.items()})
     for image in result.images:
         mlflow.log_artifact(str(image), artifact_path="evaluation")
