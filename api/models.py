@@ -271,6 +271,11 @@ class ScoreResponse(ResponseModel):
     model_version: str
     count: int = Field(ge=0)
     results: list[ScoreItem]
+    explained: int | None = Field(
+        default=None,
+        ge=0,
+        description="with explain=true: how many of the first texts (at most 8) were explained",
+    )
 
 
 class PostsResponse(ResponseModel):

@@ -15,8 +15,9 @@ from tests.api.conftest import FakeRuntime
 
 pytestmark = pytest.mark.unit
 PATH_EXAMPLES = {"coin": "bitcoin", "source": "reddit", "topic": "cryptopulse.posts.scored"}
-# Liveness must stay up and /metrics never reads Redis; /v1/admin reads Kafka.
-NOT_REDIS = ("/healthz", "/metrics", "/v1/admin/")
+# Liveness must stay up and /metrics never reads Redis; /v1/admin reads Kafka, /v1/models
+# the registry and the model-events topic (their own 503s: tests/api/test_models.py).
+NOT_REDIS = ("/healthz", "/metrics", "/v1/admin/", "/v1/models")
 
 
 def _closed_port() -> int:
