@@ -82,12 +82,13 @@ def _cli() -> typer.Typer:
 def test_reference_is_attached_to_a_registered_version(tiny_model_dir: Path, settings: Settings) -> None:
     name = settings.mlflow.registered_model
     first = _register(tiny_model_dir, settings)
-    if ref.versions_missing_reference(settings) == [first]:  # registry without the hook (yet)
-        assert ref.read_reference(settings, first) is None
-        assert registry_reference_loader(settings)(f"{name}/{first}") is None
+    # Registration attached it already (the hook in log_and_register); a second attach skips.
+    assert ref.versions_missing_reference(settings) == []
+    skipped = ref.attach_at_registration(settings, first, tiny_model_dir)
+    assert skipped is not None and skipped.skipped
 
-    done = ref.attach_at_registration(settings, first, tiny_model_dir)
-    assert done is not None and not done.skipped
+    done = ref.attach_reference(settings, first, artifact_dir=tiny_model_dir, force=True)
+    assert not done.skipped
     assert done.artifact_path == f"drift/version-{first}/{ref.REFERENCE_FILE}"
     # validation split of the tiny run: tweets -> reddit, the rest -> news, replay: all pooled
     rows = _validation_rows(tiny_model_dir)
@@ -119,8 +120,8 @@ def test_reference_command_backfills_older_versions(
     older = _register(tiny_model_dir, settings)
     client = mlflow_client(settings)
     tags = client.get_model_version(name, older).tags
-    if REFERENCE_TAG in tags:  # the registry already attaches at registration: make it an old one
-        client.delete_model_version_tag(name, older, REFERENCE_TAG)
+    assert REFERENCE_TAG in tags  # attached at registration; drop it to make this an old version
+    client.delete_model_version_tag(name, older, REFERENCE_TAG)
     assert older in ref.versions_missing_reference(settings)
 
     out = runner.invoke(_cli(), ["reference", "--all-missing"])
