@@ -211,12 +211,16 @@ def attach_at_registration(settings: Settings, version: str, artifact_dir: Path)
 
 def read_reference(settings: Settings, version: str) -> InputReference | None:
     """The input reference attached to ``version`` (None: it has none)."""
+    mv = _client(settings).get_model_version(settings.mlflow.registered_model, str(version))
+    return reference_of(settings, mv)
+
+
+def reference_of(settings: Settings, mv: Any) -> InputReference | None:
+    """The input reference a registry version carries (its tag names a run artifact), or None."""
     from mlflow.artifacts import download_artifacts
 
     from scoring.drift import REFERENCE_TAG, InputReference
 
-    client = _client(settings)
-    mv = client.get_model_version(settings.mlflow.registered_model, str(version))
     path = (mv.tags or {}).get(REFERENCE_TAG)
     if not path or not mv.run_id:
         return None

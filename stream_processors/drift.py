@@ -34,13 +34,10 @@ current window on what the new process saw, and several workers judge their own 
 
 from __future__ import annotations
 
-import json
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
@@ -51,7 +48,6 @@ from scoring.drift import (
     CONFIDENCE_EDGES,
     FEATURE_DESCRIPTIONS,
     MIN_REFERENCE_ROWS,
-    REFERENCE_TAG,
     DriftVerdict,
     FeatureDrift,
     InputReference,
@@ -111,9 +107,9 @@ def registry_reference_loader(settings: Settings) -> ReferenceLoader:
     have none; any other registry error propagates, so the monitor retries later."""
 
     def load(label: str) -> InputReference | None:
-        from mlflow.artifacts import download_artifacts
         from mlflow.exceptions import MlflowException
 
+        from model_export.reference import reference_of
         from scoring.registry_uri import mlflow_client
 
         name, _, number = label.rpartition("/")
@@ -125,14 +121,7 @@ def registry_reference_loader(settings: Settings) -> ReferenceLoader:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None  # not a version of this registry: nothing to fetch, ever
             raise  # the registry is away or failing: the caller retries later
-        path = (mv.tags or {}).get(REFERENCE_TAG)
-        if not path or not mv.run_id:
-            return None
-        with tempfile.TemporaryDirectory(prefix="cryptopulse-reference-") as tmp:
-            local = download_artifacts(
-                run_id=mv.run_id, artifact_path=path, dst_path=tmp, tracking_uri=settings.mlflow.uri
-            )
-            return InputReference.from_dict(json.loads(Path(local).read_text("utf-8")))
+        return reference_of(settings, mv)
 
     return load
 

@@ -36,7 +36,7 @@ from faust.types import EventT
 from core.kafka import decode_key
 from schemas.events import DeadLetter
 from stream_processors import metrics as m
-from stream_processors.processing import Origin
+from stream_processors.processing import Origin, dead_letter, unhandled_error
 
 log = structlog.get_logger(__name__)
 
@@ -83,3 +83,18 @@ class DeadLetters:
             offset=record.original_offset,
         )
         return await send(self.topic, record.source_id, record.to_json())
+
+
+def unreadable(event: EventT, error: Exception, *, component: str) -> DeadLetter:
+    """The dead letter of a record an agent could not read: ``invalid_schema`` when it does not
+    validate, ``unhandled_error`` (with the exception type) for anything else."""
+    from pydantic import ValidationError
+
+    from stream_processors.cleaning import REASON_INVALID_SCHEMA
+
+    payload, origin = payload_of(event), origin_of(event)
+    if isinstance(error, ValidationError):
+        return dead_letter(
+            payload, origin, reason=REASON_INVALID_SCHEMA, detail=str(error), component=component
+        )
+    return unhandled_error(payload, origin, error, component=component)

@@ -30,15 +30,15 @@ import structlog
 from faust.types import EventT
 
 from core.settings import StreamSettings
-from schemas.events import CleanPost, ScoredPost, ValidationError
+from schemas.events import CleanPost, ScoredPost
 from scoring.holder import ModelHolder
 from stream_processors import metrics as m
-from stream_processors.agents import DeadLetters, origin_of, payload_of, send
-from stream_processors.cleaning import REASON_INVALID_SCHEMA, REASON_SCORING_FAILED
+from stream_processors.agents import DeadLetters, origin_of, payload_of, send, unreadable
+from stream_processors.cleaning import REASON_SCORING_FAILED
 from stream_processors.drift import DriftMonitor
 from stream_processors.live import CounterUpdate, LivePublisher
 from stream_processors.models import ALL_COINS
-from stream_processors.processing import COMPONENT_SCORE, dead_letter, unhandled_error
+from stream_processors.processing import COMPONENT_SCORE, dead_letter
 from stream_processors.review import ReviewCandidate, ReviewRanker
 from stream_processors.scorer import BatchResult, score_batch
 from stream_processors.tables import COUNTER_WINDOWS, StreamTables, use_event
@@ -163,18 +163,8 @@ class ScoreAgent:
             try:
                 post = CleanPost.from_json(payload)
             except Exception as exc:  # the record fails alone, whatever it holds
-                record = (
-                    dead_letter(
-                        payload,
-                        origin_of(event),
-                        reason=REASON_INVALID_SCHEMA,
-                        detail=str(exc),
-                        component=COMPONENT_SCORE,
-                    )
-                    if isinstance(exc, ValidationError)
-                    else unhandled_error(payload, origin_of(event), exc, component=COMPONENT_SCORE)
-                )
-                pending.append(await self.dead_letters.send(record, self.name))
+                letter = unreadable(event, exc, component=COMPONENT_SCORE)
+                pending.append(await self.dead_letters.send(letter, self.name))
                 continue
             use_event(event)  # the windowed `scored` table reads relative to this event
             if (

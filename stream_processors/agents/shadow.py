@@ -50,7 +50,7 @@ from schemas.events import Feedback, ScoredPost, SentimentLabel, ShadowVerdict, 
 from scoring.holder import ModelHolder, Resolver
 from scoring.registry_uri import MODELS_SCHEME, is_registry_uri, parse_models_uri
 from stream_processors import metrics as m
-from stream_processors.agents import DeadLetters, origin_of, payload_of, send
+from stream_processors.agents import DeadLetters, origin_of, payload_of, send, unreadable
 from stream_processors.cleaning import REASON_INVALID_SCHEMA, REASON_SCORING_FAILED
 from stream_processors.live import LivePublisher
 from stream_processors.processing import dead_letter, unhandled_error
@@ -302,18 +302,7 @@ class ShadowAgent:
             post: ScoredPost = ScoredPost.from_json(payload)
             return post
         except Exception as exc:  # the record fails alone, whatever it holds
-            record = (
-                dead_letter(
-                    payload,
-                    origin_of(event),
-                    reason=REASON_INVALID_SCHEMA,
-                    detail=str(exc),
-                    component=COMPONENT_SHADOW,
-                )
-                if isinstance(exc, ValidationError)
-                else unhandled_error(payload, origin_of(event), exc, component=COMPONENT_SHADOW)
-            )
-            await self.dead_letters.send(record, self.name)
+            await self.dead_letters.send(unreadable(event, exc, component=COMPONENT_SHADOW), self.name)
             return None
 
     async def _publish(
