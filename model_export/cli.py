@@ -450,7 +450,7 @@ def _registry_failure(settings: Any, exc: Exception) -> typer.Exit:
 
 
 def _print_checks(decision: Any, title: str) -> None:
-    status_style = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+    status_style = {"pass": "green", "fail": "bold red", "skip": "yellow"}  # nosec B105 # colours
     table = Table(title=title)
     for column in ("check", "result", "detail"):
         table.add_column(column)

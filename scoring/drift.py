@@ -474,7 +474,7 @@ class LiveSample:
         self.values: dict[str, list[float]] = {k: [] for k in CONTINUOUS_FEATURES}
         self.seen: dict[str, int] = dict.fromkeys(CONTINUOUS_FEATURES, 0)
         self.counts: dict[str, dict[str, int]] = {k: {} for k in CATEGORICAL_FEATURES}
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed)  # nosec B311 # reservoir sampling, not security
 
     def add(self, continuous: dict[str, float], categorical: dict[str, str]) -> None:
         self.n += 1

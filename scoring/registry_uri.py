@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 MODELS_SCHEME = "models:/"
 TRACKING_USERNAME = "MLFLOW_TRACKING_USERNAME"
-TRACKING_PASSWORD = "MLFLOW_TRACKING_PASSWORD"
+TRACKING_PASSWORD = "MLFLOW_TRACKING_PASSWORD"  # nosec B105 # the variable's name, no password  # pragma: allowlist secret
 MIN_PASSWORD_CHARS = 12
 """MLflow's basic-auth app refuses shorter passwords."""
 _MODELS_URI_RE = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
@@ -136,7 +136,7 @@ def ensure_reader_account(settings: Settings) -> bool:
 
     check_registry_passwords(settings)
     account = settings.mlflow
-    assert account.admin_password is not None and account.reader_password is not None
+    assert account.admin_password is not None and account.reader_password is not None  # nosec B101 # narrowing
     saved = {name: os.environ.get(name) for name in (TRACKING_USERNAME, TRACKING_PASSWORD)}
     os.environ[TRACKING_USERNAME] = account.admin_username
     os.environ[TRACKING_PASSWORD] = account.admin_password.get_secret_value()

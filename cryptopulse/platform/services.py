@@ -367,7 +367,7 @@ class MlflowService(Service):
         except RegistryAccessError as exc:
             raise ServiceError(str(exc)) from None
         account = self.settings.mlflow
-        assert account.admin_password is not None
+        assert account.admin_password is not None  # nosec B101 # narrowing: checked by the caller
         _write_private(
             self.auth_config_path,
             render_mlflow_auth_ini(

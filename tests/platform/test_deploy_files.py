@@ -38,9 +38,9 @@ DEFAULTS = Settings.model_construct()
 PROJECT_SERVICES = {"producer", "worker", "spark-streaming", "api", "dashboard", "model-init"}
 PUBLISHED = {"api": DEFAULTS.api.port, "dashboard": DEFAULTS.dashboard.port}
 TOOLS = {"kafka-ui", "grafana"}
-REDIS_PASSWORD = "0f1e2d3c4b5a"
-MLFLOW_ADMIN_PASSWORD = "admin-5e1f0c2d9a7b"
-MLFLOW_READER_PASSWORD = "reader-8c3b6a1e4f2d"
+REDIS_PASSWORD = "0f1e2d3c4b5a"  # pragma: allowlist secret
+MLFLOW_ADMIN_PASSWORD = "admin-5e1f0c2d9a7b"  # pragma: allowlist secret
+MLFLOW_READER_PASSWORD = "reader-8c3b6a1e4f2d"  # pragma: allowlist secret
 COMPOSE_ENV = {
     "CRYPTOPULSE_REDIS_PASSWORD": REDIS_PASSWORD,
     "CRYPTOPULSE_DASHBOARD__API_KEY": "cp_dash",

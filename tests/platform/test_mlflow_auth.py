@@ -30,8 +30,8 @@ from tests.ports import free_port
 
 STARTUP_S = 600
 """MLflow starts in about 10 s on an idle machine; creating its databases takes minutes on a busy one."""
-ADMIN_PASSWORD = "admin-pass-0123456789"
-READER_PASSWORD = "reader-pass-0123456789"
+ADMIN_PASSWORD = "admin-pass-0123456789"  # pragma: allowlist secret
+READER_PASSWORD = "reader-pass-0123456789"  # pragma: allowlist secret
 
 
 def prod_settings(home: Path, port: int, **account: str) -> Settings:
@@ -52,7 +52,9 @@ def test_credentials_are_checked_without_quoting_them(tmp_path: Path) -> None:
     with pytest.raises(RegistryAccessError, match="together"):
         use_mlflow_account(load_settings(home=tmp_path, mlflow={"username": "admin"}))
     short = load_settings(
-        env="prod", home=tmp_path, mlflow={"admin_password": "s3cr3t", "reader_password": "r" * 12}
+        env="prod",
+        home=tmp_path,
+        mlflow={"admin_password": "s3cr3t", "reader_password": "r" * 12},  # pragma: allowlist secret
     )
     with pytest.raises(ServiceError, match="ADMIN_PASSWORD \\(12\\+ characters") as refused:
         MlflowService(short).prepare()
