@@ -91,6 +91,7 @@ def write_bundle(
     metadata = json.loads((artifact / "metadata.json").read_text("utf-8"))
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=root.parent))
+    staging.chmod(0o755)  # a checked-in folder, readable like the rest of the checkout
     try:
         shutil.copytree(artifact, staging / "artifact")
         provenance = {
