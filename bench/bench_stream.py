@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,36 +36,13 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import median_run, tree_cpu_s  # noqa: E402
+from bench.common import median_run, tree_cpu_s, unique_post  # noqa: E402
 from core.kafka import EventProducer, ensure_topics, wait_for_broker  # noqa: E402
 from core.settings import Settings, get_settings, load_settings  # noqa: E402
-from schemas.events import RedditPost  # noqa: E402
 from schemas.topics import CATALOG, RAW_REDDIT  # noqa: E402
 from tests.cleanup import discard_run_data  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 from tests.stream_processors.harness import OutputReader, WorkerProcess, worker_env  # noqa: E402
-
-COINS = ["Bitcoin", "Ethereum", "$SOL", "Dogecoin", "BTC", "ETH", "Cardano", "XRP"]
-MOODS = [
-    "looks really strong this morning",
-    "is dumping again and I am worried",
-    "keeps moving sideways, boring week",
-    "just broke resistance, bulls are back",
-    "feels overvalued at these levels honestly",
-    "fees are way too high right now",
-]
-
-
-def post(i: int, run: str) -> RedditPost:
-    now = datetime.now(UTC)
-    return RedditPost(
-        source_id=f"t3_{run}{i:x}",
-        event_time=now,
-        ingest_time=now,
-        subreddit="CryptoCurrency",
-        title=f"{COINS[i % len(COINS)]} {MOODS[(i // len(COINS)) % len(MOODS)]}, update {i} from {run}",
-        author=f"bench{i % 50}",
-    )
 
 
 def pct(values: list[float], q: float) -> float:
@@ -109,7 +86,7 @@ def run_rate(
     while (now := time.perf_counter()) - started < duration_s:
         due = int((now - started) * rate) - i
         for _ in range(max(0, due)):
-            record = post(i, run)
+            record = unique_post(i, run)
             producer.send(topic, record)
             sent.append(record.source_id)
             i += 1

@@ -52,6 +52,7 @@ import psutil  # noqa: E402
 import redis  # noqa: E402
 import structlog  # noqa: E402
 
+from bench.common import unique_post  # noqa: E402
 from core.kafka import EventProducer, delete_prefixed_topics, ensure_topics  # noqa: E402
 from core.settings import Settings, load_settings  # noqa: E402
 from cryptopulse.platform.manager import Platform, tail  # noqa: E402
@@ -78,16 +79,6 @@ API_PATHS = ("/v1/coins?window=1d", "/v1/coins/bitcoin/sentiment?window=1d", "/v
 SPARK_FAMILIES_SKIPPED = ("spark:agg",)
 """The Spark job's internal component hashes: compared backfill-to-backfill by the Spark
 tests, not to the stream (whose partial aggregates legitimately differ)."""
-
-COINS = ["Bitcoin", "Ethereum", "$SOL", "Dogecoin", "BTC", "ETH", "Cardano", "XRP"]
-MOODS = [
-    "looks really strong this morning",
-    "is dumping again and I am worried",
-    "keeps moving sideways, boring week",
-    "just broke resistance, bulls are back",
-    "feels overvalued at these levels honestly",
-    "fees are way too high right now",
-]
 
 
 class ChaosError(RuntimeError):
@@ -145,15 +136,8 @@ class Load:
     _thread: threading.Thread | None = None
 
     def post(self, i: int) -> RedditPost:
-        now = datetime.now(UTC)
-        return RedditPost(
-            source_id=f"t3_{self.run}{i:x}",
-            event_time=now,
-            ingest_time=now,
-            subreddit="CryptoCurrency",
-            title=f"{COINS[i % len(COINS)]} {MOODS[(i // len(COINS)) % len(MOODS)]}, note {i} of {self.run}",
-            author=f"chaos{i % 50}",
-        )
+        post: RedditPost = unique_post(i, self.run, author="chaos")
+        return post
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="chaos-load", daemon=True)

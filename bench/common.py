@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import psutil
@@ -30,3 +31,29 @@ def tree_cpu_s(pids: list[int]) -> float:
         except psutil.NoSuchProcess:
             continue
     return total
+
+
+COINS = ["Bitcoin", "Ethereum", "$SOL", "Dogecoin", "BTC", "ETH", "Cardano", "XRP"]
+MOODS = [
+    "looks really strong this morning",
+    "is dumping again and I am worried",
+    "keeps moving sideways, boring week",
+    "just broke resistance, bulls are back",
+    "feels overvalued at these levels honestly",
+    "fees are way too high right now",
+]
+
+
+def unique_post(i: int, run: str, author: str = "bench") -> Any:
+    """Post ``i`` of a load run: a unique id and text (nothing de-duplicates it), a coin each."""
+    from schemas.events import RedditPost
+
+    now = datetime.now(UTC)
+    return RedditPost(
+        source_id=f"t3_{run}{i:x}",
+        event_time=now,
+        ingest_time=now,
+        subreddit="CryptoCurrency",
+        title=f"{COINS[i % len(COINS)]} {MOODS[(i // len(COINS)) % len(MOODS)]}, update {i} from {run}",
+        author=f"{author}{i % 50}",
+    )
