@@ -4,7 +4,7 @@
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 VENV := .venv/bin
-PACKAGES := core cryptopulse schemas scoring views model_export producers stream_processors spark_jobs api retraining
+PACKAGES := core cryptopulse schemas scoring views model_export producers stream_processors spark_jobs api retraining alerting
 
 ## Install everything, then start the full local pipeline on bundled data.
 up: setup
