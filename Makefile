@@ -18,7 +18,7 @@ test: setup
 	$(VENV)/mypy $(PACKAGES) tests bench
 	$(VENV)/python -m schemas.jsonschema --check
 	$(MAKE) --no-print-directory security
-	$(VENV)/pytest
+	$(VENV)/pytest --durations=40
 
 setup:
 	scripts/setup

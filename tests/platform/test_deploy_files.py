@@ -33,19 +33,22 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_TEXT = (ROOT / "docker-compose.kafka.yml").read_text()
+CLUSTER_TEXT = (ROOT / "docker-compose.kafka-cluster.yml").read_text()
 DOCKERFILE = (ROOT / "deploy" / "Dockerfile").read_text()
 DEFAULTS = Settings.model_construct()
-PROJECT_SERVICES = {"producer", "worker", "spark-streaming", "api", "dashboard", "model-init"}
+PROJECT_SERVICES = {"producer", "worker", "spark-streaming", "api", "dashboard", "model-init", "alerting"}
 PUBLISHED = {"api": DEFAULTS.api.port, "dashboard": DEFAULTS.dashboard.port}
 TOOLS = {"kafka-ui", "grafana"}
 REDIS_PASSWORD = "0f1e2d3c4b5a"  # pragma: allowlist secret
 MLFLOW_ADMIN_PASSWORD = "admin-5e1f0c2d9a7b"  # pragma: allowlist secret
 MLFLOW_READER_PASSWORD = "reader-8c3b6a1e4f2d"  # pragma: allowlist secret
+AUTHOR_SALT = "salt-6d2b9e1f"  # pragma: allowlist secret
 COMPOSE_ENV = {
     "CRYPTOPULSE_REDIS_PASSWORD": REDIS_PASSWORD,
     "CRYPTOPULSE_DASHBOARD__API_KEY": "cp_dash",
     "CRYPTOPULSE_MLFLOW__ADMIN_PASSWORD": MLFLOW_ADMIN_PASSWORD,
     "CRYPTOPULSE_MLFLOW__READER_PASSWORD": MLFLOW_READER_PASSWORD,
+    "CRYPTOPULSE_STREAM__AUTHOR_SALT": AUTHOR_SALT,
 }
 
 _VARIABLE = re.compile(r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
@@ -74,9 +77,34 @@ def interpolate(text: str, env: Mapping[str, str]) -> str:
     return _VARIABLE.sub(replace, text)
 
 
-def compose_config(env: Mapping[str, str] = COMPOSE_ENV) -> dict[str, Any]:
+def compose_config(env: Mapping[str, str] = COMPOSE_ENV, *, cluster: bool = False) -> dict[str, Any]:
+    """The compose file as ``docker compose config`` sees it; with ``cluster``, merged with the
+    3-broker override the way compose merges ``-f`` files (``merge``)."""
     config: dict[str, Any] = yaml.safe_load(interpolate(COMPOSE_TEXT, env))
+    if cluster:
+        override = yaml.safe_load(interpolate(CLUSTER_TEXT, env))
+        config = merge(config, {k: v for k, v in override.items() if not k.startswith("x-")})
     return config
+
+
+def _mount_target(volume: str) -> str:
+    return volume.split(":")[1]
+
+
+def merge(base: Any, override: Any, key: str = "") -> Any:
+    """Compose's merge of an override file (the rules the override uses): mappings merge key
+    by key, ``volumes`` by mount target, other sequences append new items, scalars replace."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for name, value in override.items():
+            merged[name] = merge(base[name], value, name) if name in base else value
+        return merged
+    if isinstance(base, list) and isinstance(override, list):
+        if key == "volumes":
+            targets = {_mount_target(v) for v in override}
+            return [v for v in base if _mount_target(v) not in targets] + override
+        return base + [item for item in override if item not in base]
+    return override
 
 
 COMPOSE = compose_config()
@@ -110,6 +138,9 @@ def test_compose_file_validates_with_docker_compose(tmp_path):
     env = {"PATH": "/usr/bin:/bin", **COMPOSE_ENV}
     ok = subprocess.run(base, capture_output=True, text=True, env=env, cwd=ROOT)
     assert ok.returncode == 0, ok.stderr
+    cluster = [*base[:-4], "-f", str(ROOT / "docker-compose.kafka-cluster.yml"), *base[-4:]]
+    merged = subprocess.run(cluster, capture_output=True, text=True, env=env, cwd=ROOT)
+    assert merged.returncode == 0, merged.stderr
     refused = subprocess.run(base, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, cwd=ROOT)
     assert refused.returncode != 0 and "CRYPTOPULSE_REDIS_PASSWORD" in refused.stderr
 
@@ -122,9 +153,8 @@ def test_prometheus_configs_are_current():
 
 
 def test_compose_has_every_component():
-    assert {"kafka", "kafka-ui", "redis", "mlflow", "prometheus", "grafana"} | PROJECT_SERVICES <= set(
-        SERVICES
-    )
+    components = {"kafka", "kafka-ui", "redis", "mlflow", "prometheus", "grafana", "alertmanager"}
+    assert components | PROJECT_SERVICES <= set(SERVICES)
     assert SERVICES["kafka"]["image"] == f"apache/kafka:{DEFAULTS.kafka.version}"
     assert SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert "zookeeper" not in " ".join(SERVICES).lower()
@@ -166,6 +196,8 @@ def test_everything_else_stays_on_the_internal_network():
         "worker",
         "spark-streaming",
         "model-init",
+        "alerting",
+        "alertmanager",
     ):
         assert "ports" not in SERVICES[name], f"{name} must not publish ports"
         assert SERVICES[name]["networks"] == ["backend"], f"{name} belongs on the internal network only"
@@ -181,6 +213,8 @@ def test_container_ports_match_settings():
         "worker": str(DEFAULTS.stream.web_port),
         "producer": str(DEFAULTS.producer.metrics_port),
         "spark-streaming": str(DEFAULTS.spark.metrics_port),
+        "alerting": str(DEFAULTS.alerting.port),
+        "alertmanager": str(DEFAULTS.alerting.alertmanager_port),
     }
     for name, port in expected.items():
         assert SERVICES[name]["expose"] == [port], f"{name} should expose {port}"
@@ -312,7 +346,9 @@ def test_compose_project_services_match_scrape_hosts():
     assert SERVICES["producer"]["environment"]["CRYPTOPULSE_PRODUCER__METRICS_HOST"] == "0.0.0.0"
     assert SERVICES["spark-streaming"]["environment"]["CRYPTOPULSE_SPARK__METRICS_HOST"] == "0.0.0.0"
     scraped = yaml.safe_load(PROMETHEUS_DOCKER_CONFIG.read_text())["scrape_configs"]
-    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in scraped}
+    targets = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in scraped if "static_configs" in job
+    }
     assert targets["producers"] == [f"producer:{DEFAULTS.producer.metrics_port}"]
     assert targets["spark-streaming"] == [f"spark-streaming:{DEFAULTS.spark.metrics_port}"]
 
@@ -411,5 +447,115 @@ def test_spark_connector_matches_pyspark():
 
 
 def test_no_machine_paths_committed():
-    for path in [ROOT / "docker-compose.kafka.yml", *ROOT.glob("deploy/**/*.yml")]:
+    for path in [*ROOT.glob("docker-compose*.yml"), *ROOT.glob("deploy/**/*.yml")]:
         assert not re.search(r"/root/|/home/\w+/|/work/", path.read_text()), path
+
+
+def test_the_worker_scales_to_n_replicas(monkeypatch):
+    """`up --scale worker=N`: nothing about the worker may be unique to one container."""
+    worker = SERVICES["worker"]
+    assert not {"container_name", "ports", "hostname"} & set(worker), "fixed names/ports block --scale"
+    assert "container_name" not in " ".join(RAW_SERVICES), "no service pins a container name"
+    # replicas share one salt (from .env), or each would hash the same author differently
+    assert RAW_SERVICES["worker"]["environment"]["CRYPTOPULSE_STREAM__AUTHOR_SALT"].startswith(
+        "${CRYPTOPULSE_STREAM__AUTHOR_SALT:?"
+    )
+    with pytest.raises(MissingVariable, match="CRYPTOPULSE_STREAM__AUTHOR_SALT"):
+        compose_config({k: v for k, v in COMPOSE_ENV.items() if k != "CRYPTOPULSE_STREAM__AUTHOR_SALT"})
+    salt = _settings_of("worker", monkeypatch).stream.author_salt
+    assert salt is not None and salt.get_secret_value() == AUTHOR_SALT
+    # partitions bound how many workers share a topic: .env raises them for every service
+    from schemas.topics import CLEAN_POSTS, FEEDBACK, RAW_NEWS, RAW_PRICES, RAW_REDDIT, SCORED_POSTS
+
+    assert _settings_of("worker", monkeypatch).kafka.default_partitions == 3
+    wide = compose_config({**COMPOSE_ENV, "CRYPTOPULSE_KAFKA__DEFAULT_PARTITIONS": "8"})["services"]
+    assert wide["kafka"]["environment"]["KAFKA_NUM_PARTITIONS"] == "8"
+    for name in PROJECT_SERVICES - {"dashboard"}:
+        with monkeypatch.context() as scoped:
+            for key, value in wide[name]["environment"].items():
+                scoped.setenv(key, str(value))
+            settings = load_settings()
+        for spec in (RAW_REDDIT, RAW_NEWS, RAW_PRICES, CLEAN_POSTS, SCORED_POSTS, FEEDBACK):
+            assert spec.partition_count(settings) == 8, f"{name}: {spec.suffix}"
+    docs = (ROOT / "docs" / "platform.md").read_text()
+    assert "--scale worker=" in docs and "CRYPTOPULSE_KAFKA__DEFAULT_PARTITIONS" in docs
+
+
+CLUSTER = compose_config(cluster=True)
+BROKERS = ("kafka", "kafka-2", "kafka-3")
+
+
+def test_cluster_override_runs_three_kraft_brokers():
+    services = CLUSTER["services"]
+    voters = {f"{i}@{name}:9093" for i, name in enumerate(BROKERS, start=1)}
+    cluster_ids = set()
+    for node, name in enumerate(BROKERS, start=1):
+        broker = services[name]
+        env = broker["environment"]
+        assert broker["image"] == SERVICES["kafka"]["image"], name
+        assert env["KAFKA_NODE_ID"] == str(node), name
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller", name
+        assert set(env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")) == voters, name
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:19092", name
+        for key in ("KAFKA_DEFAULT_REPLICATION_FACTOR", "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"):
+            assert env[key] == "3", f"{name}: {key}"
+        assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "3", name
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2", name
+        assert broker["networks"] == ["backend"] and "ports" not in broker, name
+        assert broker["volumes"] == [f"kafka-cluster-{node}:/var/lib/kafka/data"], "own log dir per broker"
+        assert "healthcheck" in broker, name
+        cluster_ids.add(env["CLUSTER_ID"])
+    assert len(cluster_ids) == 1, "every broker formats with the same cluster id"
+    assert {"kafka-cluster-1", "kafka-cluster-2", "kafka-cluster-3"} <= set(CLUSTER["volumes"])
+    ui = services["kafka-ui"]["environment"]["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"]
+    assert set(ui.split(",")) == {f"{name}:19092" for name in BROKERS}
+
+
+def test_cluster_override_replicates_every_topic_three_times(monkeypatch):
+    """Every project service that talks to Kafka gets all three brokers and RF 3 through its
+    environment (core.kafka.ensure_topics and faust create topics with the setting)."""
+    services = CLUSTER["services"]
+    talkers = {
+        name
+        for name, s in SERVICES.items()
+        if "CRYPTOPULSE_KAFKA__BOOTSTRAP_SERVERS" in s.get("environment", {})
+    }
+    assert talkers == PROJECT_SERVICES - {"dashboard"}
+    for name in talkers:
+        with monkeypatch.context() as scoped:
+            for key, value in services[name]["environment"].items():
+                scoped.setenv(key, str(value))
+            settings = load_settings()
+        assert settings.kafka.replication_factor == 3, name
+        assert set(settings.kafka.bootstrap.split(",")) == {f"{b}:19092" for b in BROKERS}, name
+        assert settings.redis.dsn == f"redis://:{REDIS_PASSWORD}@redis:6379/0", f"{name}: base env kept"
+        for broker in BROKERS:
+            assert services[name]["depends_on"][broker] == {"condition": "service_healthy"}, name
+    # the base file alone keeps one broker and RF 1
+    assert "kafka-2" not in SERVICES
+    assert _settings_of("worker", monkeypatch).kafka.replication_factor == 1
+
+
+def test_cluster_override_keeps_the_hardening():
+    services = CLUSTER["services"]
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published - TOOLS == set(PUBLISHED)
+    for name in published:
+        assert services[name]["ports"] == SERVICES[name]["ports"], f"{name}: the override publishes nothing"
+    assert CLUSTER["networks"] == COMPOSE["networks"]
+
+
+def test_alerting_and_alertmanager_stay_internal():
+    alerting = SERVICES["alerting"]
+    assert alerting["command"] == ["alerting", "serve"]
+    assert alerting["image"] == SERVICES["api"]["image"], "the app image"
+    assert alerting["environment"]["CRYPTOPULSE_ALERTING__PORT"] == str(DEFAULTS.alerting.port)
+    manager = SERVICES["alertmanager"]
+    repository, _, tag = manager["image"].rpartition(":")
+    assert repository == "prom/alertmanager" and re.fullmatch(r"v\d+\.\d+\.\d+", tag)
+    assert manager["networks"] == ["backend"] and "ports" not in manager
+    config = "/etc/alertmanager/alertmanager.yml"
+    assert f"./deploy/alertmanager/alertmanager.yml:{config}:ro" in manager["volumes"]
+    assert f"--config.file={config}" in manager["command"]
+    assert f"--web.listen-address=:{DEFAULTS.alerting.alertmanager_port}" in manager["command"]
+    assert "alertmanager-data" in COMPOSE["volumes"]
