@@ -556,8 +556,11 @@ def settle_views(settings: Settings, timeout_s: float, quiet_s: float = 20.0) ->
         client.close()
 
 
-def views_equal_backfill(settings: Settings, days: tuple[str, str], timeout_s: float) -> tuple[bool, str]:
-    """Backfill the same days from Kafka under another key prefix (and lake) and compare."""
+def views_equal_backfill(
+    settings: Settings, days: tuple[str, str], timeout_s: float, dump: Path | None = None
+) -> tuple[bool, str]:
+    """Backfill the same days from Kafka under another key prefix (and lake) and compare;
+    ``dump`` receives both sides of every differing key (the private home is deleted)."""
     prefix = f"{settings.redis.key_prefix}-bf"
     env = {
         **os.environ,
@@ -586,10 +589,23 @@ def views_equal_backfill(settings: Settings, days: tuple[str, str], timeout_s: f
         return False, "the backfill wrote no views"
     if streamed == backfilled:
         return True, f"{len(backfilled)} keys equal ({', '.join(sorted(families))})"
-    only_stream = sorted(set(streamed) - set(backfilled))[:5]
-    only_backfill = sorted(set(backfilled) - set(streamed))[:5]
-    differ = sorted(k for k in set(streamed) & set(backfilled) if streamed[k] != backfilled[k])[:5]
-    return False, f"differ: only stream {only_stream}, only backfill {only_backfill}, values {differ}"
+    only_stream = sorted(set(streamed) - set(backfilled))
+    only_backfill = sorted(set(backfilled) - set(streamed))
+    differ = sorted(k for k in set(streamed) & set(backfilled) if streamed[k] != backfilled[k])
+    if dump is not None:
+        keys = [*only_stream, *only_backfill, *differ]
+        sides = {k: {"stream": streamed.get(k), "backfill": backfilled.get(k)} for k in keys}
+        dump.write_text(json.dumps(sides, indent=1, default=_plain), "utf-8")
+    by_family = Counter(k.split(":", 1)[0] for k in [*only_stream, *only_backfill, *differ])
+    return False, (
+        f"differ ({dict(by_family)} keys by family): only stream {only_stream[:5]}, "
+        f"only backfill {only_backfill[:5]}, values {differ[:5]}"
+    )
+
+
+def _plain(value: object) -> object:
+    """Redis bytes (and tuples of them) as JSON for the dump."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -633,9 +649,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         redis_errors = dict(Counter(a[1] for a in api.answers))
         views_ok, views_detail = (None, "not checked (--no-views)")
         if args.views:
+            if "producer" in components:
+                # The replay keeps producing: a backfill would race it and miss its newest posts.
+                platform.down(["producer"], report=lambda message: log.info("views", message=message))
             settle_views(settings, args.drain_s)
             days = sorted({datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d") for t in inputs.values()})
-            views_ok, views_detail = views_equal_backfill(settings, (days[0], days[-1]), args.backfill_s)
+            views_ok, views_detail = views_equal_backfill(
+                settings, (days[0], days[-1]), args.backfill_s, dump=args.views_dump
+            )
         reader = outputs.reader
         scored = Counter(r["source_id"] for r in reader.scored)
         dead: dict[str, list[str]] = {}
@@ -758,6 +779,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--model", type=Path, help="model artifact directory (default: the test suite's tiny model)"
     )
     parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument(
+        "--views-dump", type=Path, help="write both sides of every view that differs from the backfill here"
+    )
     return parser.parse_args(argv)
 
 
