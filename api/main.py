@@ -22,7 +22,7 @@ from api.deps import caller_checks
 from api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from api.openapi import install_openapi
 from api.problems import install_problem_handlers
-from api.routes import admin, coins, feed, feedback, health, models, review, score, stream
+from api.routes import admin, alerts, coins, feed, feedback, health, models, review, score, stream
 from api.security import KeyVerifier, RateLimiter
 from api.state import (
     AppState,
@@ -47,7 +47,8 @@ aggregated by Spark into 1m/5m/1h/1d windows. Every read comes from Redis views.
   keys come from `cryptopulse apikey create`.
 * **Rate limits**: per key (per client address while auth is off), sliding window;
   `429` with `Retry-After` when exceeded. Open SSE streams are capped too.
-* **Scopes**: `/v1/admin` (raw Kafka messages) needs a key with the `admin` scope.
+* **Scopes**: `/v1/admin` (raw Kafka messages) needs a key with the `admin` scope;
+  `/v1/alerts/subscriptions` (webhooks) the `alerts` scope.
 * **Errors**: `application/problem+json` (RFC 9457) with the reason in `detail`.
 """
 
@@ -60,6 +61,7 @@ TAGS = [
     {"name": "review", "description": "human feedback: the review queue and labels for the learning loop"},
     {"name": "live", "description": "Server-Sent Events from Redis pub/sub"},
     {"name": "feed", "description": "latest posts, alerts, service info"},
+    {"name": "alerts", "description": "alert subscriptions: signed webhooks (Slack/Discord-compatible)"},
     {"name": "admin", "description": "read-only Kafka view"},
     {"name": "health", "description": "probes and metrics"},
 ]
@@ -136,6 +138,7 @@ def create_app(
     v1.include_router(score.build_router(settings))
     v1.include_router(stream.router)
     v1.include_router(feed.router)
+    v1.include_router(alerts.router)
     v1.include_router(models.router)
     v1.include_router(review.router)
     v1.include_router(feedback.router)
@@ -150,7 +153,7 @@ def create_app(
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(settings.api.cors_origins),
-        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
         allow_headers=["X-API-Key", "Authorization", "Content-Type", "Last-Event-ID"],
         expose_headers=["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining"],
         max_age=600,

@@ -14,3 +14,5 @@ class Scope(StrEnum):
     """/v1/admin: raw Kafka messages (texts with author names, dead letters with payloads)."""
     LABEL = "label"
     """POST /v1/feedback: a person's label for a live post, which feeds the next training run."""
+    ALERTS = "alerts"
+    """/v1/alerts/subscriptions: webhooks that receive alerts (the server calls URLs the key names)."""

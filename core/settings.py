@@ -152,7 +152,11 @@ class ModelSettings(_Section):
 
 
 class SparkSettings(_Section):
-    master: str = "local[2]"
+    master: str = Field(
+        default="local[2]",
+        description="the one setting to run the same jobs on a cluster, e.g. spark://host:7077 "
+        "(docs/scaling.md)",
+    )
     shuffle_partitions: int = Field(default=4, ge=1, le=100_000)
     driver_memory: str = Field(default="1g", pattern=r"^\d+[mg]$")
     watermark: str = "10 minutes"
@@ -179,6 +183,12 @@ class SparkSettings(_Section):
         default=100_000, ge=1, description="records per micro-batch cap"
     )
     trailing_windows: int = Field(default=20, ge=2, le=1000, description="z-score / correlation lookback")
+    lead_lag_max_windows: int = Field(
+        default=6,
+        ge=0,
+        le=100,
+        description="sentiment/price lead-lag searched over -K..K windows within the trailing windows",
+    )
     backfill_kafka_slack_s: int = Field(
         default=86_400,
         ge=0,
@@ -203,6 +213,16 @@ class SparkSettings(_Section):
     )
     extra_conf: dict[str, str] = Field(
         default_factory=dict, description="more spark.* settings, e.g. on a cluster"
+    )
+    # Added for spark_jobs.history (bundled history on a first `up`).
+    history_on_first_up: bool = Field(
+        default=True, description="a first `cryptopulse up` seeds the bundled history into the lake and Redis"
+    )
+    history_days: int = Field(
+        default=7, ge=1, le=30, description="days of bundled history to seed, ending now"
+    )
+    history_file: Path | None = Field(
+        default=None, description="history bundle; default: the one shipped in spark_jobs/data/history"
     )
 
 
@@ -479,6 +499,32 @@ class LearningSettings(_Section):
     )
 
 
+class AlertingSettings(_Section):
+    """Alert delivery to subscribers (signed webhooks) and the Alertmanager that feeds it."""
+
+    host: str = Field(
+        default="127.0.0.1", description="the alerting service's bind address (0.0.0.0 in a container)"
+    )
+    port: Port = Field(
+        default=9105, description="the alerting service's /metrics, /healthz and POST /alertmanager"
+    )
+    alertmanager_port: Port = Field(
+        default=9095, description="Alertmanager's web port (Prometheus sends its alerts there)"
+    )
+    max_attempts: int = Field(
+        default=5, ge=1, le=50, description="delivery attempts of one webhook before it is dead-lettered"
+    )
+    backoff_s: float = Field(
+        default=1.0, gt=0.0, le=300.0, description="first retry delay; doubled per attempt, with jitter"
+    )
+    backoff_max_s: float = Field(default=60.0, gt=0.0, le=3600.0, description="longest retry delay")
+    timeout_s: float = Field(default=10.0, gt=0.0, le=120.0, description="one webhook request's timeout")
+    max_subscriptions_per_key: int = Field(
+        default=20, ge=1, le=10_000, description="alert subscriptions one API key (or local owner) may hold"
+    )
+    concurrency: int = Field(default=8, ge=1, le=256, description="webhook deliveries of one alert at once")
+
+
 class Settings(BaseSettings):
     """Root settings. Read with :func:`get_settings`; never construct ad hoc in components."""
 
@@ -515,6 +561,7 @@ class Settings(BaseSettings):
     producer: ProducerSettings = ProducerSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
     learning: LearningSettings = LearningSettings()
+    alerting: AlertingSettings = AlertingSettings()
 
     @field_validator("home", "cache_dir")
     @classmethod

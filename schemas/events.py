@@ -262,6 +262,16 @@ class TrendWindow(Event):
     price_close: float | None = None
     price_return: float | None = None
     sentiment_return_corr: float | None = Field(default=None, ge=-1.0, le=1.0)
+    lead_lag_windows: int | None = Field(
+        default=None,
+        ge=-100,
+        le=100,
+        description="the shift k (windows) maximising |corr(sentiment_t, return_t+k)| over the "
+        "trailing windows; positive: sentiment led price; null: too little history",
+    )
+    lead_lag_corr: float | None = Field(
+        default=None, ge=-1.0, le=1.0, description="that correlation at lead_lag_windows"
+    )
 
     @classmethod
     def make_source_id(cls, coin: str, window: str, source: str, start: datetime) -> str:
@@ -488,3 +498,41 @@ __all__ = [
     "parse_raw_text",
     "utc_now",
 ]
+
+
+AlertKind = Literal["sentiment_shift", "volume_spike", "model_drift", "data_quality"]
+"""The kinds of :class:`Alert` a subscription can ask for."""
+
+
+class AlertSubscription(BaseModel):
+    """One owner's standing request to receive matching alerts at a webhook.
+
+    Not a Kafka record: the API writes it to Redis (``RedisKeys.alert_subscription``) and
+    the alerting service reads it. ``secret`` signs every delivery (HMAC-SHA256); the API
+    shows it once, at creation.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=r"^sub_[0-9a-f]{16}$", examples=["sub_0123456789abcdef"])
+    owner: str = Field(min_length=1, max_length=128, description="API key id, or `local` with auth off")
+    coin: CoinId | None = Field(
+        default=None, description="only this coin; null: every coin and coin-less alerts"
+    )
+    kinds: list[AlertKind] = Field(min_length=1, max_length=4)
+    threshold: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="only alerts whose |value| is at least this (alerts without a value match)",
+    )
+    url: str = Field(min_length=8, max_length=MAX_URL_CHARS)
+    secret: str = Field(min_length=32, max_length=128)
+    created: UtcDatetime = Field(default_factory=utc_now)
+
+    def matches(self, alert: Alert) -> bool:
+        """Whether ``alert`` is one this subscription asked for."""
+        if alert.kind not in self.kinds:
+            return False
+        if self.coin is not None and alert.coin != self.coin:
+            return False
+        return self.threshold is None or alert.value is None or abs(alert.value) >= self.threshold

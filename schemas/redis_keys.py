@@ -160,6 +160,11 @@ class RedisKeys:
         """CHANNEL: faust's tumbling counter updates as JSON."""
         return f"{self.prefix}:live:counters"
 
+    def live_alerts(self) -> str:
+        """CHANNEL: every Alert as JSON, published by the alerting service as it consumes
+        the alerts topic (the SSE stream's ``alert`` events)."""
+        return f"{self.prefix}:live:alerts"
+
     # -- faust live counters (stream_processors/live.py) ---------------------------------
     def live_counter(self, window: str, coin: str) -> str:
         """HASH (TTL live_counter_ttl): faust's in-progress counter of a coin and window."""
@@ -192,6 +197,25 @@ class RedisKeys:
     def ratelimit(self, key_id: str) -> str:
         """ZSET: request timestamps (ms) of one key within the sliding window."""
         return f"{self.prefix}:ratelimit:{key_id}"
+
+    # -- alert subscriptions (api/routes/alerts.py writes, alerting/ reads) ---------------
+    def alert_subscription(self, subscription_id: str) -> str:
+        """STRING: JSON AlertSubscription (with its signing secret; never returned by the API
+        after creation)."""
+        return f"{self.prefix}:alertsub:{subscription_id}"
+
+    def alert_subscriptions(self) -> str:
+        """SET: ids of every alert subscription (what the alerting service matches against)."""
+        return f"{self.prefix}:alertsubs"
+
+    def alert_subscriptions_of(self, owner: str) -> str:
+        """SET: ids of one owner's alert subscriptions (an API key id, or ``local``)."""
+        return f"{self.prefix}:alertsubs:owner:{owner}"
+
+    def alert_delivered(self, delivery_id: str) -> str:
+        """STRING (TTL ALERT_MEMORY_S): marks a webhook delivery as done, so a restart that
+        reads its alert again does not send it twice."""
+        return f"{self.prefix}:alertdelivered:{delivery_id}"
 
 
 __all__ = [

@@ -1,7 +1,8 @@
-"""GET /v1/stream: live scored posts and trend updates as Server-Sent Events.
+"""GET /v1/stream: live scored posts, trend updates and alerts as Server-Sent Events.
 
 Each connection subscribes to the Redis pub/sub channels (``live:scored``,
-``live:trends``); a comment line every ``api.sse_heartbeat_s`` keeps proxies from
+``live:trends``, and ``live:alerts`` with ``events=alert``: every alert as the alerting
+service reads it from the alerts topic); a comment line every ``api.sse_heartbeat_s`` keeps proxies from
 closing an idle stream. Nothing here touches Kafka.
 
 Streams are bounded: at most ``api.sse_max_streams`` open per worker and
@@ -38,6 +39,8 @@ _SSE_DOC = (
     'data: {"source_id": "t3_abc", "label": "positive", "coins": ["bitcoin"], ...}\n\n'
     "event: trend\n"
     'data: {"coin": "bitcoin", "window": "1m", "volume": 12, ...}\n\n'
+    "event: alert\n"
+    'data: {"kind": "volume_spike", "severity": "warning", "coin": "bitcoin", ...}\n\n'
 )
 
 
@@ -50,9 +53,12 @@ def _split_commas(value: object) -> object:
 
 
 EventTypes = Annotated[
-    list[Literal["scored", "trend"]] | None,
+    list[Literal["scored", "trend", "alert"]] | None,
     BeforeValidator(_split_commas),
-    Query(description="event types to receive, repeated or comma-separated (default both)"),
+    Query(
+        description="event types to receive, repeated or comma-separated: scored, trend, alert "
+        "(default scored and trend)"
+    ),
 ]
 
 
@@ -85,11 +91,12 @@ class _EventStream(StreamingResponse):
 
 @router.get(
     "/stream",
-    summary="Live scored posts and trend updates (Server-Sent Events)",
+    summary="Live scored posts, trend updates and alerts (Server-Sent Events)",
     response_class=StreamingResponse,
     responses={
         200: {
-            "description": "event stream: `scored` (ScoredPost JSON) and `trend` (TrendWindow JSON)",
+            "description": "event stream: `scored` (ScoredPost JSON), `trend` (TrendWindow JSON) "
+            "and, when asked for, `alert` (Alert JSON)",
             "content": {"text/event-stream": {"schema": {"type": "string"}, "example": _SSE_DOC}},
         },
         **errors(*AUTHED, 422, 503),
@@ -108,7 +115,7 @@ async def stream(
     api = state.settings.api
     keys = state.store.keys
     wanted = set(events or ["scored", "trend"])
-    channels = {keys.live_scored(): "scored", keys.live_trends(): "trend"}
+    channels = {keys.live_scored(): "scored", keys.live_trends(): "trend", keys.live_alerts(): "alert"}
     channels = {ch: ev for ch, ev in channels.items() if ev in wanted}
     slots: StreamSlots = request.app.state.streams
     slot = slots.acquire(caller.key_id)

@@ -31,6 +31,7 @@ def _main(
 
 def _register_components() -> None:
     """Each stage contributes its own commands; heavy imports stay inside them."""
+    from alerting import cli as alerting_cli
     from api import cli as api_cli
     from cryptopulse.cli import platform, subscribe
     from model_export import cli as model_cli
@@ -47,6 +48,7 @@ def _register_components() -> None:
         spark_cli,
         api_cli,
         retrain_cli,
+        alerting_cli,
         subscribe,
     ):
         module.register(app)

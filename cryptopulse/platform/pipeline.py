@@ -119,11 +119,27 @@ class RetrainService(_CliService):
         return self.settings.learning.orchestrator_metrics_port
 
 
+class AlertDeliveryService(_CliService):
+    """The alerting service (docs/alerts.md): alerts to subscribers' signed webhooks and the
+    SSE channel; Alertmanager's webhook receiver. Ready once its consumer has its partition."""
+
+    name = "alerting"
+    description = "Alert delivery: signed webhooks to subscribers, Alertmanager receiver"
+    command = ("alerting", "serve")
+    probe_path = "/healthz"
+    stop_timeout_s = 40  # a delivery in flight finishes (webhook timeout) before it commits
+
+    @property
+    def port(self) -> int:
+        return self.settings.alerting.port
+
+
 PIPELINE_SERVICES: tuple[type[Service], ...] = (
     StreamWorkerService,
     SparkStreamingService,
     ApiService,
     DashboardService,
+    AlertDeliveryService,
     ReplayProducerService,
     RetrainService,
 )

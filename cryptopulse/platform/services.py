@@ -479,7 +479,10 @@ def scrape_targets(settings: Settings, hosts: Mapping[str, str] | None = None) -
     if hosts is None:
         ports["supervisor"] = settings.supervisor.metrics_port
         ports["retrain"] = settings.learning.orchestrator_metrics_port  # local only (no Compose service yet)
+        ports["alerting"] = settings.alerting.port
         return {job: f"127.0.0.1:{port}" for job, port in ports.items()}
+    if "alerting" in hosts:
+        ports["alerting"] = settings.alerting.port
     return {job: f"{hosts.get(job, '127.0.0.1')}:{port}" for job, port in ports.items()}
 
 
@@ -490,24 +493,51 @@ DOCKER_HOSTS = {
     "producers": "producer",
     "spark-streaming": "spark-streaming",
     "mlflow": "mlflow",
+    "alerting": "alerting",
+    "alertmanager": "alertmanager",
 }
-"""Compose service names of the scrape targets (see docker-compose.kafka.yml)."""
+"""Compose service names of the scrape targets and of Alertmanager (see docker-compose.kafka.yml)."""
 
 
 def prometheus_config(settings: Settings, hosts: Mapping[str, str] | None = None) -> dict[str, object]:
     """The Prometheus configuration for these settings (``deploy/prometheus/prometheus.yml``
-    is this with default settings; a test keeps the two in step)."""
-    return {
+    is this with default settings; a test keeps the two in step). Firing alerts go to the
+    Alertmanager (local, or the one ``hosts`` names; none when ``hosts`` names none)."""
+    config: dict[str, object] = {
         "global": {
             "scrape_interval": settings.prometheus.scrape_interval,
             "evaluation_interval": settings.prometheus.scrape_interval,
             "external_labels": {"system": "cryptopulse"},
         },
         "rule_files": ["alerts.yml"],
-        "scrape_configs": [
-            {"job_name": job, "metrics_path": "/metrics", "static_configs": [{"targets": [target]}]}
-            for job, target in scrape_targets(settings, hosts).items()
-        ],
+    }
+    alertmanager = (hosts or {}).get("alertmanager", "127.0.0.1" if hosts is None else None)
+    if alertmanager is not None:
+        config["alerting"] = {
+            "alertmanagers": [
+                {"static_configs": [{"targets": [f"{alertmanager}:{settings.alerting.alertmanager_port}"]}]}
+            ]
+        }
+    config["scrape_configs"] = [
+        _scrape_job(job, target, scaled=hosts is not None and job in SCALED_JOBS)
+        for job, target in scrape_targets(settings, hosts).items()
+    ]
+    return config
+
+
+SCALED_JOBS = frozenset({"stream-worker"})
+"""Jobs whose Compose service may run several replicas (``--scale worker=N``): a static
+target would reach one replica at a time, so Prometheus resolves every replica's address."""
+
+
+def _scrape_job(job: str, target: str, *, scaled: bool) -> dict[str, object]:
+    if not scaled:
+        return {"job_name": job, "metrics_path": "/metrics", "static_configs": [{"targets": [target]}]}
+    host, _, port = target.rpartition(":")
+    return {
+        "job_name": job,
+        "metrics_path": "/metrics",
+        "dns_sd_configs": [{"names": [host], "type": "A", "port": int(port)}],
     }
 
 
@@ -524,10 +554,15 @@ PROMETHEUS_DOCKER_CONFIG = DEPLOY / "prometheus" / "prometheus.docker.yml"
 
 
 def write_prometheus_configs() -> None:
-    """Regenerate the committed Prometheus configs (local and Docker Compose)."""
+    """Regenerate the committed Prometheus and Alertmanager configs (local and Docker Compose)."""
     defaults = Settings.model_construct()  # defaults only: ignore this shell's env
     PROMETHEUS_CONFIG.write_text(render_prometheus_config(defaults), "utf-8")
     PROMETHEUS_DOCKER_CONFIG.write_text(render_prometheus_config(defaults, DOCKER_HOSTS), "utf-8")
+    ALERTMANAGER_CONFIG.parent.mkdir(exist_ok=True)
+    ALERTMANAGER_CONFIG.write_text(render_alertmanager_config(defaults), "utf-8")
+    ALERTMANAGER_DOCKER_CONFIG.write_text(
+        render_alertmanager_config(defaults, receiver_host=DOCKER_HOSTS["alerting"]), "utf-8"
+    )
 
 
 class PrometheusService(Service):
@@ -573,7 +608,107 @@ class PrometheusService(Service):
             return _command_version([_require_binary("prometheus", "prometheus"), "--version"]).split()[2]
 
 
-PLATFORM_SERVICES: tuple[type[Service], ...] = (KafkaService, RedisService, MlflowService, PrometheusService)
+ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
+ALERTMANAGER_DOCKER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.docker.yml"
+"""The Compose variant: the receiver is the ``alerting`` service, not loopback."""
+
+
+def alertmanager_config(
+    settings: Settings, *, receiver_host: str = "127.0.0.1", group_wait: str = "10s"
+) -> dict[str, object]:
+    """Alertmanager's configuration: every alert, ungrouped, to the alerting service's
+    ``POST /alertmanager`` (which keeps the CryptoPulse alerts among them and publishes them on
+    the alerts topic, so they reach subscribers by the pipeline's own path). Resolved
+    notifications are not sent: an ``Alert`` record is an event, not a state."""
+    return {
+        "route": {
+            "receiver": "cryptopulse-alerting",
+            "group_by": ["..."],
+            "group_wait": group_wait,
+            "group_interval": "1m",
+            "repeat_interval": "4h",
+        },
+        "receivers": [
+            {
+                "name": "cryptopulse-alerting",
+                "webhook_configs": [
+                    {
+                        "url": f"http://{receiver_host}:{settings.alerting.port}/alertmanager",
+                        "send_resolved": False,
+                        "max_alerts": 0,
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def render_alertmanager_config(settings: Settings, **options: str) -> str:
+    return (
+        "# Generated from cryptopulse.platform.services.alertmanager_config with default settings\n"
+        "# (python -m cryptopulse.platform.services). `cryptopulse up` renders the same for the\n"
+        "# active settings into its home directory; a test fails when this file is stale.\n"
+        + yaml.safe_dump(alertmanager_config(settings, **options), sort_keys=False)
+    )
+
+
+class AlertmanagerService(Service):
+    """Prometheus Alertmanager (the Debian package): routes Prometheus's alerts to the
+    alerting service's webhook receiver. A single node: clustering is switched off."""
+
+    name = "alertmanager"
+    description = "Prometheus Alertmanager (alerts to the alerting service)"
+
+    @property
+    def host(self) -> str:
+        return self.settings.prometheus.host
+
+    @property
+    def port(self) -> int:
+        return self.settings.alerting.alertmanager_port
+
+    @property
+    def config_path(self) -> Path:
+        return self.state_dir / "alertmanager.yml"
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.config_path.write_text(render_alertmanager_config(self.settings), "utf-8")
+
+    def argv(self) -> list[str]:
+        return [
+            _require_binary("prometheus-alertmanager", "prometheus-alertmanager"),
+            f"--config.file={self.config_path}",
+            f"--storage.path={self.state_dir / 'data'}",
+            f"--web.listen-address={self.host}:{self.port}",
+            "--cluster.listen-address=",
+            "--data.retention=120h",
+        ]
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def version(self) -> str:
+        try:
+            data = httpx.get(f"{self.url}/api/v2/status", timeout=2).json()
+            return str(data["versionInfo"]["version"])
+        except (httpx.HTTPError, KeyError, ValueError, TypeError):
+            out = _command_version(
+                [_require_binary("prometheus-alertmanager", "prometheus-alertmanager"), "--version"]
+            )
+            return out.split()[2] if len(out.split()) > 2 else out
+
+
+PLATFORM_SERVICES: tuple[type[Service], ...] = (
+    KafkaService,
+    RedisService,
+    MlflowService,
+    AlertmanagerService,
+    PrometheusService,
+)
 
 
 if __name__ == "__main__":

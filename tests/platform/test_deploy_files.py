@@ -200,7 +200,9 @@ def test_everything_else_stays_on_the_internal_network():
         "alertmanager",
     ):
         assert "ports" not in SERVICES[name], f"{name} must not publish ports"
-        assert SERVICES[name]["networks"] == ["backend"], f"{name} belongs on the internal network only"
+        # alerting also joins edge, for its outbound webhooks (test_alerting_and_alertmanager_stay_internal)
+        internal = ["backend", "edge"] if name == "alerting" else ["backend"]
+        assert SERVICES[name]["networks"] == internal, f"{name} belongs on the internal network only"
     assert "backend" not in SERVICES["dashboard"]["networks"], "the dashboard reads the API only"
 
 
@@ -550,12 +552,16 @@ def test_alerting_and_alertmanager_stay_internal():
     assert alerting["command"] == ["alerting", "serve"]
     assert alerting["image"] == SERVICES["api"]["image"], "the app image"
     assert alerting["environment"]["CRYPTOPULSE_ALERTING__PORT"] == str(DEFAULTS.alerting.port)
+    assert alerting["environment"]["CRYPTOPULSE_ALERTING__HOST"] == "0.0.0.0"  # nosec B104 # in its container
+    assert alerting["networks"] == ["backend", "edge"] and "ports" not in alerting
     manager = SERVICES["alertmanager"]
     repository, _, tag = manager["image"].rpartition(":")
     assert repository == "prom/alertmanager" and re.fullmatch(r"v\d+\.\d+\.\d+", tag)
     assert manager["networks"] == ["backend"] and "ports" not in manager
     config = "/etc/alertmanager/alertmanager.yml"
-    assert f"./deploy/alertmanager/alertmanager.yml:{config}:ro" in manager["volumes"]
+    assert f"./deploy/alertmanager/alertmanager.docker.yml:{config}:ro" in manager["volumes"]
+    receiver = (ROOT / "deploy/alertmanager/alertmanager.docker.yml").read_text()
+    assert f"http://alerting:{DEFAULTS.alerting.port}/alertmanager" in receiver
     assert f"--config.file={config}" in manager["command"]
     assert f"--web.listen-address=:{DEFAULTS.alerting.alertmanager_port}" in manager["command"]
     assert "alertmanager-data" in COMPOSE["volumes"]
