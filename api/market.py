@@ -5,6 +5,11 @@ sentiment (volume-weighted confidence-weighted score, 50%), breadth (share of co
 with positive sentiment, 20%), momentum (mean price return, 20%) and activity (mean
 volume z-score, 10%). Parts without data (no prices, no z-scores) are dropped and the
 remaining weights renormalized, so the index never invents a value.
+
+Next to the index, :func:`coin_prices` lists every tracked coin's latest price (the
+``price:latest`` view the stream worker's price agent keeps from ``raw.prices``) with its
+24 h change and its return over the latest window of the requested size (from the trend
+window, which Spark computes from the same ticks).
 """
 
 from __future__ import annotations
@@ -12,8 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from api.models import MarketPart, MarketResponse
-from schemas.events import TrendWindow, WindowSize
+from api.models import CoinPrice, MarketPart, MarketResponse
+from schemas.events import PriceTick, TrendWindow, WindowSize
 
 WEIGHTS = {"sentiment": 0.5, "breadth": 0.2, "momentum": 0.2, "activity": 0.1}
 
@@ -34,11 +39,43 @@ def _clip(value: float) -> float:
     return round(min(100.0, max(0.0, value)), 2)
 
 
-def market_mood(window: WindowSize, windows: Sequence[TrendWindow]) -> MarketResponse:
+def coin_prices(
+    coins: Sequence[str], ticks: Sequence[PriceTick | None], windows: Sequence[TrendWindow]
+) -> list[CoinPrice]:
+    """Latest price and returns per coin; a coin with neither a tick nor a window return is left out."""
+    returns = {w.coin: w.price_return for w in windows}
+    out = []
+    for coin, tick in zip(coins, ticks, strict=True):
+        window_return = returns.get(coin)
+        if tick is None and window_return is None:
+            continue
+        out.append(
+            CoinPrice(
+                coin=coin,
+                price=tick.price if tick else None,
+                vs_currency=tick.vs_currency if tick else None,
+                as_of=tick.event_time if tick else None,
+                change_24h_pct=tick.change_24h_pct if tick else None,
+                window_return=window_return,
+            )
+        )
+    return out
+
+
+def market_mood(
+    window: WindowSize, windows: Sequence[TrendWindow], prices: Sequence[CoinPrice] = ()
+) -> MarketResponse:
     """Compute the index and its parts; no windows gives index 50 labelled 'no data'."""
     if not windows:
         return MarketResponse(
-            window=window, index=50.0, label="no data", coins=0, volume=0, as_of=None, parts=[]
+            window=window,
+            index=50.0,
+            label="no data",
+            coins=0,
+            volume=0,
+            as_of=None,
+            parts=[],
+            prices=list(prices),
         )
     volume = sum(w.volume for w in windows)
     if volume > 0:
@@ -93,4 +130,5 @@ def market_mood(window: WindowSize, windows: Sequence[TrendWindow]) -> MarketRes
         volume=volume,
         as_of=max(w.window_start for w in windows),
         parts=parts,
+        prices=list(prices),
     )

@@ -40,6 +40,9 @@ _TREND_EXAMPLE: dict[str, Any] = {
     "sentiment_change": 0.06,
     "price_close": 91234.5,
     "price_return": 0.004,
+    "sentiment_return_corr": 0.12,
+    "lead_lag_windows": 2,
+    "lead_lag_corr": 0.41,
 }
 _PRICE_EXAMPLE: dict[str, Any] = {
     "schema_version": 1,
@@ -93,6 +96,7 @@ class SentimentResponse(ResponseModel):
             "window": "5m",
             "latest": _TREND_EXAMPLE,
             "price": _PRICE_EXAMPLE,
+            "price_return": 0.004,
             "age_s": 12.5,
         }
     )
@@ -100,7 +104,10 @@ class SentimentResponse(ResponseModel):
     coin: CoinId
     window: WindowSize
     latest: TrendWindow
-    price: PriceTick | None = None
+    price: PriceTick | None = Field(default=None, description="latest price tick (null: no price yet)")
+    price_return: float | None = Field(
+        default=None, description="the price's return over the latest window: close / open - 1"
+    )
     age_s: float = Field(description="seconds since the window ended (data freshness)")
 
 
@@ -171,6 +178,19 @@ class MarketPart(ResponseModel):
     detail: str
 
 
+class CoinPrice(ResponseModel):
+    """One coin's latest price and its returns, as the market view lists them."""
+
+    coin: CoinId
+    price: float | None = Field(default=None, description="latest price (null: no tick yet)")
+    vs_currency: str | None = None
+    as_of: UtcDatetime | None = Field(default=None, description="event time of that price")
+    change_24h_pct: float | None = Field(default=None, description="24 h change reported by the provider")
+    window_return: float | None = Field(
+        default=None, description="return over the coin's latest window of the requested size"
+    )
+
+
 class MarketResponse(ResponseModel):
     model_config = with_example(
         {
@@ -201,6 +221,16 @@ class MarketResponse(ResponseModel):
                     "detail": "mean volume z-score 0.41",
                 },
             ],
+            "prices": [
+                {
+                    "coin": "bitcoin",
+                    "price": 91234.5,
+                    "vs_currency": "usd",
+                    "as_of": "2026-11-28T18:05:00.000Z",
+                    "change_24h_pct": 1.5,
+                    "window_return": 0.004,
+                }
+            ],
         }
     )
 
@@ -211,6 +241,9 @@ class MarketResponse(ResponseModel):
     volume: int = Field(ge=0)
     as_of: UtcDatetime | None = Field(description="newest window start among the coins")
     parts: list[MarketPart]
+    prices: list[CoinPrice] = Field(
+        default_factory=list, description="every tracked coin's latest price and returns, by coin"
+    )
 
 
 class ScoreRequest(BaseModel):
@@ -278,9 +311,27 @@ class ScoreResponse(ResponseModel):
     )
 
 
+class PostExplanation(ResponseModel):
+    """Why the serving model gives one feed post its verdict (its label may differ from the
+    post's when the post was scored by an earlier model)."""
+
+    source_id: str
+    label: Literal["negative", "neutral", "positive"]
+    spans: list[ExplainedSpan] = Field(description="the spans that drove the label, strongest first")
+
+
 class PostsResponse(ResponseModel):
     count: int = Field(ge=0)
     posts: list[ScoredPost] = Field(description="newest first")
+    explanations: list[PostExplanation] | None = Field(
+        default=None, description="with explain=N: the first N posts' explanations, in feed order"
+    )
+    explained_by: str | None = Field(
+        default=None, description="with explain=N: the model version that explained them"
+    )
+    explain_error: str | None = Field(
+        default=None, description="with explain=N: why there are no explanations (the posts still come)"
+    )
 
 
 class AlertsResponse(ResponseModel):

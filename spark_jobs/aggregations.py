@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from core.settings import SparkSettings
 from schemas.events import TrendWindow, WindowSize
 
 if TYPE_CHECKING:
@@ -70,6 +71,9 @@ INTEGER_MEASURES = ("n", "n_pos", "n_neu", "n_neg", "last_event", "last_ingest",
 KEY_COLUMNS = ("window", "window_start", "window_end", "coin", "source")
 DIGITS = 9
 """Derived floats are rounded so that summation order (stream vs backfill) cannot show."""
+
+DEFAULT_LEAD_LAG_MAX_WINDOWS: int = SparkSettings.model_fields["lead_lag_max_windows"].default
+"""Largest lead/lag searched when the caller passes none (the setting's default)."""
 
 # -- Spark: per-event work ---------------------------------------------------------------------
 
@@ -313,6 +317,8 @@ TREND_COLUMNS = (
     "price_close",
     "price_return",
     "sentiment_return_corr",
+    "lead_lag_windows",
+    "lead_lag_corr",
     "event_time",
     "ingest_time",
 )
@@ -423,6 +429,8 @@ def build_trend_frame(components: pd.DataFrame) -> pd.DataFrame:
             "price_close": p_close,
             "price_return": _round(ret),
             "sentiment_return_corr": np.nan,
+            "lead_lag_windows": np.nan,
+            "lead_lag_corr": np.nan,
             "event_time": df["last_event"].to_numpy(dtype="float64").astype("int64"),
             "ingest_time": ingest.astype("int64"),
         }
@@ -466,43 +474,117 @@ def _trailing_zscore(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndar
     return z, change
 
 
+def _trailing_corr(x: np.ndarray, y: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(Pearson correlation, number of complete pairs) of x and y over the ``size`` rows ending
+    at each row; NaN where a value is missing or a side has no spread."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xs = _trailing(x, size, include_current=True)
+        ys = _trailing(y, size, include_current=True)
+        mask = ~np.isnan(xs) & ~np.isnan(ys)
+        k = np.sum(mask, axis=1)
+        mx = np.sum(np.where(mask, xs, 0.0), axis=1) / np.maximum(k, 1)
+        my = np.sum(np.where(mask, ys, 0.0), axis=1) / np.maximum(k, 1)
+        dx = np.where(mask, xs - mx[:, None], 0.0)
+        dy = np.where(mask, ys - my[:, None], 0.0)
+        sxy = np.sum(dx * dy, axis=1)
+        sxx = np.sum(dx * dx, axis=1)
+        syy = np.sum(dy * dy, axis=1)
+        ok = (sxx > 1e-18) & (syy > 1e-18)
+        corr = np.where(ok, sxy / np.sqrt(np.where(ok, sxx * syy, 1.0)), np.nan)
+    return np.clip(corr, -1.0, 1.0), k
+
+
 def _series_features(
     vol: np.ndarray, score: np.ndarray, ret: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Volume z-score, sentiment z-score and change, sentiment-return correlation of one series."""
     z, _ = _trailing_zscore(vol, size)
     score_z, score_change = _trailing_zscore(score, size)
+    corr, pairs = _trailing_corr(score, ret, size)
+    return z, score_z, score_change, np.where(pairs >= 3, corr, np.nan)
+
+
+LEAD_LAG_MIN_PAIRS = 8
+"""A lag is only weighed with at least this many (sentiment, later return) pairs: with fewer,
+the largest lags (fewest pairs) win by chance and the estimate says nothing."""
+
+
+def _shifted(values: np.ndarray, by: int) -> np.ndarray:
+    """``values`` moved ``by`` rows later (row i holds ``values[i - by]``), NaN-padded."""
+    if by <= 0:
+        return values
+    return np.concatenate([np.full(min(by, len(values)), np.nan), values[: max(len(values) - by, 0)]])
+
+
+def _lead_lag(
+    score: np.ndarray, ret: np.ndarray, pos: np.ndarray, size: int, max_lag: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(lag, correlation) per row: the k in [-max_lag, max_lag] maximising |corr(score_t, ret_t+k)|
+    over the ``size`` windows of its series ending at the row (positive k: sentiment leads price).
+
+    Rows are many series back to back, each sorted by time; ``pos`` is a row's index within
+    its series, so one vectorized pass covers every series (a loop per series and lag cost
+    seconds per micro-batch) and no window reaches into the previous series. For lag k the
+    pairs are (score[e - max(k, 0)], ret[e - max(-k, 0)]) for the last ``size - |k|`` windows
+    e that have |k| earlier windows in the series, so both sides lie inside the trailing
+    ``size`` windows (the same pairs however much older history is loaded). Ties go to the
+    smaller |k|, then to sentiment leading. NaN (no estimate) where no lag has
+    :data:`LEAD_LAG_MIN_PAIRS` complete pairs.
+    """
+    n = len(score)
+    lag_out = np.full(n, np.nan)
+    corr_out = np.full(n, np.nan)
+    order = [0] + [k for d in range(1, max_lag + 1) for k in (d, -d)]
+    order = [k for k in order if size - abs(k) >= LEAD_LAG_MIN_PAIRS]
+    if not order or n == 0:
+        return lag_out, corr_out
+    back = np.arange(size - 1, -1, -1)  # column c of a trailing view is ``back[c]`` rows before
+    table = np.full((len(order), n), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        xs = _trailing(score, size, include_current=True)
-        ys = _trailing(ret, size, include_current=True)
-        mask = ~np.isnan(xs) & ~np.isnan(ys)
-        k = np.sum(mask, axis=1)
-        x = np.where(mask, xs, 0.0)
-        y = np.where(mask, ys, 0.0)
-        mx = np.sum(x, axis=1) / np.maximum(k, 1)
-        my = np.sum(y, axis=1) / np.maximum(k, 1)
-        dx = np.where(mask, xs - mx[:, None], 0.0)
-        dy = np.where(mask, ys - my[:, None], 0.0)
-        sxy = np.sum(dx * dy, axis=1)
-        sxx = np.sum(dx * dx, axis=1)
-        syy = np.sum(dy * dy, axis=1)
-        ok = (k >= 3) & (sxx > 1e-18) & (syy > 1e-18)
-        corr = np.where(ok, sxy / np.sqrt(np.where(ok, sxx * syy, 1.0)), np.nan)
-    return z, score_z, score_change, np.clip(corr, -1.0, 1.0)
+        for i, k in enumerate(order):
+            xs = _trailing(_shifted(score, max(k, 0)), size, include_current=True)
+            ys = _trailing(_shifted(ret, max(-k, 0)), size, include_current=True)
+            # Pairs whose earlier side is inside the trailing windows and inside the series.
+            reach = np.minimum(pos - abs(k), size - 1 - abs(k))
+            mask = (back[None, :] <= reach[:, None]) & ~np.isnan(xs) & ~np.isnan(ys)
+            pairs = np.sum(mask, axis=1)
+            mx = np.sum(np.where(mask, xs, 0.0), axis=1) / np.maximum(pairs, 1)
+            my = np.sum(np.where(mask, ys, 0.0), axis=1) / np.maximum(pairs, 1)
+            dx = np.where(mask, xs - mx[:, None], 0.0)
+            dy = np.where(mask, ys - my[:, None], 0.0)
+            sxx = np.sum(dx * dx, axis=1)
+            syy = np.sum(dy * dy, axis=1)
+            ok = (pairs >= LEAD_LAG_MIN_PAIRS) & (sxx > 1e-18) & (syy > 1e-18)
+            corr = np.sum(dx * dy, axis=1) / np.sqrt(np.where(ok, sxx * syy, 1.0))
+            table[i] = np.where(ok, np.clip(_round(corr), -1.0, 1.0), np.nan)
+    known = ~np.all(np.isnan(table), axis=0)
+    strength = np.where(np.isnan(table), -1.0, np.abs(table))
+    best = np.argmax(strength, axis=0)  # first maximum: the order above breaks ties
+    lag_out[known] = np.asarray(order, dtype="float64")[best][known]
+    corr_out[known] = table[best, np.arange(n)][known]
+    return lag_out, corr_out
 
 
 def add_cross_window_features(
-    trends: pd.DataFrame, history: pd.DataFrame, trailing: int = 20
+    trends: pd.DataFrame,
+    history: pd.DataFrame,
+    trailing: int = 20,
+    *,
+    max_lag: int = DEFAULT_LEAD_LAG_MAX_WINDOWS,
 ) -> pd.DataFrame:
-    """Fill volume and sentiment z-scores, sentiment change and sentiment-return correlation.
+    """Fill volume and sentiment z-scores, sentiment change, sentiment-return correlation and
+    the sentiment/price lead-lag.
 
     z-scores: the window's volume (and confidence-weighted score) against the mean and
     (population) standard deviation of the ``trailing`` previous windows of the same
     (size, coin, source) that exist; need two of them and a non-zero spread. Sentiment
     change: the weighted score minus that trailing mean. Correlation: Pearson correlation of the
     confidence-weighted score and the price return over the last ``trailing`` windows
-    including this one, where both are known; needs three points. ``history`` holds
-    earlier windows (rows also in ``trends`` are taken from ``trends``).
+    including this one, where both are known; needs three points. Lead-lag: over the same
+    trailing windows, the shift k in [-``max_lag``, ``max_lag``] windows maximising
+    |corr(score_t, return_t+k)| and that correlation (see :func:`_lead_lag`; positive k:
+    sentiment moved first). ``history`` holds earlier windows (rows also in ``trends`` are
+    taken from ``trends``).
     """
     if trends.empty:
         return trends
@@ -528,6 +610,8 @@ def add_cross_window_features(
     sz_out = np.full(len(trends), np.nan)
     sc_out = np.full(len(trends), np.nan)
     c_out = np.full(len(trends), np.nan)
+    lag_out = np.full(len(trends), np.nan)
+    lc_out = np.full(len(trends), np.nan)
     for _, group in merged.groupby(keys, sort=False):
         z, score_z, score_change, corr = _series_features(
             group["volume"].to_numpy(dtype="float64"),
@@ -541,11 +625,25 @@ def add_cross_window_features(
         sz_out[rows[own]] = score_z[own]
         sc_out[rows[own]] = score_change[own]
         c_out[rows[own]] = corr[own]
+    # Lead-lag of every series in one vectorized pass (``_lead_lag`` keeps series apart).
+    lag, lag_corr = _lead_lag(
+        merged["weighted_score"].to_numpy(dtype="float64"),
+        merged["price_return"].to_numpy(dtype="float64"),
+        merged.groupby(keys, sort=False).cumcount().to_numpy(),
+        trailing,
+        max_lag,
+    )
+    rows = merged["_row"].to_numpy()
+    own = rows >= 0
+    lag_out[rows[own]] = lag[own]
+    lc_out[rows[own]] = lag_corr[own]
     out = trends.copy()
     out["volume_zscore"] = _round(z_out)
     out["sentiment_zscore"] = _round(sz_out)
     out["sentiment_change"] = np.clip(_round(sc_out), -2.0, 2.0)
     out["sentiment_return_corr"] = np.clip(_round(c_out), -1.0, 1.0)
+    out["lead_lag_windows"] = lag_out
+    out["lead_lag_corr"] = np.clip(_round(lc_out), -1.0, 1.0)
     return out
 
 
@@ -553,6 +651,10 @@ def _opt(value: Any) -> float | None:
     if value is None or pd.isna(value):
         return None
     return float(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
 
 
 def _utc(ms: int) -> datetime:
@@ -590,6 +692,8 @@ def to_trend_windows(trends: pd.DataFrame) -> list[TrendWindow]:
                 price_close=_opt(rec["price_close"]),
                 price_return=_opt(rec["price_return"]),
                 sentiment_return_corr=_opt(rec["sentiment_return_corr"]),
+                lead_lag_windows=_opt_int(rec.get("lead_lag_windows")),  # absent in older lake files
+                lead_lag_corr=_opt(rec.get("lead_lag_corr")),
             )
         )
     return windows

@@ -253,7 +253,10 @@ def run_backfill(
         {(w, c, s) for w, c, s in zip(trends["window"], trends["coin"], trends["source"], strict=True)}
     )
     trends = add_cross_window_features(
-        trends, store.history_before(series, _epoch_ms(lo)), settings.spark.trailing_windows
+        trends,
+        store.history_before(series, _epoch_ms(lo)),
+        settings.spark.trailing_windows,
+        max_lag=settings.spark.lead_lag_max_windows,
     )
     step(f"replacing lake partitions ({len(trends)} windows)", 4)
     partitions = write_trend_partitions(spark, trends, settings)

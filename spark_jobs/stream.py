@@ -212,7 +212,12 @@ class TrendSink:
         trends = build_trend_frame(self.store.load_components(touched))
         if not trends.empty:
             history = self.store.load_history(trends)
-            trends = add_cross_window_features(trends, history, self.settings.spark.trailing_windows)
+            trends = add_cross_window_features(
+                trends,
+                history,
+                self.settings.spark.trailing_windows,
+                max_lag=self.settings.spark.lead_lag_max_windows,
+            )
             self.store.write_trends(trends, publish=self.publish)
             self.publish_trends(trends)
             self.raise_alerts(trends)

@@ -13,7 +13,16 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from api.dashboard.charts import gauge, sentiment_chart, timeseries_frame
+from api.dashboard.charts import (
+    correlation_chart,
+    correlation_sentence,
+    gauge,
+    lead_lag_sentence,
+    money,
+    percent,
+    sentiment_chart,
+    timeseries_frame,
+)
 from api.dashboard.client import ApiClient
 from core.settings import get_settings
 
@@ -44,6 +53,41 @@ def _show_error(error: str | None) -> bool:
         st.warning(error)
         return True
     return False
+
+
+# Window whose return the pages without their own window selector show next to a price.
+# (Comments, not docstrings: Streamlit would render a bare string literal on the page.)
+PRICE_WINDOW = "5m"
+
+
+def _prices() -> dict[str, dict[str, Any]]:
+    """coin -> latest price tick and the latest 5m window's return, from ``/v1/coins``
+    (one call; a page still renders without prices when it fails)."""
+    coins = _client().get("/v1/coins", window=PRICE_WINDOW)
+    if not coins.ok:
+        return {}
+    out = {}
+    for c in coins.data["coins"]:
+        tick, window = c.get("price"), c.get("sentiment")
+        out[c["coin"]] = {
+            "price": tick["price"] if tick else None,
+            "vs_currency": tick["vs_currency"] if tick else None,
+            "return": window.get("price_return") if window else None,
+        }
+    return out
+
+
+def _priced(coins: list[str], prices: dict[str, dict[str, Any]]) -> str:
+    """'bitcoin 91,000.00 USD (+0.10% 5m)' for each coin; just the name where no price is known."""
+    parts = []
+    for coin in coins:
+        p = prices.get(coin)
+        if p is None or p["price"] is None:
+            parts.append(coin)
+            continue
+        ret = f" ({percent(p['return'])} {PRICE_WINDOW})" if p["return"] is not None else ""
+        parts.append(f"{coin} {money(p['price'], p['vs_currency'])}{ret}")
+    return " · ".join(parts)
 
 
 def sidebar() -> None:
@@ -88,12 +132,28 @@ def market_page() -> None:
             st.subheader("Trending coins")
             if not _show_error(trending.error):
                 items = trending.data["items"]
+                prices = {p["coin"]: p for p in market.data.get("prices", [])} if market.ok else {}
                 if items:
-                    st.table(
-                        pd.DataFrame(items)[
-                            ["rank", "coin", "trend_score", "volume", "volume_zscore", "weighted_score"]
-                        ].set_index("rank")
-                    )
+                    frame = pd.DataFrame(items)[["rank", "coin", "trend_score", "volume"]]
+                    frame["trend_score"] = [f"{v:.2f}" for v in frame["trend_score"]]
+                    frame["sentiment"] = [
+                        f"{i['weighted_score']:+.2f}" if i["weighted_score"] is not None else "n/a"
+                        for i in items
+                    ]
+                    frame["price"] = [
+                        money(prices[c]["price"], prices[c]["vs_currency"]) if c in prices else "n/a"
+                        for c in frame["coin"]
+                    ]
+                    frame[f"{window} return"] = [
+                        percent(prices[c]["window_return"]) if c in prices else "n/a" for c in frame["coin"]
+                    ]
+                    frame["24h"] = [
+                        f"{prices[c]['change_24h_pct']:+.2f}%"
+                        if c in prices and prices[c]["change_24h_pct"] is not None
+                        else "n/a"
+                        for c in frame["coin"]
+                    ]
+                    st.table(frame.set_index("rank"))
                 else:
                     st.info("no trending data for this window yet")
             st.subheader("Alerts")
@@ -129,8 +189,13 @@ def coins_page() -> None:
     if not names:
         st.info("no coins tracked yet")
         return
-    c1, c2 = st.columns(2)
-    coin = c1.selectbox("Coin", names, key="coin", help="most-mentioned first; type to search")
+    c0, c1, c2 = st.columns([1, 1, 1])
+    query = c0.text_input("Search coins", key="coin_search", placeholder="e.g. sol").strip().lower()
+    shown = [n for n in names if query in n] if query else names
+    if not shown:
+        st.info(f"no tracked coin matches {query!r}")
+        return
+    coin = c1.selectbox("Coin", shown, key="coin", help="most-mentioned first; type to search")
     window = c2.segmented_control("Window", WINDOWS, default="5m", key="coin_window") or "5m"
 
     @st.fragment(run_every=_refresh_s())
@@ -141,12 +206,24 @@ def coins_page() -> None:
             return
         w = latest.data["latest"]
         price = latest.data.get("price")
-        m1, m2, m3, m4 = st.columns(4)
+        ret = latest.data.get("price_return")
+        m1, m2, m3, m4, m5 = st.columns(5)
         m1.metric(f"{coin} sentiment", f"{w['weighted_score']:+.2f}")
         m2.metric("Mentions", f"{w['volume']}", help="mentions in the latest window")
-        m3.metric("Price", f"{price['price']:,.2f} {price['vs_currency'].upper()}" if price else "n/a")
+        m3.metric(
+            f"Price ({price['vs_currency'].upper()})" if price else "Price",
+            money(price["price"]) if price else "n/a",
+            delta=f"{percent(ret)} ({window})" if ret is not None else None,
+            help="latest price; delta: its return over the latest window",
+        )
         m4.metric(
             "Volume z-score", f"{w['volume_zscore']:.2f}" if w.get("volume_zscore") is not None else "n/a"
+        )
+        lag = w.get("lead_lag_windows")
+        m5.metric(
+            "Lead/lag (windows)",
+            f"{lag:+d}" if lag is not None else "n/a",
+            help="positive: sentiment moved before price (Spark's estimate over the trailing windows)",
         )
         st.caption(
             f"positive {w['positive_share']:.0%} · neutral {w['neutral_share']:.0%} · "
@@ -157,9 +234,14 @@ def coins_page() -> None:
             if frame.empty:
                 st.info("no time series yet")
             else:
+                st.subheader("Sentiment vs price")
                 top, volume = sentiment_chart(frame)
                 st.altair_chart(top, use_container_width=True)
                 st.caption("blue: confidence-weighted sentiment · orange dashed: closing price (right axis)")
+                st.markdown(f"**{lead_lag_sentence(w)}** · {correlation_sentence(w)}")
+                corr = correlation_chart(frame)
+                if corr is not None:
+                    st.altair_chart(corr, use_container_width=True)
                 st.altair_chart(volume, use_container_width=True)
         st.subheader("All coins")
         rows = [
@@ -167,26 +249,56 @@ def coins_page() -> None:
                 "coin": c["coin"],
                 "sentiment": c["sentiment"]["weighted_score"] if c["sentiment"] else None,
                 "mentions": c["sentiment"]["volume"] if c["sentiment"] else None,
-                "price": c["price"]["price"] if c["price"] else None,
+                "price": money(c["price"]["price"], c["price"]["vs_currency"]) if c["price"] else "n/a",
+                "5m return": percent(c["sentiment"].get("price_return") if c["sentiment"] else None),
+                "24h": f"{c['price']['change_24h_pct']:+.2f}%"
+                if c["price"] and c["price"].get("change_24h_pct") is not None
+                else "n/a",
+                "lead/lag": lead_lag_sentence(c["sentiment"]),
             }
-            for c in coins.data["coins"]
+            for c in ranked
+            if c["coin"] in shown
         ]
         st.table(pd.DataFrame(rows).set_index("coin"))
 
     body()
 
 
+FEED_POSTS = 30
+FEED_EXPLAINED = 10  # posts whose verdict is explained (the API caches each; GET /v1/posts/latest)
+
+
+def _why(explanation: dict[str, Any] | None, post_label: str, model: str | None) -> str | None:
+    """'why positive: `bullish` 0.70 · ...' for one post, or None when it was not explained."""
+    if explanation is None:
+        return None
+    label = explanation["label"]
+    words = " · ".join(f"`{s['text'].replace('`', '')}` {s['weight']:.2f}" for s in explanation["spans"])
+    said = f"why {label}" if label == post_label else f"model {model} says {label}; why"
+    if not words:
+        return f"{said}: no single word or phrase drives this verdict"
+    return f"{said}: {words}"
+
+
 def feed_page() -> None:
     st.title("Latest posts")
-    st.caption("newest scored posts; below them each source's data quality and the latest alerts")
+    st.caption(
+        f"newest scored posts (the first {FEED_EXPLAINED} with the words that drove their verdict, "
+        "weighted by how much the label's probability drops without them); below them each "
+        "source's data quality and the latest alerts"
+    )
 
     @st.fragment(run_every=_refresh_s())
     def body() -> None:
-        posts = _client().get("/v1/posts/latest", limit=30)
+        posts = _client().get("/v1/posts/latest", limit=FEED_POSTS, explain=FEED_EXPLAINED)
         if _show_error(posts.error):
             return
         if not posts.data["posts"]:
             st.info("no scored posts yet")
+        if posts.data.get("explain_error"):
+            st.caption(f"no explanations: {posts.data['explain_error']}")
+        explained = {e["source_id"]: e for e in posts.data.get("explanations") or []}
+        prices = _prices()
         colors = {"positive": "green", "neutral": "gray", "negative": "red"}
         for p in posts.data["posts"]:
             with st.container(border=True):
@@ -197,6 +309,11 @@ def feed_page() -> None:
                     f"source {p['source']} ({p.get('channel') or '-'}) · coins: {coins}"
                 )
                 st.text(p["text"])
+                why = _why(explained.get(p["source_id"]), p["label"], posts.data.get("explained_by"))
+                if why:
+                    st.markdown(why)
+                if p["coins"]:
+                    st.caption(f"prices: {_priced(p['coins'], prices)}")
                 st.caption(f"{p['event_time']} · model {p['model_version']}")
         st.subheader("Data quality")
         quality = _client().get("/v1/quality")
@@ -313,6 +430,7 @@ def review_page() -> None:
     if not queue.data["items"]:
         st.info("nothing waiting for review")
         return
+    prices = _prices()
     for item in queue.data["items"]:
         sid = item["source_id"]
         with st.container(border=True):
@@ -329,6 +447,8 @@ def review_page() -> None:
                 f"why: {reasons} · coins: {', '.join(item['coins']) or '-'} · source {item['source']} · "
                 f"{item['event_time']} · `{sid}`"
             )
+            if item["coins"]:
+                st.caption(f"prices: {_priced(item['coins'], prices)}")
             columns = st.columns(len(LABELS) + 1)
             columns[0].button(
                 f"Confirm {item['label']}",
@@ -443,6 +563,8 @@ def try_page() -> None:
     else:
         st.caption("no single word or phrase moves this verdict")
     st.caption(f"model {result.data['model_version']} · coins: {', '.join(item['coins']) or 'none'}")
+    if item["coins"]:
+        st.caption(f"prices: {_priced(item['coins'], _prices())}")
 
 
 def main() -> None:

@@ -69,3 +69,65 @@ def sentiment_chart(frame: pd.DataFrame) -> tuple[alt.LayerChart, alt.Chart]:
         base.mark_bar(color="#9ecae1").encode(y=alt.Y("volume:Q", title="mentions")).properties(height=160)
     )
     return top, volume
+
+
+def lead_lag_sentence(window: dict[str, Any] | None) -> str:
+    """The Spark job's lead/lag estimate of a window in words (positive lag: sentiment moved first)."""
+    lag = (window or {}).get("lead_lag_windows")
+    corr = (window or {}).get("lead_lag_corr")
+    if lag is None or corr is None:
+        return "no lead/lag: too little history"
+    strength = " (weak)" if abs(corr) < 0.3 else ""
+    if lag == 0:
+        return f"sentiment and price moved together (no lead), r={corr:.2f}{strength}"
+    unit = "window" if abs(lag) == 1 else "windows"
+    if lag > 0:
+        return f"sentiment led price by {lag} {unit}, r={corr:.2f}{strength}"
+    return f"price led sentiment by {-lag} {unit}, r={corr:.2f}{strength}"
+
+
+def correlation_sentence(window: dict[str, Any] | None) -> str:
+    """The rolling same-window sentiment/return correlation in words."""
+    corr = (window or {}).get("sentiment_return_corr")
+    if corr is None:
+        return "rolling correlation: too little history"
+    return f"rolling sentiment-return correlation r={corr:.2f} over the trailing windows"
+
+
+def correlation_chart(frame: pd.DataFrame) -> alt.Chart | None:
+    """Rolling sentiment-return correlation and the lead/lag correlation per window (None: no data)."""
+    columns = [c for c in ("sentiment_return_corr", "lead_lag_corr") if c in frame]
+    if not columns or not frame[columns].notna().any().any():
+        return None
+    names = {"sentiment_return_corr": "same window", "lead_lag_corr": "at the lead/lag"}
+    long = frame[["window_start", *columns]].melt("window_start", var_name="series", value_name="r")
+    long["series"] = long["series"].map(names)
+    x = alt.X("window_start:T", title="UTC", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%m-%d %H:%M"))
+    return (
+        alt.Chart(long.dropna())
+        .mark_line(point=True)
+        .encode(
+            x=x,
+            y=alt.Y("r:Q", title="correlation", scale=alt.Scale(domain=[-1, 1])),
+            color=alt.Color(
+                "series:N",
+                title="correlation",
+                scale=alt.Scale(domain=list(names.values()), range=["#2ca02c", "#9467bd"]),
+            ),
+            tooltip=["window_start:T", "series:N", alt.Tooltip("r:Q", format=".2f")],
+        )
+        .properties(height=180)
+    )
+
+
+def money(price: float | None, currency: str | None = None) -> str:
+    """A price as the dashboard prints it (more digits below 1, for the small coins)."""
+    if price is None:
+        return "n/a"
+    text = f"{price:,.2f}" if price >= 1 else f"{price:.6g}"
+    return f"{text} {currency.upper()}" if currency else text
+
+
+def percent(value: float | None) -> str:
+    """A return (0.004) as a signed percentage ("+0.40%")."""
+    return "n/a" if value is None else f"{value:+.2%}"

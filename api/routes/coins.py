@@ -13,7 +13,7 @@ from pydantic import BeforeValidator
 
 from api import trending as trending_ranking
 from api.deps import CoinPath, StateDep, TrackedCoin, WindowQuery
-from api.market import market_mood
+from api.market import coin_prices, market_mood
 from api.models import (
     CoinsResponse,
     CoinSummary,
@@ -90,6 +90,7 @@ async def coin_sentiment(
             window=window,
             latest=latest,
             price=price,
+            price_return=latest.price_return,
             age_s=round(max(0.0, time.time() - latest.window_end.timestamp()), 3),
         )
     )
@@ -164,8 +165,11 @@ async def trending(
 @router.get(
     "/market",
     response_model=MarketResponse,
-    summary="Overall market mood index (0-100) with its parts",
+    summary="Overall market mood index (0-100) with its parts, and every coin's latest price",
     responses=errors(*AUTHED, 422),
 )
 async def market(state: StateDep, window: WindowQuery = WindowSize.ONE_HOUR) -> MarketResponse:
-    return market_mood(window, await state.store.latest_all(window))
+    windows = await state.store.latest_all(window)
+    coins = await state.store.coins()
+    prices = coin_prices(coins, await state.store.prices(coins), windows)
+    return market_mood(window, windows, prices)

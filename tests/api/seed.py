@@ -27,6 +27,11 @@ COINS: dict[str, dict[str, float]] = {
     "ethereum": {"price": 3_100.0, "bias": -0.25, "volume": 80, "z": 1.1},
     "solana": {"price": 140.0, "bias": 0.1, "volume": 40, "z": 3.3},
 }
+LEAD_LAG: dict[str, tuple[int, float]] = {
+    # coin: (lead/lag in windows, correlation at it); solana has too little history (null)
+    "bitcoin": (2, 0.41),
+    "ethereum": (-1, -0.33),
+}
 POST_TEXTS = [
     ("Bitcoin ETF inflows hit a record, very bullish for BTC", ["bitcoin"], SentimentLabel.POSITIVE),
     ("Ethereum gas fees spike again, users furious", ["ethereum"], SentimentLabel.NEGATIVE),
@@ -47,6 +52,7 @@ def make_window(coin: str, window: WindowSize, start: datetime, i: int = 0) -> T
     pos = round(max(0.0, min(1.0, 0.4 + score / 2)), 4)
     neg = round(max(0.0, min(1.0 - pos, 0.3 - score / 3)), 4)
     price = spec["price"] * (1 + 0.002 * math.sin(i / 2))
+    lag, lag_corr = LEAD_LAG.get(coin, (None, None))
     return TrendWindow(
         source_id=TrendWindow.make_source_id(coin, window.value, "all", start),
         event_time=start + length,
@@ -68,6 +74,9 @@ def make_window(coin: str, window: WindowSize, start: datetime, i: int = 0) -> T
         price_low=round(price * 0.997, 2),
         price_close=round(price, 2),
         price_return=round(0.001 * (1 if score > 0 else -1), 5),
+        sentiment_return_corr=0.12 if lag is not None else None,
+        lead_lag_windows=lag,
+        lead_lag_corr=lag_corr,
     )
 
 

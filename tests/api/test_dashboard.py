@@ -87,29 +87,42 @@ class Browser:
             self._cmd("POST", "/execute/sync", {"script": "return document.body.innerText;", "args": []})
         )
 
-    def wait_for(self, needles: list[str], timeout_s: float = 90.0) -> str:
+    def wait_for(self, needles: list[str], timeout_s: float = 90.0, absent: tuple[str, ...] = ()) -> str:
+        """The page text once it shows every needle and none of ``absent`` (a rerun replaces
+        the previous run's elements only when it finishes)."""
         deadline = time.monotonic() + timeout_s
         text = ""
         while time.monotonic() < deadline:
             text = self.text()
-            if all(n in text for n in needles) and "Running..." not in text:
+            if (
+                all(n in text for n in needles)
+                and not any(a in text for a in absent)
+                and "Running..." not in text
+            ):
                 return text
             time.sleep(0.5)
         missing = [n for n in needles if n not in text]
-        raise AssertionError(f"page lacks {missing}; it shows:\n{text[:3000]}")
+        shown = [a for a in absent if a in text]
+        raise AssertionError(f"page lacks {missing}, still shows {shown}; it shows:\n{text[:3000]}")
 
-    def click(self, xpath: str, timeout_s: float = 60.0) -> None:
-        """Click the first element matching ``xpath``, waiting for it to render."""
+    def find(self, xpath: str, timeout_s: float = 60.0) -> str:
+        """The W3C element reference of the first element matching ``xpath``, once rendered."""
         deadline = time.monotonic() + timeout_s
         while True:
             r = self.http.post(f"/session/{self.session}/element", json={"using": "xpath", "value": xpath})
             if r.status_code == 200:
-                break
+                return str(next(iter(r.json()["value"].values())))
             if time.monotonic() > deadline:
                 raise AssertionError(f"no element {xpath}: {r.text[:300]}; page:\n{self.text()[:2000]}")
             time.sleep(0.5)
-        element_id = next(iter(r.json()["value"].values()))  # the W3C element reference
-        self._cmd("POST", f"/element/{element_id}/click", {})
+
+    def click(self, xpath: str, timeout_s: float = 60.0) -> None:
+        """Click the first element matching ``xpath``, waiting for it to render."""
+        self._cmd("POST", f"/element/{self.find(xpath, timeout_s)}/click", {})
+
+    def type(self, xpath: str, text: str) -> None:
+        """Type ``text`` into the element matching ``xpath`` (a trailing newline submits it)."""
+        self._cmd("POST", f"/element/{self.find(xpath)}/value", {"text": text})
 
     def screenshot(self, path: Path) -> Path:
         path.write_bytes(base64.b64decode(self._cmd("GET", "/screenshot")))
@@ -254,14 +267,43 @@ def test_every_page_shows_seeded_data(stack: dict[str, Any], artifacts: Path) ->
             "volume_spike",
             "Model version",
             "fake/1",
+            # Price, the 1h window's return and the 24h change next to each trending coin.
+            "91,000.00 USD",
+            "3,100.00 USD",
+            "1h return",
+            "+0.10%",
+            "-0.10%",
+            "+1.50%",
         ],
-        "coins": ["bitcoin sentiment", "Mentions", "91,000.00 USD", "All coins", "ethereum"],
+        "coins": [
+            "bitcoin sentiment",  # opens on the most-mentioned coin
+            "Search coins",
+            "Mentions",
+            "91,000.00 USD",
+            "+0.10% (5m)",
+            "Price (USD)",
+            "91,000.00",
+            "Lead/lag (windows)",
+            "+2",
+            "Sentiment vs price",
+            "sentiment led price by 2 windows, r=0.41",
+            "rolling sentiment-return correlation r=0.12 over the trailing windows",
+            "All coins",
+            "ethereum",
+            "price led sentiment by 1 window, r=-0.33",
+            "no lead/lag: too little history",
+            "140.00 USD",
+        ],
         "posts": [
             "Bitcoin ETF inflows hit a record",
             "Ethereum gas fees spike again",
             "confidence 80%",
             "source reddit",
             "coins: bitcoin, ethereum",
+            # The words that drove a verdict (the fake model keys on "bull").
+            "why positive: bullish",
+            "no single word or phrase drives this verdict",
+            "prices: bitcoin 91,000.00 USD (+0.10% 5m) · ethereum 3,100.00 USD (-0.10% 5m)",
             "Data quality",
             "91.0%",
             "8.0% (max 5%) ⚠",
@@ -274,6 +316,7 @@ def test_every_page_shows_seeded_data(stack: dict[str, Any], artifacts: Path) ->
             "ETH merge anniversary thread",
             "Confirm neutral",
             "Correct: positive",
+            "prices: bitcoin 91,000.00 USD (+0.10% 5m)",
         ],
         # Before /v1/models exists the page says so instead of failing.
         "models": ["Models", "Registered versions", "Model events"],
@@ -293,6 +336,19 @@ def test_every_page_shows_seeded_data(stack: dict[str, Any], artifacts: Path) ->
         shot = browser.screenshot(artifacts / f"{page}.png")
         assert shot.stat().st_size > 20_000, f"{shot} looks blank"
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Coins: the search box narrows the coins; the page follows the one match.
+    browser.go(f"{url}/coins")
+    browser.wait_for(["bitcoin sentiment", "Search coins"])
+    browser.type("//input[@aria-label='Search coins']", "sol\n")
+    text = browser.wait_for(
+        ["solana sentiment", "140.00 USD", "no lead/lag: too little history"],
+        absent=("bitcoin sentiment", "price led sentiment"),  # the other coins are filtered out
+    )
+    assert "Traceback" not in text
+    browser.screenshot(artifacts / "coins-search.png")
+    browser.type("//input[@aria-label='Search coins']", "\ue003" * 3 + "zzz\n")  # 3 backspaces
+    browser.wait_for(["no tracked coin matches 'zzz'"])
 
     # Try it: the default text scored with its explanation.
     browser.go(f"{url}/try")

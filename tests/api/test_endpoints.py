@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 
 from api.trending import trend_score
 from schemas.events import TrendWindow
-from tests.api.seed import COINS
+from tests.api.conftest import make_settings
+from tests.api.seed import COINS, LEAD_LAG
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +56,15 @@ def test_coin_sentiment(client: TestClient, seeded: dict[str, Any]) -> None:
         assert body["coin"] == "ethereum" and body["latest"]["window"] == window
         assert body["latest"]["mean_score"] < 0  # seeded bearish
         assert body["age_s"] >= 0
+        # The latest price and its return over the window, next to the sentiment.
+        assert body["price"]["price"] == COINS["ethereum"]["price"]
+        assert body["price"]["change_24h_pct"] == 1.5
+        assert body["price_return"] == body["latest"]["price_return"] == -0.001
+        assert (body["latest"]["lead_lag_windows"], body["latest"]["lead_lag_corr"]) == LEAD_LAG["ethereum"]
+    solana = client.get("/v1/coins/solana/sentiment").json()["latest"]
+    assert solana["lead_lag_windows"] is None and solana["lead_lag_corr"] is None  # too little history
+    points = client.get("/v1/coins/bitcoin/timeseries", params={"window": "1h", "limit": 3}).json()["points"]
+    assert [p["lead_lag_windows"] for p in points] == [2, 2, 2]
 
 
 def test_unknown_coin_is_404_problem(client: TestClient, seeded: dict[str, Any]) -> None:
@@ -149,11 +159,54 @@ def test_market_mood(client: TestClient, seeded: dict[str, Any]) -> None:
     assert 0 <= body["index"] <= 100 and body["coins"] == 3
     assert {p["name"] for p in body["parts"]} == {"sentiment", "breadth", "momentum", "activity"}
     assert body["label"] in {"extreme fear", "fear", "neutral", "greed", "extreme greed"}
+    prices = {p["coin"]: p for p in body["prices"]}
+    assert set(prices) == set(COINS)
+    assert (
+        prices["bitcoin"]["price"] == COINS["bitcoin"]["price"] and prices["bitcoin"]["vs_currency"] == "usd"
+    )
+    assert prices["bitcoin"]["change_24h_pct"] == 1.5 and prices["bitcoin"]["window_return"] == 0.001
+    assert prices["ethereum"]["window_return"] == -0.001 and prices["ethereum"]["as_of"]
 
 
 def test_market_without_data(client: TestClient) -> None:
     body = client.get("/v1/market").json()
     assert body["label"] == "no data" and body["index"] == 50 and body["parts"] == []
+    assert body["prices"] == []
+
+
+def test_posts_with_explanations(client: TestClient, seeded: dict[str, Any]) -> None:
+    plain = client.get("/v1/posts/latest", params={"limit": 4}).json()
+    assert plain["explanations"] is None and plain["explained_by"] is None
+    body = client.get("/v1/posts/latest", params={"limit": 4, "explain": 4}).json()
+    assert body["count"] == 4 and body["explained_by"] == "fake/1" and body["explain_error"] is None
+    assert [e["source_id"] for e in body["explanations"]] == [p["source_id"] for p in body["posts"]]
+    oldest = body["explanations"][-1]  # "Bitcoin ETF inflows hit a record, very bullish for BTC"
+    assert oldest["label"] == "positive"
+    assert "bullish" in [s["text"] for s in oldest["spans"]]
+    span = oldest["spans"][0]
+    assert body["posts"][-1]["text"][span["start"] : span["end"]] == span["text"]
+    assert body["explanations"][0]["spans"] == []  # the fake sees nothing in "BTC and ETH both ..."
+    # Only the first N, and a cached second call answers the same.
+    two = client.get("/v1/posts/latest", params={"limit": 4, "explain": 2}).json()
+    assert len(two["explanations"]) == 2 and two["explanations"] == body["explanations"][:2]
+    assert_problem(client.get("/v1/posts/latest", params={"explain": 11}), 422)
+    assert_problem(client.get("/v1/posts/latest", params={"explain": -1}), 422)
+
+
+def test_posts_explain_without_model_still_lists_posts(redis_settings: Any, seeded: dict[str, Any]) -> None:
+    from pathlib import Path
+
+    from api.main import create_app
+
+    settings = make_settings(redis_settings, prefix=redis_settings.redis.key_prefix)
+    missing = Path(settings.home) / "no-such-model"
+    settings = settings.model_copy(update={"model": settings.model.model_copy(update={"uri": str(missing)})})
+    with TestClient(create_app(settings)) as c:  # really tries to load, and fails
+        r = c.get("/v1/posts/latest", params={"limit": 2, "explain": 2})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["count"] == 2 and body["explanations"] is None
+    assert "not loaded" in body["explain_error"]
 
 
 def test_posts_and_alerts(client: TestClient, seeded: dict[str, Any]) -> None:

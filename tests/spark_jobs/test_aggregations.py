@@ -157,6 +157,9 @@ def test_features_do_not_depend_on_how_much_history_is_loaded() -> None:
     assert partial["volume_zscore"].tolist() == expected["volume_zscore"].tolist()
     assert partial["sentiment_return_corr"].tolist() == expected["sentiment_return_corr"].tolist()
     assert partial["sentiment_zscore"].tolist() == expected["sentiment_zscore"].tolist()
+    assert partial["lead_lag_windows"].tolist() == expected["lead_lag_windows"].tolist()
+    assert partial["lead_lag_corr"].tolist() == expected["lead_lag_corr"].tolist()
+    assert partial["lead_lag_corr"].notna().all()
 
 
 def _events(spark: Any, records: list[Any]) -> Any:
@@ -231,3 +234,98 @@ def test_metrics_endpoint() -> None:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert "cryptopulse_spark_batches_total 1.0" in body
     assert 'cryptopulse_spark_input_rows_per_second{query="trends"} 12.5' in body
+
+
+def _lagged_series(n: int, lag: int, seed: int, noise: float) -> tuple[list[float], list[float]]:
+    """Sentiment as noise; the return ``lag`` windows later follows it (plus ``noise``)."""
+    rng = np.random.default_rng(seed)
+    scores = rng.uniform(-0.8, 0.8, n)
+    returns = np.full(n, np.nan)
+    returns[lag:] = 0.02 * scores[: n - lag] + rng.normal(0, noise, n - lag)
+    returns[:lag] = rng.normal(0, 0.01, lag)
+    return [round(float(s), 6) for s in scores], [round(float(r), 8) for r in returns]
+
+
+def _as_windows(out: pd.DataFrame) -> list[Any]:
+    """Feature rows of :func:`trend_rows` completed into TrendWindow models."""
+    return to_trend_windows(
+        out.assign(
+            mean_score=0.0,
+            positive_share=0.0,
+            neutral_share=1.0,
+            negative_share=0.0,
+            social_dominance=1.0,
+            window_end=out["window_start"] + 60_000,
+            price_open=np.nan,
+            price_high=np.nan,
+            price_low=np.nan,
+            price_close=np.nan,
+            event_time=out["window_start"],
+            ingest_time=out["window_start"],
+        )
+    )
+
+
+def test_lead_lag_finds_sentiment_leading_price_by_two_windows() -> None:
+    scores, returns = _lagged_series(40, 2, seed=7, noise=0.002)
+    out = add_cross_window_features(trend_rows([5] * 40, scores, returns), history_frame([]), 20, max_lag=6)
+    last = out.iloc[-1]
+    assert last["lead_lag_windows"] == 2
+    assert last["lead_lag_corr"] > 0.9
+    # The same-window correlation misses it: sentiment and return of one window are unrelated.
+    assert abs(last["sentiment_return_corr"]) < 0.5
+    window = _as_windows(out.iloc[-1:])[0]
+    assert window.lead_lag_windows == 2 and window.lead_lag_corr == pytest.approx(last["lead_lag_corr"])
+
+
+def test_lead_lag_sign_when_price_moves_first() -> None:
+    rng = np.random.default_rng(11)
+    returns = rng.normal(0, 0.01, 40)
+    scores = np.zeros(40)
+    scores[3:] = np.clip(returns[:-3] * 60, -1, 1)  # sentiment follows price by 3 windows
+    out = add_cross_window_features(
+        trend_rows([5] * 40, list(scores), list(returns)), history_frame([]), 20, max_lag=6
+    )
+    assert out["lead_lag_windows"].iloc[-1] == -3 and out["lead_lag_corr"].iloc[-1] > 0.9
+
+
+def test_lead_lag_on_noise_is_weak() -> None:
+    rng = np.random.default_rng(5)
+    n = 200
+    rows = trend_rows([5] * n, list(rng.uniform(-1, 1, n)), list(rng.normal(0, 0.01, n)))
+    out = add_cross_window_features(rows, history_frame([]), trailing=150, max_lag=6)
+    last = out.iloc[-1]
+    assert -6 <= last["lead_lag_windows"] <= 6
+    assert abs(last["lead_lag_corr"]) < 0.3
+
+
+def test_lead_lag_needs_history() -> None:
+    scores, returns = _lagged_series(12, 2, seed=1, noise=0.0)
+    out = add_cross_window_features(trend_rows([5] * 12, scores, returns), history_frame([]), 20, max_lag=6)
+    # Fewer than LEAD_LAG_MIN_PAIRS complete pairs at every lag until the 8th window (k = 0).
+    assert out["lead_lag_windows"].iloc[:7].isna().all() and out["lead_lag_corr"].iloc[:7].isna().all()
+    assert out["lead_lag_windows"].iloc[-1] == 2  # 10 pairs at k=2 by the 12th window
+    no_prices = trend_rows([5] * 30, (scores * 3)[:30], [np.nan] * 30)
+    out = add_cross_window_features(no_prices, history_frame([]), 20, max_lag=6)
+    assert out["lead_lag_windows"].isna().all()
+    windows = _as_windows(out)
+    assert windows[-1].lead_lag_windows is None and windows[-1].lead_lag_corr is None
+
+
+def test_lead_lag_keeps_series_apart() -> None:
+    """All series are estimated in one pass; none may borrow windows of the series before it."""
+    scores, returns = _lagged_series(30, 2, seed=9, noise=0.001)
+    first = trend_rows([5] * 30, scores, returns)
+    second = trend_rows([5] * 10, scores[:10], returns[:10]).assign(coin="ethereum")
+    out = add_cross_window_features(pd.concat([first, second], ignore_index=True), history_frame([]), 20)
+    by_coin = {coin: group for coin, group in out.groupby("coin")}
+    assert by_coin["bitcoin"]["lead_lag_windows"].iloc[-1] == 2
+    # Ten windows: at most 8 pairs at lag 2, none at lags past 2 -- still an estimate of its own.
+    alone = add_cross_window_features(second, history_frame([]), 20)
+    assert by_coin["ethereum"]["lead_lag_windows"].tolist() == pytest.approx(
+        alone["lead_lag_windows"].tolist(), nan_ok=True
+    )
+    assert by_coin["ethereum"]["lead_lag_corr"].tolist() == pytest.approx(
+        alone["lead_lag_corr"].tolist(), nan_ok=True
+    )
+    assert by_coin["ethereum"]["lead_lag_windows"].iloc[:7].isna().all()
