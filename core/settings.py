@@ -364,10 +364,13 @@ class ProducerSettings(_Section):
         default="127.0.0.1", description="/metrics bind address; 0.0.0.0 in a container Prometheus scrapes"
     )
     replay_rate: float = Field(
-        default=3.0,
+        default=0.05,
         gt=0,
         le=100_000,
-        description="events per second; one pass of the bundled texts then outlasts stream.dedup_window_s",
+        description=(
+            "texts per second; the default matches the seeded history's density (no false volume "
+            "spikes) and one pass of the bundled texts (4 h) outlasts stream.dedup_window_s"
+        ),
     )
     reddit_client_id: SecretStr | None = None
     reddit_client_secret: SecretStr | None = None

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import reduce
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
@@ -49,7 +50,7 @@ from spark_jobs.aggregations import (
     minute_buckets,
 )
 from spark_jobs.inputs import kafka_events, parse_events
-from spark_jobs.lake import events_path, write_trend_partitions
+from spark_jobs.lake import events_path, seeded_events_path, write_trend_partitions
 from spark_jobs.sink_redis import TrendStore
 
 if TYPE_CHECKING:
@@ -149,14 +150,20 @@ def lake_history(spark: SparkSession, settings: Settings, lo: datetime, hi: date
     """The archived events of the days overlapping [lo, hi) (partition pruning on ``date``)."""
     from pyspark.sql import functions as F
 
-    path = events_path(settings)
-    if not path.exists():
-        raise BackfillError(f"no events lake at {path}; run `cryptopulse spark stream` or use --source kafka")
-    df = spark.read.parquet(str(path))
+    # The archive through its file-sink log (exactly the committed files), plus the seeded history.
+    paths = [p for p in (events_path(settings), seeded_events_path(settings)) if any(p.glob("kind=*"))]
+    if not paths:
+        raise BackfillError(
+            f"no events lake at {events_path(settings)}; run `cryptopulse spark stream` or use --source kafka"
+        )
     first, last = lo.date().isoformat(), (hi - timedelta(microseconds=1)).date().isoformat()
-    return df.where(
-        (F.col("date") >= F.lit(first).cast("date")) & (F.col("date") <= F.lit(last).cast("date"))
-    ).select("kind", "value")
+    frames = [
+        spark.read.parquet(str(path))
+        .where((F.col("date") >= F.lit(first).cast("date")) & (F.col("date") <= F.lit(last).cast("date")))
+        .select("kind", "value")
+        for path in paths
+    ]
+    return reduce(lambda a, b: a.unionByName(b), frames)
 
 
 SCORE_DDL = ", ".join(f"{name} {'DOUBLE' if name in VERDICT_FLOATS else 'STRING'}" for name in VERDICT_FIELDS)

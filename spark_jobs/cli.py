@@ -1,4 +1,4 @@
-"""``cryptopulse spark stream`` and ``cryptopulse backfill``: the Spark trend jobs.
+"""``cryptopulse spark stream|backfill|history`` and ``cryptopulse backfill``: the Spark trend jobs.
 
 Wired into the main CLI with ``register(app)``; ``python -m spark_jobs stream|backfill``
 runs the same commands without the rest of the CLI.
@@ -7,11 +7,14 @@ runs the same commands without the rest of the CLI.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from core.cli import command_group
+
+if TYPE_CHECKING:
+    from spark_jobs.history import SeedResult
 
 Master = Annotated[
     str | None,
@@ -129,12 +132,61 @@ def backfill(
     console.print(table)
 
 
+def history(
+    force: Annotated[
+        bool, typer.Option("--force", help="Seed again (new end time) even if this lake was seeded.")
+    ] = False,
+    end: Annotated[
+        datetime | None,
+        typer.Option(
+            "--end",
+            formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M%z"],
+            help="End of the history (UTC unless a zone is given; default: now).",
+        ),
+    ] = None,
+) -> None:
+    """Seed the bundled week of crypto posts and prices into the lake and Redis (first start).
+
+    Scores the texts with the champion, writes them into the events lake, backfills every
+    trend window and sets the latest prices. A second run is a no-op (see docs/spark.md).
+    """
+    from datetime import UTC
+
+    from core.cli import console, fail, load_cli_settings
+    from spark_jobs.history import HistoryError, seed_history
+
+    settings = load_cli_settings()
+    if end is not None and end.tzinfo is None:
+        end = end.replace(tzinfo=UTC)
+    try:
+        result = seed_history(
+            settings, end=end, force=force, progress=lambda message: console.print(f"  history: {message}")
+        )
+    except HistoryError as exc:
+        raise fail(str(exc)) from None
+    console.print(describe_seed(result))
+
+
+def describe_seed(result: SeedResult) -> str:
+    """One line about a seed (``up`` prints it too)."""
+    if result.start is None or result.end is None:  # already seeded, or skipped
+        return f"history: {result.status} ({result.reason})"
+    line = (
+        f"history: {result.status} {result.start:%Y-%m-%d %H:%M} .. {result.end:%Y-%m-%d %H:%M} UTC, "
+        f"{result.posts:,} posts, {result.prices:,} price ticks, {result.trend_windows:,} trend windows "
+        f"in {result.seconds:.1f}s"
+    )
+    return line + (f"; {result.reason}" if result.reason else "")
+
+
 def register(app: typer.Typer) -> None:
-    """Add the ``spark`` sub-command group (``stream``) and the top-level ``backfill`` command."""
+    """Add the ``spark`` sub-command group (``stream``, ``backfill``, ``history``) and the
+    top-level ``backfill`` command."""
     spark_app = command_group(
         "spark", "Spark trend jobs: windows from Kafka into Redis views and the Parquet lake."
     )
     spark_app.command("stream")(stream)
     spark_app.command("backfill")(backfill)
+    spark_app.command("history")(history)
     app.add_typer(spark_app, name="spark")
     app.command("backfill")(backfill)

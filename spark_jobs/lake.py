@@ -1,11 +1,14 @@
 """The Parquet history lake under ``settings.home / "lake"`` (or ``settings.spark.lake_dir``).
 
-Two datasets:
+Three datasets:
 
 * ``events/kind=post|price/date=YYYY-MM-DD/``: every scored post and price tick as the
   original JSON plus (source_id, event_time), written by the streaming job's archive
   query (Spark file sink: exactly once through its ``_spark_metadata`` log). The backfill
   reads history from here with ``--source lake``.
+* ``seeded-events/`` in the same layout: the bundled history a first ``cryptopulse up``
+  loads (``spark_jobs/history.py``). Kept apart because Spark reads ``events/`` only
+  through the archive's log; the backfill reads both.
 * ``trends/date=YYYY-MM-DD/window=1m|5m|1h|1d|1h_5m/``: trend windows of every source.
   The streaming job adds one file per micro-batch and partition, named after the batch
   (a replayed batch overwrites its own file); a window updated by several batches has
@@ -33,6 +36,12 @@ TIME_COLUMNS = ("window_start", "window_end", "event_time", "ingest_time")
 
 def events_path(settings: Settings) -> Path:
     return lake_dir(settings) / "events"
+
+
+def seeded_events_path(settings: Settings) -> Path:
+    """Events the first-start history seed wrote (``spark_jobs/history.py``), same layout as
+    ``events/`` but outside the archive's ``_spark_metadata`` log, which would hide them."""
+    return lake_dir(settings) / "seeded-events"
 
 
 def trends_path(settings: Settings) -> Path:

@@ -9,14 +9,18 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from core.cli import console, err_console, fail, load_cli_settings
 from cryptopulse.platform.manager import ServiceStatus, SupervisorStatus
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 app = typer.Typer()
 
@@ -35,9 +39,17 @@ def up(
             "--train/--no-train", help="Train and register the default model when none is registered."
         ),
     ] = True,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history/--no-history",
+            help="Seed the bundled week of history into the lake and Redis on a first start "
+            "(also off with CRYPTOPULSE_SPARK__HISTORY_ON_FIRST_UP=false).",
+        ),
+    ] = True,
 ) -> None:
-    """Start the local pipeline under supervisord: platform, topics, default model, then the
-    pipeline processes.
+    """Start the local pipeline under supervisord: platform, topics, default model, the
+    bundled history (first start only), then the pipeline processes.
 
     Idempotent: running services are left alone (also ones that run without supervision,
     which are reported), and a port held by a process cryptopulse did not start is reported
@@ -73,11 +85,31 @@ def up(
 
             version = ensure_default_model(settings, progress=True)
             report(f"model {settings.mlflow.registered_model}: champion is version {version}")
+        # With the Spark job, which owns the lake (and skipped once its archive has started).
+        if "spark" in pipeline and history and settings.spark.history_on_first_up:
+            _seed_history(settings, report)
         manager.up(pipeline, report=report)
     except (PortInUseError, ServiceError, KeyError) as exc:
         raise fail(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
     console.print(f"[green]up[/green] in {time.monotonic() - started:.1f}s")
     _print_status(manager.status(services), manager.supervisor_status())
+
+
+def _seed_history(settings: Settings, report: Callable[[str], None]) -> None:
+    """Load the bundled history before the pipeline starts, so the first charts, z-scores and
+    correlations have a week behind them; a no-op once seeded (marker in the lake).
+
+    Runs before the stream job starts: the seed writes beside the events archive, which the
+    stream's file sink would otherwise own (see ``spark_jobs.history``).
+    """
+    from spark_jobs.cli import describe_seed
+    from spark_jobs.history import HistoryError, seed_history
+
+    try:
+        result = seed_history(settings, progress=lambda message: report(f"history: {message}"))
+    except HistoryError as exc:
+        raise fail(f"{exc} (start without it: cryptopulse up --no-history)") from None
+    report(describe_seed(result))
 
 
 def _print_status(statuses: list[ServiceStatus], supervisor: SupervisorStatus) -> bool:

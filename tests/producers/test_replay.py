@@ -41,10 +41,30 @@ def texts(producer: RecordingProducer) -> list[NewsArticle | RedditPost]:
 
 def test_bundled_data_is_real_and_small() -> None:
     rows = load_rows()
-    assert len(rows) > 4000
+    assert len(rows) > 700
     assert {r["dataset"] for r in rows} == {"cryptolin", "twitter_financial_news", "stock_tweets"}
+    assert len({(r["dataset"], r["row"]) for r in rows}) == len(rows)
     assert (ROOT / "producers/data/replay/texts.jsonl").stat().st_size < 3_000_000
     assert (ROOT / "producers/data/replay/SOURCES.md").exists()
+
+
+def test_bundled_texts_are_all_crypto() -> None:
+    """Every replayed text tags a catalog coin as the worker tags it (no ``unknown_coin``
+    dead letters, no text that adds nothing to a trend); stock news is not in it."""
+    from producers.build_replay import crypto_coins, tagged_text
+    from scoring.coins import CoinCatalog
+
+    catalog = CoinCatalog.default()
+    rows = load_rows()
+    assert all(catalog.tag(tagged_text(r["text"])) for r in rows)
+    assert all(crypto_coins(r) for r in rows)
+    assert not [r for r in rows if r["text"].startswith("$SOL - ReneSola")]
+    # the filter: a finance-set row needs a crypto word, a CryptoLin row only a coin
+    stock = {"dataset": "twitter_financial_news", "row": "x", "text": "$SOL - ReneSola beats on revenue"}
+    assert catalog.tag(stock["text"]) == ["solana"] and crypto_coins(stock) == []
+    crypto = {"dataset": "twitter_financial_news", "row": "y", "text": "Solana token rallies"}
+    assert crypto_coins(crypto) == ["solana"]
+    assert crypto_coins({"dataset": "cryptolin", "row": "z", "text": "Ripple wins in court"}) == ["ripple"]
 
 
 def test_records_look_like_real_sources_with_stable_ids(tmp_path: Path) -> None:
