@@ -321,8 +321,7 @@ class AlertingService:
 
     def _show(self, alert: Alert) -> None:
         """The live channel (SSE) and ``alerts:latest`` (once per alert id)."""
-        self.redis.publish(self.keys.live_alerts(), alert.model_dump_json())
-        self.views.raise_alert_once(alert)
+        self.views.show_alert(alert)
 
     def _deliver(self, alert: Alert) -> list[DeliveryResult]:
         """Deliver to every matching subscription not yet served, in parallel."""

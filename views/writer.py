@@ -560,6 +560,12 @@ class RedisViewWriter(_ViewBatch):
         self._send(self._alert_ops(alert), atomic=True)
         return True
 
+    def show_alert(self, alert: Alert) -> bool:
+        """Publish ``alert`` on ``live:alerts`` (the SSE stream: every delivery attempt, a
+        restarted consumer may show it again) and list it once in ``alerts:latest``; True when new."""
+        self._send([_Command("publish", (self.keys.live_alerts(), alert.model_dump_json()))], atomic=False)
+        return self.raise_alert_once(alert)
+
     def count_shadow(self, champion: str, challenger: str, counts: Mapping[str, int]) -> dict[str, int]:
         """Add ``counts`` to the pair's ``shadow:stats`` hash (its TTL restarts); returns the
         totals after the update. Sent at once, apart from the batch: the caller needs them."""
