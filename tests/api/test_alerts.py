@@ -137,3 +137,19 @@ def test_redis_away_is_503_with_retry_after(redis_down_client: TestClient) -> No
         assert r.status_code == 503, (method, r.text)
         assert int(r.headers["Retry-After"]) >= 1
         assert r.json()["type"].endswith("/redis-unavailable")
+
+
+def test_the_readme_subscription_example_is_accepted(client: TestClient) -> None:
+    """README: ``curl -X POST 127.0.0.1:8000/v1/alerts/subscriptions ... -d '{...}'``."""
+    import json
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    example = r"POST 127\.0\.0\.1:8000(/v1/alerts/subscriptions) .*?\n\s*-d '(\{.*?\})'"
+    match = re.search(example, readme, re.S)
+    assert match, "the README shows how to subscribe"
+    path, body = match.group(1), json.loads(match.group(2))
+    r = client.post(path, json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["subscription"]["coin"] == body["coin"] and r.json()["secret"]
