@@ -36,26 +36,10 @@ from core.settings import Settings
 from producers.base import Batch, CheckpointedSource, Outgoing
 from producers.http import Stopped
 from schemas.events import NewsArticle, PriceTick, RedditPost, utc_now
+from schemas.market import DAILY_VOLATILITY, REFERENCE_PRICES
 from schemas.topics import RAW_NEWS, RAW_PRICES, RAW_REDDIT
 
 log = logging.getLogger(__name__)
-
-# Rough late-2024 USD levels so the random walk starts somewhere plausible.
-START_PRICES: dict[str, float] = {
-    "bitcoin": 60_000.0,
-    "ethereum": 3_000.0,
-    "solana": 150.0,
-    "ripple": 0.55,
-    "cardano": 0.40,
-    "dogecoin": 0.12,
-    "binancecoin": 550.0,
-    "tron": 0.15,
-    "avalanche-2": 28.0,
-    "chainlink": 13.0,
-    "polkadot": 5.5,
-    "litecoin": 70.0,
-}
-DAILY_VOLATILITY = 0.03
 
 
 def default_replay_file() -> Path:
@@ -111,7 +95,7 @@ class ReplaySource(CheckpointedSource):
             cfg.replay_seed * 1_000_003 + int(self.state["pass"]) * 10_007 + self.state["position"]
         )
         self.prices: dict[str, float] = {
-            coin: float(self.state.get("prices", {}).get(coin) or START_PRICES.get(coin, 1.0))
+            coin: float(self.state.get("prices", {}).get(coin) or REFERENCE_PRICES.get(coin, 1.0))
             for coin in cfg.coins
         }
         self.emitted = 0

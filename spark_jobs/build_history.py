@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from schemas.market import DAILY_VOLATILITY, REFERENCE_PRICES
 from scoring.coins import CoinCatalog
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,24 +58,8 @@ TEXTS_PER_MINUTE = 2.0
 """Mean text rate (before bursts): about 6 bitcoin mentions in a 5-minute window."""
 BURSTS_PER_DAY = 2
 BURST_FACTOR = 5.0
-DAILY_VOLATILITY = 0.03
-"""Same as the live replay's random walk (``producers.replay.DAILY_VOLATILITY``)."""
-END_LEVELS: dict[str, float] = {
-    "bitcoin": 60_000.0,
-    "ethereum": 3_000.0,
-    "solana": 150.0,
-    "ripple": 0.55,
-    "cardano": 0.40,
-    "dogecoin": 0.12,
-    "binancecoin": 550.0,
-    "tron": 0.15,
-    "avalanche-2": 28.0,
-    "chainlink": 13.0,
-    "polkadot": 5.5,
-    "litecoin": 70.0,
-}
-"""Where the live replay's walk starts (``producers.replay.START_PRICES``; a test keeps
-the two equal): the history ends there."""
+END_LEVELS = REFERENCE_PRICES
+"""Where the live replay's walk starts: the history ends there."""
 MAX_TEXT_CHARS = 1000
 """``CleanPost.text`` limit (the worker truncates to ``model.max_text_chars``, 1000)."""
 

@@ -87,10 +87,8 @@ def test_events_span_the_bundle_with_a_daily_rhythm() -> None:
 
 @pytest.mark.unit
 def test_price_walks_end_where_the_live_replay_starts() -> None:
-    from producers.replay import DAILY_VOLATILITY, START_PRICES
+    from schemas.market import REFERENCE_PRICES as START_PRICES
 
-    assert build_history.END_LEVELS == START_PRICES
-    assert build_history.DAILY_VOLATILITY == DAILY_VOLATILITY
     bundle = load_bundle(DEFAULT_BUNDLE)
     assert set(bundle.prices) == set(START_PRICES)
     for coin, (first, step, values) in bundle.prices.items():
