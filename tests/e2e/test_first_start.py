@@ -14,12 +14,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -40,37 +38,12 @@ from schemas.events import NewsArticle
 from schemas.topics import CATALOG, RAW_NEWS
 from tests.cleanup import discard_run_data
 from tests.ports import free_port
+from tests.webhooks import Receiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 BURST = 60
 """Unique bitcoin headlines sent at once: the seeded day has a few per five minutes."""
-
-
-class Receiver:
-    """A webhook receiver on a free port that records every request."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _eventually(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
@@ -129,7 +102,11 @@ def test_a_fresh_home_shows_history_prices_and_delivers_a_signed_alert(fresh_hom
 
     services = [StreamWorkerService, SparkStreamingService, ApiService, AlertDeliveryService]
     manager = Platform(settings, services)
-    receiver = Receiver()
+    with Receiver() as receiver:
+        _first_minutes(settings, manager, receiver)
+
+
+def _first_minutes(settings: Settings, manager: Platform, receiver: Receiver) -> None:
     try:
         manager.up()  # the order `up` uses: history first, then the services
         api = f"http://127.0.0.1:{settings.api.port}"
@@ -185,5 +162,4 @@ def test_a_fresh_home_shows_history_prices_and_delivers_a_signed_alert(fresh_hom
         again = _seed()
         assert again.returncode == 0 and "history: already" in again.stdout, again.stdout[-2000:]
     finally:
-        receiver.close()
         manager.down()
