@@ -4,7 +4,15 @@ Sizing comes from ``settings.spark`` (``local[2]``, few shuffle partitions, driv
 memory); on a cluster pass ``--master`` (or ``CRYPTOPULSE_SPARK__MASTER``) and the same
 job runs unchanged. The Kafka connector jars are fetched once into the cache by
 :func:`core.jars.spark_kafka_libs` and handed over through
-``spark.jars``, so nothing is resolved from Ivy at runtime.
+``spark.jars``, so nothing is resolved from Ivy at runtime; on a cluster the driver serves
+them to the executors.
+
+On a cluster the executors' Python workers are not children of the driver: they start in
+the executor's work folder with the worker's environment, so they would not find the
+project's packages (the re-scoring pandas UDF imports ``spark_jobs``/``scoring``) unless
+the project is installed into the interpreter they run. :func:`cluster_conf` therefore
+puts the driver's project root on their ``PYTHONPATH`` and leaves the scratch space to
+the worker (see docs/scaling.md). Local masters get none of it, so local runs are as before.
 """
 
 from __future__ import annotations
@@ -44,6 +52,32 @@ def kafka_jars(settings: Settings) -> list[str]:
     return jars
 
 
+def is_local(master: str) -> bool:
+    """``local``, ``local[N]``, ``local[*]``, ``local[N,F]``: driver and executors share one JVM."""
+    return master == "local" or master.startswith("local[")
+
+
+def project_root() -> Path:
+    """The folder that holds the project's packages (the repository, or site-packages)."""
+    import spark_jobs
+
+    return Path(spark_jobs.__file__).resolve().parents[1]
+
+
+def cluster_conf() -> dict[str, str]:
+    """What executors on a non-local master need beyond the local configuration.
+
+    The same interpreter path is already shipped with every Python function
+    (``PYSPARK_PYTHON``); the project root is appended to the executors' ``PYTHONPATH`` so
+    the packages import there even when the project is run from a checkout rather than
+    installed (the executors must see the same path: one machine, a shared file system, or
+    the same image on every node).
+    """
+    inherited = os.environ.get("PYTHONPATH", "")
+    paths = [str(project_root()), *(p for p in inherited.split(os.pathsep) if p)]
+    return {"spark.executorEnv.PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
+
+
 def build_spark(
     settings: Settings, *, app_name: str | None = None, master: str | None = None, kafka: bool = True
 ) -> SparkSession:
@@ -57,9 +91,10 @@ def build_spark(
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     spark_conf = settings.spark
+    master = master or spark_conf.master
     builder = (
         SparkSession.builder.appName(app_name or spark_conf.app_name)
-        .master(master or spark_conf.master)
+        .master(master)
         .config("spark.driver.memory", spark_conf.driver_memory)
         .config("spark.sql.shuffle.partitions", str(spark_conf.shuffle_partitions))
         .config("spark.default.parallelism", str(spark_conf.shuffle_partitions))
@@ -72,8 +107,14 @@ def build_spark(
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
         .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
-        .config("spark.local.dir", str(settings.cache_dir / "spark-tmp"))
     )
+    if is_local(master):
+        # Shuffle spill stays in the project cache; a cluster worker uses its own local dirs
+        # (SPARK_LOCAL_DIRS), which exist on its machine where this path may not.
+        builder = builder.config("spark.local.dir", str(settings.cache_dir / "spark-tmp"))
+    else:
+        for key, value in cluster_conf().items():
+            builder = builder.config(key, value)
     if kafka:
         builder = builder.config("spark.jars", ",".join(kafka_jars(settings)))
     for key, value in spark_conf.extra_conf.items():

@@ -2,9 +2,10 @@
 
 The worker is split the way faust projects split an app: topics (:mod:`.topics`), tables
 (:mod:`.tables`), one module per agent (:mod:`.agents.clean`, :mod:`.agents.score`,
-:mod:`.agents.shadow`; the delivery contract is in :mod:`.agents`), timers (:mod:`.monitors`) and web views
-(:mod:`.views`). Each part declares itself on the app it is given; :func:`create_app`
-builds them from settings, in a fixed order, and keeps them in ``app.parts``.
+:mod:`.agents.counts`, :mod:`.agents.shadow`; the delivery contract is in
+:mod:`.agents`), timers (:mod:`.monitors`) and web views (:mod:`.views`). Each part
+declares itself on the app it is given; :func:`create_app` builds them from settings, in
+a fixed order, and keeps them in ``app.parts``.
 
 Run it with ``cryptopulse worker`` or ``python -m stream_processors worker``. Settings
 decide everything: broker, consumer group (``{topic_prefix}.{stream.app_id}``, so
@@ -28,6 +29,7 @@ from stream_processors.liveness import request_graceful_stop
 if TYPE_CHECKING:
     from scoring.holder import ModelHolder, Resolver
     from stream_processors.agents.clean import CleanAgent
+    from stream_processors.agents.counts import CountAgent
     from stream_processors.agents.prices import PriceAgent
     from stream_processors.agents.score import ScoreAgent
     from stream_processors.agents.shadow import ShadowAgent
@@ -65,6 +67,7 @@ class WorkerParts:
     tables: StreamTables
     clean: CleanAgent
     score: ScoreAgent
+    count: CountAgent
     shadow: ShadowAgent
     prices: PriceAgent
     lag: LagWatch
@@ -136,6 +139,7 @@ def create_app(
     from scoring.holder import ModelHolder, registry_resolver
     from stream_processors.agents import DeadLetters
     from stream_processors.agents.clean import CleanAgent
+    from stream_processors.agents.counts import CountAgent
     from stream_processors.agents.prices import PriceAgent
     from stream_processors.agents.score import ScoreAgent
     from stream_processors.agents.shadow import ShadowAgent, challenger_uri, registry_mlflow_logger
@@ -180,6 +184,7 @@ def create_app(
     prices = PriceAgent(topics.prices, dead_letters, publisher)
     ranker = ReviewRanker(CoinShifts(publisher.latest_trends))
     score = ScoreAgent(stream, topics, tables, dead_letters, holder, publisher, drift, review=ranker)
+    count = CountAgent(stream, topics.counts, tables, dead_letters, publisher)
     resolver: Resolver | None = challenger_resolver
     if challenger is None:
         challenger = ModelHolder.from_settings(
@@ -202,11 +207,12 @@ def create_app(
         tables=tables,
         clean=clean,
         score=score,
+        count=count,
         shadow=shadow,
         prices=prices,
         lag=LagWatch(
             app,
-            [clean, score],
+            [clean, score, count],
             holder,
             stall_timeout_s=stream.stall_timeout_s,
             on_stall=on_stall,
@@ -223,6 +229,7 @@ def create_app(
     for part in (
         parts.clean,
         parts.score,
+        parts.count,
         parts.shadow,
         parts.prices,
         parts.lag,

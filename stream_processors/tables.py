@@ -3,11 +3,15 @@
 * ``dedup``: ``id:``/``hash:`` key -> the origin that claimed it (clean agent);
 * ``scored``: source id -> model version, written once the broker acked the scored record
   (score agent: a replayed id found here is skipped);
-* ``counts_1m``, ``counts_5m``: coin -> ``[volume, score_sum]`` per window (score agent).
+* ``counts_1m``, ``counts_5m``: coin -> ``[volume, score_sum]`` per window (count agent);
+* ``counted``: ``coin|source_id`` -> claimed, once a post was counted for a coin (count agent:
+  a redelivered count record found here is skipped).
 
-A table write goes to the changelog partition of the *current* event; the score agent
-updates tables for a whole batch, so it makes each record's event current first
-(:func:`use_event`).
+A table write goes to the changelog partition of the *current* event; the agents update
+tables for a whole batch, so they make each record's event current first
+(:func:`use_event`). The count agent reads the counts topic, keyed by coin, so a coin's
+counters and claims always live on the coin's partition: one worker owns them, and a
+rebalance hands them over whole (see :mod:`stream_processors.agents.counts`).
 """
 
 from __future__ import annotations
@@ -57,12 +61,14 @@ class StreamTables:
     dedup: WindowedDedup
     scored: WindowedDedup
     counters: dict[str, Any]  # COUNTER_WINDOWS name -> windowed table
+    counted: WindowedDedup
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> StreamTables:
         window = float(settings.stream.dedup_window_s)
         dedup = app.Table("dedup", default=str, help="id:/hash: key -> origin that claimed it")
         scored = app.Table("scored", default=str, help="source_id -> model version, once acked")
+        counted = app.Table("counted", default=str, help="coin|source_id -> counted")
         return cls(
             dedup=WindowedDedup(dedup.tumbling(window, expires=2 * window), window),
             scored=WindowedDedup(scored.tumbling(window, expires=2 * window), window),
@@ -72,4 +78,5 @@ class StreamTables:
                 ).tumbling(size, expires=10 * size)
                 for name, size in COUNTER_WINDOWS.items()
             },
+            counted=WindowedDedup(counted.tumbling(window, expires=2 * window), window),
         )

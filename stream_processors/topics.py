@@ -1,12 +1,16 @@
 """The stream worker's topics, declared on the app from the shared catalog (:mod:`schemas.topics`).
 
 Records travel as the JSON bytes of :mod:`schemas.events` (see :mod:`.models`), so every
-topic uses faust's ``raw`` key and value serializers.
+topic uses faust's ``raw`` key and value serializers. One topic is the worker group's own,
+not the catalog's: ``{group id}-counts``, the repartition of scored posts by coin that the
+count agent reads (created by faust like the tables' changelogs, with their partition count,
+so the counters are co-partitioned with it; see :mod:`.agents.counts`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import faust
 
@@ -22,6 +26,9 @@ from schemas.topics import (
     SCORED_POSTS,
     SHADOW_SCORED,
 )
+
+COUNTS_RETENTION = timedelta(days=1)
+"""The counts topic feeds windows of at most 5 minutes (kept 10 windows); a day is ample."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class StreamTopics:
     shadow: faust.TopicT
     feedback: faust.TopicT
     prices: faust.TopicT
+    counts: faust.TopicT  # internal: one record per scored post and coin, keyed by coin
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> StreamTopics:
@@ -56,6 +64,16 @@ class StreamTopics:
             shadow=topic(SHADOW_SCORED.name(settings)),
             feedback=topic(FEEDBACK.name(settings)),
             prices=topic(RAW_PRICES.name(settings)),
+            counts=app.topic(
+                f"{app.conf.id}-counts",
+                key_serializer="raw",
+                value_serializer="raw",
+                internal=True,  # faust creates it at start-up, like a changelog
+                partitions=app.conf.topic_partitions,  # the counter tables' changelogs have as many
+                replicas=settings.kafka.replication_factor,
+                retention=COUNTS_RETENTION,
+                deleting=True,
+            ),
         )
 
     def source_of(self, topic: str) -> str:

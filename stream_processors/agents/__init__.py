@@ -6,8 +6,10 @@ The agents, each a faust consumer of one stage:
   outcome per record, de-duplicated by source id and content hash in a windowed table;
 * ``score`` (:mod:`.score`): clean.posts -> scored.posts in micro-batches
   (``stream.take_events``), with the shared :class:`scoring.runtime.SentimentRuntime`,
-  per-coin tumbling-window counters (1 and 5 minutes) mirrored to Redis, live pub/sub and
+  one count record per coin to the internal counts topic (keyed by coin), live pub/sub and
   the review queue;
+* ``count`` (:mod:`.counts`): counts topic -> per-coin tumbling-window counters (1 and 5
+  minutes) mirrored to Redis, each coin owned by one worker, each post counted once;
 * ``shadow`` and ``shadow_feedback`` (:mod:`.shadow`): scored.posts -> scored.shadow, the
   challenger's verdicts on a share of the champion's posts, off the champion's path, and
   their agreement and accuracy on feedback labels.

@@ -2,8 +2,10 @@
 
 Each micro-batch (``stream.take_events``) is scored by one model, the holder's current
 one (:class:`scoring.holder.ModelHolder`); the ``model_poll`` timer follows the registry
-alias, so a swap lands between batches. Scored posts feed the per-coin tumbling-window
-counters (1 and 5 minutes), mirrored to Redis with live pub/sub, and the drift monitor.
+alias, so a swap lands between batches. Each scored post is also sent to the counts topic,
+once per coin and keyed by coin, for the count agent (:mod:`.counts`), which keeps the
+per-coin tumbling-window counters exact however many workers share the partitions; the
+scored posts go to Redis live pub/sub and the drift monitor.
 Batches are acked and claimed as the delivery contract says (:mod:`stream_processors.agents`).
 Once acked, a batch's posts worth a person's label are offered to the review queue
 (:mod:`stream_processors.review`) in the same Redis pipeline as the live events.
@@ -34,14 +36,15 @@ from schemas.events import CleanPost, ScoredPost
 from scoring.holder import ModelHolder
 from stream_processors import metrics as m
 from stream_processors.agents import DeadLetters, origin_of, payload_of, send, unreadable
+from stream_processors.agents.counts import CountRecord
 from stream_processors.cleaning import REASON_SCORING_FAILED
 from stream_processors.drift import DriftMonitor
-from stream_processors.live import CounterUpdate, LivePublisher
+from stream_processors.live import LivePublisher
 from stream_processors.models import ALL_COINS
 from stream_processors.processing import COMPONENT_SCORE, dead_letter
 from stream_processors.review import ReviewCandidate, ReviewRanker
 from stream_processors.scorer import BatchResult, score_batch
-from stream_processors.tables import COUNTER_WINDOWS, StreamTables, use_event
+from stream_processors.tables import StreamTables, use_event
 from stream_processors.topics import StreamTopics
 
 log = structlog.get_logger(__name__)
@@ -103,10 +106,10 @@ class ScoreAgent:
         app.timer(interval=self.settings.model_poll_s, name="model_poll", on_leader=False)(self.poll_model)
 
     async def run(self, stream: faust.StreamT) -> None:
-        """Micro-batches of clean posts -> scored posts, counters and live events.
+        """Micro-batches of clean posts -> scored posts, count records and live events.
 
         Two batches overlap: while the model scores batch N+1, batch N waits for the
-        broker's acks and updates the counters and Redis. Batch N's records are handed to
+        broker's acks, claims its ids and publishes to Redis. Batch N's records are handed to
         the producer before the agent takes batch N+1 (so before its offsets can be
         committed: faust flushes the producer before it commits).
         """
@@ -149,9 +152,9 @@ class ScoreAgent:
     ) -> Coroutine[Any, Any, None] | None:
         """Score one batch and hand its records to the producer.
 
-        Returns what is left to do once the broker acks them (claims, counters, live
-        events) as a coroutine for the caller to run alongside the next batch; the
-        ``previous`` batch's is awaited first, so batches finish in order.
+        Returns what is left to do once the broker acks them (claims, live events) as a
+        coroutine for the caller to run alongside the next batch; the ``previous`` batch's
+        is awaited first, so batches finish in order.
         """
         m.EVENTS_IN.labels(self.name).inc(len(events))
         self.taken += len(events)
@@ -207,6 +210,7 @@ class ScoreAgent:
         m.INFERENCE.observe(result.inference_s)
         for scored in result.scored:
             pending.append(await send(self.topics.scored, scored.source_id, scored.to_json()))
+            pending.extend(await self.send_counts(scored, event_of[scored.source_id]))
         for post, reason in result.failed:
             record = dead_letter(
                 post.to_json(),
@@ -222,7 +226,9 @@ class ScoreAgent:
     async def _finish_batch(
         self, pending: list[Any], result: BatchResult | None, event_of: dict[str, EventT]
     ) -> None:
-        """After the broker acks a batch: mark its ids scored, count, publish live events."""
+        """After the broker acks a batch (its scored and count records): mark its ids scored,
+        publish live events. A batch redelivered before its claims sends its count records
+        again; the count agent skips those it counted already."""
         try:
             await asyncio.gather(*pending)  # broker acks before we mark the ids as scored
         finally:
@@ -240,8 +246,7 @@ class ScoreAgent:
             self.tables.scored.claim(post.source_id, "failed")
         m.EVENTS_OUT.labels(self.name, "scored").inc(len(result.scored))
         self.drift.record(result.scored, now=now)
-        updates = self.update_counters(result.scored, event_of)
-        await self.publisher.publish(result.scored, updates, await self.review_candidates(result))
+        await self.publisher.publish(result.scored, (), await self.review_candidates(result))
 
     async def review_candidates(self, result: BatchResult) -> list[ReviewCandidate]:
         """The batch's review candidates (none when Redis is off; a failure only logs)."""
@@ -253,26 +258,15 @@ class ScoreAgent:
             log.warning("review ranking failed", error=str(exc))
             return []
 
-    def update_counters(
-        self, scored: Sequence[ScoredPost], event_of: dict[str, EventT]
-    ) -> list[CounterUpdate]:
-        """Add a batch to the per-coin tumbling windows: one table write per coin and window."""
-        deltas: dict[tuple[str, str, float], tuple[int, float, EventT]] = {}
-        for post in scored:
-            event = event_of[post.source_id]
-            ts = event.message.timestamp
-            for name, size in COUNTER_WINDOWS.items():
-                start = ts - ts % size
-                for coin in [*post.coins, ALL_COINS]:
-                    n, total, _ = deltas.get((name, coin, start), (0, 0.0, event))
-                    deltas[(name, coin, start)] = (n + 1, total + post.score, event)
-        updates: list[CounterUpdate] = []
-        for (name, coin, start), (n, total, event) in deltas.items():
-            use_event(event)
-            table = self.tables.counters[name]
-            current = table[coin].current() or [0, 0.0]
-            value = [int(current[0]) + n, float(current[1]) + total]
-            table[coin] = value
-            size = COUNTER_WINDOWS[name]
-            updates.append(CounterUpdate(coin, name, start, start + size, int(value[0]), round(value[1], 6)))
-        return updates
+    async def send_counts(self, post: ScoredPost, event: EventT) -> list[Awaitable[Any]]:
+        """Hand the post's count records (one per coin, and ``all``) to the producer, keyed by
+        coin and stamped with the clean record's time, which decides their counter window."""
+        futures = []
+        for coin in dict.fromkeys([*post.coins, ALL_COINS]):
+            record = CountRecord(post.source_id, coin, post.score)
+            futures.append(
+                await self.topics.counts.send(
+                    key=coin.encode(), value=record.to_json(), timestamp=event.message.timestamp
+                )
+            )
+        return futures

@@ -36,7 +36,7 @@ class Harness:
         self.parts = self.app.parts
         self.sent: list[tuple[str, dict[str, Any]]] = []
         topics = self.parts.topics
-        for topic in (topics.clean, topics.scored, topics.dead_letter, topics.alerts):
+        for topic in (topics.clean, topics.scored, topics.dead_letter, topics.alerts, topics.counts):
             topic.send = self._capture(topic.get_topic_name())  # type: ignore[method-assign]
 
     def _capture(self, name: str) -> Any:
@@ -121,9 +121,8 @@ def test_score_agent_batches_counts_and_skips_replays(harness: Harness) -> None:
     dead = {r["reason"]: r for r in harness.outputs("deadletter")}
     assert set(dead) == {"scoring_failed", "invalid_schema"}
     assert dead["scoring_failed"]["component"] == "stream.score"
-    volume = harness.parts.tables.counters["1m"]
-    totals = [v for k, v in volume.table.data.items() if k[0] == "all"]
-    assert sum(v[0] for v in totals) == 3  # the replay and the failure are not counted
+    counted = [r["source_id"] for r in harness.outputs("cryptopulse-stream-counts") if r["coin"] == "all"]
+    assert sorted(counted) == ["t3_0", "t3_1", "t3_2"]  # the replay and the failure are not counted
 
 
 def test_clean_agent_feeds_the_data_quality_monitor(harness: Harness) -> None:

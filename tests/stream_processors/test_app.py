@@ -95,6 +95,7 @@ def test_tables_windows_and_changelogs(tmp_path) -> None:
         "scored": (600, 1200),
         "counts_1m": (60, 600),
         "counts_5m": (300, 3000),
+        "counted": (600, 1200),
     }
     changelogs = {name: table.changelog_topic.get_topic_name() for name, table in app.tables.items()}
     assert changelogs == {name: f"t-w.cryptopulse-stream-{name}-changelog" for name in windows}
@@ -105,13 +106,14 @@ def test_tables_windows_and_changelogs(tmp_path) -> None:
         "shadow": ("t-w.scored.posts",),
         "shadow_feedback": ("t-w.feedback",),
         "prices": ("t-w.raw.prices",),
+        "count": ("t-w.cryptopulse-stream-counts",),
     }
 
 
 def test_shadow_scoring_off_declares_no_shadow_agents_or_timers(tmp_path) -> None:
     settings = load_settings(home=tmp_path, kafka={"topic_prefix": "t-s"}, learning={"shadow_enabled": False})
     app = create_app(settings, holder=ModelHolder("fake", lambda uri: FakeRuntime()))
-    assert {a.name for a in app.agents.values()} == {"clean", "score", "prices"}
+    assert {a.name for a in app.agents.values()} == {"clean", "score", "count", "prices"}
     assert app.parts.shadow.holder.uri == "models:/cryptopulse-sentiment@challenger"
 
 
