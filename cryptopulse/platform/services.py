@@ -45,6 +45,9 @@ class Service(ABC):
     stop_as_group: bool = True
     """SIGTERM the whole process group at once; False: the main process alone first, so it
     can shut its own children down in order (the tree is still killed after the timeout)."""
+    reaps_orphans: bool = False
+    """Start through ``cryptopulse.platform.orphans``: a server whose work runs in children
+    that outlive a SIGKILLed parent (holding the port) gets them stopped before a restart."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -330,6 +333,7 @@ class MlflowService(Service):
     """
 
     name = "mlflow"
+    reaps_orphans = True  # `mlflow server` runs uvicorn as a child, which a SIGKILL orphans
     description = "MLflow tracking server and model registry"
 
     def __init__(self, settings: Settings) -> None:

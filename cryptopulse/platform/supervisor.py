@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
+from cryptopulse.platform.orphans import shim_argv
 from cryptopulse.platform.ownership import OWNER_ENV, SUPERVISORD, owner_marker
 from cryptopulse.platform.services import Service, ServiceError
 
@@ -177,8 +178,11 @@ class Supervisor:
             **service.env(),
             OWNER_ENV: owner_marker(self.settings.home, service.name),
         }
+        argv = service.argv()
+        if service.reaps_orphans:
+            argv = shim_argv(self.settings.home, service.name, argv)
         program = {
-            "command": shlex.join(service.argv()),
+            "command": shlex.join(argv),
             "directory": str(directory),
             "environment": _environment(env),
             "autostart": "false",
