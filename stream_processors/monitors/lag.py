@@ -54,6 +54,7 @@ class LagWatch:
         self.on_stall = on_stall
         self.broker_up = broker_up
         self.stalled = False  # set once a stall made this worker stop (see liveness)
+        self._reported: set[tuple[str, str]] = set()  # (topic, partition) lag series set here
         m.STALL_RESTARTS.set(stall_restarts())  # the count lives in the environment across restarts
 
     def register(self, app: faust.App) -> None:
@@ -62,8 +63,15 @@ class LagWatch:
     async def update_lag(self) -> None:
         """Consumer lag per assigned source partition; also feeds the stall watchdog."""
         observed = self.source_backlog()
+        current = {(tp.topic, str(tp.partition)) for tp in observed}
         for tp, (lag, _) in observed.items():
             m.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+        if current:
+            # A rebalance moved partitions to another worker: stop reporting their last lag,
+            # which would otherwise stay frozen here (and double in a sum over workers).
+            for labels in self._reported - current:
+                m.CONSUMER_LAG.remove(*labels)
+            self._reported = current
         await self.check_stall(observed, time.monotonic())
 
     def source_backlog(self) -> dict[Any, tuple[int, Hashable]]:

@@ -404,3 +404,32 @@ def test_score_agent_exits_for_the_supervisor_when_the_model_fails_a_batch(harne
     assert [str(e) for e in exits] == ["scoring process gone"]
     assert harness.outputs("scored.posts") == [] and harness.outputs("deadletter") == []
     assert not harness.parts.score._in_flight  # a redelivery of the batch is scored again
+
+
+def test_lag_series_of_partitions_moved_away_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a rebalance a worker stops reporting the lag of partitions it no longer owns."""
+    from faust.types import TP
+
+    from stream_processors import metrics as m
+
+    settings = load_settings(home=tmp_path, kafka={"topic_prefix": "lg"})
+    app = create_app(settings, holder=ModelHolder("fake", lambda uri: FakeRuntime("fake/1")))
+    lag = app.parts.lag
+    first, second = TP("lg.raw.news", 0), TP("lg.raw.news", 1)
+    backlogs = iter([{first: (5, None), second: (7, None)}, {second: (2, None)}])
+    monkeypatch.setattr(lag, "source_backlog", lambda: next(backlogs))
+
+    def series() -> dict[str, float]:
+        return {
+            s.labels["partition"]: s.value
+            for metric in m.CONSUMER_LAG.collect()
+            for s in metric.samples
+            if s.labels.get("topic") == "lg.raw.news"
+        }
+
+    asyncio.run(lag.update_lag())
+    assert series() == {"0": 5.0, "1": 7.0}
+    asyncio.run(lag.update_lag())  # partition 0 went to another worker
+    assert series() == {"1": 2.0}
