@@ -36,6 +36,14 @@ CLEAN_TIME = Histogram(
     "clean+validate time per record",
     buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01),
 )
+VERDICTS = Counter(
+    "cryptopulse_stream_verdicts_total", "scored posts by label: the live label mix", ["label"]
+)
+CONFIDENCE = Histogram(
+    "cryptopulse_stream_confidence",
+    "confidence of each verdict (a falling median is an early sign of drift)",
+    buckets=(0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99),
+)
 CONSUMER_LAG = Gauge(
     "cryptopulse_stream_consumer_lag", "highwater minus next offset to read", ["topic", "partition"]
 )

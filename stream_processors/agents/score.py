@@ -241,6 +241,8 @@ class ScoreAgent:
             use_event(event_of[scored.source_id])
             self.tables.scored.claim(scored.source_id, scored.model_version)
             m.E2E_LATENCY.observe(max(0.0, now - scored.ingest_time.timestamp()))
+            m.VERDICTS.labels(scored.label.value).inc()
+            m.CONFIDENCE.observe(scored.confidence)
         for post, _ in result.failed:
             use_event(event_of[post.source_id])
             self.tables.scored.claim(post.source_id, "failed")
