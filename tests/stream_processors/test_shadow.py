@@ -89,7 +89,7 @@ class Shadow:
         self.agent: ShadowAgent = self.parts.shadow
         self.sent: list[tuple[str, dict[str, Any]]] = []
         t = self.parts.topics
-        for topic in (t.scored, t.dead_letter, t.alerts, t.shadow):
+        for topic in (t.scored, t.dead_letter, t.alerts, t.shadow, t.counts):
             topic.send = self._capture(topic.get_topic_name())  # type: ignore[method-assign]
         self.keys = RedisKeys(settings.redis.key_prefix)
 
