@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,3 +77,22 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def isolated_stack_env(home: Path, model_dir: Path, label: str) -> dict[str, str]:
+    """Environment for pipeline processes started by an e2e test: their own home, topic and
+    key prefixes and free ports, beside the shared platform; the given model."""
+    from tests.ports import free_port
+
+    tag = f"{label}-{uuid.uuid4().hex[:8]}"
+    return {
+        "CRYPTOPULSE_HOME": str(home),
+        "CRYPTOPULSE_KAFKA__TOPIC_PREFIX": tag,
+        "CRYPTOPULSE_REDIS__KEY_PREFIX": tag,
+        "CRYPTOPULSE_MODEL__URI": str(model_dir),
+        "CRYPTOPULSE_STREAM__WEB_PORT": str(free_port()),
+        "CRYPTOPULSE_SPARK__METRICS_PORT": str(free_port()),
+        "CRYPTOPULSE_API__PORT": str(free_port()),
+        "CRYPTOPULSE_API__WORKERS": "1",
+        "CRYPTOPULSE_ALERTING__PORT": str(free_port()),
+    }

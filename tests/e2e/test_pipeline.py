@@ -13,9 +13,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -28,7 +27,7 @@ from cryptopulse.platform.pipeline import ApiService, SparkStreamingService, Str
 from schemas.events import DeadLetter, ScoredPost
 from schemas.topics import CATALOG, DEAD_LETTER, RAW_NEWS, RAW_REDDIT, SCORED_POSTS
 from tests.cleanup import discard_run_data
-from tests.ports import free_port
+from tests.e2e.loop_helpers import eventually, isolated_stack_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -64,31 +63,12 @@ def _read_all(settings: Settings, topic: str) -> list[bytes]:
         consumer.close()
 
 
-def _eventually(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(3)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}; last: {last!r}")
-
-
 @pytest.fixture
 def pipeline(
     platform: Settings, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Settings]:
-    tag = uuid.uuid4().hex[:8]
     env = {
-        "CRYPTOPULSE_HOME": str(tmp_path / "home"),
-        "CRYPTOPULSE_KAFKA__TOPIC_PREFIX": f"e2e-{tag}",
-        "CRYPTOPULSE_REDIS__KEY_PREFIX": f"e2e-{tag}",
-        "CRYPTOPULSE_MODEL__URI": str(tiny_model_dir),
-        "CRYPTOPULSE_STREAM__WEB_PORT": str(free_port()),
-        "CRYPTOPULSE_SPARK__METRICS_PORT": str(free_port()),
-        "CRYPTOPULSE_API__PORT": str(free_port()),
-        "CRYPTOPULSE_API__WORKERS": "1",
+        **isolated_stack_env(tmp_path / "home", tiny_model_dir, "e2e"),
         "CRYPTOPULSE_PRODUCER__REPLAY_RATE": "200",
     }
     for key, value in env.items():
@@ -129,7 +109,7 @@ def test_replayed_events_reach_the_api_with_consistent_counts(pipeline: Settings
         }
         return (scored, dead) if raw_ids <= set(scored) | set(dead) else None
 
-    scored, dead = _eventually(outcomes, 300, "every raw event to be scored or dead-lettered")
+    scored, dead = eventually(outcomes, 300, "every raw event to be scored or dead-lettered", every_s=3)
     # Exactly one outcome per input: nothing lost, nothing invented, nothing both.
     assert set(scored) | set(dead) == raw_ids
     assert not set(scored) & set(dead)
@@ -151,7 +131,7 @@ def test_replayed_events_reach_the_api_with_consistent_counts(pipeline: Settings
             got[coin] = sum(point["volume"] for point in response.json()["points"])
         return got if got == dict(mentions) else None
 
-    _eventually(api_volumes_match, 300, f"API 1d volumes to equal scored mentions {dict(mentions)}")
+    eventually(api_volumes_match, 300, f"API 1d volumes to equal scored mentions {dict(mentions)}", every_s=3)
 
     listed = httpx.get(f"{api}/v1/coins", params={"window": "1d"}, timeout=10)
     assert listed.status_code == 200
