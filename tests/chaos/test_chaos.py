@@ -1,9 +1,13 @@
-"""Short chaos run: SIGKILL the stream worker, its scoring child and Redis under load.
+"""Short chaos run: SIGKILL the stream worker's scoring child, then Redis, under load.
 
 Runs ``bench/chaos.py`` (a private supervisord, Redis, worker and API on free ports, the
 shared broker under a throw-away topic prefix) as a subprocess, so its teardown runs in
 its own process and the shared platform is never touched. Every input must end scored or
 dead-lettered, and the API must answer 503 with Retry-After, never 500, while Redis is away.
+
+A SIGKILL of the worker itself is covered by ``tests/stream_processors/test_integration.py``
+(``test_sigkill_midstream_loses_nothing``, with faust's restart seek slowed down to widen the
+window that once lost records), and every component by the full run in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120
 CHAOS = Path(__file__).resolve().parents[2] / "bench" / "chaos.py"
 
 
-def test_worker_scoring_child_and_redis_kills_lose_nothing(
+def test_scoring_child_and_redis_kills_lose_nothing(
     platform: Settings, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "chaos.json"
@@ -31,7 +35,6 @@ def test_worker_scoring_child_and_redis_kills_lose_nothing(
         sys.executable,
         str(CHAOS),
         "--components",
-        "worker",
         "scoring",
         "redis",
         "--shared-kafka",
@@ -59,7 +62,7 @@ def test_worker_scoring_child_and_redis_kills_lose_nothing(
     assert out.exists(), output[-4000:]
     result = json.loads(out.read_text())
     rows = {row["component"]: row for row in result["rows"]}
-    assert set(rows) == {"worker", "scoring", "redis"}, output[-4000:]
+    assert set(rows) == {"scoring", "redis"}, output[-4000:]
     for name, row in rows.items():
         assert row["recovered_after_s"] is not None, f"{name} did not recover:\n{output[-4000:]}"
         assert row["inputs"] > 0, f"{name}: no inputs during its phase"
