@@ -141,18 +141,24 @@ class Platform:
     def start(self, service: Service, report: Reporter = log.info, *, timeout_s: float = 120.0) -> int:
         """Start one service under supervisord unless it already runs; wait until its probe
         answers. Returns the service's pid."""
+        pid, waiting = self._launch(service, report, timeout_s)
+        if waiting:
+            self._await_ready(service, report, timeout_s)
+        return pid
+
+    def _launch(self, service: Service, report: Reporter, timeout_s: float) -> tuple[int, bool]:
+        """Start one service unless it already runs, without waiting for it to answer; returns
+        its pid and whether it still has to be waited for."""
         info = self.supervisor.program(service.name)
         if info is not None and info.alive:
             if service.ready():
                 report(f"{service.name}: already running (pid {info.pid})")
-                return info.pid
+                return info.pid, False
             report(f"{service.name}: running (pid {info.pid}) but not ready yet; waiting")
-            self._wait_ready(service, timeout_s)
-            report(f"{service.name}: ready at {service.url}")
-            return info.pid
+            return info.pid, True
         unsupervised = self._adopt_unsupervised(service, report, timeout_s)
         if unsupervised is not None:
-            return unsupervised
+            return unsupervised, False
         owner = port_owners([service.port]).get(service.port)
         if owner is not None:
             raise PortInUseError(self._port_message(service, owner))
@@ -163,9 +169,11 @@ class Platform:
         started = self.supervisor.program(service.name)
         pid = started.pid if started is not None else 0
         report(f"{service.name}: started (pid {pid}), waiting for it to answer")
+        return pid, True
+
+    def _await_ready(self, service: Service, report: Reporter, timeout_s: float) -> None:
         self._wait_ready(service, timeout_s)
         report(f"{service.name}: ready at {service.url}")
-        return pid
 
     def _adopt_unsupervised(self, service: Service, report: Reporter, timeout_s: float) -> int | None:
         """A process of this service that supervisord does not know (supervisord was killed, or
@@ -235,11 +243,26 @@ class Platform:
             + tail(service.log_path, 25)
         )
 
-    def up(self, names: Iterable[str] | None = None, report: Reporter = log.info) -> None:
+    def up(
+        self, names: Iterable[str] | None = None, report: Reporter = log.info, *, timeout_s: float = 120.0
+    ) -> None:
+        """Start the services (all, or ``names``) in list order without waiting between them:
+        one waits only for the services it ``needs`` that start in the same call, and then
+        every started service is waited for. Independent services (Kafka, Redis and MLflow;
+        the worker, the Spark job and the API) thus start side by side, and a slow JVM start
+        no longer delays the rest."""
         selected = self._select(names)
         with self._lock():
+            pending: dict[str, Service] = {}
             for service in selected:
-                self.start(service, report)
+                for needed in service.needs:
+                    if needed in pending:
+                        self._await_ready(pending.pop(needed), report, timeout_s)
+                _, waiting = self._launch(service, report, timeout_s)
+                if waiting:
+                    pending[service.name] = service
+            for service in pending.values():
+                self._await_ready(service, report, timeout_s)
 
     # -- down --------------------------------------------------------------------------------
 

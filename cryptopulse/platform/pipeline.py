@@ -18,6 +18,7 @@ class _CliService(Service):
 
     command: tuple[str, ...]
     probe_path: str = "/metrics"
+    needs: tuple[str, ...] = ("kafka", "redis")
 
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "cryptopulse", *self.command]
@@ -55,6 +56,7 @@ class StreamWorkerService(_CliService):
     name = "worker"
     description = "faust-streaming worker: clean, validate, score"
     command = ("worker",)
+    needs = ("kafka", "redis", "mlflow")  # it loads the champion at start
     stop_as_group = False  # faust flushes and commits before it stops its scoring child
 
     @property
@@ -78,6 +80,7 @@ class ApiService(_CliService):
     name = "api"
     description = "FastAPI over the Redis views"
     command = ("api",)
+    needs = ("kafka", "redis", "mlflow")  # it loads the champion at start
     probe_path = "/healthz"
 
     @property
@@ -111,6 +114,7 @@ class RetrainService(_CliService):
     name = "retrain"
     description = "Retraining scheduler: schedule, feedback and drift triggers; runs training in a child"
     command = ("retrain", "serve")
+    needs = ("kafka", "redis", "mlflow")
     stop_as_group = False  # it cancels its training child (SIGTERM, then SIGKILL after 45 s) itself
     stop_timeout_s = 60
 

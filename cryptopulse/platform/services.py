@@ -48,6 +48,9 @@ class Service(ABC):
     reaps_orphans: bool = False
     """Start through ``cryptopulse.platform.orphans``: a server whose work runs in children
     that outlive a SIGKILLed parent (holding the port) gets them stopped before a restart."""
+    needs: tuple[str, ...] = ()
+    """Services that must answer before this one starts, when both start in one ``up``
+    (each component also waits and retries on its own, which covers a later outage)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

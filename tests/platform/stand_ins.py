@@ -23,7 +23,9 @@ SCRIPTS = Path(__file__).with_name("scripts")
 STAND_IN = SCRIPTS / "stand_in.py"
 
 
-def stand_in(name: str, *options: str, start_secs: int = 1, stop_as_group: bool = True) -> type[Service]:
+def stand_in(
+    name: str, *options: str, start_secs: int = 1, stop_as_group: bool = True, needs: tuple[str, ...] = ()
+) -> type[Service]:
     """A service running ``scripts/stand_in.py`` on a free port with ``options``."""
     chosen_port = free_port()
 
@@ -53,6 +55,7 @@ def stand_in(name: str, *options: str, start_secs: int = 1, stop_as_group: bool 
     StandIn.name = name
     StandIn.start_secs = start_secs
     StandIn.stop_as_group = stop_as_group
+    StandIn.needs = needs
     return StandIn
 
 

@@ -77,6 +77,22 @@ def test_up_supervises_and_down_leaves_nothing_behind(home: Path, monkeypatch: p
     assert manager.down() == []
 
 
+def test_up_starts_independent_services_together_and_waits_for_needs(home: Path):
+    slow = stand_in("slow", "--serve-after", "4")
+    fast = stand_in("fast")
+    after = stand_in("after", needs=("slow",))
+    manager = Platform(home_settings(home), [slow, fast, after])
+    said: list[str] = []
+    manager.up(report=said.append)
+    steps = [line for line in said if ": started" in line or ": ready" in line]
+    order = [line.split(" (")[0].split(" at ")[0] for line in steps]
+    # fast starts while slow is still coming up; after starts only once slow answers
+    assert order.index("fast: started") < order.index("slow: ready"), said
+    assert order.index("slow: ready") < order.index("after: started"), said
+    assert {s.name for s in manager.status() if s.up} == {"slow", "fast", "after"}
+    manager.down()
+
+
 def test_crashed_service_is_restarted_and_counted(home: Path):
     settings = home_settings(home)
     manager = Platform(settings, [stand_in("alpha")])

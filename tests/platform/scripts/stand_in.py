@@ -1,9 +1,11 @@
 """A cheap stand-in service for the supervision tests: an HTTP server on a port.
 
 Usage: stand_in.py PORT [--exit-at-once CODE] [--child] [--detached-child] [--spam BYTES]
+                   [--serve-after SECONDS]
 GET /health answers 200; GET /crash answers, then exits with code 3 (a crash).
 --child / --detached-child start a sleeping child (in the same / in its own session).
---spam writes BYTES bytes to stdout first (log rotation). Nothing is written afterwards, so
+--spam writes BYTES bytes to stdout first (log rotation); --serve-after waits before it
+listens (a slow start). Nothing is written afterwards, so
 the process survives a dead supervisord (whose stdout pipe it would write to).
 """
 
@@ -12,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 parser = argparse.ArgumentParser()
@@ -20,6 +23,7 @@ parser.add_argument("--exit-at-once", type=int)
 parser.add_argument("--child", action="store_true")
 parser.add_argument("--detached-child", action="store_true")
 parser.add_argument("--spam", type=int, default=0)
+parser.add_argument("--serve-after", type=float, default=0.0)
 args = parser.parse_args()
 
 if args.exit_at_once is not None:
@@ -30,6 +34,7 @@ if args.spam:
     for _ in range(args.spam // 1024):
         sys.stdout.buffer.write(line)
     sys.stdout.flush()
+time.sleep(args.serve_after)
 print(f"stand-in serving on {args.port}", flush=True)
 sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
 if args.child:
