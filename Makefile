@@ -18,7 +18,7 @@ test: setup
 	$(VENV)/mypy $(PACKAGES) tests bench
 	$(VENV)/python -m schemas.jsonschema --check
 	$(MAKE) --no-print-directory security
-	$(VENV)/pytest --durations=40
+	$(VENV)/pytest --durations=80 --durations-min=3
 
 setup:
 	scripts/setup
