@@ -24,6 +24,7 @@ import structlog
 
 from alerting.payload import encode, webhook_payload
 from alerting.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+from core.egress import destination_problem
 from core.settings import AlertingSettings
 from core.version import __version__
 from schemas.events import Alert, AlertSubscription
@@ -32,6 +33,10 @@ log = structlog.get_logger(__name__)
 
 Outcome = Literal["delivered", "dead_lettered", "interrupted"]
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+REFUSED = "refused: "
+"""Error prefix of a delivery never attempted because its target is not allowed (core.egress)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,8 @@ class DeliveryResult:
     @property
     def reason(self) -> str:
         """The dead letter's reason code."""
+        if self.error is not None and self.error.startswith(REFUSED):
+            return "webhook_target_refused"
         return (
             "webhook_rejected"
             if self.status is not None and self.status not in RETRYABLE_STATUS
@@ -104,6 +111,10 @@ class Deliverer:
         did = delivery_id(alert, subscription)
         body = encode(webhook_payload(alert, subscription, did))
         started = time.monotonic()
+        refused = destination_problem(subscription.url, allow_private=self.settings.allow_private_targets)
+        if refused:  # a name that now resolves somewhere it may not go: never retried
+            log.warning("webhook target refused", subscription=subscription.id, delivery=did, reason=refused)
+            return DeliveryResult(subscription.id, did, "dead_lettered", 0, None, f"{REFUSED}{refused}", body)
         status: int | None = None
         error: str | None = None
         attempt = 0

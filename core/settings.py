@@ -526,6 +526,23 @@ class AlertingSettings(_Section):
         default=20, ge=1, le=10_000, description="alert subscriptions one API key (or local owner) may hold"
     )
     concurrency: int = Field(default=8, ge=1, le=256, description="webhook deliveries of one alert at once")
+    allow_private_targets: bool = Field(
+        default=True,
+        description="webhooks to loopback and private-network addresses (off by default under "
+        "CRYPTOPULSE_ENV=prod); link-local and cloud-metadata addresses are always refused",
+    )
+
+
+def _default_unless_set(data: dict[str, Any], section: str, name: str, value: object) -> dict[str, Any]:
+    """``data`` with ``section.name`` set to ``value`` unless it was given explicitly."""
+    given = data.get(section)
+    if given is None:
+        return {**data, section: {name: value}}
+    if isinstance(given, dict) and name not in given:
+        return {**data, section: {**given, name: value}}
+    if isinstance(given, BaseModel) and name not in given.model_fields_set:
+        return {**data, section: given.model_copy(update={name: value})}
+    return data
 
 
 class Settings(BaseSettings):
@@ -573,19 +590,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _prod_turns_api_keys_on(cls, data: Any) -> Any:
-        """In production API keys are the default; only an explicit value can say otherwise
-        (and ``_prod_requires_api_keys`` refuses it)."""
+    def _prod_defaults(cls, data: Any) -> Any:
+        """In production API keys are on and webhooks may not reach private networks by
+        default; only an explicit value can say otherwise (``_prod_requires_api_keys`` then
+        refuses keys off)."""
         if not isinstance(data, dict) or data.get("env") != "prod":
             return data
-        api = data.get("api")
-        if api is None:
-            return {**data, "api": {"auth_enabled": True}}
-        if isinstance(api, dict) and "auth_enabled" not in api:
-            return {**data, "api": {**api, "auth_enabled": True}}
-        if isinstance(api, ApiSettings) and "auth_enabled" not in api.model_fields_set:
-            return {**data, "api": api.model_copy(update={"auth_enabled": True})}
-        return data
+        data = _default_unless_set(data, "api", "auth_enabled", True)
+        return _default_unless_set(data, "alerting", "allow_private_targets", False)
 
     @model_validator(mode="after")
     def _prod_requires_api_keys(self) -> Self:

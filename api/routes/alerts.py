@@ -12,9 +12,11 @@ handler), like every other route.
 from __future__ import annotations
 
 import secrets
+from functools import partial
 from typing import Annotated, Any, get_args
 from urllib.parse import urlsplit
 
+import anyio
 import structlog
 from fastapi import APIRouter, Path, Response
 from fastapi.routing import APIRoute
@@ -28,6 +30,7 @@ from api.openapi import AUTHED, errors
 from api.problems import ProblemError
 from api.scopes import Scope
 from api.state import AppState
+from core.egress import destination_problem
 from schemas.events import MAX_URL_CHARS, AlertKind, AlertSubscription
 from schemas.redis_keys import RedisKeys
 
@@ -189,6 +192,10 @@ async def create_subscription(
     body: SubscriptionRequest, state: StateDep, caller: CallerDep
 ) -> SubscriptionCreated:
     owner = _owner(state, caller)
+    check = partial(destination_problem, allow_private=state.settings.alerting.allow_private_targets)
+    refused = await anyio.to_thread.run_sync(check, body.url)  # resolving the host may block
+    if refused:
+        raise ProblemError(422, "Webhook target refused", refused, slug="webhook-target-refused")
     keys = _keys(state)
     sub = AlertSubscription(
         id=f"sub_{secrets.token_hex(8)}",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from alerting.alertmanager import convert
-from alerting.delivery import backoff_delay, delivery_id
+from alerting.delivery import Deliverer, backoff_delay, delivery_id
 from alerting.payload import encode, webhook_payload
 from alerting.signing import new_secret, signature, verify
 from core.settings import AlertingSettings, Settings
@@ -85,6 +85,30 @@ def test_payload_serves_slack_discord_and_programs() -> None:
 def test_delivery_id_is_stable_per_alert_and_subscription() -> None:
     assert delivery_id(_alert(), _sub()) == delivery_id(_alert(), _sub())
     assert delivery_id(_alert(), _sub()) != delivery_id(_alert(), _sub(id="sub_fedcba9876543210"))
+
+
+def test_a_refused_target_is_dead_lettered_without_a_request() -> None:
+    """A subscription accepted earlier whose target is no longer allowed (a name that now
+    resolves to cloud metadata, or private targets turned off) is never sent a request."""
+    import httpx
+
+    sent: list[httpx.Request] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    client = httpx.Client(transport=httpx.MockTransport(receiver))
+    strict = Deliverer(AlertingSettings(allow_private_targets=False), client=client)
+    result = strict.deliver(_alert(), _sub(url="http://127.0.0.1:9/hook"))
+    assert result.outcome == "dead_lettered" and result.attempts == 0 and not sent
+    assert result.reason == "webhook_target_refused" and "ALLOW_PRIVATE_TARGETS" in (result.error or "")
+    metadata = Deliverer(AlertingSettings(), client=client).deliver(
+        _alert(), _sub(url="http://169.254.169.254/x")
+    )
+    assert metadata.reason == "webhook_target_refused" and not sent
+    delivered = Deliverer(AlertingSettings(), client=client).deliver(_alert(), _sub())
+    assert delivered.outcome == "delivered" and len(sent) == 1
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:

@@ -76,6 +76,18 @@ def test_invalid_subscriptions_are_422_with_a_reason(
     assert client.get(PATH).json()["count"] == 0
 
 
+def test_webhook_targets_on_link_local_or_refused_networks_are_422(redis_settings: Settings) -> None:
+    with TestClient(create_app(redis_settings, runtime=FakeRuntime())) as client:
+        r = client.post(PATH, json={"url": "http://169.254.169.254/latest/meta-data/"})
+        assert r.status_code == 422 and "link-local" in r.json()["detail"], r.text
+        assert client.post(PATH, json={"url": "http://127.0.0.1:9/hook"}).status_code == 201
+    strict = redis_settings.model_copy(update={"alerting": AlertingSettings(allow_private_targets=False)})
+    with TestClient(create_app(strict, runtime=FakeRuntime())) as client:
+        r = client.post(PATH, json={"url": "http://localhost:5000/api/2.0/mlflow/experiments/create"})
+        assert r.status_code == 422 and "ALLOW_PRIVATE_TARGETS" in r.json()["detail"], r.text
+        assert client.post(PATH, json={"url": HOOK}).status_code == 201
+
+
 def test_unknown_id_is_404_and_malformed_is_422(client: TestClient) -> None:
     assert client.delete(f"{PATH}/sub_0123456789abcdef").status_code == 404
     assert client.delete(f"{PATH}/not-an-id").status_code == 422
