@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -139,6 +140,16 @@ def broker_pids() -> list[int]:
     return found
 
 
+def start_profiler(pid: int, svg: Path, duration_s: float) -> subprocess.Popen[bytes]:
+    """py-spy samples the worker and its scoring child (``--subprocesses``) for the measured
+    phase, without pausing them (``--nonblocking``), into a flame graph (SVG)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    svg.parent.mkdir(parents=True, exist_ok=True)
+    argv = [spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--rate", "100"]
+    argv += ["--duration", str(int(duration_s)), "--format", "flamegraph", "--output", str(svg)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # nosec B603
+
+
 def parse_env(pairs: list[str]) -> dict[str, str]:
     env = {}
     for pair in pairs:
@@ -176,7 +187,14 @@ def bench_rate(base: Settings, rate: int, args: argparse.Namespace, model_uri: s
         worker_pids = [w.proc.pid for w in workers if w.proc is not None]
         brokers = broker_pids()
         cpu0, broker0 = tree_cpu_s(worker_pids), tree_cpu_s(brokers)
+        profilers = [
+            start_profiler(pid, args.profile / f"worker{n}-{rate}evs.svg", args.duration)
+            for n, pid in enumerate(worker_pids)
+            if args.profile is not None
+        ]
         result = run_rate(settings, reader, rate, args.duration, args.drain)
+        for profiler in profilers:
+            profiler.wait(timeout=120)
         events = max(1, result["received"])
         result["worker_cpu_ms_per_event"] = round(1000 * (tree_cpu_s(worker_pids) - cpu0) / events, 2)
         result["broker_cpu_ms_per_event"] = round(1000 * (tree_cpu_s(brokers) - broker0) / events, 2)
@@ -203,6 +221,13 @@ def main() -> None:
     parser.add_argument("--model-uri", default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write a py-spy flame graph of each worker (and its scoring child) per rate here",
+    )
     parser.add_argument(
         "--worker-env",
         action="append",
