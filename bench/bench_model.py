@@ -13,8 +13,6 @@ combination is measured ``--repeats`` times and every figure is the median of th
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import machine
 from core.settings import get_settings
 from scoring.runtime import SentimentRuntime
 
@@ -82,7 +81,7 @@ def main() -> int:
     print(
         f"model {base.model_version}; {len(texts)} test-split texts; batch {args.batch}; "
         f"median of {args.repeats} runs; "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+        f"{machine()}"
     )
     print()
     print("| weights | threads | p50 ms (1 text) | p95 ms | p99 ms | texts/s (batch) |")

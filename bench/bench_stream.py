@@ -37,7 +37,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import median_run, tree_cpu_s, unique_post  # noqa: E402
+from bench.common import machine, median_run, tree_cpu_s, unique_post  # noqa: E402
 from core.kafka import EventProducer, ensure_topics, wait_for_broker  # noqa: E402
 from core.settings import Settings, get_settings, load_settings  # noqa: E402
 from schemas.topics import CATALOG, RAW_REDDIT  # noqa: E402
@@ -240,7 +240,7 @@ def main() -> None:
     base = get_settings()
     wait_for_broker(base)
     model_uri, model_note, throwaway_model = resolve_model(base, args.model_uri)
-    print(f"model {model_uri} ({model_note}); {args.workers} worker(s); {os.cpu_count()} CPUs")
+    print(f"model {model_uri} ({model_note}); {args.workers} worker(s); {machine()}")
     results: list[dict[str, Any]] = []
     try:
         for rate in args.rates:
