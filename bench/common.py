@@ -10,7 +10,7 @@ import psutil
 
 def machine() -> str:
     """The CPU the figures were taken on: model name, cores and the vector extensions int8
-    inference depends on (the same code ran twice as fast on a host with AVX-512 VNNI)."""
+    inference depends on (the same model ran twice as fast on an earlier, unrecorded host)."""
     import os
     from pathlib import Path
 
