@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
 from core.settings import load_settings
+from tests.platform.test_prometheus_rules import promtool
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -283,9 +283,7 @@ def _check_as_rules(exprs: list[str], folder: Path) -> subprocess.CompletedProce
     rules = [{"record": f"dashboard:query_{i}", "expr": expr} for i, expr in enumerate(exprs)]
     path = folder / "dashboard_queries.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}), "utf-8")
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool missing: scripts/setup installs it with the Debian prometheus package"
-    return subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+    return subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True)
 
 
 @pytest.mark.unit
