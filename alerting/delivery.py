@@ -35,10 +35,6 @@ Outcome = Literal["delivered", "dead_lettered", "interrupted"]
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-REFUSED = "refused: "
-"""Error prefix of a delivery never attempted because its target is not allowed (core.egress)."""
-
-
 @dataclass(frozen=True)
 class DeliveryResult:
     """How one (alert, subscription) delivery ended."""
@@ -51,11 +47,13 @@ class DeliveryResult:
     error: str | None = None
     body: bytes = b""
     seconds: float = 0.0
+    refused: bool = False
+    """Never attempted: the target address is not allowed (core.egress)."""
 
     @property
     def reason(self) -> str:
         """The dead letter's reason code."""
-        if self.error is not None and self.error.startswith(REFUSED):
+        if self.refused:
             return "webhook_target_refused"
         return (
             "webhook_rejected"
@@ -114,7 +112,7 @@ class Deliverer:
         refused = destination_problem(subscription.url, allow_private=self.settings.allow_private_targets)
         if refused:  # a name that now resolves somewhere it may not go: never retried
             log.warning("webhook target refused", subscription=subscription.id, delivery=did, reason=refused)
-            return DeliveryResult(subscription.id, did, "dead_lettered", 0, None, f"{REFUSED}{refused}", body)
+            return DeliveryResult(subscription.id, did, "dead_lettered", 0, None, refused, body, refused=True)
         status: int | None = None
         error: str | None = None
         attempt = 0
