@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -11,9 +13,6 @@ import psutil
 def machine() -> str:
     """The CPU the figures were taken on: model name, cores and the vector extensions int8
     inference depends on (the same model ran twice as fast on an earlier, unrecorded host)."""
-    import os
-    from pathlib import Path
-
     name, flags = "unknown CPU", set[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
