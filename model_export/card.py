@@ -29,6 +29,17 @@ DATASET_NAMES = {
 
 
 def render(report: dict[str, Any]) -> str:
+    """The results tables; with a refit, also the figures from before it and the combiner's choice."""
+    lines = _results(report)
+    if "before_refit" in report:
+        lines += ["", "Before the release refit (members on the train split only), same test rows:", ""]
+        lines += _systems_table(report["before_refit"])
+    if "combiner_selection" in report:
+        lines += ["", *_selection(report["combiner_selection"])]
+    return "\n".join(lines)
+
+
+def _systems_table(report: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     datasets = [d for d in DATASET_NAMES if d in report["datasets"]]
     header = "| system | all (weighted F1) | " + " | ".join(DATASET_NAMES[d] for d in datasets) + " |"
@@ -43,6 +54,12 @@ def render(report: dict[str, Any]) -> str:
     n_row = "| test rows | " + str(int(report["overall"]["ensemble"]["n"])) + " | "
     n_row += " | ".join(str(int(report["datasets"][d]["ensemble"]["n"])) for d in datasets) + " |"
     lines.append(n_row)
+    return lines
+
+
+def _results(report: dict[str, Any]) -> list[str]:
+    lines = _systems_table(report)
+    datasets = [d for d in DATASET_NAMES if d in report["datasets"]]
     e = report["overall"]["ensemble"]
     lines += [
         "",
@@ -74,7 +91,31 @@ def render(report: dict[str, Any]) -> str:
             f"| {DATASET_NAMES[d]} | {m['accuracy']:.3f} | {m['weighted_f1']:.3f} | {m['macro_f1']:.3f} | "
             f"{m['log_loss']:.3f} | {m['ece']:.3f} |"
         )
-    return "\n".join(lines)
+    return lines
+
+
+def _selection(selection: dict[str, Any]) -> list[str]:
+    """Which members the combiner kept: out-of-fold weighted F1 on the validation split."""
+    candidates = selection.get("candidates", [])
+    if not candidates:
+        return [f"Combiner members: {', '.join(selection['members'])} (no selection run)."]
+    datasets = [d for d in DATASET_NAMES if d in candidates[0]["datasets"]]
+    lines = [
+        "Combiner member choice (5-fold cross-validation on the validation split, datasets weighed "
+        "equally; eligible: no dataset more than 0.01 below the transformer alone):",
+        "",
+        "| members | mean | " + " | ".join(DATASET_NAMES[d] for d in datasets) + " | eligible |",
+        "|" + "---|" * (3 + len(datasets)),
+    ]
+    for c in candidates:
+        name = " + ".join(c["members"]) + (" **(chosen)**" if c.get("chosen") else "")
+        mean = f"{c['mean_f1']:.3f}" if "mean_f1" in c else "-"
+        eligible = ("yes" if c["eligible"] else "no") if "eligible" in c else "-"
+        cells = " | ".join(f"{c['datasets'][d]:.3f}" for d in datasets)
+        lines.append(f"| {name} | {mean} | {cells} | {eligible} |")
+    dropped = selection.get("dropped") or []
+    lines += ["", f"Dropped: {', '.join(dropped) if dropped else 'none'}."]
+    return lines
 
 
 if __name__ == "__main__":

@@ -97,6 +97,14 @@ def train(
         Path | None,
         typer.Option(help="teacher only: a Hugging Face encoder directory (default all-mpnet-base-v2)"),
     ] = None,
+    refit: Annotated[
+        bool,
+        typer.Option(
+            "--refit/--no-refit",
+            help="after model selection, refit the members on train + validation for release "
+            "(test figures from before the refit are kept as before_refit_*; about twice the time)",
+        ),
+    ] = False,
 ) -> None:
     """Train the sentiment ensemble on data/, export int8 ONNX, evaluate, and register it in MLflow."""
     settings = _settings()
@@ -107,7 +115,11 @@ def train(
         overrides["epochs"] = epochs
     if limit_per_split is not None:
         overrides["limit_per_split"] = limit_per_split
+    if refit:
+        overrides["refit"] = True
     if profile is TrainProfile.teacher:
+        if refit:
+            raise _fail("--refit applies to the served ensemble (default and distill profiles)")
         _train_teacher(settings, overrides, base_model, track=register_model, out=out, progress=progress)
         return
     if base_model is not None:
@@ -115,7 +127,7 @@ def train(
     if teacher_dir is not None and profile is not TrainProfile.distill:
         raise _fail("--teacher-dir applies to --profile distill only")
     if profile is TrainProfile.distill:
-        overrides["transformer_dir"] = _distilled_student(settings, overrides, teacher_dir, out, progress)
+        overrides.update(_distilled_students(settings, overrides, teacher_dir, out, progress))
     if register_model:
         from model_export.feedback import FeedbackError
         from model_export.registry import train_and_register
@@ -155,10 +167,11 @@ def _feedback_snapshot(settings: Any) -> Any:
         raise _fail(f"{exc} (or train without it: --no-feedback)", code=1) from None
 
 
-def _distilled_student(
+def _distilled_students(
     settings: Any, overrides: dict[str, Any], teacher_dir: Path | None, out: Path | None, progress: bool
-) -> Path:
-    """``train --profile distill``: teach MiniLM with the finished teacher; the student's directory."""
+) -> dict[str, Path]:
+    """``train --profile distill``: teach MiniLM with the finished teacher, on the train split and,
+    for a refit, on train + validation; the students' directories as ``TrainConfig`` fields."""
     from model_export.distill import DistillConfig, TeacherNotFoundError, distill_student, find_teacher
     from model_export.train import TrainConfig
 
@@ -170,7 +183,13 @@ def _distilled_student(
         raise _fail(f"{teacher} holds no model.safetensors: not a teacher model directory", code=1)
     work = out or settings.cache_dir / "training" / "distill-run"
     config = TrainConfig.from_settings(settings, work, **overrides)
-    return distill_student(config, DistillConfig(teacher_dir=teacher), settings.cache_dir, progress=progress)
+    distill = DistillConfig(teacher_dir=teacher)
+    students = {"transformer_dir": distill_student(config, distill, settings.cache_dir, progress=progress)}
+    if config.refit:
+        students["refit_transformer_dir"] = distill_student(
+            config, distill, settings.cache_dir, progress=progress, splits=("train", "validation")
+        )
+    return students
 
 
 def _train_teacher(
@@ -596,23 +615,46 @@ def bundle_model(
     dest: Annotated[
         Path | None, typer.Option(help="bundle directory (default: models/default in the checkout)")
     ] = None,
+    profile: Annotated[
+        TrainProfile,
+        typer.Option(
+            help="distill (the shipped model): trains the teacher first when none has finished "
+            "(about an hour here, resumable); default: the plain ensemble, about 25 minutes"
+        ),
+    ] = TrainProfile.distill,
+    refit: Annotated[
+        bool, typer.Option("--refit/--no-refit", help="release refit on train + validation after selection")
+    ] = True,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
-    """Reproduce the bundled default model: train on the shipped data with the default settings
-    (no feedback, nothing registered), check it (data formats only, at most 40 MiB, manifest),
-    and write it to models/default, which a fresh `cryptopulse up` registers instead of training."""
+    """Reproduce the bundled default model from the shipped data (no feedback, nothing registered):
+    teacher, distilled student, member and combiner selection, refit on train + validation; check it
+    (data formats only, at most 40 MiB, manifest) and write it to models/default, which a fresh
+    `cryptopulse up` registers instead of training."""
     from model_export.bundle import BUNDLE_ROOT, BundleError, write_bundle
 
     settings = _settings()
     artifact = from_artifact
-    command = "cryptopulse model bundle"
+    if profile is TrainProfile.teacher:
+        raise _fail("the teacher is not served: bundle --profile distill (or default)")
     if artifact is None:
         from model_export.train import TrainConfig
         from model_export.train import train as run_training
 
         work = settings.cache_dir / "training" / "bundle"
-        config = TrainConfig.from_settings(settings, work, model_version="cryptopulse-sentiment/bundled")
+        overrides: dict[str, Any] = {"model_version": "cryptopulse-sentiment/bundled", "refit": refit}
+        if profile is TrainProfile.distill:
+            from model_export.distill import TeacherNotFoundError, find_teacher
+
+            try:
+                find_teacher(settings.cache_dir)
+            except TeacherNotFoundError:
+                typer.echo("no finished teacher: training it first (resumes where a stopped run left off)")
+                _train_teacher(settings, {}, None, track=False, out=None, progress=progress)
+            overrides.update(_distilled_students(settings, overrides, None, work, progress))
+        config = TrainConfig.from_settings(settings, work, **overrides)
         artifact = run_training(config, progress=progress).artifact_dir
+        command = f"cryptopulse model bundle --profile {profile.value} --{'' if refit else 'no-'}refit"
     else:
         command = f"cryptopulse model bundle --from-artifact {artifact.name}"
     try:

@@ -11,9 +11,9 @@ teacher's accuracy in two ways:
   (see ``DEFAULT_MIX``) to keep two epochs inside the time budget; with a teacher the same
   number of steps can be spent on a mix that leans further to finance and crypto text.
 
-The teacher's probabilities are computed once per (teacher weights, texts) and cached as
-``.npz`` (no pickle) under ``cache_dir/training/distill``: a second run with the same teacher
-skips the slow part. The distilled MiniLM then goes through the unchanged ensemble pipeline
+The teacher's probabilities are computed once per (teacher weights, distinct text) and cached
+as ``.npz`` (no pickle) under ``cache_dir/training/distill``: a second run with the same
+teacher skips the slow part. The distilled MiniLM then goes through the unchanged ensemble pipeline
 (:func:`model_export.train.train` with ``transformer_dir``): export, int8, verification,
 linear member, combiner, evaluation, registration.
 """
@@ -90,27 +90,42 @@ def cached_teacher_probabilities(
     threads: int = 2,
     progress: bool = True,
 ) -> np.ndarray:
-    """The teacher's probabilities for ``texts``, from the cache when this teacher saw these texts."""
-    digest = hashlib.sha256()
-    digest.update(sha256_file(teacher_dir / "model.safetensors").encode())
-    digest.update(str(max_length).encode())
-    for text in texts:
-        digest.update(text.encode("utf-8", "replace") + b"\0")
-    path = cache_dir / "training" / "distill" / f"soft-{digest.hexdigest()[:16]}.npz"
+    """The teacher's probabilities for ``texts``; each distinct text is labelled once per teacher.
+
+    The cache is one ``.npz`` per (teacher weights, max length) holding a sha256 key and a
+    probability row per text, so the refit's transfer set (train + validation) only pays for
+    its validation texts, and texts repeated in the mix are labelled once.
+    """
+    teacher_key = hashlib.sha256(
+        sha256_file(teacher_dir / "model.safetensors").encode() + str(max_length).encode()
+    ).hexdigest()[:16]
+    path = cache_dir / "training" / "distill" / f"soft-{teacher_key}.npz"
+    keys = [hashlib.sha256(text.encode("utf-8", "replace")).hexdigest() for text in texts]
+    known: dict[str, np.ndarray] = {}
     if path.exists():
         with np.load(path, allow_pickle=False) as cached:
-            proba = np.asarray(cached["proba"])
-        if proba.shape[0] == len(texts):
-            log.info("teacher probabilities from the cache: %s", path)
-            return proba
-    t = time.perf_counter()
-    proba = teacher_probabilities(teacher_dir, texts, max_length, batch_size, threads, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, proba=proba)
-    tmp.replace(path)  # atomic: a crash never leaves a half-written cache entry
-    log.info("teacher labelled %d texts in %.0fs; cached at %s", len(texts), time.perf_counter() - t, path)
-    return proba
+            known = dict(zip(cached["keys"].tolist(), np.asarray(cached["proba"]), strict=True))
+    missing = list(dict.fromkeys(k for k in keys if k not in known))
+    if missing:
+        by_key = dict(zip(keys, texts, strict=True))
+        t = time.perf_counter()
+        proba = teacher_probabilities(
+            teacher_dir, [by_key[k] for k in missing], max_length, batch_size, threads, progress
+        )
+        known.update(zip(missing, proba, strict=True))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, keys=np.array(list(known)), proba=np.stack(list(known.values())))
+        tmp.replace(path)  # atomic: a crash never leaves a half-written cache entry
+        log.info(
+            "teacher labelled %d new texts in %.0fs; cached at %s",
+            len(missing),
+            time.perf_counter() - t,
+            path,
+        )
+    else:
+        log.info("teacher probabilities for all %d texts from the cache: %s", len(texts), path)
+    return np.stack([known[k] for k in keys]) if keys else np.zeros((0, 3))
 
 
 def distill_student(
@@ -118,18 +133,21 @@ def distill_student(
     distill: DistillConfig,
     cache_dir: Path,
     progress: bool = True,
+    splits: tuple[str, ...] = ("train",),
 ) -> Path:
     """Fine-tune MiniLM on the transfer set with the teacher's soft targets; the HF model directory.
 
     Pass the result as ``transformer_dir`` to :func:`model_export.train.train` (or
-    ``train_and_register``) to build, evaluate and register the ensemble around it.
+    ``train_and_register``) to build, evaluate and register the ensemble around it. ``splits``
+    ("train", "validation") gives the student of the release refit (``refit_transformer_dir``);
+    the teacher never saw the validation rows, so its probabilities there are held-out ones.
     """
     corpus = datamod.limit_rows(
         datamod.load_corpus(train_config.data_dir, train_config.datasets, seed=train_config.seed),
         train_config.limit_per_split,
         train_config.seed,
     )
-    train_df = corpus[corpus["split"] == "train"].reset_index(drop=True)
+    train_df = corpus[corpus["split"].isin(splits)].reset_index(drop=True)
     transfer = training_mix(train_df, distill.mix_dict(), train_config.seed, train_config.max_examples)
     texts = transfer["text"].tolist()
     soft = cached_teacher_probabilities(
@@ -152,7 +170,8 @@ def distill_student(
         seed=train_config.seed,
         threads=train_config.threads,
     )
-    out = Path(train_config.out_dir).parent / f"{Path(train_config.out_dir).name}-student"
+    suffix = "student" if tuple(splits) == ("train",) else "student-" + "-".join(splits)
+    out = Path(train_config.out_dir).parent / f"{Path(train_config.out_dir).name}-{suffix}"
     return fine_tune(
         texts,
         transfer["label"].tolist(),

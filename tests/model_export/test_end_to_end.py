@@ -98,3 +98,23 @@ def test_fine_tuning_is_reproducible(tmp_path) -> None:
     pa = torch_probabilities(a, SAMPLE, max_length=16)
     pb = torch_probabilities(b, SAMPLE, max_length=16)
     assert np.abs(pa - pb).max() < 1e-6
+
+
+def test_release_refit_keeps_the_selected_combiner_and_the_figures_from_before(tmp_path) -> None:
+    from model_export.train import train
+    from tests.model_export.tiny import tiny_config
+
+    result = train(tiny_config(tmp_path / "refit", refit=True, measure_latency=False), progress=False)
+    meta = json.loads((result.artifact_dir / "metadata.json").read_text())
+    assert meta["refit"]["splits"] == ["train", "validation"]
+    assert meta["combiner_members"][0] == "transformer"
+    # figures from before the refit are kept and named as such, beside the refit model's own
+    assert "before_refit_test_weighted_f1" in result.metrics and "test_weighted_f1" in result.metrics
+    assert "before_refit" in result.report and "combiner_selection" in result.report
+    # the selection's members lived in their own artifact; the released one is refit and complete
+    selection = tmp_path / "refit" / "selection" / "artifact"
+    assert (selection / "model.onnx").read_bytes() != (result.artifact_dir / "model.onnx").read_bytes()
+    combined = json.loads((result.artifact_dir / "combiner.json").read_text())
+    assert combined["dropped_members"] == meta["combiner_dropped"]
+    verify_manifest(result.artifact_dir, MODEL_FILES)
+    SentimentRuntime(result.artifact_dir, threads=1).score(SAMPLE)

@@ -118,3 +118,16 @@ def test_help_names_the_registry_commands(runner: CliRunner) -> None:
         assert command in out.output
     out = runner.invoke(cli.app, ["model", "promote", "--help"], env={"COLUMNS": "200"})
     assert "--force" in out.output and "--dry-run" in out.output and "shadow agreement" in out.output
+
+
+def test_refit_and_bundle_refuse_the_teacher_profile(runner: CliRunner) -> None:
+    out = runner.invoke(cli.app, ["train", "--profile", "teacher", "--refit"])
+    assert out.exit_code == 2 and "--refit applies to the served ensemble" in out.output
+    out = runner.invoke(cli.app, ["model", "bundle", "--profile", "teacher"])
+    assert out.exit_code == 2 and "the teacher is not served" in out.output
+
+
+def test_bundle_help_names_the_release_steps(runner: CliRunner) -> None:
+    out = runner.invoke(cli.app, ["model", "bundle", "--help"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0
+    assert "--refit" in out.output and "--profile" in out.output and "teacher" in out.output

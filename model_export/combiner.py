@@ -1,0 +1,178 @@
+"""Fit the stacking combiner so that every member earns its place on every domain.
+
+The validation split is dominated by tweets (TweetEval and Twitter Financial News are four
+fifths of it), so a combiner fitted on it pooled learns what helps tweets and may cost the
+small news and crypto sets. Two rules keep it honest:
+
+* **each dataset weighs the same** in the fit (sample weights ``n / (k * n_dataset)``), so
+  260 CryptoLin headlines count as much as 2,000 tweets;
+* **a member stays only if it helps**: every subset of the optional members (the linear
+  and the lexicon member; the transformer is always in) is scored by cross-validation on
+  the validation split, per dataset. A subset is eligible when no dataset's out-of-fold
+  weighted F1 falls more than ``tolerance`` below the transformer alone; the eligible
+  subset with the best mean over datasets wins (fewer members on a tie). A dropped
+  member's coefficients are zero, so serving needs no second code path, and the choice is
+  recorded in ``combiner.json`` and the model card.
+
+Cross-validation folds are stratified by dataset and label and seeded, so a rerun on the
+same data chooses the same members.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold
+
+from scoring.ensemble import FEATURE_NAMES, MEMBER_FEATURES, Combiner, combiner_features
+
+log = logging.getLogger(__name__)
+
+OPTIONAL_MEMBERS: tuple[str, ...] = ("linear", "lexicon")
+"""Members the combiner may drop; the transformer is the backbone and always stays."""
+
+
+@dataclass(frozen=True)
+class CombinerPolicy:
+    """How the combiner is fitted and how members are chosen (logged with the run)."""
+
+    c: float = 1.0
+    balance_datasets: bool = True
+    select_members: bool = True
+    folds: int = 5
+    tolerance: float = 0.01  # weighted F1 a dataset may lose against the transformer alone (CV noise)
+    seed: int = 13
+
+
+@dataclass
+class CombinerChoice:
+    """The fitted combiner and why it looks the way it does (for metadata and the card)."""
+
+    combiner: Combiner
+    members: tuple[str, ...]
+    dropped: tuple[str, ...]
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+
+    def report(self) -> dict[str, Any]:
+        return {"members": list(self.members), "dropped": list(self.dropped), "candidates": self.candidates}
+
+
+def dataset_weights(datasets: np.ndarray) -> np.ndarray:
+    """Sample weights under which each dataset carries the same total weight (mean weight 1)."""
+    names, inverse, counts = np.unique(datasets, return_inverse=True, return_counts=True)
+    return (len(datasets) / (len(names) * counts))[inverse].astype(np.float64)
+
+
+def _columns(members: tuple[str, ...]) -> list[int]:
+    wanted = {name for member in ("transformer", *members) for name in MEMBER_FEATURES[member]}
+    return [i for i, name in enumerate(FEATURE_NAMES) if name in wanted]
+
+
+def _per_dataset_f1(y: np.ndarray, pred: np.ndarray, datasets: np.ndarray) -> dict[str, float]:
+    return {
+        str(ds): float(f1_score(y[datasets == ds], pred[datasets == ds], average="weighted", zero_division=0))
+        for ds in sorted(set(datasets.tolist()))
+    }
+
+
+def _fit(
+    x: np.ndarray, y: np.ndarray, weights: np.ndarray | None, policy: CombinerPolicy
+) -> LogisticRegression:
+    lr = LogisticRegression(C=policy.c, max_iter=3000, random_state=policy.seed)
+    return lr.fit(x, y, sample_weight=weights)
+
+
+def _strata(y: np.ndarray, datasets: np.ndarray, folds: int) -> np.ndarray | None:
+    """Fold strata: dataset x label, falling back to the dataset, then to the label alone,
+    where a stratum is rarer than the fold count; None when even a label is that rare."""
+    strata = np.char.add(datasets.astype(str), y.astype(str))
+    for fallback in (datasets.astype(str), y.astype(str)):
+        _, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
+        rare = counts[inverse] < folds
+        if not rare.any():
+            return strata
+        strata = np.where(rare, fallback, strata)
+    _, counts = np.unique(strata, return_counts=True)
+    if counts.min() >= folds and np.unique(y, return_counts=True)[1].min() >= folds:
+        return strata
+    return None
+
+
+def _out_of_fold(
+    x: np.ndarray, y: np.ndarray, strata: np.ndarray, weights: np.ndarray | None, policy: CombinerPolicy
+) -> np.ndarray:
+    pred = np.zeros(len(y), dtype=np.int64)
+    splitter = StratifiedKFold(policy.folds, shuffle=True, random_state=policy.seed)
+    for train_idx, test_idx in splitter.split(x, strata):
+        w = None if weights is None else weights[train_idx]
+        pred[test_idx] = _fit(x[train_idx], y[train_idx], w, policy).predict(x[test_idx])
+    return pred
+
+
+def fit_combiner(
+    p_transformer: np.ndarray,
+    p_linear: np.ndarray,
+    lexicon: np.ndarray,
+    y: np.ndarray,
+    datasets: np.ndarray,
+    policy: CombinerPolicy | None = None,
+) -> CombinerChoice:
+    """Choose the members and fit the stacking weights on held-out (validation) rows."""
+    policy = policy or CombinerPolicy()
+    x = combiner_features(p_transformer, p_linear, lexicon)
+    datasets = np.asarray(datasets).astype(str)
+    weights = dataset_weights(datasets) if policy.balance_datasets else None
+    subsets = [
+        tuple(m for m in OPTIONAL_MEMBERS if m in chosen)
+        for r in range(len(OPTIONAL_MEMBERS), -1, -1)
+        for chosen in itertools.combinations(OPTIONAL_MEMBERS, r)
+    ]
+    members = subsets[0]
+    candidates: list[dict[str, Any]] = []
+    strata = _strata(y, datasets, policy.folds) if policy.select_members else None
+    if policy.select_members and strata is None:
+        log.warning("too few validation rows per class to choose members: keeping them all")
+    if strata is not None:
+        baseline = _per_dataset_f1(y, p_transformer.argmax(1), datasets)
+        for subset in subsets:
+            per_dataset = _per_dataset_f1(
+                y, _out_of_fold(x[:, _columns(subset)], y, strata, weights, policy), datasets
+            )
+            worst = min(per_dataset[ds] - baseline[ds] for ds in per_dataset)
+            candidates.append(
+                {
+                    "members": ["transformer", *subset],
+                    "mean_f1": float(np.mean(list(per_dataset.values()))),
+                    "worst_gap": float(worst),
+                    "eligible": bool(worst >= -policy.tolerance),
+                    "datasets": per_dataset,
+                }
+            )
+        candidates.append({"members": ["transformer (raw, no combiner)"], "datasets": baseline})
+        eligible = [c for c in candidates[:-1] if c["eligible"]]
+        # best mean; on a tie (to 1e-9) the smaller subset; none eligible: the smallest worst gap
+        if eligible:
+            best = max(eligible, key=lambda c: (round(c["mean_f1"], 9), -len(c["members"])))
+        else:
+            best = max(candidates[:-1], key=lambda c: (c["worst_gap"], -len(c["members"])))
+        best["chosen"] = True
+        members = tuple(m for m in OPTIONAL_MEMBERS if m in best["members"])
+    cols = _columns(members)
+    lr = _fit(x[:, cols], y, weights, policy)
+    if list(lr.classes_) != [0, 1, 2]:
+        raise ValueError(f"the combiner's rows lack classes: {lr.classes_}")
+    coef = np.zeros((3, len(FEATURE_NAMES)))
+    coef[:, cols] = lr.coef_
+    dropped = tuple(m for m in OPTIONAL_MEMBERS if m not in members)
+    return CombinerChoice(
+        combiner=Combiner(coef=coef, intercept=lr.intercept_.astype(np.float64), dropped=dropped),
+        members=("transformer", *members),
+        dropped=dropped,
+        candidates=candidates,
+    )
