@@ -66,14 +66,17 @@ def _cli(*args: str) -> list[str]:
 
 def training_steps(profile: str, train_command: Sequence[str] | None = None) -> list[list[str]]:
     """The training children of a profile: ``fast`` trains the served ensemble; ``teacher``
-    fine-tunes (or resumes) the teacher first, then trains the ensemble that learns from it.
-    ``train_command`` replaces them all (another machine, a remote runner, a test)."""
+    fine-tunes (or resumes) the teacher first, then the ensemble whose MiniLM it teaches
+    (``train --profile distill``). ``train_command`` replaces them all (another machine, a
+    remote runner, a test)."""
     if train_command:
         return [list(train_command)]
-    fast = _cli("train", "--no-progress")
     if profile == "teacher":
-        return [_cli("train", "--profile", "teacher", "--no-progress"), fast]
-    return [fast]
+        return [
+            _cli("train", "--profile", "teacher", "--no-progress"),
+            _cli("train", "--profile", "distill", "--no-progress"),
+        ]
+    return [_cli("train", "--no-progress")]
 
 
 def default_steps(settings: Settings, train_command: Sequence[str] | None = None) -> Steps:

@@ -154,3 +154,14 @@ def test_a_stop_cancels_the_training_child(isolated_settings: Settings, tmp_path
     assert child.poll() is not None
     state = load_state(retrainer.state_file)
     assert state is not None and state.last_outcome == "cancelled"
+
+
+def test_the_teacher_profile_trains_the_teacher_then_the_student_it_teaches() -> None:
+    from retraining.service import training_steps
+
+    teacher, student = training_steps("teacher")
+    assert teacher[-4:] == ["train", "--profile", "teacher", "--no-progress"]
+    assert student[-4:] == ["train", "--profile", "distill", "--no-progress"]
+    [fast] = training_steps("fast")
+    assert fast[-2:] == ["train", "--no-progress"] and "--profile" not in fast
+    assert training_steps("teacher", ["elsewhere", "train"]) == [["elsewhere", "train"]]
