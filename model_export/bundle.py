@@ -6,9 +6,9 @@ member weights as JSON and numpy, no pickle) with its sha256 manifest, at most
 registry ``cryptopulse up`` (through ``ensure_default_model``) registers this artifact as the
 first champion instead of training, after verifying every file against the manifest.
 
-``cryptopulse model bundle`` reproduces it from the shipped data (train with the default
-settings, check, copy); ``--from-artifact`` bundles an artifact trained elsewhere, e.g. the
-distilled student once the teacher has finished.
+``cryptopulse model bundle`` reproduces it from the shipped data (the teacher when none has
+finished, the distilled student, member choice, the release refit on train + validation; then
+check and copy); ``--from-artifact`` bundles an artifact trained elsewhere.
 """
 
 from __future__ import annotations

@@ -98,11 +98,15 @@ def _selection(selection: dict[str, Any]) -> list[str]:
     """Which members the combiner kept: out-of-fold weighted F1 on the validation split."""
     candidates = selection.get("candidates", [])
     if not candidates:
-        return [f"Combiner members: {', '.join(selection['members'])} (no selection run)."]
+        why = selection.get("skipped") or "no selection run"
+        return [f"Combiner members: {', '.join(selection['members'])} ({why})."]
+    policy = selection.get("policy", {})
     datasets = [d for d in DATASET_NAMES if d in candidates[0]["datasets"]]
+    weighing = "datasets weighed equally" if policy.get("balance_datasets", True) else "rows weighed equally"
     lines = [
-        "Combiner member choice (5-fold cross-validation on the validation split, datasets weighed "
-        "equally; eligible: no dataset more than 0.01 below the transformer alone):",
+        f"Combiner member choice ({policy.get('folds', 5)}-fold cross-validation on the validation split, "
+        f"{weighing}; eligible: no dataset more than {policy.get('tolerance', 0.01)} below the "
+        "transformer alone):",
         "",
         "| members | mean | " + " | ".join(DATASET_NAMES[d] for d in datasets) + " | eligible |",
         "|" + "---|" * (3 + len(datasets)),

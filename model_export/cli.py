@@ -78,7 +78,7 @@ def train(
         TrainProfile,
         typer.Option(
             help="default: the served ensemble; teacher: all-mpnet-base-v2 fine-tuned for distillation "
-            "(hours on 2 cores, checkpointed: run the same command again to resume); distill: the "
+            "(1 to 3 hours on 2 cores, checkpointed: run the same command again to resume); distill: the "
             "served ensemble with its MiniLM taught by the finished teacher"
         ),
     ] = TrainProfile.default,
@@ -619,7 +619,8 @@ def bundle_model(
         TrainProfile,
         typer.Option(
             help="distill (the shipped model): trains the teacher first when none has finished "
-            "(about an hour here, resumable); default: the plain ensemble, about 25 minutes"
+            "(1 to 3 hours on 2 cores, resumable); default: the plain ensemble "
+            "(about 25 minutes, twice that with the refit)"
         ),
     ] = TrainProfile.distill,
     refit: Annotated[

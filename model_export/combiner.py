@@ -10,7 +10,8 @@ small news and crypto sets. Two rules keep it honest:
   and the lexicon member; the transformer is always in) is scored by cross-validation on
   the validation split, per dataset. A subset is eligible when no dataset's out-of-fold
   weighted F1 falls more than ``tolerance`` below the transformer alone; the eligible
-  subset with the best mean over datasets wins (fewer members on a tie). A dropped
+  subset with the best mean over datasets wins (fewer members on a tie). When none is
+  eligible, the subset whose worst dataset loses least wins. A dropped
   member's coefficients are zero, so serving needs no second code path, and the choice is
   recorded in ``combiner.json`` and the model card.
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -59,8 +60,17 @@ class CombinerChoice:
     dropped: tuple[str, ...]
     candidates: list[dict[str, Any]] = field(default_factory=list)
 
+    policy: dict[str, Any] = field(default_factory=dict)
+    skipped: str | None = None  # why no selection ran, when none did
+
     def report(self) -> dict[str, Any]:
-        return {"members": list(self.members), "dropped": list(self.dropped), "candidates": self.candidates}
+        return {
+            "members": list(self.members),
+            "dropped": list(self.dropped),
+            "candidates": self.candidates,
+            "policy": self.policy,
+            "skipped": self.skipped,
+        }
 
 
 def dataset_weights(datasets: np.ndarray) -> np.ndarray:
@@ -90,7 +100,10 @@ def _fit(
 
 def _strata(y: np.ndarray, datasets: np.ndarray, folds: int) -> np.ndarray | None:
     """Fold strata: dataset x label, falling back to the dataset, then to the label alone,
-    where a stratum is rarer than the fold count; None when even a label is that rare."""
+    where a stratum is rarer than the fold count; the label for every row when that still
+    leaves a rare stratum; None when even a label is rarer than the fold count."""
+    if np.unique(y, return_counts=True)[1].min() < folds:
+        return None
     strata = np.char.add(datasets.astype(str), y.astype(str))
     for fallback in (datasets.astype(str), y.astype(str)):
         _, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
@@ -99,9 +112,7 @@ def _strata(y: np.ndarray, datasets: np.ndarray, folds: int) -> np.ndarray | Non
             return strata
         strata = np.where(rare, fallback, strata)
     _, counts = np.unique(strata, return_counts=True)
-    if counts.min() >= folds and np.unique(y, return_counts=True)[1].min() >= folds:
-        return strata
-    return None
+    return strata if counts.min() >= folds else y.astype(str)
 
 
 def _out_of_fold(
@@ -136,8 +147,10 @@ def fit_combiner(
     members = subsets[0]
     candidates: list[dict[str, Any]] = []
     strata = _strata(y, datasets, policy.folds) if policy.select_members else None
+    skipped = None if policy.select_members else "member choice off (CombinerPolicy.select_members)"
     if policy.select_members and strata is None:
-        log.warning("too few validation rows per class to choose members: keeping them all")
+        skipped = f"a label has fewer than {policy.folds} validation rows: every member kept"
+        log.warning("member choice skipped: %s", skipped)
     if strata is not None:
         baseline = _per_dataset_f1(y, p_transformer.argmax(1), datasets)
         for subset in subsets:
@@ -175,4 +188,6 @@ def fit_combiner(
         members=("transformer", *members),
         dropped=dropped,
         candidates=candidates,
+        policy=asdict(policy),
+        skipped=skipped,
     )

@@ -23,7 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +34,7 @@ import numpy as np
 
 from model_export import data as datamod
 from model_export.teacher import sha256_file, teacher_probabilities
-from model_export.train import TrainConfig, training_mix
+from model_export.train import TrainConfig, load_feedback_rows, training_mix
 from model_export.transformer import FineTuneConfig, fine_tune
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,18 @@ def find_teacher(cache_dir: Path) -> Path:
     )
 
 
+def _read_soft_cache(path: Path) -> dict[str, np.ndarray]:
+    """The cached probability rows by text key; empty (and logged) when the file is unreadable."""
+    if not path.exists():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as cached:
+            return dict(zip(cached["keys"].tolist(), np.asarray(cached["proba"]), strict=True))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        log.warning("teacher probability cache %s is unreadable (%s): labelling afresh", path, exc)
+        return {}
+
+
 def cached_teacher_probabilities(
     teacher_dir: Path,
     texts: list[str],
@@ -94,17 +109,14 @@ def cached_teacher_probabilities(
 
     The cache is one ``.npz`` per (teacher weights, max length) holding a sha256 key and a
     probability row per text, so the refit's transfer set (train + validation) only pays for
-    its validation texts, and texts repeated in the mix are labelled once.
+    the texts the first student did not see, and texts repeated in the mix are labelled once.
     """
     teacher_key = hashlib.sha256(
         sha256_file(teacher_dir / "model.safetensors").encode() + str(max_length).encode()
     ).hexdigest()[:16]
     path = cache_dir / "training" / "distill" / f"soft-{teacher_key}.npz"
     keys = [hashlib.sha256(text.encode("utf-8", "replace")).hexdigest() for text in texts]
-    known: dict[str, np.ndarray] = {}
-    if path.exists():
-        with np.load(path, allow_pickle=False) as cached:
-            known = dict(zip(cached["keys"].tolist(), np.asarray(cached["proba"]), strict=True))
+    known = _read_soft_cache(path)
     missing = list(dict.fromkeys(k for k in keys if k not in known))
     if missing:
         by_key = dict(zip(keys, texts, strict=True))
@@ -112,11 +124,13 @@ def cached_teacher_probabilities(
         proba = teacher_probabilities(
             teacher_dir, [by_key[k] for k in missing], max_length, batch_size, threads, progress
         )
-        known.update(zip(missing, proba, strict=True))
+        # another run may have added texts meanwhile: merge its rows before replacing the file
+        known = {**_read_soft_cache(path), **known, **dict(zip(missing, proba, strict=True))}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, keys=np.array(list(known)), proba=np.stack(list(known.values())))
-        tmp.replace(path)  # atomic: a crash never leaves a half-written cache entry
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(fh, keys=np.array(list(known)), proba=np.stack(list(known.values())))
+        Path(tmp_name).replace(path)  # atomic: readers see the old file or the new one, never half
         log.info(
             "teacher labelled %d new texts in %.0fs; cached at %s",
             len(missing),
@@ -142,13 +156,19 @@ def distill_student(
     ("train", "validation") gives the student of the release refit (``refit_transformer_dir``);
     the teacher never saw the validation rows, so its probabilities there are held-out ones.
     """
+    if "test" in splits or not set(splits) <= {"train", "validation"}:
+        raise ValueError(f"a student learns from the train and validation splits only, not {splits}")
     corpus = datamod.limit_rows(
         datamod.load_corpus(train_config.data_dir, train_config.datasets, seed=train_config.seed),
         train_config.limit_per_split,
         train_config.seed,
     )
+    # people's feedback labels join the transfer set as in plain training (repeated by weight)
+    corpus = datamod.join_feedback(corpus, load_feedback_rows(train_config))
     train_df = corpus[corpus["split"].isin(splits)].reset_index(drop=True)
-    transfer = training_mix(train_df, distill.mix_dict(), train_config.seed, train_config.max_examples)
+    mix = distill.mix_dict()
+    mix.setdefault(datamod.FEEDBACK_DATASET, (None, round(train_config.feedback_weight)))
+    transfer = training_mix(train_df, mix, train_config.seed, train_config.max_examples)
     texts = transfer["text"].tolist()
     soft = cached_teacher_probabilities(
         distill.teacher_dir,

