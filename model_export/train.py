@@ -130,8 +130,13 @@ class TrainConfig:
         return cls(**base)
 
     def params(self) -> dict[str, str]:
+        """The config as strings for MLflow and the artifact's metadata. Working directories
+        appear by name only: an artifact (the bundled one is committed) carries no machine path."""
         raw = asdict(self)
         raw.pop("out_dir")
+        for local in ("transformer_dir", "refit_transformer_dir", "feedback_path"):
+            if raw[local] is not None:
+                raw[local] = Path(raw[local]).name
         return {k: json.dumps(v, default=str) if not isinstance(v, str) else v for k, v in raw.items()}
 
 

@@ -128,3 +128,12 @@ def test_a_refit_of_a_given_transformer_needs_its_refit_twin(tmp_path) -> None:
     with pytest.raises(ValueError, match="refit_transformer_dir"):
         train(config, progress=False)
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_the_config_names_working_directories_without_machine_paths(tmp_path) -> None:
+    from tests.model_export.tiny import tiny_config
+
+    config = tiny_config(tmp_path / "run", transformer_dir=tmp_path / "a" / "bundle-student")
+    params = config.params()
+    assert params["transformer_dir"] == "bundle-student"
+    assert str(tmp_path) not in json.dumps(params)

@@ -449,8 +449,18 @@ def test_spark_connector_matches_pyspark():
 
 
 def test_no_machine_paths_committed():
-    for path in [*ROOT.glob("docker-compose*.yml"), *ROOT.glob("deploy/**/*.yml")]:
-        assert not re.search(r"/root/|/home/\w+/|/work/", path.read_text()), path
+    """Deploy files, docs and the bundled model's JSON (its config names working directories)."""
+    paths = [
+        *ROOT.glob("docker-compose*.yml"),
+        *ROOT.glob("deploy/**/*.yml"),
+        *ROOT.glob("docs/**/*.md"),
+        ROOT / "README.md",
+        *ROOT.glob("models/default/**/*.json"),
+        *ROOT.glob("producers/data/**/*.md"),
+    ]
+    assert any(p.match("models/default/bundle.json") for p in paths)
+    for path in paths:
+        assert not re.search(r"/root/|/home/\w+/|/work/", path.read_text("utf-8")), path
 
 
 def test_the_worker_scales_to_n_replicas(monkeypatch):
