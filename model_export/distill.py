@@ -32,9 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model_export import data as datamod
 from model_export.teacher import sha256_file, teacher_probabilities
-from model_export.train import TrainConfig, load_feedback_rows, training_mix
+from model_export.train import TrainConfig, training_corpus, transformer_training_set
 from model_export.transformer import FineTuneConfig, fine_tune
 
 log = logging.getLogger(__name__)
@@ -158,17 +157,10 @@ def distill_student(
     """
     if "test" in splits or not set(splits) <= {"train", "validation"}:
         raise ValueError(f"a student learns from the train and validation splits only, not {splits}")
-    corpus = datamod.limit_rows(
-        datamod.load_corpus(train_config.data_dir, train_config.datasets, seed=train_config.seed),
-        train_config.limit_per_split,
-        train_config.seed,
-    )
     # people's feedback labels join the transfer set as in plain training (repeated by weight)
-    corpus = datamod.join_feedback(corpus, load_feedback_rows(train_config))
-    train_df = corpus[corpus["split"].isin(splits)].reset_index(drop=True)
-    mix = distill.mix_dict()
-    mix.setdefault(datamod.FEEDBACK_DATASET, (None, round(train_config.feedback_weight)))
-    transfer = training_mix(train_df, mix, train_config.seed, train_config.max_examples)
+    corpus = training_corpus(train_config)
+    rows = corpus[corpus["split"].isin(splits)].reset_index(drop=True)
+    transfer = transformer_training_set(rows, train_config, distill.mix_dict())
     texts = transfer["text"].tolist()
     soft = cached_teacher_probabilities(
         distill.teacher_dir,

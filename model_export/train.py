@@ -189,13 +189,16 @@ def training_mix(
     return shuffled.head(max_examples).reset_index(drop=True)
 
 
-def transformer_training_set(train: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
-    """The capped, repeated fine-tuning mix (see ``DEFAULT_MIX``), shuffled, at most max_examples.
+def transformer_training_set(
+    train: pd.DataFrame, config: TrainConfig, mix: dict[str, tuple[int | None, int]] | None = None
+) -> pd.DataFrame:
+    """The capped, repeated fine-tuning mix (``config.mix`` unless ``mix`` is given, e.g. the
+    distillation transfer mix), shuffled, at most max_examples.
 
     The fine-tuning loop has no per-example weights, so feedback rows are repeated
     ``round(feedback_weight)`` times instead (weight 0: left out).
     """
-    mix = dict(config.mix)
+    mix = dict(config.mix if mix is None else mix)
     if datamod.FEEDBACK_DATASET not in mix:
         mix[datamod.FEEDBACK_DATASET] = (None, round(config.feedback_weight))
     return training_mix(train, mix, config.seed, config.max_examples)
@@ -207,6 +210,17 @@ def load_feedback_rows(config: TrainConfig) -> pd.DataFrame:
         return datamod.feedback_frame([], config.feedback_weight)
     dataset = load_dataset(config.feedback_path, expected_sha256=config.feedback_sha256)
     return datamod.feedback_frame(dataset.examples, config.feedback_weight)
+
+
+def training_corpus(config: TrainConfig) -> pd.DataFrame:
+    """Every split of the configured sets (limited for tiny runs), with the run's feedback rows
+    joined to the train split: what both the ensemble and a distilled student train from."""
+    corpus = datamod.limit_rows(
+        datamod.load_corpus(config.data_dir, config.datasets, seed=config.seed),
+        config.limit_per_split,
+        config.seed,
+    )
+    return datamod.join_feedback(corpus, load_feedback_rows(config))
 
 
 def log_feedback_to_mlflow(config: TrainConfig) -> None:
@@ -430,12 +444,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         shutil.rmtree(out)
     artifact = out / "artifact"
     artifact.mkdir(parents=True)
-    corpus = datamod.limit_rows(
-        datamod.load_corpus(config.data_dir, config.datasets, seed=config.seed),
-        config.limit_per_split,
-        config.seed,
-    )
-    corpus = datamod.join_feedback(corpus, load_feedback_rows(config))
+    corpus = training_corpus(config)
     log_feedback_to_mlflow(config)
     train_df = corpus[corpus["split"] == "train"].reset_index(drop=True)
     val_df = corpus[corpus["split"] == "validation"].reset_index(drop=True)
