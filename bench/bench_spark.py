@@ -38,7 +38,7 @@ from core.kafka import EventProducer, ensure_topics, wait_for_broker  # noqa: E4
 from core.settings import Settings, get_settings, load_settings  # noqa: E402
 from schemas.events import ScoredPost, SentimentLabel, Source, content_hash  # noqa: E402
 from schemas.redis_keys import RedisKeys  # noqa: E402
-from schemas.topics import RAW_PRICES, SCORED_POSTS  # noqa: E402
+from schemas.topics import ALERTS, RAW_PRICES, SCORED_POSTS, TRENDS  # noqa: E402
 from views import delete_prefixed_keys  # noqa: E402
 
 COINS = ["bitcoin", "ethereum", "solana", "ripple", "cardano", "dogecoin", "tron", "litecoin"]
@@ -50,15 +50,22 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _take(column: Any, rows: Any) -> Any:
+    import numpy as np
+
+    return column[rows] if isinstance(column, np.ndarray) else [column[i] for i in rows]
+
+
 def generate_lake(settings: Settings, events: int, days: int, start: datetime) -> int:
-    """Write ``events`` posts (+ minute price ticks) into the events lake; returns rows written."""
+    """Write ``events`` posts (+ minute price ticks) into the events lake in the typed layout
+    the streaming archive writes (``spark_jobs.lake.event_arrow_schema``); returns rows written."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from spark_jobs.lake import events_path
+    from spark_jobs.lake import event_arrow_schema, events_path, write_event_file
 
     root = events_path(settings)
+    schema = event_arrow_schema()
     rng = np.random.default_rng(7)
     span_ms = days * 86_400_000
     t0 = int(start.timestamp() * 1000)
@@ -69,44 +76,51 @@ def generate_lake(settings: Settings, events: int, days: int, start: datetime) -
     scores = np.round(rng.uniform(-1, 1, events), 4)
     conf = np.round(rng.uniform(0.3, 1, events), 4)
     srcs = rng.integers(0, len(SOURCES), events)
+    labels = np.where(scores < -0.2, 0, np.where(scores > 0.2, 2, 1))
+    coins = [[COINS[coin_a[i]], COINS[coin_b[i]]] if two[i] else [COINS[coin_a[i]]] for i in range(events)]
+    posts = {
+        "source_id": [f"t3_b{i:x}" for i in range(events)],
+        "event_time": times * 1000,
+        "ingest_time": (times + 500) * 1000,
+        "source": np.array(SOURCES)[srcs],
+        "text": [f"bench post {i}" for i in range(events)],
+        "coins": coins,
+        "label": np.array(LABELS)[labels],
+        "score": scores,
+        "confidence": conf,
+        "p_negative": np.maximum(-scores, 0.0),
+        "p_neutral": np.zeros(events),
+        "p_positive": np.maximum(scores, 0.0),
+        "model_version": ["bench"] * events,
+    }
+    minutes = np.arange(days * 1440)
+    tick_ms = np.repeat(t0 + minutes * 60_000, len(COINS))
+    tick_coin = np.tile(np.arange(len(COINS)), len(minutes))
+    tick_minute = np.repeat(minutes, len(COINS))
+    ticks = {
+        "source_id": [f"{COINS[c]}:{iso(int(ms))}" for c, ms in zip(tick_coin, tick_ms, strict=True)],
+        "event_time": tick_ms * 1000,
+        "ingest_time": tick_ms * 1000,
+        "coin": np.array(COINS)[tick_coin],
+        "price": 100.0 * (tick_coin + 1) * (1 + 0.01 * np.sin(tick_minute / 30 + tick_coin)),
+    }
     written = 0
-    by_day: dict[tuple[str, str], list[tuple[str, int, str]]] = {}
-    for i in range(events):
-        ms = int(times[i])
-        coins = f'["{COINS[coin_a[i]]}","{COINS[coin_b[i]]}"]' if two[i] else f'["{COINS[coin_a[i]]}"]'
-        s = float(scores[i])
-        label = LABELS[0 if s < -0.2 else 2 if s > 0.2 else 1]
-        value = (
-            f'{{"source_id":"t3_b{i:x}","event_time":"{iso(ms)}","ingest_time":"{iso(ms + 500)}",'
-            f'"source":"{SOURCES[srcs[i]]}","text":"bench post {i}","coins":{coins},"label":"{label}",'
-            f'"score":{s},"confidence":{float(conf[i])},"p_negative":{max(-s, 0.0)},"p_neutral":0.0,'
-            f'"p_positive":{max(s, 0.0)},"model_version":"bench"}}'
-        )
-        by_day.setdefault(("post", iso(ms)[:10]), []).append((f"t3_b{i:x}", ms, value))
-    for minute in range(days * 1440):
-        ms = t0 + minute * 60_000
-        for k, coin in enumerate(COINS):
-            price = 100.0 * (k + 1) * (1 + 0.01 * np.sin(minute / 30 + k))
-            sid = f"{coin}:{iso(ms)}"
-            value = (
-                f'{{"source_id":"{sid}","event_time":"{iso(ms)}","ingest_time":"{iso(ms)}",'
-                f'"coin":"{coin}","price":{price:.6f}}}'
+    for kind, columns, stamps in (("post", posts, times), ("price", ticks, tick_ms)):
+        days_of = (stamps - t0) // 86_400_000
+        for day in np.unique(days_of):
+            rows = np.flatnonzero(days_of == day)
+            table = pa.table(
+                {
+                    name: pa.array(_take(columns[name], rows), type=schema.field(name).type)
+                    if name in columns
+                    else pa.nulls(len(rows), type=schema.field(name).type)
+                    for name in schema.names
+                },
+                schema=schema,
             )
-            by_day.setdefault(("price", iso(ms)[:10]), []).append((sid, ms, value))
-    for (kind, day), rows in by_day.items():
-        folder = root / f"kind={kind}" / f"date={day}"
-        folder.mkdir(parents=True, exist_ok=True)
-        table = pa.table(
-            {
-                "source_id": [r[0] for r in rows],
-                "event_time": pa.array([r[1] for r in rows], type=pa.timestamp("ms", tz="UTC")).cast(
-                    pa.timestamp("us", tz="UTC")
-                ),
-                "value": [r[2] for r in rows],
-            }
-        )
-        pq.write_table(table, folder / "part-bench.parquet", compression="zstd")
-        written += len(rows)
+            folder = root / f"kind={kind}" / f"date={iso(t0 + int(day) * 86_400_000)[:10]}"
+            write_event_file(table, folder, "part-bench")
+            written += len(rows)
     return written
 
 
@@ -146,7 +160,8 @@ def bench_latency(settings: Settings, probes: int) -> dict[str, Any]:
     from spark_jobs.session import build_spark
     from spark_jobs.stream import redis_client, start_stream
 
-    ensure_topics(settings, [SCORED_POSTS, RAW_PRICES])
+    # Every topic the streaming job reads or writes (the sink publishes windows and alerts).
+    ensure_topics(settings, [SCORED_POSTS, RAW_PRICES, TRENDS, ALERTS])
     spark = build_spark(settings, app_name="bench-spark-stream")
     client = redis_client(settings)
     job = start_stream(spark, settings, archive=False, client=redis_client(settings))

@@ -41,14 +41,15 @@ def _require_utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
 
 
-def _iso_utc(value: datetime) -> str:
+def iso_utc(value: datetime) -> str:
+    """The wire form of every timestamp: UTC, milliseconds, ``Z``."""
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 UtcDatetime = Annotated[
     datetime,
     AfterValidator(_require_utc),
-    PlainSerializer(_iso_utc, return_type=str, when_used="json"),
+    PlainSerializer(iso_utc, return_type=str, when_used="json"),
     Field(json_schema_extra={"format": "date-time"}),
 ]
 """A timezone-aware datetime normalized to UTC; naive timestamps are rejected."""
@@ -183,7 +184,7 @@ class PriceTick(Event):
 
     @classmethod
     def make_source_id(cls, coin: str, event_time: datetime) -> str:
-        return f"{coin}:{_iso_utc(event_time)}"
+        return f"{coin}:{iso_utc(event_time)}"
 
 
 RawText = RedditPost | RedditComment | NewsArticle
@@ -275,7 +276,7 @@ class TrendWindow(Event):
 
     @classmethod
     def make_source_id(cls, coin: str, window: str, source: str, start: datetime) -> str:
-        return f"{coin}:{window}:{source}:{_iso_utc(start)}"
+        return f"{coin}:{window}:{source}:{iso_utc(start)}"
 
 
 class AlertSeverity(StrEnum):

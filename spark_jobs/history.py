@@ -12,8 +12,8 @@ bundle built by :mod:`spark_jobs.build_history` instead:
    its version) and build every event as the wire record the stream would archive
    (:class:`ScoredPost` / :class:`PriceTick`, ids ``history:<dataset>:<row>:<n>``);
 3. write them into the events lake in the archive's own layout
-   (``events/kind=post|price/date=.../history-<sha>.parquet``: source_id, event_time,
-   value), so ``cryptopulse backfill --source lake`` reads them like archived events;
+   (``seeded-events/kind=post|price/date=.../history-<sha>.parquet``, typed columns), so
+   ``cryptopulse backfill --source lake`` reads them like archived events;
 4. run that backfill over the seeded days (lake trend partitions, Redis windows, series
    history for z-scores and correlations), then set each coin's latest price and the
    latest-posts list;
@@ -48,7 +48,7 @@ import numpy as np
 from core.settings import Settings
 from schemas.events import PriceTick, ScoredPost, Source, content_hash, utc_now
 from schemas.redis_keys import RedisKeys
-from spark_jobs.lake import events_path, seeded_events_path
+from spark_jobs.lake import event_table, events_path, seeded_events_path, write_event_file
 from spark_jobs.session import lake_dir
 
 if TYPE_CHECKING:
@@ -243,30 +243,13 @@ def price_records(
 
 def write_events(settings: Settings, kind: str, records: list[Any], name: str) -> int:
     """Write records into ``seeded-events/kind=<kind>/date=<day>/<name>.parquet`` in the archive's
-    layout (source_id, event_time, value JSON); one file per day, atomically by rename."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    typed layout (:func:`spark_jobs.lake.event_table`); one file per day, atomically by rename."""
     by_day: dict[str, list[Any]] = {}
     for record in records:
         by_day.setdefault(record.event_time.strftime("%Y-%m-%d"), []).append(record)
-    schema = pa.schema(
-        [("source_id", pa.string()), ("event_time", pa.timestamp("us", tz="UTC")), ("value", pa.string())]
-    )
     for day, day_records in sorted(by_day.items()):
         folder = seeded_events_path(settings) / f"kind={kind}" / f"date={day}"
-        folder.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pydict(
-            {
-                "source_id": [r.source_id for r in day_records],
-                "event_time": [r.event_time for r in day_records],
-                "value": [r.model_dump_json() for r in day_records],
-            },
-            schema=schema,
-        )
-        tmp = folder / f".{name}.tmp"
-        pq.write_table(table, tmp, compression="zstd")
-        tmp.replace(folder / f"{name}.parquet")
+        write_event_file(event_table(day_records), folder, name)
     return len(by_day)
 
 

@@ -2,8 +2,10 @@
 
 Both jobs read the same two topics, scored posts and price ticks, as JSON. The
 streaming job subscribes through :func:`kafka_stream`; the backfill reads a bounded
-offset range or the events lake. Every path ends in :func:`parse_events`, so the
-windows (:mod:`spark_jobs.aggregations`) always start from the same typed columns.
+offset range or the events lake. Kafka records go through :func:`parse_events`; the lake
+already stores the typed columns (:mod:`spark_jobs.lake`); both end in
+:func:`valid_events`, so the windows (:mod:`spark_jobs.aggregations`) always start from
+the same typed, checked columns.
 """
 
 from __future__ import annotations
@@ -21,12 +23,42 @@ if TYPE_CHECKING:
 POST_SOURCES = tuple(s.value for s in Source if s is not Source.PRICES)
 """Sources a scored post can come from (prices arrive on their own topic)."""
 
-EVENT_DDL = (
-    "source_id STRING, event_time TIMESTAMP, ingest_time TIMESTAMP, source STRING, text STRING, "
-    "coins ARRAY<STRING>, label STRING, score DOUBLE, confidence DOUBLE, p_negative DOUBLE, "
-    "p_neutral DOUBLE, p_positive DOUBLE, model_version STRING, coin STRING, price DOUBLE"
+EVENT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("source_id", "STRING"),
+    ("event_time", "TIMESTAMP"),
+    ("ingest_time", "TIMESTAMP"),
+    ("source", "STRING"),
+    ("text", "STRING"),
+    ("coins", "ARRAY<STRING>"),
+    ("label", "STRING"),
+    ("score", "DOUBLE"),
+    ("confidence", "DOUBLE"),
+    ("p_negative", "DOUBLE"),
+    ("p_neutral", "DOUBLE"),
+    ("p_positive", "DOUBLE"),
+    ("model_version", "STRING"),
+    ("coin", "STRING"),
+    ("price", "DOUBLE"),
+    # The rest of a ScoredPost / PriceTick: the windows do not read them, the lake keeps them
+    # so that an archived event is the whole record in columns.
+    ("scored_time", "TIMESTAMP"),
+    ("original_length", "INT"),
+    ("language", "STRING"),
+    ("flags", "ARRAY<STRING>"),
+    ("author_hash", "STRING"),
+    ("channel", "STRING"),
+    ("url", "STRING"),
+    ("content_hash", "STRING"),
+    ("vs_currency", "STRING"),
+    ("market_cap", "DOUBLE"),
+    ("volume_24h", "DOUBLE"),
+    ("change_24h_pct", "DOUBLE"),
+    ("provider", "STRING"),
 )
-"""Superset of the ScoredPost and PriceTick JSON fields the trend job reads."""
+"""Every ScoredPost and PriceTick field as a typed column (name, Spark SQL type)."""
+EVENT_COLUMNS = tuple(name for name, _ in EVENT_FIELDS)
+EVENT_DDL = ", ".join(f"{name} {kind}" for name, kind in EVENT_FIELDS)
+"""The JSON schema ``from_json`` reads; Spark prunes it to the fields a query uses."""
 
 
 def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
@@ -57,13 +89,23 @@ def kafka_events(raw: DataFrame, settings: Settings) -> DataFrame:
 
 
 def parse_events(events: DataFrame) -> DataFrame:
-    """(kind, value JSON) -> typed events; records that do not parse are dropped."""
+    """(kind, value JSON) -> typed events (``kind`` + :data:`EVENT_COLUMNS`); records that do
+    not parse, or that a TrendWindow could not hold, are dropped (:func:`valid_events`)."""
     from pyspark.sql import functions as F
 
-    parsed = events.select("kind", "value", F.from_json("value", EVENT_DDL).alias("e"))
-    typed = parsed.select("kind", "value", "e.*")
-    # Anything a TrendWindow could not hold is dropped here: one bad record must not fail
-    # a micro-batch forever (the batch would be replayed with the same record).
+    parsed = events.select("kind", F.from_json("value", EVENT_DDL).alias("e"))
+    return valid_events(parsed.select("kind", "e.*"))
+
+
+def valid_events(typed: DataFrame) -> DataFrame:
+    """Keep the typed events the windows can use.
+
+    One bad record must not fail a micro-batch forever (the batch would be replayed with
+    the same record), so anything a TrendWindow could not hold is filtered out here, on
+    every path: Kafka JSON, the typed lake and its older JSON files.
+    """
+    from pyspark.sql import functions as F
+
     ok_post = (
         (F.col("kind") == "post")
         & F.col("score").between(-1.0, 1.0)

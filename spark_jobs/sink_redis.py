@@ -18,10 +18,12 @@ in :class:`schemas.redis_keys.RedisKeys`):
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from schemas.events import WindowSize
@@ -30,7 +32,9 @@ from spark_jobs.aggregations import (
     KEY_COLUMNS,
     MEASURES,
     component_field,
+    component_fields,
     components_frame,
+    components_json,
     components_to_json,
     history_frame,
     to_trend_windows,
@@ -70,14 +74,23 @@ class TrendStore:
 
     def replace_components(self, frame: pd.DataFrame) -> set[WindowKey]:
         """Backfill: each window's hash becomes exactly the given rows (DEL + HSET, atomically)."""
+        if frame.empty:
+            return set()
+        ordered = frame.sort_values(["window", "window_start"], kind="stable")
+        fields = component_fields(ordered)
+        payloads = components_json(ordered)
+        windows = ordered["window"].astype(str).to_numpy()
+        starts = ordered["window_start"].to_numpy(dtype="int64")
+        # Row offsets where (window, window_start) changes: one hash per run of rows.
+        cuts = np.flatnonzero((windows[1:] != windows[:-1]) | (starts[1:] != starts[:-1])) + 1
+        bounds = [0, *cuts.tolist(), len(ordered)]
         touched: set[WindowKey] = set()
-        for (window, start), group in frame.groupby(["window", "window_start"], sort=True):
-            fields = {
-                component_field(str(r["source"]), str(r["coin"])): components_to_json(r)
-                for r in group.to_dict("records")
-            }
-            self.views.replace_window_components(str(window), int(start), fields)
-            touched.add((str(window), int(start)))
+        for begin, end in itertools.pairwise(bounds):
+            window, start = str(windows[begin]), int(starts[begin])
+            self.views.replace_window_components(
+                window, start, dict(zip(fields[begin:end], payloads[begin:end], strict=True))
+            )
+            touched.add((window, start))
             if self.views.pending > _PIPELINE_COMMANDS:
                 self.views.flush()
         self.views.flush()

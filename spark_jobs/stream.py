@@ -46,7 +46,7 @@ from spark_jobs.aggregations import (
     to_trend_windows,
 )
 from spark_jobs.alerts import trend_alerts
-from spark_jobs.inputs import kafka_events, kafka_stream, parse_events
+from spark_jobs.inputs import EVENT_COLUMNS, kafka_events, kafka_stream, parse_events
 from spark_jobs.lake import events_path, trends_path, write_trend_files
 from spark_jobs.metrics import SparkMetrics
 from spark_jobs.session import checkpoint_dir
@@ -327,9 +327,7 @@ def start_stream(
             events.select(
                 "kind",
                 F.date_format("event_time", "yyyy-MM-dd").alias("date"),
-                "source_id",
-                "event_time",
-                "value",
+                *EVENT_COLUMNS,
             )
             .writeStream.queryName(f"archive-{settings.kafka.topic_prefix}")
             .format("parquet")

@@ -43,7 +43,7 @@ from typing import Any, Protocol
 import redis
 import redis.asyncio as aioredis
 
-from schemas.events import Alert, DataQualityReport, PriceTick, ScoredPost, TrendWindow, WindowSize
+from schemas.events import Alert, DataQualityReport, PriceTick, ScoredPost, TrendWindow, WindowSize, iso_utc
 from schemas.redis_keys import (
     ALERT_MEMORY_S,
     ALERTS_LATEST_MAX,
@@ -356,7 +356,7 @@ class _ViewBatch:
             ]
             args = [
                 payload,
-                window.model_dump(mode="json")["window_start"],
+                iso_utc(window.window_start),
                 int(window.window_start.timestamp()),
                 window.coin,
                 float(window.volume_zscore or 0.0),

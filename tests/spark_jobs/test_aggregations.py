@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from spark_jobs.aggregations import (
+    MEASURES,
     PRICE_SOURCE,
     TOTAL_COIN,
     WINDOW_SPECS,
@@ -21,6 +22,8 @@ from spark_jobs.aggregations import (
     assign_windows,
     build_trend_frame,
     components_frame,
+    components_json,
+    components_to_json,
     history_frame,
     measure_rows,
     minute_buckets,
@@ -28,6 +31,7 @@ from spark_jobs.aggregations import (
 )
 from spark_jobs.inputs import parse_events
 from spark_jobs.metrics import SparkMetrics
+from spark_jobs.sink_redis import rows_to_records
 from tests.spark_jobs.conftest import T0, post, tick
 
 pytestmark = pytest.mark.unit
@@ -329,3 +333,39 @@ def test_lead_lag_keeps_series_apart() -> None:
         alone["lead_lag_corr"].tolist(), nan_ok=True
     )
     assert by_coin["ethereum"]["lead_lag_windows"].iloc[:7].isna().all()
+
+
+def test_components_json_equals_the_row_by_row_encoding(spark: Any) -> None:
+    """The backfill encodes whole frames, the stream one Spark row at a time: same bytes."""
+    records = [
+        post(
+            i,
+            T0 + timedelta(seconds=13 * i),
+            ["bitcoin", "ethereum"][: 1 + i % 2],
+            (i % 9 - 4) / 4.5,
+            0.1 + (i % 5) / 7,
+            ["negative", "neutral", "positive"][i % 3],
+            ["reddit", "news"][i % 2],
+        )
+        for i in range(50)
+    ] + [tick("bitcoin", T0 + timedelta(seconds=7 * i), 100 + i / 3) for i in range(40)]
+    rows = aggregate_windows(assign_windows(measure_rows(_events(spark, records)))).collect()
+    stream_side = [components_to_json(rec) for rec in rows_to_records(rows)]
+    frame = components_frame(pd.DataFrame(rows_to_records(rows)))
+    assert components_json(frame) == stream_side
+    assert components_json(frame) == [components_to_json(rec) for rec in frame.to_dict("records")]
+    decoded = json.loads(stream_side[0])
+    assert list(decoded) == list(MEASURES)
+    assert any(json.loads(p)["p_open"] is None for p in stream_side)  # posts-only rows keep nulls
+
+
+def test_bad_coins_are_dropped_from_a_post_that_keeps_its_good_ones(spark: Any) -> None:
+    good = json.loads(post(1, T0, ["bitcoin"], 0.5, 1.0, "positive").model_dump_json())
+    rows = [
+        ("post", json.dumps({**good, "source_id": "t3_a", "coins": ["bitcoin", "ethereum", "bitcoin"]})),
+        ("post", json.dumps({**good, "source_id": "t3_b", "coins": ["__total__", "solana", "Bad,Coin"]})),
+        ("post", json.dumps({**good, "source_id": "t3_c", "coins": []})),
+    ]
+    measured = measure_rows(parse_events(spark.createDataFrame(rows, "kind string, value string")))
+    got = sorted((r["coin"], r["n"]) for r in measured.where("source = 'all'").collect())
+    assert got == sorted([("bitcoin", 1), ("ethereum", 1), ("solana", 1), (TOTAL_COIN, 1), (TOTAL_COIN, 2)])

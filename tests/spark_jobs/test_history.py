@@ -155,7 +155,9 @@ def test_seed_backfills_windows_prices_and_is_idempotent(
     files = sorted(p.relative_to(seeded) for p in seeded.rglob("*.parquet"))
     assert {str(p).split("/")[0] for p in files} == {"kind=post", "kind=price"}
     events = spark.read.parquet(str(seeded))
-    assert {"source_id", "event_time", "value", "kind", "date"} <= set(events.columns)
+    # typed columns, the whole record (no JSON string to parse)
+    assert {"source_id", "event_time", "text", "coins", "score", "price", "kind", "date"} <= set(events.columns)
+    assert "value" not in events.columns
     assert events.count() == result.posts + result.prices
     # at least 48 five-minute windows of bitcoin, with z-scores, up to the end
     ts = redis_client.zrangebyscore(keys.trend_ts("5m", "bitcoin"), "-inf", "+inf", withscores=True)

@@ -1,0 +1,89 @@
+"""The typed events lake: what the seed and the benchmark write, what the backfill reads back,
+and files from before the lake was typed (one JSON ``value`` per event)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from schemas.events import PriceTick, ScoredPost
+from spark_jobs.inputs import EVENT_COLUMNS
+from spark_jobs.lake import event_arrow_schema, event_table, read_events, write_event_file
+from tests.spark_jobs.conftest import T0, post, tick
+
+pytestmark = pytest.mark.unit
+
+DAY = T0.strftime("%Y-%m-%d")
+
+
+def _legacy_file(records: list[Any], folder: Path) -> None:
+    """The layout the archive wrote before: (source_id, event_time, value JSON)."""
+    table = pa.table(
+        {
+            "source_id": [r.source_id for r in records],
+            "event_time": pa.array([r.event_time for r in records], type=pa.timestamp("us", tz="UTC")),
+            "value": [r.model_dump_json() for r in records],
+        }
+    )
+    write_event_file(table, folder, "legacy")
+
+
+def test_event_table_holds_every_field_of_both_records() -> None:
+    scored = post(1, T0, ["bitcoin", "solana"], 0.5, 0.8, "positive", "news")
+    table = event_table([scored])
+    assert table.schema == event_arrow_schema()
+    row = table.to_pylist()[0]
+    wire = scored.model_dump(mode="python")
+    assert {k: row[k] for k in EVENT_COLUMNS if k in wire} == {k: wire[k] for k in EVENT_COLUMNS if k in wire}
+    assert row["coin"] is None and row["price"] is None
+    price = event_table([tick("bitcoin", T0, 101.5)]).to_pylist()[0]
+    assert (price["coin"], price["price"], price["vs_currency"], price["text"]) == (
+        "bitcoin",
+        101.5,
+        "usd",
+        None,
+    )
+    # every field of the wire records has a column, so an archived event loses nothing
+    kept = set(EVENT_COLUMNS)
+    for model in (ScoredPost, PriceTick):
+        missing = set(model.model_fields) - kept - {"schema_version"}
+        assert not missing, f"{model.__name__} fields without a lake column: {missing}"
+
+
+def test_typed_and_legacy_files_read_as_one_typed_frame(spark: Any, tmp_path: Path) -> None:
+    root = tmp_path / "events"
+    typed_posts = [post(i, T0 + timedelta(seconds=i), ["bitcoin"], 0.2, 0.9, "neutral") for i in range(3)]
+    legacy_posts = [
+        post(10 + i, T0 + timedelta(seconds=i), ["ethereum"], -0.4, 0.7, "negative") for i in range(2)
+    ]
+    bad = post(20, T0, ["solana"], 0.1, 0.5, "neutral").model_copy(update={"score": 7.0})
+    write_event_file(event_table([*typed_posts, bad]), root / "kind=post" / f"date={DAY}", "typed")
+    _legacy_file(legacy_posts, root / "kind=post" / f"date={DAY}")
+    write_event_file(event_table([tick("bitcoin", T0, 100.0)]), root / "kind=price" / f"date={DAY}", "typed")
+    other_day = (T0 + timedelta(days=3)).strftime("%Y-%m-%d")
+    write_event_file(
+        event_table([post(30, T0 + timedelta(days=3), ["tron"], 0, 1, "neutral")]),
+        root / "kind=post" / f"date={other_day}",
+        "typed",
+    )
+
+    from pyspark.sql import functions as F
+
+    frame = read_events(spark, root, DAY, DAY)
+    assert frame.columns == ["kind", *EVENT_COLUMNS]
+    rows = {r["source_id"]: r.asDict() for r in frame.collect()}
+    # the out-of-range score is dropped like a bad Kafka record; the other day is pruned
+    assert set(rows) == {p.source_id for p in [*typed_posts, *legacy_posts]} | {
+        tick("bitcoin", T0, 1).source_id
+    }
+    assert rows["t3_test10"]["coins"] == ["ethereum"] and rows["t3_test10"]["score"] == -0.4
+    millis = dict(frame.select("source_id", F.unix_millis("event_time")).collect())
+    assert millis["t3_test10"] == int(legacy_posts[0].event_time.timestamp() * 1000)
+    assert millis["t3_test1"] == int(typed_posts[1].event_time.timestamp() * 1000)
+    assert rows["t3_test0"]["text"] == typed_posts[0].text and rows["t3_test0"]["kind"] == "post"
+    price = next(r for r in rows.values() if r["kind"] == "price")
+    assert price["price"] == 100.0 and price["coin"] == "bitcoin"
