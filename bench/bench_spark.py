@@ -7,8 +7,9 @@
    recomputes every window and replaces Redis and lake partitions; rows/s = events read
    / wall time of the whole backfill (read, parse, aggregate, finish, write).
 2. Streaming latency: the streaming job runs on fresh topics (processing-time trigger
-   ``--trigger``); ``--probes`` scored posts are appended to Kafka one at a time and the
-   time from append (delivery confirmed) to the matching TrendWindow published on
+   ``--trigger``, by default the setting's default); ``--probes`` scored posts are
+   appended to Kafka one at a time and the time from append (delivery confirmed) to the
+   matching TrendWindow published on
    ``{prefix}:live:trends`` (the Redis views are written in the same step) is measured.
 
     .venv/bin/python bench/bench_spark.py --events 1000000 --days 2 --probes 20
@@ -56,43 +57,43 @@ def _take(column: Any, rows: Any) -> Any:
     return column[rows] if isinstance(column, np.ndarray) else [column[i] for i in rows]
 
 
-def generate_lake(settings: Settings, events: int, days: int, start: datetime) -> int:
+def generate_lake(settings: Settings, events: int, days: int, start: datetime, chunk: int = 1_000_000) -> int:
     """Write ``events`` posts (+ minute price ticks) into the events lake in the typed layout
-    the streaming archive writes (``spark_jobs.lake.event_arrow_schema``); returns rows written."""
+    the streaming archive writes (``spark_jobs.lake.event_arrow_schema``), ``chunk`` posts
+    per file and day at most (memory stays flat for 10^7 events); returns rows written."""
     import numpy as np
-    import pyarrow as pa
 
-    from spark_jobs.lake import event_arrow_schema, events_path, write_event_file
-
-    root = events_path(settings)
-    schema = event_arrow_schema()
     rng = np.random.default_rng(7)
     span_ms = days * 86_400_000
     t0 = int(start.timestamp() * 1000)
-    times = np.sort(rng.integers(0, span_ms, events)) + t0
-    coin_a = rng.integers(0, len(COINS), events)
-    two = rng.random(events) < 0.25
-    coin_b = (coin_a + 1 + rng.integers(0, len(COINS) - 1, events)) % len(COINS)
-    scores = np.round(rng.uniform(-1, 1, events), 4)
-    conf = np.round(rng.uniform(0.3, 1, events), 4)
-    srcs = rng.integers(0, len(SOURCES), events)
-    labels = np.where(scores < -0.2, 0, np.where(scores > 0.2, 2, 1))
-    coins = [[COINS[coin_a[i]], COINS[coin_b[i]]] if two[i] else [COINS[coin_a[i]]] for i in range(events)]
-    posts = {
-        "source_id": [f"t3_b{i:x}" for i in range(events)],
-        "event_time": times * 1000,
-        "ingest_time": (times + 500) * 1000,
-        "source": np.array(SOURCES)[srcs],
-        "text": [f"bench post {i}" for i in range(events)],
-        "coins": coins,
-        "label": np.array(LABELS)[labels],
-        "score": scores,
-        "confidence": conf,
-        "p_negative": np.maximum(-scores, 0.0),
-        "p_neutral": np.zeros(events),
-        "p_positive": np.maximum(scores, 0.0),
-        "model_version": ["bench"] * events,
-    }
+    written = 0
+    for first in range(0, events, chunk):
+        n = min(chunk, events - first)
+        times = np.sort(rng.integers(0, span_ms, n)) + t0
+        coin_a = rng.integers(0, len(COINS), n)
+        two = rng.random(n) < 0.25
+        coin_b = (coin_a + 1 + rng.integers(0, len(COINS) - 1, n)) % len(COINS)
+        scores = np.round(rng.uniform(-1, 1, n), 4)
+        ids = range(first, first + n)
+        posts = {
+            "source_id": [f"t3_b{i:x}" for i in ids],
+            "event_time": times * 1000,
+            "ingest_time": (times + 500) * 1000,
+            "source": np.array(SOURCES)[rng.integers(0, len(SOURCES), n)],
+            "text": [f"bench post {i}" for i in ids],
+            "coins": [
+                [COINS[a], COINS[b]] if both else [COINS[a]]
+                for a, b, both in zip(coin_a.tolist(), coin_b.tolist(), two.tolist(), strict=True)
+            ],
+            "label": np.array(LABELS)[np.where(scores < -0.2, 0, np.where(scores > 0.2, 2, 1))],
+            "score": scores,
+            "confidence": np.round(rng.uniform(0.3, 1, n), 4),
+            "p_negative": np.maximum(-scores, 0.0),
+            "p_neutral": np.zeros(n),
+            "p_positive": np.maximum(scores, 0.0),
+            "model_version": ["bench"] * n,
+        }
+        written += _write_days(settings, "post", posts, times, t0, f"part-bench-{first // chunk}")
     minutes = np.arange(days * 1440)
     tick_ms = np.repeat(t0 + minutes * 60_000, len(COINS))
     tick_coin = np.tile(np.arange(len(COINS)), len(minutes))
@@ -104,23 +105,35 @@ def generate_lake(settings: Settings, events: int, days: int, start: datetime) -
         "coin": np.array(COINS)[tick_coin],
         "price": 100.0 * (tick_coin + 1) * (1 + 0.01 * np.sin(tick_minute / 30 + tick_coin)),
     }
+    return written + _write_days(settings, "price", ticks, tick_ms, t0, "part-bench")
+
+
+def _write_days(
+    settings: Settings, kind: str, columns: dict[str, Any], stamps: Any, t0: int, name: str
+) -> int:
+    """One typed Parquet file per event day of ``columns`` (absent fields are null columns)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from spark_jobs.lake import event_arrow_schema, events_path, write_event_file
+
+    schema = event_arrow_schema()
+    days_of = (stamps - t0) // 86_400_000
     written = 0
-    for kind, columns, stamps in (("post", posts, times), ("price", ticks, tick_ms)):
-        days_of = (stamps - t0) // 86_400_000
-        for day in np.unique(days_of):
-            rows = np.flatnonzero(days_of == day)
-            table = pa.table(
-                {
-                    name: pa.array(_take(columns[name], rows), type=schema.field(name).type)
-                    if name in columns
-                    else pa.nulls(len(rows), type=schema.field(name).type)
-                    for name in schema.names
-                },
-                schema=schema,
-            )
-            folder = root / f"kind={kind}" / f"date={iso(t0 + int(day) * 86_400_000)[:10]}"
-            write_event_file(table, folder, "part-bench")
-            written += len(rows)
+    for day in np.unique(days_of):
+        rows = np.flatnonzero(days_of == day)
+        table = pa.table(
+            {
+                field.name: pa.array(_take(columns[field.name], rows), type=field.type)
+                if field.name in columns
+                else pa.nulls(len(rows), type=field.type)
+                for field in schema
+            },
+            schema=schema,
+        )
+        folder = events_path(settings) / f"kind={kind}" / f"date={iso(t0 + int(day) * 86_400_000)[:10]}"
+        write_event_file(table, folder, name)
+        written += len(rows)
     return written
 
 
@@ -236,7 +249,9 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--probes", type=int, default=20)
-    parser.add_argument("--trigger", default="1 second")
+    parser.add_argument(
+        "--trigger", default=None, help="trend query trigger (default: the setting's default)"
+    )
     parser.add_argument("--skip-backfill", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
@@ -248,7 +263,7 @@ def main() -> int:
         home=home,
         kafka={**base.kafka.model_dump(), "topic_prefix": f"bench-spark-{tag}"},
         redis={**base.redis.model_dump(), "key_prefix": f"bench-spark-{tag}"},
-        spark={**base.spark.model_dump(), "trigger_interval": args.trigger},
+        spark={**base.spark.model_dump(), **({"trigger_interval": args.trigger} if args.trigger else {})},
     )
     results: dict[str, Any] = {}
     try:

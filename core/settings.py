@@ -170,7 +170,23 @@ class SparkSettings(_Section):
     checkpoint_dir: Path | None = Field(
         default=None, description="streaming checkpoints; default: home/checkpoints"
     )
-    trigger_interval: str = Field(default="10 seconds", description="micro-batch trigger of `spark stream`")
+    trigger_interval: str = Field(
+        default="1 second",
+        description="micro-batch trigger of `spark stream`'s trend query: how soon a scored post reaches "
+        "the views (docs/benchmarks.md, Spark)",
+    )
+    lake_interval: str = Field(
+        default="1 minute",
+        description="how often `spark stream` adds files to the lake (events archive, trend windows); "
+        "longer means fewer, larger files, and never delays the views",
+    )
+    kafka_fetch_max_wait_ms: int = Field(
+        default=10,
+        ge=0,
+        le=60_000,
+        description="the Kafka source's fetch.max.wait.ms: Kafka's 500 ms default adds half a second "
+        "to every micro-batch",
+    )
     sink_retry_s: float = Field(
         default=120.0,
         ge=0,

@@ -27,6 +27,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import reduce
@@ -139,6 +140,7 @@ def kafka_history(spark: SparkSession, settings: Settings, lo: datetime, hi: dat
         .option("endingOffsetsByTimestamp", json.dumps(ending))
         .option("startingOffsetsByTimestampStrategy", "latest")
         .option("failOnDataLoss", "false")
+        .option("kafka.fetch.max.wait.ms", str(settings.spark.kafka_fetch_max_wait_ms))
         .load()
     )
     return parse_events(kafka_events(raw, settings).select("kind", "value"))
@@ -257,13 +259,17 @@ def run_backfill(
         settings.spark.trailing_windows,
         max_lag=settings.spark.lead_lag_max_windows,
     )
-    step(f"replacing lake partitions ({len(trends)} windows)", 4)
-    partitions = write_trend_partitions(spark, trends, settings)
-    step("replacing Redis windows", 5)
-    store.replace_components(components)
-    store.replace_history(trends, _epoch_ms(lo), _epoch_ms(hi) - 1)
-    written = store.write_trends(trends, publish=False, history=False)
-    removed = store.drop_stale(trends, [w.value for w in WINDOW_SPECS], _epoch_ms(lo), _epoch_ms(hi) - 1)
+    # The lake write runs in Spark (JVM threads) while this thread writes Redis: the two
+    # replace disjoint things, so they overlap; a failure of either fails the backfill.
+    step(f"replacing lake partitions and Redis windows ({len(trends)} windows)", 4)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-lake") as pool:
+        lake_write = pool.submit(write_trend_partitions, spark, trends, settings)
+        store.replace_components(components)
+        store.replace_history(trends, _epoch_ms(lo), _epoch_ms(hi) - 1)
+        written = store.write_trends(trends, publish=False, history=False)
+        removed = store.drop_stale(trends, [w.value for w in WINDOW_SPECS], _epoch_ms(lo), _epoch_ms(hi) - 1)
+        step("waiting for the lake partitions", 5)
+        partitions = lake_write.result()
     seconds = time.perf_counter() - started
     step(f"done in {seconds:.1f}s", 6)
     result = BackfillResult(

@@ -69,6 +69,7 @@ def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
         .option("subscribe", f"{SCORED_POSTS.name(settings)},{RAW_PRICES.name(settings)}")
         .option("startingOffsets", settings.spark.starting_offsets)
         .option("failOnDataLoss", "false")
+        .option("kafka.fetch.max.wait.ms", str(settings.spark.kafka_fetch_max_wait_ms))
     )
     if settings.spark.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(settings.spark.max_offsets_per_trigger))

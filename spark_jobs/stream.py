@@ -7,13 +7,17 @@ Two queries share one SparkSession:
   micro-batch goes to :class:`TrendSink` (foreachBatch), which merges the updated
   aggregates into Redis, finishes the affected windows, writes the views and the
   trend lake. Late events inside the watermark update their window; later ones are
-  dropped by Spark's state store.
-* ``archive``: the parsed events appended to the events lake (Spark file sink), which
-  the backfill can read instead of Kafka.
+  dropped by Spark's state store. It runs every ``spark.trigger_interval`` (1 s): a
+  scored post reaches the views within about two seconds.
+* ``archive``: the typed events appended to the events lake (Spark file sink), which
+  the backfill can read instead of Kafka. It runs every ``spark.lake_interval`` (1 min),
+  and the sink gathers trend rows for the trend lake just as long
+  (:class:`spark_jobs.lake.TrendLakeBuffer`), so a fast trigger does not mean many
+  small files.
 
 Both checkpoint under ``settings.home / "checkpoints"``; a restart resumes at the
 offsets the last committed batch ended at, and a replayed batch rewrites exactly the
-same Redis values and the same lake file.
+same Redis values (and at most repeats identical rows in the trend lake).
 
 When Redis is unreachable the sink retries the micro-batch's writes with backoff for
 ``settings.spark.sink_retry_s`` (a Redis restart or failover costs no restart of Spark).
@@ -47,7 +51,7 @@ from spark_jobs.aggregations import (
 )
 from spark_jobs.alerts import trend_alerts
 from spark_jobs.inputs import EVENT_COLUMNS, kafka_events, kafka_stream, parse_events
-from spark_jobs.lake import events_path, trends_path, write_trend_files
+from spark_jobs.lake import TrendLakeBuffer, events_path, trends_path
 from spark_jobs.metrics import SparkMetrics
 from spark_jobs.session import checkpoint_dir
 from spark_jobs.sink_redis import TrendStore, rows_to_records
@@ -115,6 +119,12 @@ class TrendSink:
         self.run_token = run_token
         self.publish = publish
         self.trends_topic = settings.spark.trends_topic if trends_topic is None else trends_topic
+        self.lake = TrendLakeBuffer(
+            trends_path(settings),
+            checkpoint_dir(settings) / "trends" / f"lake-pending-{run_token}",
+            run_token,
+            interval_ms(settings.spark.lake_interval) / 1000,
+        )
         self.last: BatchResult | None = None
         self._producer: Any = None
         self.stopping = threading.Event()
@@ -164,6 +174,10 @@ class TrendSink:
             self.store.views.raise_alert_once(alert)
         log.info("alerts raised", extra={"alerts": [a.source_id for a in fresh]})
         return len(fresh)
+
+    def close(self) -> None:
+        """Write the trend rows still gathered for the lake (after the queries stopped)."""
+        self.lake.flush()
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         self.process_retrying(rows_to_records(batch.collect()), batch_id)
@@ -221,7 +235,7 @@ class TrendSink:
             self.store.write_trends(trends, publish=self.publish)
             self.publish_trends(trends)
             self.raise_alerts(trends)
-            write_trend_files(trends, trends_path(self.settings), f"stream-{self.run_token}-{batch_id:010d}")
+            self.lake.add(trends, batch_id)
         elapsed = time.perf_counter() - started
         result = BatchResult(batch_id, len(records), len(touched), len(trends), elapsed)
         self.metrics.batches.inc()
@@ -279,11 +293,13 @@ class StreamJob:
         for query in (self.trends, self.archive):
             if query is not None and query.isActive:
                 query.stop()
+        self.sink.close()
 
     def await_termination(self) -> None:
         for query in (self.trends, self.archive):
             if query is not None:
                 query.awaitTermination()
+        self.sink.close()
 
 
 def start_stream(
@@ -340,7 +356,7 @@ def start_stream(
         archive_writer = (
             archive_writer.trigger(availableNow=True)
             if available_now
-            else archive_writer.trigger(processingTime=settings.spark.trigger_interval)
+            else archive_writer.trigger(processingTime=settings.spark.lake_interval)
         )
         archive_query = archive_writer.start()
     log.info(

@@ -156,7 +156,9 @@ def test_seed_backfills_windows_prices_and_is_idempotent(
     assert {str(p).split("/")[0] for p in files} == {"kind=post", "kind=price"}
     events = spark.read.parquet(str(seeded))
     # typed columns, the whole record (no JSON string to parse)
-    assert {"source_id", "event_time", "text", "coins", "score", "price", "kind", "date"} <= set(events.columns)
+    assert {"source_id", "event_time", "text", "coins", "score", "price", "kind", "date"} <= set(
+        events.columns
+    )
     assert "value" not in events.columns
     assert events.count() == result.posts + result.prices
     # at least 48 five-minute windows of bitcoin, with z-scores, up to the end

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from core.settings import Settings
@@ -45,9 +46,20 @@ def batch(minute: int, btc: int, eth: int) -> list[dict[str, Any]]:
     ]
 
 
-def lake_files(settings: Settings) -> dict[str, bytes]:
+def lake_windows(settings: Settings) -> list[dict[str, Any]]:
+    """The trend lake as readers see it: the newest row of each window (``read_trends``)."""
     root = trends_path(settings)
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.parquet"))}
+    frames = []
+    for path in sorted(root.rglob("*.parquet")):
+        frame = pd.read_parquet(path)
+        frame["window"] = path.parent.name.split("=", 1)[1]
+        frames.append(frame)
+    if not frames:
+        return []
+    lake = pd.concat(frames).sort_values(["ingest_time", "volume"], kind="stable")
+    lake = lake.drop_duplicates(["coin", "window", "source", "window_start"], keep="last")
+    lake = lake.sort_values(["coin", "window", "source", "window_start"])
+    return lake.astype(object).where(lake.notna(), None).to_dict("records")  # NaN != NaN
 
 
 def test_replayed_batch_leaves_redis_and_lake_unchanged(spark_settings: Settings, redis_client: Any) -> None:
@@ -55,10 +67,13 @@ def test_replayed_batch_leaves_redis_and_lake_unchanged(spark_settings: Settings
     sink = TrendSink(s, client=r, run_token="t", publish=False)
     for i, (btc, eth) in enumerate([(2, 1), (3, 3), (1, 4), (6, 2)]):
         sink.process(batch(i, btc, eth), i)
-    before, files = snapshot(r, s), lake_files(s)
+    sink.close()
+    before, lake = snapshot(r, s), lake_windows(s)
+    assert len(lake) == 4 * 2  # bitcoin (with its prices) and ethereum, each of 4 minutes
     sink.process(batch(3, 6, 2), 3)  # replay of the last micro-batch
+    sink.close()
     assert snapshot(r, s) == before
-    assert lake_files(s) == files
+    assert lake_windows(s) == lake
 
     keys = RedisKeys(s.redis.key_prefix)
     latest = TrendWindow.model_validate_json(r.get(keys.trend_latest("1m", "bitcoin")))
