@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from scoring.coins import CoinCatalog
 from scoring.drift import ReferenceDistribution
-from scoring.ensemble import Combiner, combiner_features, softmax
+from scoring.ensemble import MEMBER_FEATURES, Combiner, combiner_features, softmax
 from scoring.labels import LABELS, VERDICT_FIELDS, Label
 from scoring.lexicon import CryptoLexicon
 from scoring.linear import LINEAR_FILES, load_linear
@@ -218,7 +218,14 @@ class SentimentRuntime:
             empty = np.zeros((0, len(LABELS)))
             return empty, empty, empty
         p_transformer, p_linear = self.transformer_proba(texts), self.linear_proba(texts)
-        feats = combiner_features(p_transformer, p_linear, self.lexicon_features(texts))
+        # A member the combiner dropped has zero weights: its features cannot move the result,
+        # so the lexicon is not run (the linear member still is: serving reports how far it
+        # disagrees with the transformer).
+        if "lexicon" in self._combiner.dropped:
+            lexicon = np.zeros((len(texts), len(MEMBER_FEATURES["lexicon"])))
+        else:
+            lexicon = self.lexicon_features(texts)
+        feats = combiner_features(p_transformer, p_linear, lexicon)
         return self._combiner.predict_proba(feats), p_transformer, p_linear
 
     # -- public API ----------------------------------------------------------------------

@@ -127,3 +127,22 @@ def test_runtime_never_imports_torch_nor_unpickles(tiny: TrainResult) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("ok")
+
+
+def test_a_dropped_lexicon_is_not_run_and_changes_nothing() -> None:
+    """The bundled model's combiner dropped the lexicon: serving skips it, same probabilities."""
+    import numpy as np
+
+    from scoring.ensemble import combiner_features
+
+    bundled = SentimentRuntime(Path(__file__).resolve().parents[2] / "models" / "default" / "artifact")
+    assert "lexicon" in bundled._combiner.dropped
+    texts = ["Bitcoin ETF approved, $BTC rallies 🚀", "Exchange hacked, withdrawals halted", "ETH flat today"]
+    calls: list[int] = []
+    original = bundled.lexicon_features
+    bundled.lexicon_features = lambda t: calls.append(len(t)) or original(t)  # type: ignore[method-assign]
+    served = bundled.ensemble_proba(texts)
+    assert calls == []
+    p_t, p_l = bundled.transformer_proba(texts), bundled.linear_proba(texts)
+    with_lexicon = bundled._combiner.predict_proba(combiner_features(p_t, p_l, original(texts)))
+    assert np.array_equal(served, with_lexicon)
