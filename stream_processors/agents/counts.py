@@ -1,8 +1,9 @@
 """The ``count`` agent: per-coin tumbling-window counters, exact with any number of workers.
 
-The score agent does not count: for every scored post it sends one :class:`CountRecord`
-per coin (and one for ``all``) to the worker group's internal counts topic, **keyed by
-coin** and stamped with the clean record's timestamp. Kafka's key partitioner puts every
+The score agent does not count: for each batch it scores it sends one :class:`CountRecord`
+per coin (and one for ``all``) and minute, listing the batch's posts of that coin, to the
+worker group's internal counts topic, **keyed by coin** and stamped with a clean record's
+timestamp of that minute. Kafka's key partitioner puts every
 record of a coin on one partition, so exactly one worker owns a coin's counters at a time,
 and the counter tables' changelog partition is always that coin's partition: a rebalance
 moves a coin's counters whole to the new owner (recovered from the changelog before it
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -36,6 +37,7 @@ from stream_processors import metrics as m
 from stream_processors.agents import DeadLetters, origin_of, payload_of, unreadable
 from stream_processors.cleaning import REASON_INVALID_SCHEMA
 from stream_processors.live import CounterUpdate, LivePublisher
+from stream_processors.models import ALL_COINS
 from stream_processors.processing import dead_letter
 from stream_processors.tables import COUNTER_WINDOWS, StreamTables, use_event
 
@@ -46,32 +48,63 @@ COMPONENT_COUNT = "stream.count"
 
 @dataclass(frozen=True)
 class CountRecord:
-    """One scored post's contribution to one coin's counters (internal to the worker group:
-    the record of the counts topic, never read outside the stream worker)."""
+    """Scored posts' contributions to one coin's counters: one record per coin and minute of
+    a score batch (internal to the worker group: never read outside the stream worker).
 
-    source_id: str
+    One record per post and coin cost a produce, a consume and faust's per-record work
+    about 2.3 times per post; a batch of 64 posts now sends one record per coin it
+    mentions. The posts of a record share its timestamp's minute, which is what decides
+    their 1m and 5m counter windows, so they count exactly where one record each would.
+    """
+
     coin: str
-    score: float
+    posts: tuple[tuple[str, float], ...]  # (source_id, score)
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        return json.dumps(
+            {"coin": self.coin, "posts": [list(p) for p in self.posts]}, separators=(",", ":")
+        ).encode()
 
     @classmethod
     def from_json(cls, payload: bytes) -> CountRecord:
-        """Parse a counts record; ``ValueError`` when it is not one."""
+        """Parse a counts record, also the one-post form written before records were batched
+        (``source_id``, ``coin``, ``score``); ``ValueError`` when it is neither."""
         data = json.loads(payload)
         if not isinstance(data, dict):
             raise ValueError("a counts record is a JSON object")
-        source_id, coin, score = data.get("source_id"), data.get("coin"), data.get("score")
-        if not isinstance(source_id, str) or not source_id or not isinstance(coin, str) or not coin:
-            raise ValueError("a counts record needs a source_id and a coin")
-        if isinstance(score, bool) or not isinstance(score, int | float):
-            raise ValueError("a counts record needs a numeric score")
-        return cls(source_id, coin, float(score))
+        coin = data.get("coin")
+        if not isinstance(coin, str) or not coin:
+            raise ValueError("a counts record needs a coin")
+        raw = data["posts"] if "posts" in data else [[data.get("source_id"), data.get("score")]]
+        if not isinstance(raw, list) or not raw:
+            raise ValueError("a counts record needs posts")
+        posts = []
+        for entry in raw:
+            if not isinstance(entry, list) or len(entry) != 2:
+                raise ValueError("a counts record's post is [source_id, score]")
+            source_id, score = entry
+            if not isinstance(source_id, str) or not source_id:
+                raise ValueError("a counts record needs a source_id per post")
+            if isinstance(score, bool) or not isinstance(score, int | float):
+                raise ValueError("a counts record needs a numeric score per post")
+            posts.append((source_id, float(score)))
+        return cls(coin, tuple(posts))
 
-    @property
-    def claim_key(self) -> str:
-        return f"{self.coin}|{self.source_id}"
+    def claim_key(self, source_id: str) -> str:
+        return f"{self.coin}|{source_id}"
+
+
+def count_records(
+    posts: Sequence[tuple[str, Sequence[str], float, float]],
+) -> list[tuple[CountRecord, float]]:
+    """(source_id, coins, score, timestamp) of scored posts -> count records with the
+    timestamp each is sent with: one per coin (and ``all``) and minute of the timestamps."""
+    groups: dict[tuple[str, float], tuple[float, list[tuple[str, float]]]] = {}
+    for source_id, coins, score, ts in posts:
+        minute = ts - ts % 60
+        for coin in dict.fromkeys([*coins, ALL_COINS]):
+            groups.setdefault((coin, minute), (ts, []))[1].append((source_id, score))
+    return [(CountRecord(coin, tuple(members)), stamp) for (coin, _), (stamp, members) in groups.items()]
 
 
 class CountAgent:
@@ -123,17 +156,18 @@ class CountAgent:
                 letters.append(self.rejected(event, exc))
                 continue
             use_event(event)  # the windowed tables read and write relative to this event
-            key = record.claim_key
-            if key in seen or self.tables.counted.claimed_by(key):
-                m.REDELIVERED.labels(self.name).inc()
-                continue
-            seen.add(key)
-            self.tables.counted.claim(key, "1")
             ts = event.message.timestamp
-            for name, size in COUNTER_WINDOWS.items():
-                start = ts - ts % size
-                n, total, _ = deltas.get((name, record.coin, start), (0, 0.0, event))
-                deltas[(name, record.coin, start)] = (n + 1, total + record.score, event)
+            for source_id, score in record.posts:
+                key = record.claim_key(source_id)
+                if key in seen or self.tables.counted.claimed_by(key):
+                    m.REDELIVERED.labels(self.name).inc()
+                    continue
+                seen.add(key)
+                self.tables.counted.claim(key, "1")
+                for name, size in COUNTER_WINDOWS.items():
+                    start = ts - ts % size
+                    n, total, _ = deltas.get((name, record.coin, start), (0, 0.0, event))
+                    deltas[(name, record.coin, start)] = (n + 1, total + score, event)
         updates = self.apply(deltas)
         m.EVENTS_OUT.labels(self.name, "counted").inc(len(seen))
         for letter in letters:

@@ -2,10 +2,11 @@
 
 Each micro-batch (``stream.take_events``) is scored by one model, the holder's current
 one (:class:`scoring.holder.ModelHolder`); the ``model_poll`` timer follows the registry
-alias, so a swap lands between batches. Each scored post is also sent to the counts topic,
-once per coin and keyed by coin, for the count agent (:mod:`.counts`), which keeps the
-per-coin tumbling-window counters exact however many workers share the partitions; the
-scored posts go to Redis live pub/sub and the drift monitor.
+alias, so a swap lands between batches. Each batch's scored posts are also sent to the
+counts topic, one record per coin and minute, keyed by coin, for the count agent
+(:mod:`.counts`), which keeps the per-coin tumbling-window counters exact however many
+workers share the partitions; the scored posts go to Redis live pub/sub and the drift
+monitor.
 Batches are acked and claimed as the delivery contract says (:mod:`stream_processors.agents`).
 Once acked, a batch's posts worth a person's label are offered to the review queue
 (:mod:`stream_processors.review`) in the same Redis pipeline as the live events.
@@ -36,11 +37,10 @@ from schemas.events import CleanPost, ScoredPost
 from scoring.holder import ModelHolder
 from stream_processors import metrics as m
 from stream_processors.agents import DeadLetters, origin_of, payload_of, send, unreadable
-from stream_processors.agents.counts import CountRecord
+from stream_processors.agents.counts import count_records
 from stream_processors.cleaning import REASON_SCORING_FAILED
 from stream_processors.drift import DriftMonitor
 from stream_processors.live import LivePublisher
-from stream_processors.models import ALL_COINS
 from stream_processors.processing import COMPONENT_SCORE, dead_letter
 from stream_processors.review import ReviewCandidate, ReviewRanker
 from stream_processors.scorer import BatchResult, score_batch
@@ -210,7 +210,7 @@ class ScoreAgent:
         m.INFERENCE.observe(result.inference_s)
         for scored in result.scored:
             pending.append(await send(self.topics.scored, scored.source_id, scored.to_json()))
-            pending.extend(await self.send_counts(scored, event_of[scored.source_id]))
+        pending.extend(await self.send_counts(result.scored, event_of))
         for post, reason in result.failed:
             record = dead_letter(
                 post.to_json(),
@@ -260,15 +260,16 @@ class ScoreAgent:
             log.warning("review ranking failed", error=str(exc))
             return []
 
-    async def send_counts(self, post: ScoredPost, event: EventT) -> list[Awaitable[Any]]:
-        """Hand the post's count records (one per coin, and ``all``) to the producer, keyed by
-        coin and stamped with the clean record's time, which decides their counter window."""
-        futures = []
-        for coin in dict.fromkeys([*post.coins, ALL_COINS]):
-            record = CountRecord(post.source_id, coin, post.score)
-            futures.append(
-                await self.topics.counts.send(
-                    key=coin.encode(), value=record.to_json(), timestamp=event.message.timestamp
-                )
-            )
-        return futures
+    async def send_counts(
+        self, posts: Sequence[ScoredPost], event_of: dict[str, EventT]
+    ) -> list[Awaitable[Any]]:
+        """Hand the batch's count records (one per coin, and ``all``, and minute) to the
+        producer, keyed by coin and stamped with the clean records' time, which decides
+        their counter windows (:func:`~stream_processors.agents.counts.count_records`)."""
+        records = count_records(
+            [(p.source_id, p.coins, p.score, event_of[p.source_id].message.timestamp) for p in posts]
+        )
+        return [
+            await self.topics.counts.send(key=record.coin.encode(), value=record.to_json(), timestamp=stamp)
+            for record, stamp in records
+        ]

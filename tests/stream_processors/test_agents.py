@@ -121,7 +121,12 @@ def test_score_agent_batches_counts_and_skips_replays(harness: Harness) -> None:
     dead = {r["reason"]: r for r in harness.outputs("deadletter")}
     assert set(dead) == {"scoring_failed", "invalid_schema"}
     assert dead["scoring_failed"]["component"] == "stream.score"
-    counted = [r["source_id"] for r in harness.outputs("cryptopulse-stream-counts") if r["coin"] == "all"]
+    counted = [
+        sid
+        for r in harness.outputs("cryptopulse-stream-counts")
+        if r["coin"] == "all"
+        for sid, _ in r["posts"]
+    ]
     assert sorted(counted) == ["t3_0", "t3_1", "t3_2"]  # the replay and the failure are not counted
 
 
