@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -140,7 +141,12 @@ def test_a_dropped_lexicon_is_not_run_and_changes_nothing() -> None:
     texts = ["Bitcoin ETF approved, $BTC rallies 🚀", "Exchange hacked, withdrawals halted", "ETH flat today"]
     calls: list[int] = []
     original = bundled.lexicon_features
-    bundled.lexicon_features = lambda t: calls.append(len(t)) or original(t)  # type: ignore[method-assign]
+
+    def counted(texts: Sequence[str]) -> np.ndarray:
+        calls.append(len(texts))
+        return original(texts)
+
+    bundled.lexicon_features = counted  # type: ignore[method-assign]
     served = bundled.ensemble_proba(texts)
     assert calls == []
     p_t, p_l = bundled.transformer_proba(texts), bundled.linear_proba(texts)

@@ -83,7 +83,7 @@ def test_typed_and_legacy_files_read_as_one_typed_frame(spark: Any, tmp_path: Pa
         tick("bitcoin", T0, 1).source_id
     }
     assert rows["t3_test10"]["coins"] == ["ethereum"] and rows["t3_test10"]["score"] == -0.4
-    millis = dict(frame.select("source_id", F.unix_millis("event_time")).collect())
+    millis: dict[str, int] = dict(frame.select("source_id", F.unix_millis("event_time")).collect())
     assert millis["t3_test10"] == int(legacy_posts[0].event_time.timestamp() * 1000)
     assert millis["t3_test1"] == int(typed_posts[1].event_time.timestamp() * 1000)
     assert rows["t3_test0"]["text"] == typed_posts[0].text and rows["t3_test0"]["kind"] == "post"
