@@ -23,6 +23,7 @@ score agent, but the topic is a topic).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,16 +95,21 @@ class CountRecord:
         return f"{self.coin}|{source_id}"
 
 
+COUNT_BUCKET_S = math.gcd(*COUNTER_WINDOWS.values())
+"""Posts whose timestamps share a bucket this long share every counter window (60 s: the
+largest span that divides each window size), so one count record may carry them all."""
+
+
 def count_records(
     posts: Sequence[tuple[str, Sequence[str], float, float]],
 ) -> list[tuple[CountRecord, float]]:
     """(source_id, coins, score, timestamp) of scored posts -> count records with the
-    timestamp each is sent with: one per coin (and ``all``) and minute of the timestamps."""
+    timestamp each is sent with: one per coin (and ``all``) and :data:`COUNT_BUCKET_S`."""
     groups: dict[tuple[str, float], tuple[float, list[tuple[str, float]]]] = {}
     for source_id, coins, score, ts in posts:
-        minute = ts - ts % 60
+        bucket = ts - ts % COUNT_BUCKET_S
         for coin in dict.fromkeys([*coins, ALL_COINS]):
-            groups.setdefault((coin, minute), (ts, []))[1].append((source_id, score))
+            groups.setdefault((coin, bucket), (ts, []))[1].append((source_id, score))
     return [(CountRecord(coin, tuple(members)), stamp) for (coin, _), (stamp, members) in groups.items()]
 
 
