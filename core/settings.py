@@ -309,8 +309,15 @@ class StreamSettings(_Section):
 
     web_port: Port = 6066
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
-    batch_size: int = Field(default=64, ge=1, le=10_000)
-    batch_within_s: float = Field(default=0.05, gt=0, le=10)
+    batch_size: int = Field(
+        default=128,
+        ge=1,
+        le=10_000,
+        description="clean posts per scoring batch (fewer hand-offs to the scoring process)",
+    )
+    batch_within_s: float = Field(
+        default=0.05, gt=0, le=10, description="longest a scoring batch waits to fill"
+    )
     dedup_window_s: int = Field(default=900, ge=1, description="same text or id within this many seconds")
     min_text_chars: int = Field(default=10, ge=1)
     app_id: str = Field(

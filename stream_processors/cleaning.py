@@ -91,6 +91,9 @@ PUMP_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     )
 )
 
+_PUMP_RE = re.compile("|".join(f"(?:{p.pattern})" for p in PUMP_PATTERNS), re.IGNORECASE)
+"""All of ``PUMP_PATTERNS`` in one pass over the text instead of fourteen."""
+
 
 class TextTagger(Protocol):
     """Anything with the coin catalog's ``tag`` method (scoring.coins.CoinCatalog)."""
@@ -249,6 +252,27 @@ def _is_emoji(ch: str) -> bool:
     )
 
 
+_ASCII_LETTER_RE = re.compile(r"[A-Za-z]")
+_ASCII_UPPER_RE = re.compile(r"[A-Z]")
+_NON_ASCII_RE = re.compile(r"[^\x00-\x7f]")
+
+
+def letter_counts(text: str) -> tuple[int, int]:
+    """(letters, upper-case letters) as ``str.isalpha`` / ``str.isupper`` count them.
+
+    Most posts are ASCII: two compiled regexes count them ~10x faster than a Python loop
+    over the characters; other text takes the loop (Unicode letter rules)."""
+    if text.isascii():
+        return len(_ASCII_LETTER_RE.findall(text)), len(_ASCII_UPPER_RE.findall(text))
+    letters = [ch for ch in text if ch.isalpha()]
+    return len(letters), sum(ch.isupper() for ch in letters)
+
+
+def emoji_count(text: str) -> int:
+    """Emoji and other pictographs in ``text`` (no ASCII character is one)."""
+    return sum(_is_emoji(ch) for ch in _NON_ASCII_RE.findall(text))
+
+
 def spam_flags(text: str, *, url_chars: int, original_length: int) -> list[QualityFlag]:
     """Bot/spam signals; they flag, never reject, so analysts can filter downstream."""
     flags: list[QualityFlag] = []
@@ -263,12 +287,12 @@ def spam_flags(text: str, *, url_chars: int, original_length: int) -> list[Quali
             flags.append(QualityFlag.REPEATED_TEXT)
     if original_length and url_chars / original_length > 0.5:
         flags.append(QualityFlag.LINK_ONLY)
-    if any(p.search(text) for p in PUMP_PATTERNS) or text.count("🚀") >= 3:
+    if _PUMP_RE.search(text) or text.count("🚀") >= 3:
         flags.append(QualityFlag.PUMP_AND_DUMP)
-    letters = [ch for ch in text if ch.isalpha()]
-    if len(letters) >= 10 and sum(ch.isupper() for ch in letters) / len(letters) > 0.6:
+    letters, upper = letter_counts(text)
+    if letters >= 10 and upper / letters > 0.6:
         flags.append(QualityFlag.EXCESSIVE_CAPS)
-    emoji = sum(_is_emoji(ch) for ch in text)
+    emoji = emoji_count(text)
     if emoji >= 8 or (emoji >= 3 and emoji / max(len(text), 1) > 0.2):
         flags.append(QualityFlag.EXCESSIVE_EMOJI)
     return flags

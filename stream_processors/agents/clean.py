@@ -30,6 +30,12 @@ from stream_processors.topics import StreamTopics
 
 log = structlog.get_logger(__name__)
 
+YIELD_EVERY_S = 0.002
+"""Longest the clean agent runs before it lets other tasks in. Faust's stream iteration
+does not suspend while records are buffered, so without this the agent cleans a whole
+fetch (hundreds of records, ~0.5 ms each) in one go, while the score agent's finished
+batch waits and the scoring child idles: measured at saturation, 447 -> 498 events/s."""
+
 
 class CleanAgent:
     """Cleans raw records into clean posts or dead letters."""
@@ -64,8 +70,12 @@ class CleanAgent:
     async def run(self, stream: faust.StreamT) -> None:
         """One outcome per raw record: CleanPost to clean.posts or DeadLetter."""
         await asyncio.to_thread(self.warm_up)
+        last_yield = time.perf_counter()
         async for event in stream.events():
             await self.clean_one(event)
+            if time.perf_counter() - last_yield > YIELD_EVERY_S:
+                await asyncio.sleep(0)  # let the score agent hand its child the next batch
+                last_yield = time.perf_counter()
 
     def warm_up(self) -> None:
         """Load lingua's models before the first record, not inside the event loop's first step."""

@@ -438,3 +438,37 @@ def test_lag_series_of_partitions_moved_away_are_removed(
     assert series() == {"0": 5.0, "1": 7.0}
     asyncio.run(lag.update_lag())  # partition 0 went to another worker
     assert series() == {"1": 2.0}
+
+
+def test_clean_agent_lets_other_tasks_run_while_records_are_buffered(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faust's stream does not suspend while records are buffered: the agent must yield by
+    itself, or the score agent's finished batch (and its idle scoring child) waits for a
+    whole fetch to be cleaned."""
+    agent = harness.parts.clean
+    order: list[str] = []
+
+    async def clean_one(event: Any) -> None:
+        time.sleep(0.001)  # ~ the cost of cleaning one record, without suspending
+        order.append(f"record {event}")
+
+    class BufferedStream:
+        async def events(self) -> Any:
+            for i in range(50):
+                yield i  # never suspends, like a stream over a full buffer
+
+    async def other_task() -> None:
+        order.append("other task")
+
+    async def scenario() -> None:
+        monkeypatch.setattr(agent, "warm_up", lambda: None)
+        monkeypatch.setattr(agent, "clean_one", clean_one)
+        cleaning = asyncio.ensure_future(agent.run(BufferedStream()))  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)  # the agent is cleaning (its warm-up thread has returned)
+        other = asyncio.ensure_future(other_task())
+        await asyncio.gather(cleaning, other)
+
+    asyncio.run(scenario())
+    assert len(order) == 51
+    assert 0 < order.index("other task") < 50, "the other task ran only after every buffered record"

@@ -222,6 +222,30 @@ def test_lists_are_deduplicated_and_capped(rk: tuple[redis.Redis, str]) -> None:
 
 
 @pytest.mark.integration
+def test_a_batch_of_posts_lands_as_pushing_them_one_by_one_would(rk: tuple[redis.Redis, str]) -> None:
+    """The batch is one script call: newest first, a replay inside the batch or from an
+    earlier one moves to the front, each post is published once per delivery, in order."""
+    client, prefix = rk
+    k, views = RedisKeys(prefix), RedisViewWriter(client, prefix)
+    a, b, c = (scored(f"t3_batch{i}") for i in range(3))
+    views.add_scored_posts([a, b], publish=False)
+    views.flush()
+    pubsub = client.pubsub()
+    pubsub.subscribe(k.live_scored())
+    pubsub.get_message(timeout=1.0)  # the subscribe confirmation
+    try:
+        views.add_scored_posts([c, a, c])
+        views.add_scored_posts([])  # nothing queued, nothing sent
+        views.flush()
+        published = [pubsub.get_message(timeout=2.0) for _ in range(3)]
+        assert pubsub.get_message(timeout=0.2) is None
+    finally:
+        pubsub.close()
+    assert [m["data"] for m in published if m] == [p.model_dump_json().encode() for p in (c, a, c)]
+    assert client.lrange(k.posts_latest(), 0, -1) == [p.model_dump_json().encode() for p in (c, a, b)]
+
+
+@pytest.mark.integration
 def test_price_keeps_newest(rk: tuple[redis.Redis, str]) -> None:
     client, prefix = rk
     views = RedisViewWriter(client, prefix)
