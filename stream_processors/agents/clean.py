@@ -79,8 +79,7 @@ class CleanAgent:
 
     def warm_up(self) -> None:
         """Load lingua's models before the first record, not inside the event loop's first step."""
-        self.detector.detect("Warming up the language models before the first record arrives here.")
-        self.detector.detect("Calentando los modelos de idioma antes de que llegue el primer registro.")
+        self.detector.warm_up()
 
     async def clean_one(self, event: EventT) -> None:
         """Exactly one outcome for ``event``; a record whose handling raises is dead-lettered."""

@@ -104,6 +104,40 @@ def test_non_english_rejected() -> None:
     assert isinstance(german, c.Rejection) and german.reason == c.REASON_NON_ENGLISH
 
 
+FOREIGN = (
+    "El precio de bitcoin va a subir mucho esta semana segun los analistas del mercado",
+    "Ich glaube, dass der Bitcoin Kurs heute noch deutlich steigen wird, Freunde",
+    "Was ist mit dem Bitcoin heute los, will niemand mehr kaufen oder was",
+    "Le prix du bitcoin va encore monter cette semaine selon les analystes",
+    "Bitcoin est the best, je pense que le prix va monter cette semaine avec les news",
+    "O preco do bitcoin vai subir muito esta semana segundo os analistas do mercado",
+    "Il prezzo del bitcoin salira molto questa settimana secondo gli analisti",
+    "Het is tijd om bitcoin te kopen, de markt is nu heel sterk en het gaat omhoog",
+    "Bitcoin fiyati bu hafta analistlere gore cok yukselecek arkadaslar",
+    "Harga bitcoin akan naik banyak minggu ini menurut para analis pasar",
+)
+
+
+@pytest.mark.parametrize("text", FOREIGN)
+def test_the_english_pre_check_never_accepts_other_languages(text: str) -> None:
+    assert not c.looks_english(text.lower())
+    assert c.LanguageDetector().detect(text.lower()) != "en"
+
+
+def test_the_english_pre_check_settles_plain_english_without_lingua() -> None:
+    detector = c.LanguageDetector()
+    for text in (
+        "bitcoin looks really strong this morning, what do you think about it",
+        "tesla stock price target cut to from at deutsche bank",  # lingua's fast mode: German
+        "here is what hedge funds think about companhia brasileira de distrib",
+    ):
+        assert c.looks_english(text), text
+        assert detector.detect(text) == "en"
+    assert detector._fast is None and detector._accurate is None  # lingua never loaded
+    assert not c.looks_english("the bitcoin price is über the moon and you know it")  # not ASCII
+    assert not c.looks_english("bitcoin etf inflows grow as the price surges past")  # 2 of 9 words
+
+
 def test_short_english_fallback_and_cyrillic() -> None:
     detector = c.LanguageDetector()
     assert detector.detect("btc 100k soon lol") == "en"
@@ -220,3 +254,9 @@ def test_real_catalog() -> None:
     )
     assert isinstance(result, CleanPost)
     assert set(result.coins) >= {"ethereum", "solana", "bitcoin"}
+
+
+def test_warm_up_loads_both_lingua_detectors() -> None:
+    detector = c.LanguageDetector()
+    detector.warm_up()
+    assert detector._fast is not None and detector._accurate is not None
