@@ -42,6 +42,8 @@ CRYPTO_WORDS = frozenset(_CRYPTO.split())
 
 _TOKEN_RE = re.compile(r"(?<![A-Za-z0-9_$])(\$?)([A-Za-z0-9][A-Za-z0-9]*)(?![A-Za-z0-9_])")
 _WORD_RE = re.compile(r"[A-Za-z0-9$][A-Za-z0-9\-]*")
+_LETTER_RE = re.compile(r"[A-Za-z]")
+_UPPER_RE = re.compile(r"[A-Z]")
 
 
 @dataclass(frozen=True)
@@ -130,35 +132,38 @@ class CoinCatalog:
         if not text:
             return []
         found: list[tuple[int, str]] = []
-        words = [w.lower() for w in _WORD_RE.findall(text)]
-        word_set = set(words)
         tokens = list(_TOKEN_RE.finditer(text))
-        # Shouting = the ordinary words (not tickers) are mostly upper case: then UPPERCASE proves nothing.
-        letters = [
-            ch
-            for m in tokens
-            if m.group(2).upper() not in self._by_symbol
-            for ch in m.group(2)
-            if ch.isalpha()
-        ]
-        shouting = len(letters) >= 6 and sum(ch.isupper() for ch in letters) / len(letters) > 0.6
+        # Both contexts are looked at only when an ambiguous ticker or name needs them.
+        shouting: bool | None = None
         unambiguous_hit = False
         for idx, match in enumerate(tokens):
             cashtag, word = match.group(1) == "$", match.group(2)
             coin = self._by_symbol.get(word.upper())
             if coin is None:
                 continue
-            if self._symbol_counts(coin, word, cashtag, shouting, tokens, idx):
+            if coin.ambiguous_symbol and shouting is None:
+                shouting = self._shouting(tokens)
+            if self._symbol_counts(coin, word, cashtag, bool(shouting), tokens, idx):
                 found.append((match.start(), coin.id))
                 unambiguous_hit = unambiguous_hit or not coin.ambiguous_symbol or cashtag
-        crypto_context = unambiguous_hit or bool(word_set & CRYPTO_WORDS) or "$" in text
         if self._name_pattern is not None:
+            crypto_context: bool | None = None
             for match in self._name_pattern.finditer(text):
                 coin = self._by_name[_name_key(match.group(0))]
-                if coin.ambiguous_name and not (match.group(0)[0].isupper() and crypto_context):
-                    continue
+                if coin.ambiguous_name:
+                    if crypto_context is None:
+                        crypto_context = unambiguous_hit or "$" in text or _mentions_crypto(text)
+                    if not (match.group(0)[0].isupper() and crypto_context):
+                        continue
                 found.append((match.start(), coin.id))
         return _ordered_unique(cid for _, cid in sorted(found))
+
+    def _shouting(self, tokens: list[re.Match[str]]) -> bool:
+        """Whether the ordinary words (not tickers) are mostly upper case: then UPPERCASE
+        proves nothing. Tokens are ASCII letters and digits, so two regexes count them."""
+        plain = "".join(m.group(2) for m in tokens if m.group(2).upper() not in self._by_symbol)
+        letters = len(_LETTER_RE.findall(plain))
+        return letters >= 6 and len(_UPPER_RE.findall(plain)) / letters > 0.6
 
     @staticmethod
     def _symbol_counts(
@@ -176,6 +181,11 @@ class CoinCatalog:
             tokens[j].group(2).lower() for j in range(max(0, idx - 2), min(len(tokens), idx + 3)) if j != idx
         ]
         return any(n in MARKET_WORDS for n in neighbours)
+
+
+def _mentions_crypto(text: str) -> bool:
+    """Whether ``text`` has a crypto word (``crypto``, ``token``, ``exchange``, ...)."""
+    return any(w.lower() in CRYPTO_WORDS for w in _WORD_RE.findall(text))
 
 
 def _name_key(name: str) -> str:
