@@ -52,7 +52,7 @@ from spark_jobs.aggregations import (
 )
 from spark_jobs.inputs import kafka_events, parse_events
 from spark_jobs.lake import events_path, read_events, seeded_events_path, write_trend_partitions
-from spark_jobs.sink_redis import TrendStore
+from spark_jobs.sink_redis import TrendStore, components_within_retention, within_retention
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -259,15 +259,18 @@ def run_backfill(
         settings.spark.trailing_windows,
         max_lag=settings.spark.lead_lag_max_windows,
     )
-    # The lake write runs in Spark (JVM threads) while this thread writes Redis: the two
-    # replace disjoint things, so they overlap; a failure of either fails the backfill.
-    step(f"replacing lake partitions and Redis windows ({len(trends)} windows)", 4)
+    # The lake keeps every window; Redis only what its retention keeps (the rest would be
+    # trimmed as soon as written). The lake write runs in Spark (JVM threads) while this
+    # thread writes Redis: the two replace disjoint things, so they overlap; a failure of
+    # either fails the backfill.
+    recent = within_retention(trends)
+    step(f"replacing lake partitions ({len(trends)} windows) and Redis windows ({len(recent)})", 4)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-lake") as pool:
         lake_write = pool.submit(write_trend_partitions, spark, trends, settings)
-        store.replace_components(components)
-        store.replace_history(trends, _epoch_ms(lo), _epoch_ms(hi) - 1)
-        written = store.write_trends(trends, publish=False, history=False)
-        removed = store.drop_stale(trends, [w.value for w in WINDOW_SPECS], _epoch_ms(lo), _epoch_ms(hi) - 1)
+        store.replace_components(components_within_retention(components))
+        store.replace_history(recent, _epoch_ms(lo), _epoch_ms(hi) - 1)
+        written = store.write_trends(recent, publish=False, history=False)
+        removed = store.drop_stale(recent, [w.value for w in WINDOW_SPECS], _epoch_ms(lo), _epoch_ms(hi) - 1)
         step("waiting for the lake partitions", 5)
         partitions = lake_write.result()
     seconds = time.perf_counter() - started

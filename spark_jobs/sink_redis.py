@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from schemas.events import WindowSize
-from schemas.redis_keys import WINDOW_SECONDS, RedisKeys
+from schemas.redis_keys import RETENTION_SECONDS, WINDOW_SECONDS, RedisKeys
 from spark_jobs.aggregations import (
     KEY_COLUMNS,
     MEASURES,
@@ -241,6 +241,35 @@ class TrendStore:
                 removed += len(stale)
         self.views.flush()
         return removed
+
+
+def _retention_ms(windows: pd.Series) -> pd.Series:
+    return windows.map({w.value: seconds * 1000 for w, seconds in RETENTION_SECONDS.items()})
+
+
+def within_retention(trends: pd.DataFrame) -> pd.DataFrame:
+    """The windows Redis would keep: each series' (window, coin, source) windows no further
+    than its retention below the series' newest one in ``trends``.
+
+    Redis trims every series from its newest window (``RETENTION_SECONDS``: a day of 1m
+    windows, a week of 5m ones), so an older window would be trimmed as soon as it was
+    written: a 30-day backfill wrote ~10x more windows than Redis kept. Every series keeps
+    at least its newest window, so each one's history and views are still replaced.
+    """
+    if trends.empty:
+        return trends
+    newest = trends.groupby(["window", "coin", "source"])["window_start"].transform("max")
+    return trends[trends["window_start"] >= newest - _retention_ms(trends["window"])]
+
+
+def components_within_retention(components: pd.DataFrame) -> pd.DataFrame:
+    """Whole windows of ``components`` (every coin and source of one window's hash) no
+    further than the window size's retention below its newest window here; older hashes
+    would only wait out their TTL (the retention) unread."""
+    if components.empty:
+        return components
+    newest = components.groupby("window")["window_start"].transform("max")
+    return components[components["window_start"] >= newest - _retention_ms(components["window"])]
 
 
 def _hist_member(rec: Mapping[str, Any]) -> str:

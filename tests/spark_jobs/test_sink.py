@@ -95,3 +95,50 @@ def test_late_coin_updates_dominance_of_the_others(spark_settings: Settings, red
     sink.process([comp("ethereum", "all", 2, s_conf=2.0), comp(TOTAL_COIN, "all", 4)], 1)
     btc = TrendWindow.model_validate_json(r.get(keys.trend_latest("1m", "bitcoin")))
     assert (btc.volume, btc.social_dominance) == (2, 0.5)
+
+
+def test_a_backfill_writes_only_what_redis_keeps(spark_settings: Settings, redis_client: Any) -> None:
+    """Windows older than their series' retention (a day of 1m windows) are not written:
+    Redis ends exactly as if every window had been written and trimmed."""
+    from spark_jobs.aggregations import build_trend_frame, components_frame
+    from spark_jobs.sink_redis import TrendStore, components_within_retention, within_retention
+
+    rows = []
+    for m in range(0, 30 * 60, 7):  # 30 hours, a window every 7 minutes; ethereum stops after 4 h
+        for coin in ("bitcoin", "ethereum") if m < 4 * 60 else ("bitcoin",):
+            start = MS + m * 60_000
+            for source in ("all", "reddit"):
+                rows.append(
+                    comp(coin, source, 1 + m % 5, window_start=start, window_end=start + 60_000, s_score=0.1)
+                )
+    components = components_frame(rows)
+    trends = build_trend_frame(components)
+    recent = within_retention(trends)
+    kept = recent.groupby("coin")["window_start"].agg(["min", "max"])
+    day, newest = 24 * 3600 * 1000, MS + 1799 * 60_000  # bitcoin's newest window: minute 1799
+    assert kept.loc["bitcoin", "max"] == newest
+    assert newest - day <= kept.loc["bitcoin", "min"] < newest - day + 7 * 60_000
+    assert len(recent[recent["coin"] == "ethereum"]) == len(trends[trends["coin"] == "ethereum"])
+    lo, hi = MS, MS + 30 * 3600 * 1000 - 1
+
+    def write(prefix: str, frame: pd.DataFrame, parts: pd.DataFrame) -> dict[str, Any]:
+        store = TrendStore(redis_client, prefix)
+        store.replace_components(parts)
+        store.replace_history(frame, lo, hi)
+        store.write_trends(frame, publish=False, history=False)
+        store.drop_stale(frame, ["1m"], lo, hi)
+        return {
+            key[len(prefix) + 1 :]: redis_client.zrange(key, 0, -1, withscores=True)
+            for key in redis_client.scan_iter(match=f"{prefix}:*")
+            if redis_client.type(key) == "zset"
+        }
+
+    prefix = spark_settings.redis.key_prefix  # the fixture deletes {prefix}:* afterwards
+    everything = write(f"{prefix}:all", trends, components)
+    written = write(f"{prefix}:recent", recent, components_within_retention(components))
+    assert written == everything
+    assert {"trend:ts:1m:bitcoin", "spark:hist:1m:bitcoin:reddit"} <= set(written)
+    oldest_hash = min(
+        int(key.rsplit(":", 1)[1]) for key in redis_client.scan_iter(match=f"{prefix}:recent:spark:agg:1m:*")
+    )
+    assert newest - day <= oldest_hash < newest - day + 7 * 60_000
