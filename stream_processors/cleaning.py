@@ -367,10 +367,11 @@ class LanguageDetector:
 
     Texts shorter than ``short_text_chars`` letters are too short for n-gram models
     ("lol", "btc 100k soon" come back as Indonesian); for them a script check decides:
-    Latin-script short texts pass as English, other scripts do not. Longer texts go
-    through lingua's low-accuracy mode (trigrams only, ~4x faster); a non-English
-    verdict on a text under ``confirm_below`` letters is confirmed by the
-    high-accuracy detector, so the fast path never rejects English on a hunch.
+    Latin-script short texts pass as English, other scripts do not. Longer texts that
+    :func:`looks_english` accepts are English; the others go through lingua's
+    low-accuracy mode (trigrams only, ~4x faster), and a non-English verdict on a text
+    under ``confirm_below`` letters is confirmed by the high-accuracy detector, so the
+    fast path never rejects English on a hunch.
     """
 
     def __init__(
