@@ -10,7 +10,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from model_export.train import build_linear
-from scoring.linear import LINEAR_ARRAYS, LINEAR_JSON, load_linear, save_linear
+from scoring.linear import LINEAR_ARRAYS, LINEAR_JSON, WordCachedCharVectorizer, load_linear, save_linear
 from scoring.registry_uri import ModelLoadError
 
 pytestmark = pytest.mark.unit
@@ -39,6 +39,35 @@ def test_round_trip_predicts_exactly_like_the_fitted_pipeline(fitted: Pipeline, 
     np.testing.assert_array_equal(loaded.predict_proba(UNSEEN), fitted.predict_proba(UNSEEN))
     word = dict(loaded.named_steps["features"].transformer_list)["word"]
     assert word.vocabulary_ == dict(fitted.named_steps["features"].transformer_list)["word"].vocabulary_
+
+
+def test_the_word_cache_counts_exactly_like_scikit_learn(
+    fitted: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loaded char_wb member counts a word's n-grams once and reuses them; the matrix
+    and the probabilities must be scikit-learn's to the bit, the cache full or not."""
+    monkeypatch.setattr(WordCachedCharVectorizer, "cache_words", 5)  # starts over often
+    save_linear(fitted, tmp_path)
+    loaded = load_linear(tmp_path)
+    char = dict(loaded.named_steps["features"].transformer_list)["char"]
+    assert isinstance(char, WordCachedCharVectorizer)
+    texts = [
+        *TRAIN,
+        *UNSEEN,
+        "rally rally RALLY rally, the rally!",  # a word repeated, in several cases
+        "tabs\tand\nnew  lines   between words",
+        "Ünïcödé café naïve 🚀🚀 $SOL",
+        "",
+        "   ",
+        "x" * 300,
+    ] * 3
+    expected = dict(fitted.named_steps["features"].transformer_list)["char"].transform(texts)
+    got = char.transform(texts)
+    assert type(got) is type(expected) and (got != expected).nnz == 0
+    np.testing.assert_array_equal(got.indices, expected.indices)
+    np.testing.assert_array_equal(got.indptr, expected.indptr)
+    np.testing.assert_array_equal(got.data, expected.data)
+    np.testing.assert_array_equal(loaded.predict_proba(texts), fitted.predict_proba(texts))
 
 
 def test_a_pipeline_with_code_in_it_is_refused_at_save(fitted: Pipeline, tmp_path: Path) -> None:
