@@ -42,8 +42,19 @@ CRYPTO_WORDS = frozenset(_CRYPTO.split())
 
 _TOKEN_RE = re.compile(r"(?<![A-Za-z0-9_$])(\$?)([A-Za-z0-9][A-Za-z0-9]*)(?![A-Za-z0-9_])")
 _WORD_RE = re.compile(r"[A-Za-z0-9$][A-Za-z0-9\-]*")
-_LETTER_RE = re.compile(r"[A-Za-z]")
-_UPPER_RE = re.compile(r"[A-Z]")
+ASCII_LETTER_RE = re.compile(r"[A-Za-z]")
+_ASCII_UPPER_RE = re.compile(r"[A-Z]")
+
+
+def letter_counts(text: str) -> tuple[int, int]:
+    """(letters, upper-case letters) as ``str.isalpha`` / ``str.isupper`` count them.
+
+    Most posts are ASCII: two compiled regexes count them ~10x faster than a Python loop
+    over the characters; other text takes the loop (Unicode letter rules)."""
+    if text.isascii():
+        return len(ASCII_LETTER_RE.findall(text)), len(_ASCII_UPPER_RE.findall(text))
+    letters = [ch for ch in text if ch.isalpha()]
+    return len(letters), sum(ch.isupper() for ch in letters)
 
 
 @dataclass(frozen=True)
@@ -160,10 +171,11 @@ class CoinCatalog:
 
     def _shouting(self, tokens: list[re.Match[str]]) -> bool:
         """Whether the ordinary words (not tickers) are mostly upper case: then UPPERCASE
-        proves nothing. Tokens are ASCII letters and digits, so two regexes count them."""
-        plain = "".join(m.group(2) for m in tokens if m.group(2).upper() not in self._by_symbol)
-        letters = len(_LETTER_RE.findall(plain))
-        return letters >= 6 and len(_UPPER_RE.findall(plain)) / letters > 0.6
+        proves nothing."""
+        letters, upper = letter_counts(
+            "".join(m.group(2) for m in tokens if m.group(2).upper() not in self._by_symbol)
+        )
+        return letters >= 6 and upper / letters > 0.6
 
     @staticmethod
     def _symbol_counts(

@@ -95,7 +95,6 @@ class WordCachedCharVectorizer(TfidfVectorizer):
             shape=(len(per_doc), len(self.vocabulary_)),
             dtype=self.dtype,
         ).tocsr()
-        matrix.sum_duplicates()
         matrix.sort_indices()
         return self.vocabulary_, matrix
 

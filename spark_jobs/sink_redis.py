@@ -243,8 +243,14 @@ class TrendStore:
         return removed
 
 
-def _retention_ms(windows: pd.Series) -> pd.Series:
-    return windows.map({w.value: seconds * 1000 for w, seconds in RETENTION_SECONDS.items()})
+def _within_retention(frame: pd.DataFrame, newest_of: list[str]) -> pd.DataFrame:
+    """Rows no further than their window size's retention below the newest ``window_start``
+    of their ``newest_of`` group."""
+    if frame.empty:
+        return frame
+    newest = frame.groupby(newest_of)["window_start"].transform("max")
+    retention_ms = frame["window"].map({w.value: s * 1000 for w, s in RETENTION_SECONDS.items()})
+    return frame[frame["window_start"] >= newest - retention_ms]
 
 
 def within_retention(trends: pd.DataFrame) -> pd.DataFrame:
@@ -253,23 +259,17 @@ def within_retention(trends: pd.DataFrame) -> pd.DataFrame:
 
     Redis trims every series from its newest window (``RETENTION_SECONDS``: a day of 1m
     windows, a week of 5m ones), so an older window would be trimmed as soon as it was
-    written: a 30-day backfill wrote ~10x more windows than Redis kept. Every series keeps
+    written: a 30-day backfill wrote ~9x more windows than Redis kept. Every series keeps
     at least its newest window, so each one's history and views are still replaced.
     """
-    if trends.empty:
-        return trends
-    newest = trends.groupby(["window", "coin", "source"])["window_start"].transform("max")
-    return trends[trends["window_start"] >= newest - _retention_ms(trends["window"])]
+    return _within_retention(trends, ["window", "coin", "source"])
 
 
 def components_within_retention(components: pd.DataFrame) -> pd.DataFrame:
     """Whole windows of ``components`` (every coin and source of one window's hash) no
     further than the window size's retention below its newest window here; older hashes
     would only wait out their TTL (the retention) unread."""
-    if components.empty:
-        return components
-    newest = components.groupby("window")["window_start"].transform("max")
-    return components[components["window_start"] >= newest - _retention_ms(components["window"])]
+    return _within_retention(components, ["window"])
 
 
 def _hist_member(rec: Mapping[str, Any]) -> str:

@@ -37,6 +37,7 @@ from schemas.events import (
     content_hash,
     parse_raw_text,
 )
+from scoring.coins import ASCII_LETTER_RE, letter_counts
 
 # --- dead-letter reasons (DeadLetter.reason pattern: ^[a-z][a-z0-9_]{1,63}$) -------------
 REASON_MALFORMED_JSON = "malformed_json"
@@ -252,20 +253,7 @@ def _is_emoji(ch: str) -> bool:
     )
 
 
-_ASCII_LETTER_RE = re.compile(r"[A-Za-z]")
-_ASCII_UPPER_RE = re.compile(r"[A-Z]")
 _NON_ASCII_RE = re.compile(r"[^\x00-\x7f]")
-
-
-def letter_counts(text: str) -> tuple[int, int]:
-    """(letters, upper-case letters) as ``str.isalpha`` / ``str.isupper`` count them.
-
-    Most posts are ASCII: two compiled regexes count them ~10x faster than a Python loop
-    over the characters; other text takes the loop (Unicode letter rules)."""
-    if text.isascii():
-        return len(_ASCII_LETTER_RE.findall(text)), len(_ASCII_UPPER_RE.findall(text))
-    letters = [ch for ch in text if ch.isalpha()]
-    return len(letters), sum(ch.isupper() for ch in letters)
 
 
 def emoji_count(text: str) -> int:
@@ -410,7 +398,7 @@ class LanguageDetector:
         """ISO 639-1 code of the text's language ("und" when undecidable)."""
         probe = normalize_whitespace(_DETECT_STRIP_RE.sub(" ", text))
         if probe.isascii():
-            letters: Sequence[str] = _ASCII_LETTER_RE.findall(probe)
+            letters: Sequence[str] = ASCII_LETTER_RE.findall(probe)
             latin = 1.0
         else:
             letters = [ch for ch in probe if ch.isalpha()]
