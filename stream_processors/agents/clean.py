@@ -25,7 +25,7 @@ from stream_processors.agents import DeadLetters, origin_of, payload_of, send
 from stream_processors.cleaning import CleaningConfig, LanguageDetector, TextTagger
 from stream_processors.processing import COMPONENT_CLEAN, Origin, process_raw, unhandled_error
 from stream_processors.quality import QualityMonitor
-from stream_processors.tables import WindowedDedup
+from stream_processors.tables import BatchedClaims
 from stream_processors.topics import StreamTopics
 
 log = structlog.get_logger(__name__)
@@ -36,6 +36,16 @@ does not suspend while records are buffered, so without this the agent cleans a 
 fetch (hundreds of records, ~0.5 ms each) in one go, while the score agent's finished
 batch waits and the scoring child idles: measured at saturation, 447 -> 498 events/s."""
 
+FLUSH_CLAIMS_EVERY_S = 0.05
+"""Longest the clean agent keeps its de-duplication claims in memory only, while records
+arrive (an idle stream's are flushed by the worker's timer, :meth:`CleanAgent.flush_claims`).
+One changelog record per flush and partition instead of two per record. A crash loses at
+most this much of the claims; their records are redelivered and claim again unless a commit
+fell in between (docs/stream-processing.md, delivery semantics)."""
+
+CLAIMS_TIMER_S = 0.25
+"""The worker's timer flushes the claims of a stream that went quiet at least this often."""
+
 
 class CleanAgent:
     """Cleans raw records into clean posts or dead letters."""
@@ -45,7 +55,7 @@ class CleanAgent:
     def __init__(
         self,
         topics: StreamTopics,
-        dedup: WindowedDedup,
+        dedup: BatchedClaims,
         dead_letters: DeadLetters,
         quality: QualityMonitor,
         config: CleaningConfig,
@@ -66,16 +76,36 @@ class CleanAgent:
 
     def register(self, app: faust.App) -> None:
         app.agent(self.source, name=self.name)(self.run)
+        app.timer(interval=CLAIMS_TIMER_S, name="dedup_claims", on_leader=False)(self._flush_idle)
+        app.on_partitions_revoked.connect(self._flush_on_revoke)  # type: ignore[arg-type]
+
+    async def _flush_idle(self) -> None:
+        """An idle stream's last claims reach the changelog too."""
+        self.flush_claims()
+
+    async def _flush_on_revoke(self, app: faust.App, revoked: object, **kwargs: object) -> None:
+        """A partition handed over takes its claims with it: flushed and sent before we rejoin."""
+        if self.flush_claims():
+            await app.producer.flush()
 
     async def run(self, stream: faust.StreamT) -> None:
         """One outcome per raw record: CleanPost to clean.posts or DeadLetter."""
         await asyncio.to_thread(self.warm_up)
         last_yield = time.perf_counter()
+        last_flush = last_yield
         async for event in stream.events():
             await self.clean_one(event)
-            if time.perf_counter() - last_yield > YIELD_EVERY_S:
+            now = time.perf_counter()
+            if now - last_flush > FLUSH_CLAIMS_EVERY_S:
+                self.flush_claims()
+                last_flush = now
+            if now - last_yield > YIELD_EVERY_S:
                 await asyncio.sleep(0)  # let the score agent hand its child the next batch
                 last_yield = time.perf_counter()
+
+    def flush_claims(self) -> int:
+        """Make the claims so far durable (one changelog record per window and partition)."""
+        return self.dedup.flush() if self.dedup.pending else 0
 
     def warm_up(self) -> None:
         """Load lingua's models before the first record, not inside the event loop's first step."""

@@ -174,6 +174,7 @@ class CountAgent:
                     start = ts - ts % size
                     n, total, _ = deltas.get((name, record.coin, start), (0, 0.0, event))
                     deltas[(name, record.coin, start)] = (n + 1, total + score, event)
+        self.tables.counted.flush()  # one changelog record per window and partition
         updates = self.apply(deltas)
         m.EVENTS_OUT.labels(self.name, "counted").inc(len(seen))
         for letter in letters:

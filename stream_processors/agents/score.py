@@ -246,6 +246,7 @@ class ScoreAgent:
         for post, _ in result.failed:
             use_event(event_of[post.source_id])
             self.tables.scored.claim(post.source_id, "failed")
+        self.tables.scored.flush()  # one changelog record per window and partition
         m.EVENTS_OUT.labels(self.name, "scored").inc(len(result.scored))
         self.drift.record(result.scored, now=now)
         await self.publisher.publish(result.scored, (), await self.review_candidates(result))
