@@ -221,9 +221,14 @@ class KafkaService(Service):
             raise ServiceError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
 
     def _random_cluster_id(self) -> str:
+        """A random cluster id as Kafka's ``Uuid.randomUuid`` makes them: URL-safe base64 that
+        never starts with ``-``, which the storage tool would read as an option (1 id in 64)."""
         import base64
 
-        return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        while True:
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            if not cluster_id.startswith("-"):
+                return cluster_id
 
     def argv(self) -> list[str]:
         return [*self._kafka_java(), "kafka.Kafka", str(self.config_path)]
