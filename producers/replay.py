@@ -14,7 +14,8 @@ start of the run plus elapsed wall time times ``replay_time_compression`` (1.0 =
 60 = one wall second covers a minute of event time, handy to fill hourly windows fast).
 Price ticks for every tracked coin are interleaved every ``replay_price_interval_s`` of
 event time from a seeded geometric random walk. The position in the file is
-checkpointed after every flushed batch, so a restart continues where it stopped.
+checkpointed after every flushed batch (``flush_every`` records or ``checkpoint_every_s``
+seconds, whichever comes first), so a restart continues where it stopped.
 """
 
 from __future__ import annotations
@@ -169,7 +170,13 @@ class ReplaySource(CheckpointedSource):
 
     def _records(self, positions: list[tuple[int, int]]) -> Iterator[Outgoing]:
         pass_no, position = int(self.state["pass"]), int(self.state["position"])
-        for _ in range(self.cfg.flush_every):
+        # A batch ends at flush_every records or checkpoint_every_s, whichever comes first: a
+        # crash re-sends the records since the last checkpoint, and only those younger than the
+        # worker's de-duplication window are recognised as the same records.
+        deadline = time.monotonic() + self.cfg.checkpoint_every_s
+        for n in range(self.cfg.flush_every):
+            if n and time.monotonic() >= deadline:
+                return
             if self.limit is not None and self.emitted >= self.limit:
                 self.finished = True
                 return

@@ -37,14 +37,11 @@ fetch (hundreds of records, ~0.5 ms each) in one go, while the score agent's fin
 batch waits and the scoring child idles: measured at saturation, 447 -> 498 events/s."""
 
 FLUSH_CLAIMS_EVERY_S = 0.05
-"""Longest the clean agent keeps its de-duplication claims in memory only, while records
-arrive (an idle stream's are flushed by the worker's timer, :meth:`CleanAgent.flush_claims`).
-One changelog record per flush and partition instead of two per record. A crash loses at
+"""Longest the clean agent keeps its de-duplication claims in memory only: checked after
+each record while records arrive, and the ``dedup_claims`` timer runs at this interval for a
+stream that went quiet. One changelog record per flush and partition instead of two per record. A crash loses at
 most this much of the claims; their records are redelivered and claim again unless a commit
 fell in between (docs/stream-processing.md, delivery semantics)."""
-
-CLAIMS_TIMER_S = 0.25
-"""The worker's timer flushes the claims of a stream that went quiet at least this often."""
 
 
 class CleanAgent:
@@ -76,7 +73,7 @@ class CleanAgent:
 
     def register(self, app: faust.App) -> None:
         app.agent(self.source, name=self.name)(self.run)
-        app.timer(interval=CLAIMS_TIMER_S, name="dedup_claims", on_leader=False)(self._flush_idle)
+        app.timer(interval=FLUSH_CLAIMS_EVERY_S, name="dedup_claims", on_leader=False)(self._flush_idle)
         app.on_partitions_revoked.connect(self._flush_on_revoke)  # type: ignore[arg-type]
 
     async def _flush_idle(self) -> None:

@@ -112,6 +112,18 @@ def test_restart_resumes_without_duplicates_or_gaps(tmp_path: Path) -> None:
     assert state["position"] == 75 and state["pass"] == 0
 
 
+def test_a_slow_replay_checkpoints_by_time_not_only_by_count(tmp_path: Path) -> None:
+    """At a slow rate ``flush_every`` records take hours; a crash would re-send them all,
+    most older than the worker's de-duplication window. Batches also end on time."""
+    settings = replay_settings(tmp_path, replay_rate=40, flush_every=500, checkpoint_every_s=0.05)
+    producer = RecordingProducer(settings)
+    run(settings, producer, limit=8)
+    assert len(texts(producer)) == 8
+    assert producer.flushes >= 4  # 8 records at 40/s span 0.2 s: a flush and checkpoint every ~0.05 s
+    state = json.loads((tmp_path / "producers" / "replay.json").read_text())
+    assert state["position"] == 8
+
+
 def test_loop_marks_new_passes_and_one_pass_mode_stops(tmp_path: Path) -> None:
     rows = [{"dataset": "d", "row": str(i), "kind": "news", "text": f"Bitcoin text {i}"} for i in range(3)]
     settings = replay_settings(tmp_path)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from core.settings import load_settings
 from scoring.holder import ModelHolder
-from stream_processors.agents.clean import CLAIMS_TIMER_S
+from stream_processors.agents.clean import FLUSH_CLAIMS_EVERY_S
 from stream_processors.app import StreamApp, create_app, faust_config, group_id
 from stream_processors.liveness import HEARTBEAT_INTERVAL_S
 from tests.stream_processors.fakes import FakeRuntime
@@ -74,7 +74,7 @@ def test_timers_names_intervals_and_arguments(tmp_path, monkeypatch: pytest.Monk
     settings = load_settings(home=tmp_path, kafka={"topic_prefix": "t-t"}, stream={"model_poll_s": 12.5})
     app = create_app(settings, holder=ModelHolder("fake", lambda uri: FakeRuntime()))
     assert declared == {
-        "dedup_claims": (CLAIMS_TIMER_S, False),
+        "dedup_claims": (FLUSH_CLAIMS_EVERY_S, False),
         "model_poll": (12.5, False),
         "challenger_poll": (12.5, False),
         "shadow_mlflow": (300.0, True),
