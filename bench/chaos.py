@@ -65,7 +65,7 @@ from cryptopulse.platform.pipeline import (  # noqa: E402
 from cryptopulse.platform.services import KafkaService, MlflowService, RedisService, Service  # noqa: E402
 from schemas.events import RedditPost  # noqa: E402
 from schemas.topics import CATALOG, RAW_NEWS, RAW_REDDIT  # noqa: E402
-from stream_processors.cleaning import REASON_DUPLICATE_CONTENT, REASON_DUPLICATE_ID  # noqa: E402
+from stream_processors.cleaning import REASON_DUPLICATE_ID  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 from tests.stream_processors.harness import OutputReader, read_all  # noqa: E402
 
@@ -480,8 +480,9 @@ def input_times(settings: Settings) -> dict[str, float]:
     return found
 
 
-DUPLICATE_REASONS = frozenset({REASON_DUPLICATE_ID, REASON_DUPLICATE_CONTENT})
-"""Dead-letter reasons of a second copy: absorbed, not an outcome of their own."""
+RESENT = REASON_DUPLICATE_ID
+"""The dead-letter reason of a second copy of an id already handled: absorbed, not an outcome
+of its own. (``duplicate_content`` is an outcome: another id carried the same text first.)"""
 
 
 def account(
@@ -490,17 +491,17 @@ def account(
     """(scored, dead letters, lost, conflicts, duplicates absorbed) of these input ids.
 
     A second copy of the same outcome (an at-least-once replay after a crash, or a
-    ``duplicate_*`` dead letter for a record a restarted producer sent again) is absorbed
-    downstream; an id with no outcome (or only ``duplicate_*`` dead letters) is lost; an id
+    ``duplicate_source_id`` dead letter for a record a restarted producer sent again) is absorbed
+    downstream; an id with no outcome (or only ``duplicate_source_id`` dead letters) is lost; an id
     both scored and dead-lettered for a real reason is a conflict.
     """
     n_scored = n_dead = lost = conflicts = dups = 0
     for sid in ids:
         copies = scored.get(sid, 0)
         reasons = dead.get(sid, [])
-        real = [r for r in reasons if r not in DUPLICATE_REASONS]
+        real = [r for r in reasons if r != RESENT]
         if copies == 0 and not real:
-            # Nothing, or only ``duplicate_*`` dead letters: the first delivery's outcome is missing.
+            # Nothing, or only ``duplicate_source_id`` dead letters: the first delivery's outcome is missing.
             lost += 1
             continue
         if copies and real:
