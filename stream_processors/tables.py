@@ -19,6 +19,7 @@ rebalance hands them over whole (see :mod:`stream_processors.agents.counts`).
 
 from __future__ import annotations
 
+import uuid
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -47,9 +48,10 @@ class BatchedClaims:
     (5.3 per event across ``dedup``, ``scored`` and ``counted``) they cost ~0.45 ms of the
     worker's ~2.7 ms of CPU per event (docs/benchmarks.md). Here a flush of one agent batch
     writes one table key per (window, partition): ``topic:partition:offset`` of the group's
-    last event -> ``{claim key: origin}``, on that event's changelog partition, so a
-    partition's claims travel with it on a rebalance exactly as before. After a recovery
-    the lookup index is rebuilt from the table (old one-claim-per-key records included).
+    last event (and this process) -> ``{claim key: origin}``, on that event's changelog
+    partition, so a partition's claims travel with it on a rebalance exactly as before.
+    After a recovery the lookup index is rebuilt from the table (old one-claim-per-key
+    records included).
 
     A key counts as claimed when it is in the window of the current event's timestamp or
     the one before, so the horizon is between one and two windows; windows two behind the
@@ -62,6 +64,9 @@ class BatchedClaims:
         self._index: dict[float, dict[str, str]] = {}  # window start -> claim key -> origin
         self._pending: dict[tuple[float, int], tuple[EventT, dict[str, str]]] = {}
         self._newest = float("-inf")
+        # Flush keys name this process too: a batch redelivered after a restart can end on the
+        # same event with other claims, and must not overwrite the earlier record.
+        self._process = uuid.uuid4().hex[:8]
         table.on_recover(self._on_recover)
 
     def _window(self, event: EventT) -> float:
@@ -101,7 +106,7 @@ class BatchedClaims:
         for event, claims in pending.values():
             use_event(event)
             msg = event.message
-            self.table[f"{msg.topic}:{msg.partition}:{msg.offset}"] = claims
+            self.table[f"{msg.topic}:{msg.partition}:{msg.offset}:{self._process}"] = claims
         return len(pending)
 
     def _expire(self) -> None:

@@ -39,9 +39,9 @@ batch waits and the scoring child idles: measured at saturation, 447 -> 498 even
 FLUSH_CLAIMS_EVERY_S = 0.05
 """Longest the clean agent keeps its de-duplication claims in memory only: checked after
 each record while records arrive, and the ``dedup_claims`` timer runs at this interval for a
-stream that went quiet. One changelog record per flush and partition instead of two per record. A crash loses at
-most this much of the claims; their records are redelivered and claim again unless a commit
-fell in between (docs/stream-processing.md, delivery semantics)."""
+stream that went quiet. One changelog record per flush and partition instead of two per
+record. A crash loses at most this much of the claims; their records are redelivered and
+claim again unless a commit fell in between (docs/stream-processing.md, delivery semantics)."""
 
 
 class CleanAgent:
