@@ -50,6 +50,12 @@ class StreamApp(faust.App):
     fetch_max_wait_ms: int = 500
     parts: WorkerParts  # set by create_app
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Called (synchronously) before each offset commit: buffered table writes (the clean
+        # agent's claims) reach the producer, which faust's commit flushes before the offsets.
+        self.before_commit: list[Callable[[], object]] = []
+
     def _new_transport(self) -> TransportT:
         return StreamTransport(self.conf.broker_consumer, self)
 

@@ -85,6 +85,14 @@ class StreamConsumer(faust_aiokafka.Consumer):
         guarded = ActivePartitions(active_partitions) if active_partitions is not None else None
         return await super()._getmany(cast(Any, guarded), timeout)
 
+    async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        """Run the app's ``before_commit`` hooks first (the clean agent's claims reach the
+        producer), then faust's commit, which flushes the producer before the offsets: a
+        committed offset never passes a claim that is not in its changelog."""
+        for hook in getattr(self.app, "before_commit", ()):
+            hook()
+        return bool(await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction))
+
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         log.warning(
             "offsets skipped in a source partition; faust treats them as processed",

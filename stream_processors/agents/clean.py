@@ -40,8 +40,8 @@ FLUSH_CLAIMS_EVERY_S = 0.05
 """Longest the clean agent keeps its de-duplication claims in memory only: checked after
 each record while records arrive, and the ``dedup_claims`` timer runs at this interval for a
 stream that went quiet. One changelog record per flush and partition instead of two per
-record. A crash loses at most this much of the claims; their records are redelivered and
-claim again unless a commit fell in between (docs/stream-processing.md, delivery semantics)."""
+record. Every offset commit flushes them first (``StreamApp.before_commit``), so a crash
+loses only claims of records not committed yet, which are redelivered and claim again."""
 
 
 class CleanAgent:
@@ -75,6 +75,8 @@ class CleanAgent:
         app.agent(self.source, name=self.name)(self.run)
         app.timer(interval=FLUSH_CLAIMS_EVERY_S, name="dedup_claims", on_leader=False)(self._flush_idle)
         app.on_partitions_revoked.connect(self._flush_on_revoke)  # type: ignore[arg-type]
+        if isinstance(getattr(app, "before_commit", None), list):
+            app.before_commit.append(self.flush_claims)  # type: ignore[attr-defined]
 
     async def _flush_idle(self) -> None:
         """An idle stream's last claims reach the changelog too."""

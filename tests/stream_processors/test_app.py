@@ -189,3 +189,9 @@ def test_clean_shutdown_clears_the_heartbeat_and_closes_redis_and_the_model(tmp_
     asyncio.run(run())
     assert not heartbeat_file(settings).exists()
     assert closed == ["publisher", "model"] and not holder.loaded
+
+
+def test_the_clean_agents_claims_are_flushed_before_each_commit(tmp_path) -> None:
+    settings = load_settings(home=tmp_path, kafka={"topic_prefix": "t-c"})
+    app = create_app(settings, holder=ModelHolder("fake", lambda uri: FakeRuntime()))
+    assert app.before_commit == [app.parts.clean.flush_claims]

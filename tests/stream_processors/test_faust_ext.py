@@ -165,3 +165,25 @@ def test_fetch_sees_live_partitions_but_never_an_empty_set(tmp_path) -> None:
     asyncio.run(fetch())
     # membership is live; an emptied set still is not "every partition" to aiokafka
     assert seen == [(True, False, True), (True, False, False)]
+
+
+def test_before_commit_hooks_run_ahead_of_faust_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clean agent's buffered claims reach the producer before faust flushes it and
+    commits the offsets, so a committed record's claims are in the changelog."""
+    import asyncio
+
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    from stream_processors.faust_ext import StreamConsumer
+
+    calls: list[str] = []
+
+    async def faust_commit(self: Any, offsets: Any, start_new_transaction: bool = True) -> bool:
+        calls.append("faust flush + commit")
+        return True
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "_commit_offsets", faust_commit)
+    consumer = StreamConsumer.__new__(StreamConsumer)
+    consumer.__dict__["app"] = SimpleNamespace(before_commit=[lambda: calls.append("claims flushed")])
+    assert asyncio.run(consumer._commit_offsets({})) is True
+    assert calls == ["claims flushed", "faust flush + commit"]
