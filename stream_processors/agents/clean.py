@@ -104,7 +104,7 @@ class CleanAgent:
 
     def flush_claims(self) -> int:
         """Make the claims so far durable (one changelog record per window and partition)."""
-        return self.dedup.flush() if self.dedup.pending else 0
+        return self.dedup.flush()
 
     def warm_up(self) -> None:
         """Load lingua's models before the first record, not inside the event loop's first step."""
