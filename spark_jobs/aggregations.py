@@ -339,52 +339,42 @@ def component_fields(frame: pd.DataFrame) -> list[str]:
     ]
 
 
-def components_to_json(row: Mapping[str, Any]) -> str:
-    """The measures of one aggregate row as compact JSON (exact float round trip)."""
-    return _measures_json([_measure_text(row.get(m), m in _INTEGER) for m in MEASURES])
-
-
 def components_json(frame: pd.DataFrame) -> list[str]:
-    """:func:`components_to_json` of every row of a components frame, column by column
-    (the backfill writes ~10^5 of them; the same bytes as the row-by-row function)."""
-    columns = [_column_texts(frame[m], m in _INTEGER) for m in MEASURES]
-    return [_measures_json(texts) for texts in zip(*columns, strict=True)]
+    """The measures of every row of a components frame as compact JSON, keys in MEASURES order.
 
+    The stream (one micro-batch) and the backfill (~10^5 rows) both encode through here, so
+    the same sums always give the same bytes: sums are rounded to 12 decimals first (far
+    below the published precision, DIGITS), so recomputations that sum in another order
+    write byte-identical hashes, and a replayed batch leaves a hash as it was. Encoded
+    column by column in Arrow's kernels (a Python string per value cost the backfill ~1 s);
+    numbers are in Arrow's shortest round-trip spelling (``100``, ``0.00001``, ``1e+22``),
+    which parses back to the same float, and missing values are ``null``.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-def _column_texts(column: pd.Series, integer: bool) -> list[str]:
-    """:func:`_measure_text` of a whole column, without per-value type checks where the
-    dtype already answers them (NaN is the only float that is not equal to itself)."""
-    values = column.tolist()
-    kind = column.dtype.kind if isinstance(column.dtype, np.dtype) else "O"
-    if kind in "iu":
-        return [str(v) for v in values]
-    if kind == "f":
-        if integer:
-            return ["null" if v != v else str(int(round(v, 12))) for v in values]
-        return ["null" if v != v else repr(round(v, 12)) for v in values]
-    return [_measure_text(v, integer) for v in values]
+    if frame.empty:
+        return []
+    parts: list[Any] = []
+    for i, measure in enumerate(MEASURES):
+        column = frame[measure]
+        if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iu":
+            values = pa.array(column.to_numpy(dtype="int64"))
+        else:
+            floats = pd.to_numeric(column, errors="coerce").to_numpy(dtype="float64")
+            missing = np.isnan(floats)
+            if measure in _INTEGER:
+                values = pa.array(np.round(floats), mask=missing).cast(pa.int64())
+            else:
+                values = pa.array(np.round(floats, 12), mask=missing)
+        text = pc.fill_null(pc.cast(values, pa.string()), "null")
+        parts += [("{" if i == 0 else ",") + f'"{measure}":', text]
+    parts += ["}", ""]  # the closing brace, then the (empty) separator
+    joined: list[str] = pc.binary_join_element_wise(*parts).to_pylist()
+    return joined
 
 
 _INTEGER = frozenset(INTEGER_MEASURES)
-_MEASURE_KEYS = tuple(f'"{m}":' for m in MEASURES)
-
-
-def _measures_json(texts: Iterable[str]) -> str:
-    # What json.dumps(dict, separators=(",", ":")) writes, keys in MEASURES order.
-    return "{" + ",".join(k + t for k, t in zip(_MEASURE_KEYS, texts, strict=True)) + "}"
-
-
-def _measure_text(value: Any, integer: bool) -> str:
-    """One measure as JSON. Sums are stored rounded far below the published precision
-    (DIGITS), so that recomputations summing in another order write byte-identical hashes."""
-    if value is None or (isinstance(value, float | np.floating) and np.isnan(value)):
-        return "null"
-    if isinstance(value, datetime):
-        value = int(value.timestamp() * 1000)
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    rounded = round(float(value), 12)
-    return str(int(rounded)) if integer else repr(rounded)
 
 
 def components_frame(records: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
@@ -486,9 +476,10 @@ def history_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def _trailing(values: np.ndarray, size: int, *, include_current: bool) -> np.ndarray:
-    """Row i holds the ``size`` values before i (or ending at i), NaN-padded on the left."""
-    padded = np.concatenate([np.full(size, np.nan), values])
+def _trailing(values: np.ndarray, size: int, *, include_current: bool, fill: Any = np.nan) -> np.ndarray:
+    """Row i holds the ``size`` values before i (or ending at i), padded on the left with
+    ``fill`` (a read-only view, not a copy)."""
+    padded = np.concatenate([np.full(size, fill, dtype=values.dtype), values])
     view = np.lib.stride_tricks.sliding_window_view(padded, size)
     return view[1 : len(values) + 1] if include_current else view[: len(values)]
 
@@ -547,11 +538,12 @@ LEAD_LAG_MIN_PAIRS = 8
 the largest lags (fewest pairs) win by chance and the estimate says nothing."""
 
 
-def _shifted(values: np.ndarray, by: int) -> np.ndarray:
-    """``values`` moved ``by`` rows later (row i holds ``values[i - by]``), NaN-padded."""
+def _shifted(values: np.ndarray, by: int, *, fill: Any = np.nan) -> np.ndarray:
+    """``values`` moved ``by`` rows later (row i holds ``values[i - by]``), padded with ``fill``."""
     if by <= 0:
         return values
-    return np.concatenate([np.full(min(by, len(values)), np.nan), values[: max(len(values) - by, 0)]])
+    pad = np.full(min(by, len(values)), fill, dtype=values.dtype)
+    return np.concatenate([pad, values[: max(len(values) - by, 0)]])
 
 
 def _lead_lag(
@@ -577,23 +569,32 @@ def _lead_lag(
     if not order or n == 0:
         return lag_out, corr_out
     back = np.arange(size - 1, -1, -1)  # column c of a trailing view is ``back[c]`` rows before
+    # NaN-free copies and validity masks, shifted and viewed per lag without copies; the
+    # moments come from masked products (one-pass sums over at most ``size`` values), which
+    # makes a few (rows x size) temporaries per lag instead of about fifteen.
+    score_ok, ret_ok = ~np.isnan(score), ~np.isnan(ret)
+    score0, ret0 = np.where(score_ok, score, 0.0), np.where(ret_ok, ret, 0.0)
     table = np.full((len(order), n), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         for i, k in enumerate(order):
-            xs = _trailing(_shifted(score, max(k, 0)), size, include_current=True)
-            ys = _trailing(_shifted(ret, max(-k, 0)), size, include_current=True)
+            lead, trail = max(k, 0), max(-k, 0)
+            xs = _trailing(_shifted(score0, lead), size, include_current=True)
+            ys = _trailing(_shifted(ret0, trail), size, include_current=True)
             # Pairs whose earlier side is inside the trailing windows and inside the series.
             reach = np.minimum(pos - abs(k), size - 1 - abs(k))
-            mask = (back[None, :] <= reach[:, None]) & ~np.isnan(xs) & ~np.isnan(ys)
-            pairs = np.sum(mask, axis=1)
-            mx = np.sum(np.where(mask, xs, 0.0), axis=1) / np.maximum(pairs, 1)
-            my = np.sum(np.where(mask, ys, 0.0), axis=1) / np.maximum(pairs, 1)
-            dx = np.where(mask, xs - mx[:, None], 0.0)
-            dy = np.where(mask, ys - my[:, None], 0.0)
-            sxx = np.sum(dx * dx, axis=1)
-            syy = np.sum(dy * dy, axis=1)
+            mask = back[None, :] <= reach[:, None]
+            mask &= _trailing(_shifted(score_ok, lead, fill=False), size, include_current=True, fill=False)
+            mask &= _trailing(_shifted(ret_ok, trail, fill=False), size, include_current=True, fill=False)
+            pairs = np.count_nonzero(mask, axis=1)
+            mxs = np.where(mask, xs, 0.0)
+            mys = np.where(mask, ys, 0.0)
+            count = np.maximum(pairs, 1)
+            sx, sy = mxs.sum(axis=1), mys.sum(axis=1)
+            sxx = np.einsum("ij,ij->i", mxs, mxs) - sx * sx / count
+            syy = np.einsum("ij,ij->i", mys, mys) - sy * sy / count
+            sxy = np.einsum("ij,ij->i", mxs, mys) - sx * sy / count
             ok = (pairs >= LEAD_LAG_MIN_PAIRS) & (sxx > 1e-18) & (syy > 1e-18)
-            corr = np.sum(dx * dy, axis=1) / np.sqrt(np.where(ok, sxx * syy, 1.0))
+            corr = sxy / np.sqrt(np.where(ok, sxx * syy, 1.0))
             table[i] = np.where(ok, np.clip(_round(corr), -1.0, 1.0), np.nan)
     known = ~np.all(np.isnan(table), axis=0)
     strength = np.where(np.isnan(table), -1.0, np.abs(table))
@@ -685,53 +686,78 @@ def add_cross_window_features(
     return out
 
 
-def _opt(value: Any) -> float | None:
-    if value is None or pd.isna(value):
-        return None
-    return float(value)
-
-
-def _opt_int(value: Any) -> int | None:
-    return None if value is None or pd.isna(value) else int(value)
-
-
 def _utc(ms: int) -> datetime:
     return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
 
 
 def to_trend_windows(trends: pd.DataFrame) -> list[TrendWindow]:
-    """Trend rows -> validated TrendWindow models (what Redis and pub/sub carry)."""
+    """Trend rows -> validated TrendWindow models (what Redis and pub/sub carry).
+
+    Columns are converted to Python values once, column by column (missing values to
+    ``None``), rather than through ``to_dict("records")`` and a ``pd.isna`` per value: a
+    backfill converts ~10^5 rows.
+    """
+    n = len(trends)
+
+    def ints(col: str) -> list[int]:
+        return trends[col].to_numpy(dtype="int64").tolist()
+
+    def floats(col: str) -> list[float]:
+        return trends[col].to_numpy(dtype="float64").tolist()
+
+    def optional(col: str) -> list[float | None]:
+        if col not in trends:  # columns absent in lake files of older versions
+            return [None] * n
+        values = pd.to_numeric(trends[col], errors="coerce").to_numpy(dtype="float64").tolist()
+        return [None if v != v else v for v in values]
+
+    def optional_int(col: str) -> list[int | None]:
+        return [None if v is None else int(v) for v in optional(col)]
+
+    columns = {
+        "coin": trends["coin"].astype(str).tolist(),
+        "window": trends["window"].astype(str).tolist(),
+        "source": trends["source"].astype(str).tolist(),
+        "window_start": [_utc(ms) for ms in ints("window_start")],
+        "window_end": [_utc(ms) for ms in ints("window_end")],
+        "event_time": [_utc(ms) for ms in ints("event_time")],
+        "ingest_time": [_utc(ms) for ms in ints("ingest_time")],
+        "volume": ints("volume"),
+        **{col: floats(col) for col in _TREND_FLOATS},
+        **{col: optional(col) for col in _TREND_OPTIONAL_FLOATS},
+        "lead_lag_windows": optional_int("lead_lag_windows"),
+    }
     windows = []
-    for rec in trends.to_dict("records"):
-        start = _utc(rec["window_start"])
+    for values in zip(*columns.values(), strict=True):
+        rec = dict(zip(columns, values, strict=True))
         windows.append(
             TrendWindow(
-                source_id=TrendWindow.make_source_id(rec["coin"], rec["window"], rec["source"], start),
-                event_time=_utc(rec["event_time"]),
-                ingest_time=_utc(rec["ingest_time"]),
-                coin=rec["coin"],
-                window=WindowSize(rec["window"]),
-                source=rec["source"],
-                window_start=start,
-                window_end=_utc(rec["window_end"]),
-                volume=int(rec["volume"]),
-                mean_score=float(rec["mean_score"]),
-                weighted_score=float(rec["weighted_score"]),
-                positive_share=float(rec["positive_share"]),
-                neutral_share=float(rec["neutral_share"]),
-                negative_share=float(rec["negative_share"]),
-                social_dominance=float(rec["social_dominance"]),
-                volume_zscore=_opt(rec["volume_zscore"]),
-                sentiment_zscore=_opt(rec.get("sentiment_zscore")),  # absent in lake files before v0.2
-                sentiment_change=_opt(rec.get("sentiment_change")),
-                price_open=_opt(rec["price_open"]),
-                price_high=_opt(rec["price_high"]),
-                price_low=_opt(rec["price_low"]),
-                price_close=_opt(rec["price_close"]),
-                price_return=_opt(rec["price_return"]),
-                sentiment_return_corr=_opt(rec["sentiment_return_corr"]),
-                lead_lag_windows=_opt_int(rec.get("lead_lag_windows")),  # absent in older lake files
-                lead_lag_corr=_opt(rec.get("lead_lag_corr")),
+                source_id=TrendWindow.make_source_id(
+                    rec["coin"], rec["window"], rec["source"], rec["window_start"]
+                ),
+                **rec,
             )
         )
     return windows
+
+
+_TREND_FLOATS = (
+    "mean_score",
+    "weighted_score",
+    "positive_share",
+    "neutral_share",
+    "negative_share",
+    "social_dominance",
+)
+_TREND_OPTIONAL_FLOATS = (
+    "volume_zscore",
+    "sentiment_zscore",
+    "sentiment_change",
+    "price_open",
+    "price_high",
+    "price_low",
+    "price_close",
+    "price_return",
+    "sentiment_return_corr",
+    "lead_lag_corr",
+)

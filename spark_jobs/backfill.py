@@ -15,7 +15,7 @@
    (the same aggregation as the stream), keep the windows that *start* in the range;
 4. finish the windows with the stream's own pandas functions (the trailing z-score and
    correlation history before the range comes from Redis), then replace the affected
-   lake partitions (dynamic partition overwrite) and Redis windows.
+   lake partitions (staged, then swapped in) and Redis windows.
 
 Every output is a pure function of the input, and every write replaces by key, so
 running the same backfill twice leaves the lake and Redis unchanged.
@@ -51,7 +51,13 @@ from spark_jobs.aggregations import (
     minute_buckets,
 )
 from spark_jobs.inputs import kafka_events, parse_events
-from spark_jobs.lake import events_path, read_events, seeded_events_path, write_trend_partitions
+from spark_jobs.lake import (
+    events_path,
+    read_events,
+    replace_trend_partitions,
+    seeded_events_path,
+    trends_path,
+)
 from spark_jobs.sink_redis import TrendStore, components_within_retention, within_retention
 
 if TYPE_CHECKING:
@@ -260,13 +266,13 @@ def run_backfill(
         max_lag=settings.spark.lead_lag_max_windows,
     )
     # The lake keeps every window; Redis only what its retention keeps (the rest would be
-    # trimmed as soon as written). The lake write runs in Spark (JVM threads) while this
-    # thread writes Redis: the two replace disjoint things, so they overlap; a failure of
-    # either fails the backfill.
+    # trimmed as soon as written). The lake partitions are written by pyarrow's C++ writer
+    # (outside the GIL) in a second thread while this one writes Redis: the two replace
+    # disjoint things, so they overlap; a failure of either fails the backfill.
     recent = within_retention(trends)
     step(f"replacing lake partitions ({len(trends)} windows) and Redis windows ({len(recent)})", 4)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-lake") as pool:
-        lake_write = pool.submit(write_trend_partitions, spark, trends, settings)
+        lake_write = pool.submit(replace_trend_partitions, trends, trends_path(settings))
         store.replace_components(components_within_retention(components))
         store.replace_history(recent, _epoch_ms(lo), _epoch_ms(hi) - 1)
         written = store.write_trends(recent, publish=False, history=False)

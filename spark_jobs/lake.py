@@ -15,14 +15,15 @@ Three datasets:
   The streaming job adds one file per partition per ``spark.lake_interval``
   (:class:`TrendLakeBuffer`), named after the first micro-batch in it; a window updated
   by several batches has several rows, and readers keep the one with the newest ``ingest_time``
-  (:func:`read_trends`). A backfill replaces whole partitions (dynamic partition
-  overwrite: staged, then swapped in), after which a partition holds one row per window.
+  (:func:`read_trends`). A backfill replaces whole partitions (staged, then swapped in by
+  renames: :func:`replace_trend_partitions`), after which a partition holds one row per window.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -126,30 +127,89 @@ def lake_frame(trends: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _partition_tables(trends: pd.DataFrame) -> Iterator[tuple[str, str, pa.Table]]:
+    """(date, window, Arrow table without the two partition columns) per lake partition."""
+    import pyarrow as pa
+
+    frame = lake_frame(trends)
+    for (date, window), part in frame.groupby(["date", "window"], sort=True):
+        table = pa.Table.from_pandas(
+            part.drop(columns=["date", "window"]).reset_index(drop=True), preserve_index=False
+        )
+        yield str(date), str(window), table
+
+
+def _partition_dir(root: Path, date: str, window: str) -> Path:
+    return root / f"date={date}" / f"window={window}"
+
+
 def write_trend_files(trends: pd.DataFrame, root: Path, name: str) -> int:
     """Write one file ``name.parquet`` per (date, window) partition, atomically by rename.
 
     Used by the streaming sink on the driver: rewriting the same ``name`` (a replayed
     micro-batch) replaces the file instead of adding a duplicate.
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     if trends.empty:
         return 0
-    frame = lake_frame(trends)
     files = 0
-    for (date, window), part in frame.groupby(["date", "window"], sort=True):
-        folder = root / f"date={date}" / f"window={window}"
+    for date, window, table in _partition_tables(trends):
+        folder = _partition_dir(root, date, window)
         folder.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pandas(
-            part.drop(columns=["date", "window"]).reset_index(drop=True), preserve_index=False
-        )
         tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
         pq.write_table(table, tmp, compression="zstd")
         tmp.replace(folder / f"{name}.parquet")
         files += 1
     return files
+
+
+STAGING_PREFIX = "_staging-"
+"""Backfill staging folders inside the trend lake; Spark's file listing skips names that
+start with ``_`` or ``.``, so readers never see half-written partitions."""
+
+
+def replace_trend_partitions(trends: pd.DataFrame, root: Path) -> int:
+    """Backfill: replace the (date, window) partitions present in ``trends``, one file each;
+    partitions outside the result are untouched. Returns the partitions replaced.
+
+    Every new partition is written into a staging folder inside the lake first (the same
+    file system, so the swap is a rename), then each partition folder is swapped for its
+    staged one: the old folder is renamed aside, the new one renamed in, the old one
+    deleted. A crash before the swaps leaves only a staging folder, which readers skip and
+    the next backfill removes. Written with pyarrow in the calling process, like the
+    stream's own lake files (the lake is a path every process sees): the C++ writer runs
+    outside the GIL, beside the backfill's Redis writes, and needs no Spark job.
+    """
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    if trends.empty:
+        return 0
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(f"{STAGING_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by a backfill that died before its swaps
+    staging = root / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+    name = f"backfill-{staging.name.removeprefix(STAGING_PREFIX)}.parquet"
+    staged: list[tuple[str, str]] = []
+    try:
+        for date, window, table in _partition_tables(trends):
+            folder = _partition_dir(staging / "new", date, window)
+            folder.mkdir(parents=True)
+            pq.write_table(table, folder / name, compression="zstd")
+            staged.append((date, window))
+        for date, window in staged:
+            target = _partition_dir(root, date, window)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                aside = staging / "old" / f"{date}-{window}"
+                aside.parent.mkdir(parents=True, exist_ok=True)
+                target.rename(aside)
+            _partition_dir(staging / "new", date, window).rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return len(staged)
 
 
 class TrendLakeBuffer:
@@ -235,24 +295,3 @@ def read_trends(spark: SparkSession, settings: Settings, *, latest_only: bool = 
         F.col("ingest_time").desc(), F.col("volume").desc()
     )
     return df.withColumn("_rank", F.row_number().over(key)).where("_rank = 1").drop("_rank")
-
-
-def write_trend_partitions(spark: SparkSession, trends: pd.DataFrame, settings: Settings) -> int:
-    """Backfill: replace the (date, window) partitions present in ``trends`` atomically.
-
-    Spark's dynamic partition overwrite stages the new files and swaps each partition in,
-    leaving partitions outside the result untouched.
-    """
-    if trends.empty:
-        return 0
-    frame = lake_frame(trends)
-    df = spark.createDataFrame(frame)
-    (
-        df.repartition("date", "window")
-        .write.mode("overwrite")
-        .option("partitionOverwriteMode", "dynamic")
-        .option("compression", "zstd")
-        .partitionBy("date", "window")
-        .parquet(str(trends_path(settings)))
-    )
-    return int(frame.groupby(["date", "window"]).ngroups)

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from spark_jobs.aggregations import (
+    LEAD_LAG_MIN_PAIRS,
     MEASURES,
     PRICE_SOURCE,
     TOTAL_COIN,
@@ -23,7 +24,6 @@ from spark_jobs.aggregations import (
     build_trend_frame,
     components_frame,
     components_json,
-    components_to_json,
     history_frame,
     measure_rows,
     minute_buckets,
@@ -335,8 +335,69 @@ def test_lead_lag_keeps_series_apart() -> None:
     assert by_coin["ethereum"]["lead_lag_windows"].iloc[:7].isna().all()
 
 
-def test_components_json_equals_the_row_by_row_encoding(spark: Any) -> None:
-    """The backfill encodes whole frames, the stream one Spark row at a time: same bytes."""
+def _lead_lag_reference(score: np.ndarray, ret: np.ndarray, size: int, max_lag: int) -> tuple[float, float]:
+    """The lead-lag of the last row of one series, straight from its definition (np.corrcoef
+    of the pairs inside the trailing windows; ties to the smaller |k|, then sentiment leading)."""
+    n = len(score)
+    best: tuple[float, float] = (np.nan, np.nan)
+    for k in [0] + [k for d in range(1, max_lag + 1) for k in (d, -d)]:
+        ends = range(max(n - (size - abs(k)), abs(k)), n)
+        pairs = [(score[e - max(k, 0)], ret[e - max(-k, 0)]) for e in ends]
+        pairs = [(x, y) for x, y in pairs if not (np.isnan(x) or np.isnan(y))]
+        if len(pairs) < LEAD_LAG_MIN_PAIRS or size - abs(k) < LEAD_LAG_MIN_PAIRS:
+            continue
+        xs, ys = np.array(pairs).T
+        if np.sum((xs - xs.mean()) ** 2) <= 1e-18 or np.sum((ys - ys.mean()) ** 2) <= 1e-18:
+            continue
+        corr = float(np.corrcoef(xs, ys)[0, 1])
+        if np.isnan(best[1]) or abs(round(corr, 9)) > abs(best[1]):
+            best = (float(k), round(corr, 9))
+    return best
+
+
+def test_lead_lag_matches_its_definition_on_gappy_series() -> None:
+    """The vectorized moments (one pass over masked trailing views) against a per-row
+    reference, on series with missing scores and returns, several series back to back."""
+    rng = np.random.default_rng(23)
+    frames = []
+    for coin, length in (("bitcoin", 45), ("ethereum", 30), ("solana", 9)):
+        scores, returns = _lagged_series(length, 3, seed=length, noise=0.004)
+        scores = np.where(rng.random(length) < 0.15, np.nan, scores)
+        returns = np.where(rng.random(length) < 0.2, np.nan, returns)
+        frames.append(trend_rows([5] * length, list(scores), list(returns)).assign(coin=coin))
+    rows = pd.concat(frames, ignore_index=True)
+    out = add_cross_window_features(rows, history_frame([]), 20, max_lag=6)
+    checked = 0
+    for _, series in out.groupby("coin", sort=False):
+        score = series["weighted_score"].to_numpy(dtype="float64")
+        ret = series["price_return"].to_numpy(dtype="float64")
+        for end in range(1, len(series) + 1):
+            lag, corr = _lead_lag_reference(score[:end], ret[:end], 20, 6)
+            got = series.iloc[end - 1]
+            if np.isnan(lag):
+                assert np.isnan(got["lead_lag_windows"]) and np.isnan(got["lead_lag_corr"])
+                continue
+            assert got["lead_lag_windows"] == lag
+            assert got["lead_lag_corr"] == pytest.approx(corr, abs=2e-9)
+            checked += 1
+    assert checked > 40
+
+
+def test_trend_windows_take_missing_values_and_older_lake_columns_as_none() -> None:
+    scores, returns = _lagged_series(3, 1, seed=3, noise=0.0)
+    rows = add_cross_window_features(trend_rows([5] * 3, scores, returns), history_frame([]), 20)
+    older = rows.drop(columns=["lead_lag_windows", "lead_lag_corr", "sentiment_zscore", "sentiment_change"])
+    for window in _as_windows(older):
+        assert window.lead_lag_windows is None and window.sentiment_zscore is None
+        assert window.price_open is None and window.volume_zscore is None  # NaN in the frame
+    window = _as_windows(rows)[-1]
+    assert window.source_id == f"bitcoin:1m:all:{window.window_start:%Y-%m-%dT%H:%M:%S}.000Z"
+    assert window.volume == 5 and window.weighted_score == pytest.approx(rows["weighted_score"].iloc[-1])
+
+
+def test_components_json_is_the_same_for_stream_rows_and_the_backfills_arrow_frame(spark: Any) -> None:
+    """The stream encodes the Spark rows of a micro-batch, the backfill an Arrow-made frame of
+    the same aggregates: the same bytes, so either can replace what the other wrote."""
     records = [
         post(
             i,
@@ -349,14 +410,27 @@ def test_components_json_equals_the_row_by_row_encoding(spark: Any) -> None:
         )
         for i in range(50)
     ] + [tick("bitcoin", T0 + timedelta(seconds=7 * i), 100 + i / 3) for i in range(40)]
-    rows = aggregate_windows(assign_windows(measure_rows(_events(spark, records)))).collect()
-    stream_side = [components_to_json(rec) for rec in rows_to_records(rows)]
-    frame = components_frame(pd.DataFrame(rows_to_records(rows)))
-    assert components_json(frame) == stream_side
-    assert components_json(frame) == [components_to_json(rec) for rec in frame.to_dict("records")]
-    decoded = json.loads(stream_side[0])
-    assert list(decoded) == list(MEASURES)
-    assert any(json.loads(p)["p_open"] is None for p in stream_side)  # posts-only rows keep nulls
+    aggregates = aggregate_windows(assign_windows(measure_rows(_events(spark, records))))
+    stream_side = components_json(components_frame(rows_to_records(aggregates.collect())))
+    backfill_side = components_frame(aggregates.toArrow().to_pandas())
+    assert sorted(components_json(backfill_side)) == sorted(stream_side)
+    decoded = [json.loads(p) for p in stream_side]
+    assert all(list(d) == list(MEASURES) for d in decoded)
+    assert any(d["p_open"] is None for d in decoded)  # posts-only rows keep nulls
+    assert any(d["p_open"] is not None for d in decoded)
+
+
+def test_components_json_rounds_sums_and_reads_back_as_the_same_numbers() -> None:
+    row = comp("bitcoin", "reddit", 3, s_score=0.1 + 0.2, s_conf=100.0, s_wscore=1e-05, p_open=1e22)
+    other_order = comp("bitcoin", "reddit", 3, s_score=0.2 + 0.1, s_conf=100.0, s_wscore=1e-05, p_open=1e22)
+    [text] = components_json(components_frame([row]))
+    assert components_json(components_frame([other_order])) == [text]  # 0.30000000000000004 vs 0.3
+    decoded = json.loads(text)
+    assert decoded["s_score"] == 0.3 and decoded["s_conf"] == 100.0 and decoded["s_wscore"] == 1e-05
+    assert decoded["p_open"] == 1e22 and decoded["p_close"] is None and decoded["n"] == 3
+    assert decoded["last_event"] == MS + 1000 and isinstance(decoded["last_event"], int)
+    assert components_frame([{**row, **decoded}]).equals(components_frame([{**row, "s_score": 0.3}]))
+    assert components_json(components_frame([])) == []
 
 
 def test_bad_coins_are_dropped_from_a_post_that_keeps_its_good_ones(spark: Any) -> None:

@@ -156,3 +156,32 @@ def test_stream_lake_files_read_back_newest_row_per_window(spark: Any, tmp_path:
     buffer.flush()
     rows = sorted((r["window_start"], r["volume"]) for r in read_trends(spark, settings).collect())
     assert [v for _, v in rows] == [4, 2]
+
+
+def test_a_backfill_replaces_its_partitions_and_leaves_the_others(spark: Any, tmp_path: Path) -> None:
+    from core.settings import load_settings
+    from spark_jobs.lake import STAGING_PREFIX, read_trends, replace_trend_partitions, trends_path
+
+    settings = load_settings(home=tmp_path / "home")
+    root = trends_path(settings)
+    buffer = TrendLakeBuffer(root, tmp_path / "pending", "tok", interval_s=0)
+    buffer.add(_trend_rows(0, 1), 0)  # the stream's file in the 1m partition of T0's day
+    other_day = _trend_rows(0, 9).assign(window_start=lambda f: f["window_start"] + 86_400_000)
+    other_day["window_end"] = other_day["window_start"] + 60_000
+    buffer.add(other_day, 1)  # a partition the backfill does not touch
+    # A staging folder left by a backfill that died before its swaps: readers skip it.
+    (root / f"{STAGING_PREFIX}dead" / "new").mkdir(parents=True)
+    pq.write_table(pa.table({"volume": [99]}), root / f"{STAGING_PREFIX}dead" / "new" / "x.parquet")
+    assert sorted(r["volume"] for r in read_trends(spark, settings).collect()) == [1, 9]
+
+    assert replace_trend_partitions(pd.concat([_trend_rows(0, 4), _trend_rows(1, 2)]), root) == 1
+    files = _lake(root)
+    assert len(files) == 2 and files.pop("stream-tok-0000000001.parquet") == 1
+    [(name, rows)] = files.items()
+    assert name.startswith("backfill-") and rows == 2  # the stream's file is gone with its partition
+    assert not list(root.glob(f"{STAGING_PREFIX}*"))  # the dead staging folder was removed
+    assert sorted(r["volume"] for r in read_trends(spark, settings).collect()) == [2, 4, 9]
+    # Idempotent: the same backfill again leaves one file with the same rows.
+    replace_trend_partitions(pd.concat([_trend_rows(0, 4), _trend_rows(1, 2)]), root)
+    assert sorted(r["volume"] for r in read_trends(spark, settings).collect()) == [2, 4, 9]
+    assert replace_trend_partitions(_trend_rows(0, 1).iloc[0:0], root) == 0

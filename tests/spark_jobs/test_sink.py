@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pandas as pd
@@ -12,6 +13,7 @@ from schemas.events import TrendWindow
 from schemas.redis_keys import RedisKeys
 from spark_jobs.aggregations import PRICE_SOURCE, TOTAL_COIN
 from spark_jobs.lake import trends_path
+from spark_jobs.sink_redis import history_members
 from spark_jobs.stream import TrendSink
 from tests.spark_jobs.test_aggregations import MS, comp
 from tests.spark_jobs.test_stream import snapshot
@@ -142,3 +144,30 @@ def test_a_backfill_writes_only_what_redis_keeps(spark_settings: Settings, redis
         int(key.rsplit(":", 1)[1]) for key in redis_client.scan_iter(match=f"{prefix}:recent:spark:agg:1m:*")
     )
     assert newest - day <= oldest_hash < newest - day + 7 * 60_000
+
+
+def test_history_members_are_the_compact_json_of_each_point() -> None:
+    """Built column by column for the backfill; the same text as ``json.dumps`` of the point."""
+    frame = pd.DataFrame(
+        {
+            "window_start": [MS, MS + 60_000, MS + 120_000, MS + 180_000],
+            "volume": [3, 0, 12, 7],
+            "weighted_score": [0.125, None, -0.3333333333, 1e-05],
+            "price_return": [float("nan"), 0.0012, -0.0, float("inf")],
+        }
+    )
+    expected = [
+        json.dumps(
+            {
+                "t": int(row.window_start),
+                "v": int(row.volume),
+                "w": None if pd.isna(row.weighted_score) else float(row.weighted_score),
+                "r": None if pd.isna(row.price_return) else float(row.price_return),
+            },
+            separators=(",", ":"),
+        )
+        for row in frame.itertuples()
+    ]
+    assert history_members(frame) == expected
+    point = json.loads(history_members(frame)[2])
+    assert point == {"t": MS + 120_000, "v": 12, "w": -0.3333333333, "r": -0.0}
