@@ -361,9 +361,9 @@ def test_lead_lag_matches_its_definition_on_gappy_series() -> None:
     rng = np.random.default_rng(23)
     frames = []
     for coin, length in (("bitcoin", 45), ("ethereum", 30), ("solana", 9)):
-        scores, returns = _lagged_series(length, 3, seed=length, noise=0.004)
-        scores = np.where(rng.random(length) < 0.15, np.nan, scores)
-        returns = np.where(rng.random(length) < 0.2, np.nan, returns)
+        clean_scores, clean_returns = _lagged_series(length, 3, seed=length, noise=0.004)
+        scores = np.where(rng.random(length) < 0.15, np.nan, clean_scores)
+        returns = np.where(rng.random(length) < 0.2, np.nan, clean_returns)
         frames.append(trend_rows([5] * length, list(scores), list(returns)).assign(coin=coin))
     rows = pd.concat(frames, ignore_index=True)
     out = add_cross_window_features(rows, history_frame([]), 20, max_lag=6)
