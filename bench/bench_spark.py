@@ -139,19 +139,24 @@ def _write_days(
     return written
 
 
-def bench_backfill(settings: Settings, events: int, days: int, runs: int = 1) -> dict[str, Any]:
+def bench_backfill(
+    settings: Settings, events: int, days: int, runs: int = 1, remote: str | None = None
+) -> dict[str, Any]:
     """Generate the lake, then run the backfill ``runs`` times in one Spark session: the
     first run pays the JVM's warm-up (what a one-off ``cryptopulse backfill`` pays), later
-    ones show what a long-lived session (a notebook, a cluster's driver) pays."""
+    ones show what a long-lived session (a notebook, a cluster's driver) pays. With
+    ``remote`` (``sc://HOST:PORT``, e.g. the running ``spark stream``'s endpoint) the
+    queries run in that application through Spark Connect, as ``cryptopulse backfill``
+    does when it finds one."""
     from spark_jobs.backfill import redis_client, run_backfill
-    from spark_jobs.session import build_spark
+    from spark_jobs.session import build_spark, remote_spark
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     t = time.perf_counter()
     rows = generate_lake(settings, events, days, start)
     gen_s = time.perf_counter() - t
     print(f"generated {rows:,} lake rows ({events:,} posts) in {gen_s:.1f}s", flush=True)
-    spark = build_spark(settings, app_name="bench-spark-backfill")
+    spark = remote_spark(remote) if remote else build_spark(settings, app_name="bench-spark-backfill")
     client = redis_client(settings)
     results = []
 
@@ -264,6 +269,12 @@ def main() -> int:
     parser.add_argument(
         "--runs", type=int, default=1, help="backfills in one Spark session (the first pays the JVM warm-up)"
     )
+    parser.add_argument(
+        "--remote",
+        default=None,
+        help="run the backfills in a running application through Spark Connect (sc://HOST:PORT; "
+        "the streaming job serves sc://127.0.0.1:15002)",
+    )
     parser.add_argument("--probes", type=int, default=20)
     parser.add_argument(
         "--trigger", default=None, help="trend query trigger (default: the setting's default)"
@@ -284,7 +295,7 @@ def main() -> int:
     results: dict[str, Any] = {}
     try:
         if not args.skip_backfill:
-            results["backfill"] = bench_backfill(settings, args.events, args.days, args.runs)
+            results["backfill"] = bench_backfill(settings, args.events, args.days, args.runs, args.remote)
         if not args.skip_latency:
             results["latency"] = bench_latency(settings, args.probes)
     finally:

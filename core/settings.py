@@ -205,6 +205,31 @@ class SparkSettings(_Section):
         le=100,
         description="sentiment/price lead-lag searched over -K..K windows within the trailing windows",
     )
+    connect_port: int = Field(
+        default=15002,
+        ge=0,
+        le=65535,
+        description="Spark Connect endpoint of `spark stream`'s application, where `cryptopulse backfill` "
+        "runs in an already warm JVM (docs/spark.md); 0: none",
+    )
+    connect_host: str = Field(
+        default="127.0.0.1",
+        description="bind address of that endpoint: it runs whatever query it is sent, with no "
+        "authentication, so keep it on loopback or a private network",
+    )
+    backfill_remote: str = Field(
+        default="auto",
+        pattern=r"^(auto|local|sc://\S+)$",
+        description="where `cryptopulse backfill` runs: auto (the stream's Spark Connect endpoint when it "
+        "answers, else a Spark session of its own), local (always its own), or sc://HOST:PORT",
+    )
+    backfill_warm_up_events: int = Field(
+        default=200_000,
+        ge=0,
+        le=10_000_000,
+        description="synthetic events `spark stream` runs through the backfill's query a minute after "
+        "it starts, so that backfills sent to its Spark Connect endpoint find a warm JVM; 0: none",
+    )
     backfill_kafka_slack_s: int = Field(
         default=86_400,
         ge=0,

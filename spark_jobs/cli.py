@@ -83,7 +83,7 @@ def backfill(
 
     from core.cli import fail, load_cli_settings
     from spark_jobs.backfill import STAGES, BackfillError, run_backfill
-    from spark_jobs.session import build_spark
+    from spark_jobs.session import SparkUnavailable, backfill_spark
 
     if source not in ("kafka", "lake"):
         raise typer.BadParameter("--source must be kafka or lake")
@@ -91,7 +91,11 @@ def backfill(
         raise typer.BadParameter(f"--to {to:%Y-%m-%d} is before --from {from_:%Y-%m-%d}")
     settings = load_cli_settings()
     console = Console()
-    spark = build_spark(settings, app_name=f"{settings.spark.app_name}-backfill", master=master)
+    try:
+        spark, where = backfill_spark(settings, app_name=f"{settings.spark.app_name}-backfill", master=master)
+    except SparkUnavailable as exc:
+        raise fail(str(exc)) from None
+    console.print(f"backfill runs in {where}")
     try:
         with Progress(
             SpinnerColumn(),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,12 +85,118 @@ def cluster_conf() -> dict[str, str]:
     return {"spark.executorEnv.PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
 
 
+CONNECT_PLUGIN = "org.apache.spark.sql.connect.SparkConnectPlugin"
+"""Spark's own Spark Connect server, started inside an application as a plugin."""
+
+
+class SparkUnavailable(RuntimeError):
+    """The Spark Connect endpoint a backfill was told to use cannot be reached."""
+
+
+def connect_url(settings: Settings) -> str:
+    """``sc://HOST:PORT`` of the streaming job's Spark Connect endpoint."""
+    host = settings.spark.connect_host
+    return f"sc://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{settings.spark.connect_port}"
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _answers(url: str, timeout_s: float = 0.5) -> bool:
+    host, _, port = url.removeprefix("sc://").split("/", 1)[0].rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def connect_server_conf(settings: Settings) -> dict[str, str]:
+    """What makes an application serve Spark Connect (``spark stream`` asks for it): none
+    when the port is 0 or already taken (another stream job, a test), which only costs
+    backfills their warm start, never the stream its start."""
+    host, port = settings.spark.connect_host, settings.spark.connect_port
+    if port == 0:
+        return {}
+    if not _port_free(host, port):
+        log.warning(
+            "spark connect port in use; this application serves no Spark Connect endpoint",
+            extra={"host": host, "port": port},
+        )
+        return {}
+    return {
+        "spark.plugins": CONNECT_PLUGIN,
+        "spark.connect.grpc.binding.address": host,
+        "spark.connect.grpc.binding.port": str(port),
+    }
+
+
+def remote_spark(url: str) -> SparkSession:
+    """A Spark Connect session on ``url``: the queries run in that application's JVM (and
+    its executors), the rest of the job (pandas, Redis) here. PySpark runs one mode per
+    process: after this, the process builds no classic session."""
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.remote(url).getOrCreate()
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    log.info("spark connect session ready", extra={"url": url, "version": spark.version})
+    return spark
+
+
+def backfill_spark(
+    settings: Settings, *, app_name: str | None = None, master: str | None = None
+) -> tuple[SparkSession, str]:
+    """The session a backfill runs in, and where that is (the CLI says it).
+
+    A one-off Spark session pays the JVM's start and warm-up on every backfill: about half
+    of a 1 M event backfill here (docs/benchmarks.md, Spark). With ``backfill_remote``
+    ``auto`` (the default) the backfill therefore runs in the streaming job's application
+    through its Spark Connect endpoint when one answers, and starts its own session when
+    none does (or when ``--master`` asks for a particular cluster); ``local`` always
+    starts its own; an ``sc://`` URL must answer.
+    """
+    choice = settings.spark.backfill_remote
+    if master is None and choice != "local":
+        explicit = choice.startswith("sc://")
+        url = choice if explicit else connect_url(settings)
+        if explicit and not _answers(url):
+            raise SparkUnavailable(f"nothing answers at {url} (spark.backfill_remote)")
+        if explicit or (settings.spark.connect_port and _answers(url)):
+            try:
+                return remote_spark(url), f"the Spark application at {url} (Spark Connect)"
+            except Exception as exc:
+                # A Spark Connect session switches this process's PySpark into Connect mode;
+                # whatever runs next here (the session of our own below) needs classic back.
+                os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+                if explicit:
+                    raise SparkUnavailable(f"Spark Connect at {url}: {exc}") from exc
+                log.warning(
+                    "spark connect endpoint unusable, starting a session of its own",
+                    extra={"url": url, "error": repr(exc)},
+                )
+    spark = build_spark(settings, app_name=app_name, master=master)
+    return spark, f"a new Spark session ({spark.sparkContext.master})"
+
+
 def build_spark(
-    settings: Settings, *, app_name: str | None = None, master: str | None = None, kafka: bool = True
+    settings: Settings,
+    *,
+    app_name: str | None = None,
+    master: str | None = None,
+    kafka: bool = True,
+    connect_server: bool = False,
 ) -> SparkSession:
     """Build (or reuse) the SparkSession configured from settings.
 
-    ``kafka=False`` skips the connector jars for lake-only jobs and unit tests.
+    ``kafka=False`` skips the connector jars for lake-only jobs and unit tests;
+    ``connect_server=True`` (the streaming job) also serves Spark Connect
+    (:func:`connect_server_conf`).
     """
     from pyspark.sql import SparkSession
 
@@ -123,6 +230,9 @@ def build_spark(
             builder = builder.config(key, value)
     if kafka:
         builder = builder.config("spark.jars", ",".join(kafka_jars(settings)))
+    if connect_server:
+        for key, value in connect_server_conf(settings).items():
+            builder = builder.config(key, value)
     for key, value in spark_conf.extra_conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

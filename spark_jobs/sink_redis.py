@@ -61,7 +61,12 @@ class TrendStore:
     # -- window components ------------------------------------------------------------------------
     def upsert_components(self, rows: Iterable[Mapping[str, Any]]) -> set[WindowKey]:
         """HSET each aggregate row into its window's hash; returns the windows touched."""
-        frame = components_frame(list(rows))
+        records = list(rows)
+        for row in records:  # a record without its key is a bug upstream: fail, do not write it
+            missing = [key for key in ("window", "window_start", "source", "coin") if key not in row]
+            if missing:
+                raise KeyError(f"aggregate row without {missing}")
+        frame = components_frame(records)
         fields: dict[WindowKey, dict[str, str]] = {}
         keys = zip(frame["window"].astype(str), frame["window_start"].tolist(), strict=True)
         for window, field, payload in zip(keys, component_fields(frame), components_json(frame), strict=True):

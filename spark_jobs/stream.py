@@ -380,15 +380,21 @@ def run_stream(settings: Settings, *, master: str | None = None, serve_metrics: 
     from spark_jobs.metrics import progress_listener
     from spark_jobs.session import build_spark
 
-    spark = build_spark(settings, master=master)
+    spark = build_spark(settings, master=master, connect_server=True)
     metrics = SparkMetrics()
     if serve_metrics:
         metrics.serve(settings.spark.metrics_port, settings.spark.metrics_host)
     spark.streams.addListener(progress_listener(metrics))
     job = start_stream(spark, settings, metrics=metrics)
+    stopping = threading.Event()
+    if serves_connect(spark) and settings.spark.backfill_warm_up_events:
+        warm = threading.Thread(
+            target=warm_up_for_backfills, args=(spark, settings, stopping), name="backfill-warm-up"
+        )
+        warm.daemon = True
+        warm.start()
     # Our own SIGINT/SIGTERM handling: PySpark's default SIGINT handler cancels jobs from
     # inside a py4j call; stopping the queries between polls ends the micro-batch cleanly.
-    stopping = threading.Event()
 
     def request_stop(signum: int, _frame: Any) -> None:
         log.info("signal received, stopping streaming queries", extra={"signal": signum})
@@ -404,6 +410,38 @@ def run_stream(settings: Settings, *, master: str | None = None, serve_metrics: 
         spark.stop()
     if failure is not None:
         raise StreamFailed(failure)
+
+
+WARM_UP_DELAY_S = 60.0
+"""The backfill warm-up waits this long after the queries start: not to compete with the
+first micro-batches (and, on a first `cryptopulse up`, with everything else starting)."""
+
+
+def serves_connect(spark: SparkSession) -> bool:
+    """Whether this application serves Spark Connect (``spark_jobs.session.connect_server_conf``)."""
+    from spark_jobs.session import CONNECT_PLUGIN
+
+    return CONNECT_PLUGIN in (spark.conf.get("spark.plugins", "") or "")
+
+
+def warm_up_for_backfills(spark: SparkSession, settings: Settings, stopping: threading.Event) -> None:
+    """Run :func:`spark_jobs.backfill.warm_up` once, ``WARM_UP_DELAY_S`` after the start: a
+    backfill sent to this application then runs about twice as fast as in a fresh JVM.
+    A failure is logged and changes nothing else."""
+    from spark_jobs.backfill import warm_up
+
+    if stopping.wait(WARM_UP_DELAY_S):
+        return
+    try:
+        seconds = warm_up(spark, settings.cache_dir / "spark-tmp", settings.spark.backfill_warm_up_events)
+    except Exception as exc:
+        if not stopping.is_set():
+            log.warning("backfill warm-up failed", extra={"error": repr(exc)})
+        return
+    log.info(
+        "backfill warm-up done",
+        extra={"events": settings.spark.backfill_warm_up_events, "seconds": round(seconds, 1)},
+    )
 
 
 def wait_for_failure(job: StreamJob, stopping: threading.Event, poll_s: float = 1.0) -> str | None:

@@ -116,3 +116,12 @@ def test_backfill_rescores_with_model(spark: Any, spark_settings: Settings, redi
     # int8 dynamic quantization depends slightly on which texts share a batch.
     assert rows[0]["mean_score"] == pytest.approx(mean, abs=2e-3)
     assert rows[0]["mean_score"] != 0.0
+
+
+def test_the_warm_up_runs_the_backfill_query_and_leaves_nothing(spark: Any, tmp_path: Any) -> None:
+    from spark_jobs.backfill import warm_up
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    assert warm_up(spark, scratch, events=4_000) > 0
+    assert list(scratch.iterdir()) == []

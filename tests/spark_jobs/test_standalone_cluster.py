@@ -158,6 +158,8 @@ def cluster_env(settings: Settings, master: str) -> dict[str, str]:
             "CRYPTOPULSE_REDIS__KEY_PREFIX": settings.redis.key_prefix,
             "CRYPTOPULSE_MLFLOW__TRACKING_URI": settings.mlflow.uri,
             "CRYPTOPULSE_SPARK__MASTER": master,
+            # Not a stream job's warm application (``auto``), even if the platform runs one.
+            "CRYPTOPULSE_SPARK__BACKFILL_REMOTE": "local",
             "PYTHONPATH": str(REPO),
             "SPARK_LOCAL_IP": "127.0.0.1",  # the executors call the driver back on loopback
             "TOKENIZERS_PARALLELISM": "false",

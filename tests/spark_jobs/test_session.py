@@ -1,0 +1,139 @@
+"""Where a backfill runs: the streaming job's warm application (Spark Connect) or its own session."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import spark_jobs.session as session
+from core.settings import Settings, SettingsError, load_settings
+from spark_jobs.session import CONNECT_PLUGIN, SparkUnavailable, backfill_spark, connect_server_conf
+from tests.ports import free_port
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """A port something listens on (as the stream job's endpoint would)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def settings_with(port: int, remote: str = "auto") -> Settings:
+    return load_settings(spark={"connect_port": port, "backfill_remote": remote})
+
+
+@pytest.fixture
+def sessions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records which kind of session ``backfill_spark`` built, without starting Spark."""
+    built: list[str] = []
+
+    def own(settings: Settings, **kw: Any) -> Any:
+        built.append(f"own:{kw.get('master')}")
+        return SimpleNamespace(sparkContext=SimpleNamespace(master=kw.get("master") or "local[2]"))
+
+    def remote(url: str) -> Any:
+        built.append(f"remote:{url}")
+        return SimpleNamespace()
+
+    monkeypatch.setattr(session, "build_spark", own)
+    monkeypatch.setattr(session, "remote_spark", remote)
+    return built
+
+
+def test_the_stream_serves_spark_connect_only_on_a_free_port(listener: int) -> None:
+    port = free_port()
+    conf = connect_server_conf(settings_with(port))
+    assert conf == {
+        "spark.plugins": CONNECT_PLUGIN,
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.port": str(port),
+    }
+    assert connect_server_conf(settings_with(listener)) == {}  # taken: the stream starts without it
+    assert connect_server_conf(settings_with(0)) == {}  # switched off
+
+
+def test_auto_uses_the_streams_endpoint_when_it_answers(sessions: list[str], listener: int) -> None:
+    _, where = backfill_spark(settings_with(listener))
+    assert sessions == [f"remote:sc://127.0.0.1:{listener}"] and "Spark Connect" in where
+
+
+def test_auto_starts_its_own_session_when_nothing_answers(sessions: list[str]) -> None:
+    _, where = backfill_spark(settings_with(free_port()))
+    assert sessions == ["own:None"] and where == "a new Spark session (local[2])"
+    backfill_spark(settings_with(0))
+    assert sessions[-1] == "own:None"
+
+
+def test_local_and_an_explicit_master_never_use_the_endpoint(sessions: list[str], listener: int) -> None:
+    backfill_spark(settings_with(listener, "local"))
+    backfill_spark(settings_with(listener), master="spark://cluster:7077")
+    assert sessions == ["own:None", "own:spark://cluster:7077"]
+
+
+def test_an_explicit_endpoint_must_answer(sessions: list[str], listener: int) -> None:
+    backfill_spark(settings_with(0, f"sc://127.0.0.1:{listener}"))
+    assert sessions == [f"remote:sc://127.0.0.1:{listener}"]
+    with pytest.raises(SparkUnavailable, match="nothing answers"):
+        backfill_spark(settings_with(0, f"sc://127.0.0.1:{free_port()}"))
+
+
+def test_an_unusable_endpoint_falls_back_to_a_classic_session(
+    sessions: list[str], listener: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(url: str) -> Any:
+        os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"  # what PySpark's remote builder leaves behind
+        raise RuntimeError("not a Spark Connect server")
+
+    monkeypatch.setattr(session, "remote_spark", broken)
+    monkeypatch.delenv("SPARK_CONNECT_MODE_ENABLED", raising=False)
+    _, where = backfill_spark(settings_with(listener))
+    assert sessions == ["own:None"] and "new Spark session" in where
+    assert "SPARK_CONNECT_MODE_ENABLED" not in os.environ
+    with pytest.raises(SparkUnavailable, match="not a Spark Connect server"):
+        backfill_spark(settings_with(0, f"sc://127.0.0.1:{listener}"))
+    assert "SPARK_CONNECT_MODE_ENABLED" not in os.environ  # the rest of this process stays classic
+
+
+@pytest.mark.parametrize("value", ["remote", "sc://", "http://host:15002", ""])
+def test_backfill_remote_is_auto_local_or_an_sc_url(value: str) -> None:
+    with pytest.raises(SettingsError, match="BACKFILL_REMOTE"):
+        settings_with(15002, value)
+
+
+def test_the_stream_warms_up_for_backfills_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import spark_jobs.backfill as backfill
+    import spark_jobs.stream as stream
+
+    calls: list[int] = []
+    monkeypatch.setattr(stream, "WARM_UP_DELAY_S", 0.0)
+
+    def record(spark: Any, scratch: Any, events: int) -> float:
+        calls.append(events)
+        return 1.0
+
+    monkeypatch.setattr(backfill, "warm_up", record)
+    fake = SimpleNamespace(conf=SimpleNamespace(get=lambda key, default="": CONNECT_PLUGIN))
+    assert stream.serves_connect(fake)  # type: ignore[arg-type]
+    stream.warm_up_for_backfills(fake, settings_with(free_port()), threading.Event())  # type: ignore[arg-type]
+    assert calls == [200_000]
+    stopped = threading.Event()
+    stopped.set()
+    stream.warm_up_for_backfills(fake, settings_with(free_port()), stopped)  # type: ignore[arg-type]
+    assert calls == [200_000]  # stopping before the delay ends: no warm-up
+
+    def failing(spark: Any, scratch: Any, events: int) -> float:
+        raise RuntimeError("the application stopped")
+
+    monkeypatch.setattr(backfill, "warm_up", failing)
+    stream.warm_up_for_backfills(fake, settings_with(free_port()), threading.Event())  # type: ignore[arg-type]
