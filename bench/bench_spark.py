@@ -282,6 +282,9 @@ def main() -> int:
     parser.add_argument("--skip-backfill", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
+    if args.remote and not args.skip_latency:
+        # A Spark Connect session puts this process's PySpark into Connect mode for good.
+        parser.error("--remote measures backfills only: add --skip-latency")
     base = get_settings()
     wait_for_broker(base)
     tag = uuid.uuid4().hex[:8]

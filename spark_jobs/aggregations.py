@@ -366,7 +366,7 @@ def components_json(frame: pd.DataFrame) -> list[str]:
             if measure in _INTEGER:
                 values = pa.array(np.round(floats), mask=missing).cast(pa.int64())
             else:
-                values = pa.array(np.round(floats, 12), mask=missing)
+                values = pa.array(np.round(floats, 12) + 0.0, mask=missing)  # + 0.0: no "-0"
         text = pc.fill_null(pc.cast(values, pa.string()), "null")
         parts += [("{" if i == 0 else ",") + f'"{measure}":', text]
     parts += ["}", ""]  # the closing brace, then the (empty) separator
@@ -590,10 +590,15 @@ def _lead_lag(
             mys = np.where(mask, ys, 0.0)
             count = np.maximum(pairs, 1)
             sx, sy = mxs.sum(axis=1), mys.sum(axis=1)
-            sxx = np.einsum("ij,ij->i", mxs, mxs) - sx * sx / count
-            syy = np.einsum("ij,ij->i", mys, mys) - sy * sy / count
+            xx, yy = np.einsum("ij,ij->i", mxs, mxs), np.einsum("ij,ij->i", mys, mys)
+            sxx = xx - sx * sx / count
+            syy = yy - sy * sy / count
             sxy = np.einsum("ij,ij->i", mxs, mys) - sx * sy / count
-            ok = (pairs >= LEAD_LAG_MIN_PAIRS) & (sxx > 1e-18) & (syy > 1e-18)
+            # A constant side leaves one-pass rounding noise (~1e-16 of its square sum),
+            # not a spread: the guard is relative as well as absolute.
+            spread_x = (sxx > 1e-18) & (sxx > 1e-12 * xx)
+            spread_y = (syy > 1e-18) & (syy > 1e-12 * yy)
+            ok = (pairs >= LEAD_LAG_MIN_PAIRS) & spread_x & spread_y
             corr = sxy / np.sqrt(np.where(ok, sxx * syy, 1.0))
             table[i] = np.where(ok, np.clip(_round(corr), -1.0, 1.0), np.nan)
     known = ~np.all(np.isnan(table), axis=0)

@@ -323,7 +323,7 @@ def warm_up(spark: SparkSession, scratch: Path, events: int = 200_000) -> float:
     backfills through Spark Connect, therefore runs this once after it starts: ``events``
     synthetic posts and price ticks over two days are written to ``scratch`` in the lake's
     layout and go through the same read, de-duplication and window aggregation, and the
-    result is dropped. Nothing reaches Redis, the lake or Kafka; ``scratch`` is removed.
+    result is dropped. Nothing reaches Redis, the lake or Kafka, and the events are deleted.
     """
     import shutil
 
@@ -353,6 +353,8 @@ def warm_up(spark: SparkSession, scratch: Path, events: int = 200_000) -> float:
         F.when(F.col("kind") == "price", 100.0 + F.hash("source_id") % 7).alias("price"),
         F.to_date("event_time").alias("date"),
     )
+    for left in scratch.glob("warm-up-*"):  # from a warm-up the process exit cut short
+        shutil.rmtree(left, ignore_errors=True)
     folder = scratch / f"warm-up-{time.time_ns()}"
     try:
         typed.write.partitionBy("kind", "date").parquet(str(folder))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -154,61 +155,106 @@ def write_trend_files(trends: pd.DataFrame, root: Path, name: str) -> int:
     if trends.empty:
         return 0
     files = 0
-    for date, window, table in _partition_tables(trends):
-        folder = _partition_dir(root, date, window)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
-        pq.write_table(table, tmp, compression="zstd")
-        tmp.replace(folder / f"{name}.parquet")
-        files += 1
+    with lake_lock(root):  # not while a backfill moves partition folders
+        for date, window, table in _partition_tables(trends):
+            folder = _partition_dir(root, date, window)
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
+            pq.write_table(table, tmp, compression="zstd")
+            tmp.replace(folder / f"{name}.parquet")
+            files += 1
     return files
 
 
 STAGING_PREFIX = "_staging-"
 """Backfill staging folders inside the trend lake; Spark's file listing skips names that
 start with ``_`` or ``.``, so readers never see half-written partitions."""
+LOCK_NAME = "_lake.lock"
+"""The trend lake's lock file (skipped by readers like the staging folders)."""
+_SWAPPING = "SWAPPING"
+"""Marker in a staging folder: every new partition is written, the swaps have begun."""
+
+
+@contextmanager
+def lake_lock(root: Path) -> Iterator[None]:
+    """Hold the trend lake's exclusive lock (``flock`` on ``root/_lake.lock``): a backfill's
+    partition swaps, another backfill and the stream's own file writes never interleave
+    (the stream would otherwise write into a folder that is being moved aside). Processes
+    on one machine, or a file system whose ``flock`` works across machines."""
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / LOCK_NAME).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _finish_staging(root: Path, staging: Path) -> None:
+    """Settle what a backfill left in ``staging`` (under the lake lock), then remove it.
+
+    Once the swaps have begun (``SWAPPING``), every staged partition is complete: one whose
+    place is empty is moved in, so a crash half-way through the swaps still ends with the new
+    partitions. Before that, nothing was moved and the half-written files are dropped. An old
+    partition whose place is still empty is moved back (nothing is ever lost)."""
+    import shutil
+
+    if (staging / _SWAPPING).exists():
+        for new in sorted((staging / "new").glob("date=*/window=*")):
+            target = root / new.parent.name / new.name
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                new.rename(target)
+    for old in sorted((staging / "old").glob("date=*/window=*")):
+        target = root / old.parent.name / old.name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            old.rename(target)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def replace_trend_partitions(trends: pd.DataFrame, root: Path) -> int:
     """Backfill: replace the (date, window) partitions present in ``trends``, one file each;
     partitions outside the result are untouched. Returns the partitions replaced.
 
-    Every new partition is written into a staging folder inside the lake first (the same
-    file system, so the swap is a rename), then each partition folder is swapped for its
-    staged one: the old folder is renamed aside, the new one renamed in, the old one
-    deleted. A crash before the swaps leaves only a staging folder, which readers skip and
-    the next backfill removes. Written with pyarrow in the calling process, like the
-    stream's own lake files (the lake is a path every process sees): the C++ writer runs
-    outside the GIL, beside the backfill's Redis writes, and needs no Spark job.
+    Under the lake lock, every new partition is written into a staging folder inside the
+    lake first (the same file system, so the swap is a rename), then each partition folder
+    is swapped for its staged one: the old folder is renamed aside, the new one renamed in,
+    the old one deleted. A failure or crash part-way is settled by :func:`_finish_staging`,
+    at once or by the next backfill: before the swaps the lake is as it was, after they
+    began every new partition ends in place. Written with pyarrow in the calling process,
+    like the stream's own lake files (the lake is a path every process sees): the C++
+    writer runs outside the GIL, beside the backfill's Redis writes, and needs no Spark job.
     """
-    import shutil
-
     import pyarrow.parquet as pq
 
     if trends.empty:
         return 0
-    root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(f"{STAGING_PREFIX}*"):
-        shutil.rmtree(stale, ignore_errors=True)  # left by a backfill that died before its swaps
-    staging = root / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
-    name = f"backfill-{staging.name.removeprefix(STAGING_PREFIX)}.parquet"
-    staged: list[tuple[str, str]] = []
-    try:
-        for date, window, table in _partition_tables(trends):
-            folder = _partition_dir(staging / "new", date, window)
-            folder.mkdir(parents=True)
-            pq.write_table(table, folder / name, compression="zstd")
-            staged.append((date, window))
-        for date, window in staged:
-            target = _partition_dir(root, date, window)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists():
-                aside = staging / "old" / f"{date}-{window}"
-                aside.parent.mkdir(parents=True, exist_ok=True)
-                target.rename(aside)
-            _partition_dir(staging / "new", date, window).rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with lake_lock(root):
+        for stale in sorted(root.glob(f"{STAGING_PREFIX}*")):
+            _finish_staging(root, stale)  # left by a backfill that died (we hold the lock)
+        staging = root / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+        name = f"backfill-{staging.name.removeprefix(STAGING_PREFIX)}.parquet"
+        staged: list[tuple[str, str]] = []
+        try:
+            for date, window, table in _partition_tables(trends):
+                folder = _partition_dir(staging / "new", date, window)
+                folder.mkdir(parents=True)
+                pq.write_table(table, folder / name, compression="zstd")
+                staged.append((date, window))
+            (staging / _SWAPPING).touch()
+            for date, window in staged:
+                target = _partition_dir(root, date, window)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.exists():
+                    aside = _partition_dir(staging / "old", date, window)
+                    aside.parent.mkdir(parents=True, exist_ok=True)
+                    target.rename(aside)
+                _partition_dir(staging / "new", date, window).rename(target)
+        finally:
+            _finish_staging(root, staging)
     return len(staged)
 
 

@@ -89,6 +89,10 @@ CONNECT_PLUGIN = "org.apache.spark.sql.connect.SparkConnectPlugin"
 """Spark's own Spark Connect server, started inside an application as a plugin."""
 
 
+DEFAULT_CONNECT_PORT = 15002
+"""Spark Connect's own default port, for an ``sc://HOST`` without one."""
+
+
 class SparkUnavailable(RuntimeError):
     """The Spark Connect endpoint a backfill was told to use cannot be reached."""
 
@@ -103,6 +107,8 @@ def connect_url(settings: Settings) -> str:
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As a server binds: a restarted stream's old connections in TIME_WAIT do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
@@ -111,9 +117,12 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def _answers(url: str, timeout_s: float = 0.5) -> bool:
-    host, _, port = url.removeprefix("sc://").split("/", 1)[0].rpartition(":")
+    authority = url.removeprefix("sc://").split("/", 1)[0]
+    host, colon, port = authority.rpartition(":")
+    if not colon or "]" in port:  # no port: Spark Connect's default
+        host, port = authority, str(DEFAULT_CONNECT_PORT)
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
             return True
     except (OSError, ValueError):
         return False

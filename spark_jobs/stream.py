@@ -378,7 +378,7 @@ def run_stream(settings: Settings, *, master: str | None = None, serve_metrics: 
     checkpoint, rather than linger with one query dead.
     """
     from spark_jobs.metrics import progress_listener
-    from spark_jobs.session import build_spark
+    from spark_jobs.session import build_spark, is_local
 
     spark = build_spark(settings, master=master, connect_server=True)
     metrics = SparkMetrics()
@@ -387,7 +387,9 @@ def run_stream(settings: Settings, *, master: str | None = None, serve_metrics: 
     spark.streams.addListener(progress_listener(metrics))
     job = start_stream(spark, settings, metrics=metrics)
     stopping = threading.Event()
-    if serves_connect(spark) and settings.spark.backfill_warm_up_events:
+    # The warm-up writes its scratch events to a driver path: local masters only.
+    local = is_local(spark.sparkContext.master or "")
+    if serves_connect(spark) and settings.spark.backfill_warm_up_events and local:
         warm = threading.Thread(
             target=warm_up_for_backfills, args=(spark, settings, stopping), name="backfill-warm-up"
         )
@@ -406,6 +408,7 @@ def run_stream(settings: Settings, *, master: str | None = None, serve_metrics: 
     try:
         failure = wait_for_failure(job, stopping)
     finally:
+        stopping.set()  # also ends a warm-up that has not begun, and quiets one that has
         job.stop()
         spark.stop()
     if failure is not None:

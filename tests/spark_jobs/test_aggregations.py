@@ -383,6 +383,13 @@ def test_lead_lag_matches_its_definition_on_gappy_series() -> None:
     assert checked > 40
 
 
+def test_lead_lag_of_a_constant_sentiment_is_unknown() -> None:
+    """A constant side has no spread: one-pass rounding noise must not pass for one."""
+    _, returns = _lagged_series(30, 2, seed=4, noise=0.001)
+    out = add_cross_window_features(trend_rows([5] * 30, [0.123456789] * 30, returns), history_frame([]), 20)
+    assert out["lead_lag_windows"].isna().all() and out["lead_lag_corr"].isna().all()
+
+
 def test_trend_windows_take_missing_values_and_older_lake_columns_as_none() -> None:
     scores, returns = _lagged_series(3, 1, seed=3, noise=0.0)
     rows = add_cross_window_features(trend_rows([5] * 3, scores, returns), history_frame([]), 20)
@@ -421,15 +428,20 @@ def test_components_json_is_the_same_for_stream_rows_and_the_backfills_arrow_fra
 
 
 def test_components_json_rounds_sums_and_reads_back_as_the_same_numbers() -> None:
-    row = comp("bitcoin", "reddit", 3, s_score=0.1 + 0.2, s_conf=100.0, s_wscore=1e-05, p_open=1e22)
-    other_order = comp("bitcoin", "reddit", 3, s_score=0.2 + 0.1, s_conf=100.0, s_wscore=1e-05, p_open=1e22)
+    one_order, other_order = (0.1 + 0.2) + 0.3, 0.1 + (0.2 + 0.3)
+    assert one_order != other_order  # 0.6000000000000001 and 0.6
+    row = comp("bitcoin", "reddit", 3, s_score=one_order, s_conf=100.0, s_wscore=1e-05, p_open=1e22)
     [text] = components_json(components_frame([row]))
-    assert components_json(components_frame([other_order])) == [text]  # 0.30000000000000004 vs 0.3
+    assert components_json(components_frame([{**row, "s_score": other_order}])) == [text]
     decoded = json.loads(text)
-    assert decoded["s_score"] == 0.3 and decoded["s_conf"] == 100.0 and decoded["s_wscore"] == 1e-05
+    assert decoded["s_score"] == 0.6 and decoded["s_conf"] == 100.0 and decoded["s_wscore"] == 1e-05
     assert decoded["p_open"] == 1e22 and decoded["p_close"] is None and decoded["n"] == 3
     assert decoded["last_event"] == MS + 1000 and isinstance(decoded["last_event"], int)
-    assert components_frame([{**row, **decoded}]).equals(components_frame([{**row, "s_score": 0.3}]))
+    assert components_frame([{**row, **decoded}]).equals(components_frame([{**row, "s_score": 0.6}]))
+    # A residue that rounds to -0.0 is written as 0, as a sum that came out +0.0 is.
+    assert components_json(components_frame([{**row, "s_conf": -1e-15}])) == components_json(
+        components_frame([{**row, "s_conf": 0.0}])
+    )
     assert components_json(components_frame([])) == []
 
 

@@ -185,3 +185,54 @@ def test_a_backfill_replaces_its_partitions_and_leaves_the_others(spark: Any, tm
     replace_trend_partitions(pd.concat([_trend_rows(0, 4), _trend_rows(1, 2)]), root)
     assert sorted(r["volume"] for r in read_trends(spark, settings).collect()) == [2, 4, 9]
     assert replace_trend_partitions(_trend_rows(0, 1).iloc[0:0], root) == 0
+
+
+def test_a_backfill_cut_short_is_settled_by_the_next_one_without_losing_a_partition(tmp_path: Path) -> None:
+    from spark_jobs.lake import STAGING_PREFIX, replace_trend_partitions
+
+    root = tmp_path / "trends"
+    replace_trend_partitions(pd.concat([_trend_rows(0, 1), _trend_rows(0, 2).assign(window="5m")]), root)
+    [one_m] = list(root.glob("date=*/window=1m"))
+    [five_m] = list(root.glob("date=*/window=5m"))
+    date = one_m.parent.name
+
+    # Killed half-way through its swaps: 1m moved aside and its new folder not yet moved in,
+    # 5m still in place. The new 1m partition is complete (the swaps had begun).
+    swapping = root / f"{STAGING_PREFIX}swapping"
+    (swapping / "new" / date).mkdir(parents=True)
+    (swapping / "old" / date).mkdir(parents=True)
+    one_m.rename(swapping / "old" / date / "window=1m")
+    pq.write_table(pa.Table.from_pandas(_trend_rows(0, 7)), tmp_path / "new.parquet")
+    (swapping / "new" / date / "window=1m").mkdir()
+    (tmp_path / "new.parquet").rename(swapping / "new" / date / "window=1m" / "backfill-x.parquet")
+    (swapping / "SWAPPING").touch()
+    # Killed while still writing: nothing was moved, its files are dropped.
+    writing = root / f"{STAGING_PREFIX}writing"
+    (writing / "new" / date / "window=5m").mkdir(parents=True)
+    (writing / "new" / date / "window=5m" / "backfill-y.parquet").write_bytes(b"PAR1 half")
+
+    # The next backfill, of another day, settles both first.
+    replace_trend_partitions(_trend_rows(0, 3).assign(window="1d"), root)
+    assert not list(root.glob(f"{STAGING_PREFIX}*"))
+    assert [pq.read_table(p).column("volume").to_pylist() for p in one_m.glob("*.parquet")] == [[7]]
+    assert [pq.read_table(p).column("volume").to_pylist() for p in five_m.glob("*.parquet")] == [[2]]
+
+
+def test_the_streams_lake_writes_wait_for_a_backfills_swaps(tmp_path: Path) -> None:
+    import threading
+
+    from spark_jobs.lake import lake_lock, write_trend_files
+
+    root = tmp_path / "trends"
+    written = threading.Event()
+    with lake_lock(root):
+
+        def write() -> None:
+            write_trend_files(_trend_rows(0, 1), root, "stream")
+            written.set()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert not written.wait(0.5)  # blocked while the lock is held
+    writer.join(10)
+    assert written.is_set() and _lake(root) == {"stream.parquet": 1}

@@ -109,7 +109,9 @@ def test_backfill_remote_is_auto_local_or_an_sc_url(value: str) -> None:
         settings_with(15002, value)
 
 
-def test_the_stream_warms_up_for_backfills_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_stream_warms_up_for_backfills_only_when_asked(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     import threading
 
     import spark_jobs.backfill as backfill
@@ -123,7 +125,8 @@ def test_the_stream_warms_up_for_backfills_only_when_asked(monkeypatch: pytest.M
         return 1.0
 
     monkeypatch.setattr(backfill, "warm_up", record)
-    fake = SimpleNamespace(conf=SimpleNamespace(get=lambda key, default="": CONNECT_PLUGIN))
+    plugins = {"spark.plugins": CONNECT_PLUGIN}
+    fake = SimpleNamespace(conf=SimpleNamespace(get=lambda key, default="": plugins.get(key, default)))
     assert stream.serves_connect(fake)  # type: ignore[arg-type]
     stream.warm_up_for_backfills(fake, settings_with(free_port()), threading.Event())  # type: ignore[arg-type]
     assert calls == [200_000]
@@ -136,4 +139,8 @@ def test_the_stream_warms_up_for_backfills_only_when_asked(monkeypatch: pytest.M
         raise RuntimeError("the application stopped")
 
     monkeypatch.setattr(backfill, "warm_up", failing)
-    stream.warm_up_for_backfills(fake, settings_with(free_port()), threading.Event())  # type: ignore[arg-type]
+    with caplog.at_level("WARNING", logger="spark_jobs.stream"):
+        stream.warm_up_for_backfills(fake, settings_with(free_port()), threading.Event())  # type: ignore[arg-type]
+    assert [r.getMessage() for r in caplog.records] == ["backfill warm-up failed"]
+    plugins.clear()
+    assert not stream.serves_connect(fake)  # type: ignore[arg-type]
