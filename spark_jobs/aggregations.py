@@ -746,23 +746,9 @@ def to_trend_windows(trends: pd.DataFrame) -> list[TrendWindow]:
     return windows
 
 
-_TREND_FLOATS = (
-    "mean_score",
-    "weighted_score",
-    "positive_share",
-    "neutral_share",
-    "negative_share",
-    "social_dominance",
+_TREND_FLOATS = tuple(name for name, f in TrendWindow.model_fields.items() if f.annotation is float)
+"""TrendWindow's required float fields (scores, shares, dominance), read from the schema."""
+_TREND_OPTIONAL_FLOATS = tuple(
+    name for name, f in TrendWindow.model_fields.items() if f.annotation == (float | None)
 )
-_TREND_OPTIONAL_FLOATS = (
-    "volume_zscore",
-    "sentiment_zscore",
-    "sentiment_change",
-    "price_open",
-    "price_high",
-    "price_low",
-    "price_close",
-    "price_return",
-    "sentiment_return_corr",
-    "lead_lag_corr",
-)
+"""TrendWindow's optional float fields (z-scores, prices, correlations): ``None`` when missing."""

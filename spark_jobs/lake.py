@@ -201,17 +201,12 @@ def _finish_staging(root: Path, staging: Path) -> None:
     partition whose place is still empty is moved back (nothing is ever lost)."""
     import shutil
 
-    if (staging / _SWAPPING).exists():
-        for new in sorted((staging / "new").glob("date=*/window=*")):
-            target = root / new.parent.name / new.name
-            if not target.exists():
+    for side in ("new", "old") if (staging / _SWAPPING).exists() else ("old",):
+        for partition in sorted((staging / side).glob("date=*/window=*")):
+            target = root / partition.parent.name / partition.name
+            if not target.exists():  # the place is empty: this partition goes in
                 target.parent.mkdir(parents=True, exist_ok=True)
-                new.rename(target)
-    for old in sorted((staging / "old").glob("date=*/window=*")):
-        target = root / old.parent.name / old.name
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            old.rename(target)
+                partition.rename(target)
     shutil.rmtree(staging, ignore_errors=True)
 
 

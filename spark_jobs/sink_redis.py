@@ -85,11 +85,8 @@ class TrendStore:
         payloads = components_json(ordered)
         windows = ordered["window"].astype(str).to_numpy()
         starts = ordered["window_start"].to_numpy(dtype="int64")
-        # Row offsets where (window, window_start) changes: one hash per run of rows.
-        cuts = np.flatnonzero((windows[1:] != windows[:-1]) | (starts[1:] != starts[:-1])) + 1
-        bounds = [0, *cuts.tolist(), len(ordered)]
         touched: set[WindowKey] = set()
-        for begin, end in itertools.pairwise(bounds):
+        for begin, end in itertools.pairwise(_run_bounds(windows, starts)):  # one hash per window
             window, start = str(windows[begin]), int(starts[begin])
             self.views.replace_window_components(
                 window, start, dict(zip(fields[begin:end], payloads[begin:end], strict=True))
@@ -213,15 +210,13 @@ class TrendStore:
         ordered = trends.sort_values(["window", "coin", "source"], kind="stable")
         members = history_members(ordered)
         starts = (ordered["window_start"].to_numpy(dtype="int64") // 1000).tolist()
-        keys = list(zip(ordered["window"], ordered["coin"], ordered["source"], strict=True))
-        # Row offsets where the series changes: one replacement per run of rows.
-        bounds = [0, *(i for i in range(1, len(keys)) if keys[i] != keys[i - 1]), len(keys)]
-        for begin, end in itertools.pairwise(bounds):
-            window, coin, source = keys[begin]
+        keys = [ordered[col].astype(str).to_numpy() for col in ("window", "coin", "source")]
+        for begin, end in itertools.pairwise(_run_bounds(*keys)):  # one replacement per series
+            window, coin, source = (str(key[begin]) for key in keys)
             self.views.replace_history(
-                str(window),
-                str(coin),
-                str(source),
+                window,
+                coin,
+                source,
                 lo,
                 hi,
                 dict(zip(members[begin:end], starts[begin:end], strict=True)),
@@ -254,6 +249,15 @@ class TrendStore:
                 removed += len(stale)
         self.views.flush()
         return removed
+
+
+def _run_bounds(*keys: np.ndarray) -> list[int]:
+    """Row offsets of a sorted frame where any of ``keys`` (its columns) changes, with 0 and
+    the length: rows ``bounds[i]:bounds[i + 1]`` are one run, i.e. one group."""
+    changed = np.zeros(max(len(keys[0]) - 1, 0), dtype=bool)
+    for key in keys:
+        changed |= key[1:] != key[:-1]
+    return [0, *(np.flatnonzero(changed) + 1).tolist(), len(keys[0])]
 
 
 def _within_retention(frame: pd.DataFrame, newest_of: list[str]) -> pd.DataFrame:

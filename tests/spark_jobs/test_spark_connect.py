@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
-from core.settings import Settings, load_settings
+from core.settings import Settings
 from spark_jobs.backfill import run_backfill
 from tests.ports import free_port
 from tests.spark_jobs.conftest import T0, produce
 from tests.spark_jobs.test_backfill import dataset, lake_rows, views
-from tests.spark_jobs.test_standalone_cluster import REPO, cluster_env, unprefixed
+from tests.spark_jobs.test_standalone_cluster import REPO, cluster_env, run_cli, twin_settings, unprefixed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -91,13 +91,7 @@ def test_a_backfill_through_the_streams_endpoint_equals_a_local_one(
     from views import delete_prefixed_keys
 
     local, r = spark_settings, redis_client
-    remote = load_settings(
-        home=tmp_path / "connect-home",
-        cache_dir=local.cache_dir,
-        kafka=local.kafka.model_dump(),
-        redis={**local.redis.model_dump(), "key_prefix": f"{local.redis.key_prefix}-connect"},
-        spark=local.spark.model_dump(),
-    )
+    remote = twin_settings(local, tmp_path / "connect-home", "connect")
     env = {
         **cluster_env(remote, local.spark.master),
         "CRYPTOPULSE_SPARK__BACKFILL_REMOTE": "auto",
@@ -107,18 +101,8 @@ def test_a_backfill_through_the_streams_endpoint_equals_a_local_one(
     produce(local, [x for x in dataset() if x.event_time < T0 + timedelta(minutes=15)])
     try:
         run_backfill(spark, local, T0.date(), T0.date(), source="kafka", client=r)
-        done = subprocess.run(  # nosec B603  # this interpreter, the project's own CLI
-            [sys.executable, "-m", "spark_jobs", "backfill", "--from", day, "--to", day, "--source", "kafka"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-        output = f"{done.stdout[-3000:]}\n{done.stderr[-4000:]}"
-        assert done.returncode == 0, output
-        assert f"runs in the Spark application at sc://127.0.0.1:{connect_port}" in done.stdout, output
+        stdout = run_cli(["backfill", "--from", day, "--to", day, "--source", "kafka"], env, tmp_path)
+        assert f"runs in the Spark application at sc://127.0.0.1:{connect_port}" in stdout, stdout
         backfilled = unprefixed(views(r, local, internal=True), local.redis.key_prefix)
         assert any(":trend:ts:1h_5m:" in k for k in backfilled)
         assert unprefixed(views(r, remote, internal=True), remote.redis.key_prefix) == backfilled

@@ -168,9 +168,21 @@ def cluster_env(settings: Settings, master: str) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> None:
+def twin_settings(local: Settings, home: Path, tag: str) -> Settings:
+    """``local``'s topics and cache with a home and Redis prefix of their own: the same
+    backfill run elsewhere writes beside the local one, for a key-by-key comparison."""
+    return load_settings(
+        home=home,
+        cache_dir=local.cache_dir,
+        kafka=local.kafka.model_dump(),
+        redis={**local.redis.model_dump(), "key_prefix": f"{local.redis.key_prefix}-{tag}"},
+        spark=local.spark.model_dump(),
+    )
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> str:
     """``python -m spark_jobs ...`` from a folder outside the repository (executors get no
-    help from the driver's working directory)."""
+    help from the driver's working directory); returns its standard output."""
     done = subprocess.run(  # nosec B603  # this interpreter, the project's own CLI
         [sys.executable, "-m", "spark_jobs", *args],
         env=env,
@@ -182,6 +194,7 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> None:
     )
     output = f"{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
     assert done.returncode == 0, f"{args} exited {done.returncode}:\n{output}"
+    return done.stdout
 
 
 def unprefixed(found: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -200,13 +213,7 @@ def test_standalone_cluster_matches_local(
     from views import delete_prefixed_keys
 
     local, r = spark_settings, redis_client
-    remote = load_settings(
-        home=tmp_path / "cluster-home",
-        cache_dir=local.cache_dir,
-        kafka=local.kafka.model_dump(),
-        redis={**local.redis.model_dump(), "key_prefix": f"{local.redis.key_prefix}-cluster"},
-        spark=local.spark.model_dump(),
-    )
+    remote = twin_settings(local, tmp_path / "cluster-home", "cluster")
     env = cluster_env(remote, cluster.url)
     day = T0.date().isoformat()
     model = str(tiny_model_dir)
