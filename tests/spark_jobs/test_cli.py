@@ -41,3 +41,15 @@ def test_commands_registered(app: typer.Typer) -> None:
 def test_bad_backfill_arguments_exit_2(app: typer.Typer, args: list[str]) -> None:
     result = CliRunner().invoke(app, ["backfill", *args])
     assert result.exit_code == 2
+
+
+def test_a_named_spark_connect_server_that_does_not_answer_exits_1(
+    app: typer.Typer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.ports import free_port
+
+    url = f"sc://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("CRYPTOPULSE_SPARK__BACKFILL_REMOTE", url)
+    result = CliRunner().invoke(app, ["backfill", "--from", "2026-01-01", "--to", "2026-01-01"])
+    assert result.exit_code == 1
+    assert f"nothing answers at {url}" in result.output
