@@ -48,8 +48,16 @@ def test_a_named_spark_connect_server_that_does_not_answer_exits_1(
 ) -> None:
     from tests.ports import free_port
 
+    from core.settings import get_settings
+
     url = f"sc://127.0.0.1:{free_port()}"
     monkeypatch.setenv("CRYPTOPULSE_SPARK__BACKFILL_REMOTE", url)
-    result = CliRunner().invoke(app, ["backfill", "--from", "2026-01-01", "--to", "2026-01-01"])
+    # The command reads the cached process settings, which an earlier test may have filled:
+    # without a fresh read it would run a real backfill in (and then stop) the shared session.
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["backfill", "--from", "2026-01-01", "--to", "2026-01-01"])
+    finally:
+        get_settings.cache_clear()
     assert result.exit_code == 1
     assert f"nothing answers at {url}" in result.output
