@@ -161,7 +161,7 @@ def bench_backfill(
     results = []
 
     def stamp(t0: float) -> Callable[[str, int], None]:
-        return lambda msg, n: print(f"  [{n}/6] +{time.perf_counter() - t0:.1f}s {msg}", flush=True)
+        return lambda msg, n: print(f"  [{n}/5] +{time.perf_counter() - t0:.1f}s {msg}", flush=True)
 
     for run in range(1, runs + 1):
         t0 = time.perf_counter()

@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 HistorySource = Literal["kafka", "lake"]
 Progress = Callable[[str, int], None]
 """Called with (stage description, stage number 1..STAGES) as the backfill advances."""
-STAGES = 6
+STAGES = 5
 AGG_COLUMNS = (
     "kind",
     "source_id",
@@ -266,22 +266,13 @@ def run_backfill(
         settings.spark.trailing_windows,
         max_lag=settings.spark.lead_lag_max_windows,
     )
-    # The lake keeps every window; Redis only what its retention keeps (the rest would be
-    # trimmed as soon as written). The lake partitions are written by pyarrow's C++ writer
-    # (outside the GIL) in a second thread while this one writes Redis: the two replace
-    # disjoint things, so they overlap; a failure of either fails the backfill.
     recent = within_retention(trends)
     step(f"replacing lake partitions ({len(trends)} windows) and Redis windows ({len(recent)})", 4)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-lake") as pool:
-        lake_write = pool.submit(replace_trend_partitions, trends, trends_path(settings))
-        store.replace_components(components_within_retention(components))
-        store.replace_history(recent, _epoch_ms(lo), _epoch_ms(hi) - 1)
-        written = store.write_trends(recent, publish=False, history=False)
-        removed = store.drop_stale(recent, [w.value for w in WINDOW_SPECS], _epoch_ms(lo), _epoch_ms(hi) - 1)
-        step("waiting for the lake partitions", 5)
-        partitions = lake_write.result()
+    partitions, written, removed = replace_outputs(
+        store, components, trends, recent, _epoch_ms(lo), _epoch_ms(hi) - 1, trends_path(settings)
+    )
     seconds = time.perf_counter() - started
-    step(f"done in {seconds:.1f}s", 6)
+    step(f"done in {seconds:.1f}s", 5)
     result = BackfillResult(
         start=start,
         end=end,
@@ -297,6 +288,40 @@ def run_backfill(
     )
     log.info("backfill finished", extra={k: str(v) for k, v in result.__dict__.items()})
     return result
+
+
+def replace_outputs(
+    store: TrendStore,
+    components: pd.DataFrame,
+    trends: pd.DataFrame,
+    recent: pd.DataFrame,
+    lo_ms: int,
+    hi_ms: int,
+    lake: Path,
+) -> tuple[int, int, int]:
+    """Replace the backfilled range everywhere it is kept; returns (lake partitions, Redis
+    trend windows written, stale windows removed).
+
+    The lake keeps every window (``trends``); Redis only what its retention keeps
+    (``recent``: the rest would be trimmed as soon as written). Three writers run at once,
+    each replacing disjoint things, and a failure of any fails the backfill: pyarrow's C++
+    writer replaces the lake partitions (outside the GIL), a second thread the job's own
+    Redis state (window components, series history: mostly waiting on Redis), and this
+    thread the public views (most of the Python work: validating and encoding windows).
+    """
+    state = TrendStore(store.client, store.prefix, trailing=store.trailing)  # its own batch
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="backfill-write") as pool:
+        lake_write = pool.submit(replace_trend_partitions, trends, lake)
+
+        def replace_state() -> None:
+            state.replace_components(components_within_retention(components))
+            state.replace_history(recent, lo_ms, hi_ms)
+
+        state_write = pool.submit(replace_state)
+        written = store.write_trends(recent, publish=False, history=False)
+        removed = store.drop_stale(recent, [w.value for w in WINDOW_SPECS], lo_ms, hi_ms)
+        state_write.result()
+        return lake_write.result(), written, removed
 
 
 def observed_count(observation: Any, name: str, *, empty: bool) -> int:

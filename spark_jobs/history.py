@@ -453,7 +453,7 @@ def _backfill(
     step: Callable[[str], None],
 ) -> BackfillResult:
     """``backfill --source lake`` over the seeded days (a session of its own unless given one)."""
-    from spark_jobs.backfill import run_backfill
+    from spark_jobs.backfill import STAGES, run_backfill
     from spark_jobs.session import build_spark
 
     own = spark is None
@@ -470,7 +470,7 @@ def _backfill(
             end.date(),
             source="lake",
             client=client,
-            progress=lambda message, number: step(f"backfill {number}/6: {message}"),
+            progress=lambda message, number: step(f"backfill {number}/{STAGES}: {message}"),
         )
     finally:
         if own:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -40,8 +40,9 @@ from spark_jobs.aggregations import (
 )
 from views import RedisViewWriter
 
-_PIPELINE_COMMANDS = 3000
-"""Backfill replacements are sent in pipelines of about this many commands."""
+_ROWS_PER_CALL = 3000
+"""Backfill replacements are sent in script calls of about this many rows (whole windows
+or series), each holding Redis for a few milliseconds."""
 
 WindowKey = tuple[str, int]
 """(window size, window_start epoch ms)."""
@@ -86,15 +87,18 @@ class TrendStore:
         windows = ordered["window"].astype(str).to_numpy()
         starts = ordered["window_start"].to_numpy(dtype="int64")
         touched: set[WindowKey] = set()
-        for begin, end in itertools.pairwise(_run_bounds(windows, starts)):  # one hash per window
-            window, start = str(windows[begin]), int(starts[begin])
-            self.views.replace_window_components(
-                window, start, dict(zip(fields[begin:end], payloads[begin:end], strict=True))
-            )
-            touched.add((window, start))
-            if self.views.pending > _PIPELINE_COMMANDS:
-                self.views.flush()
-        self.views.flush()
+        for runs in _grouped_runs(_run_bounds(windows, starts)):  # a run: one window's hash
+            batch = [
+                (
+                    str(windows[begin]),
+                    int(starts[begin]),
+                    dict(zip(fields[begin:end], payloads[begin:end], strict=True)),
+                )
+                for begin, end in runs
+            ]
+            self.views.replace_window_components(batch)
+            touched.update((window, start) for window, start, _ in batch)
+            self.views.flush()
         return touched
 
     def load_components(self, windows: Iterable[WindowKey]) -> pd.DataFrame:
@@ -203,27 +207,30 @@ class TrendStore:
         self.views.flush()
 
     def replace_history(self, trends: pd.DataFrame, lo_ms: int, hi_ms: int) -> None:
-        """Backfill: each series' points in [lo, hi] become exactly the given rows (one MULTI per series)."""
+        """Backfill: each series' points in [lo, hi] become exactly the given rows (atomically per series)."""
         if trends.empty:
             return
-        lo, hi = lo_ms // 1000, hi_ms // 1000
         ordered = trends.sort_values(["window", "coin", "source"], kind="stable")
         members = history_members(ordered)
         starts = (ordered["window_start"].to_numpy(dtype="int64") // 1000).tolist()
-        keys = [ordered[col].astype(str).to_numpy() for col in ("window", "coin", "source")]
-        for begin, end in itertools.pairwise(_run_bounds(*keys)):  # one replacement per series
-            window, coin, source = (str(key[begin]) for key in keys)
+        windows, coins, sources = (
+            ordered[col].astype(str).to_numpy() for col in ("window", "coin", "source")
+        )
+        for runs in _grouped_runs(_run_bounds(windows, coins, sources)):  # a run: one series
             self.views.replace_history(
-                window,
-                coin,
-                source,
-                lo,
-                hi,
-                dict(zip(members[begin:end], starts[begin:end], strict=True)),
+                lo_ms // 1000,
+                hi_ms // 1000,
+                (
+                    (
+                        str(windows[begin]),
+                        str(coins[begin]),
+                        str(sources[begin]),
+                        dict(zip(members[begin:end], starts[begin:end], strict=True)),
+                    )
+                    for begin, end in runs
+                ),
             )
-            if self.views.pending > _PIPELINE_COMMANDS:
-                self.views.flush()
-        self.views.flush()
+            self.views.flush()
 
     def drop_stale(self, trends: pd.DataFrame, windows: Iterable[str], lo_ms: int, hi_ms: int) -> int:
         """Backfill: remove ``trend:ts`` windows in [lo, hi] that the recomputation no longer has."""
@@ -258,6 +265,19 @@ def _run_bounds(*keys: np.ndarray) -> list[int]:
     for key in keys:
         changed |= key[1:] != key[:-1]
     return [0, *(np.flatnonzero(changed) + 1).tolist(), len(keys[0])]
+
+
+def _grouped_runs(bounds: list[int], rows: int = _ROWS_PER_CALL) -> Iterator[list[tuple[int, int]]]:
+    """The runs of ``bounds`` (:func:`_run_bounds`) as ``(begin, end)`` pairs, in groups of
+    whole runs holding about ``rows`` rows: one group is one script call."""
+    group: list[tuple[int, int]] = []
+    for begin, end in itertools.pairwise(bounds):
+        group.append((begin, end))
+        if end - group[0][0] >= rows:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def _within_retention(frame: pd.DataFrame, newest_of: list[str]) -> pd.DataFrame:

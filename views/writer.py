@@ -23,9 +23,12 @@ The shadow counters (``count_shadow``) are the exception: ``HINCRBY`` adds, so t
 caller (the worker's shadow agent) skips source ids it has counted already.
 
 A flush is one MULTI/EXEC when any queued update spans several commands that must land
-together (bounded pushes, replacements, counters). Updates that are one Lua script each
-(trend windows, history points, prices) are atomic on their own and are pipelined
-without MULTI, so a large Spark batch does not hold readers up until it ends.
+together (bounded pushes, counters). Updates that are one Lua script each (trend windows,
+history points, prices, the backfill's replacements) are atomic on their own and are
+pipelined without MULTI, so a large Spark batch does not hold readers up until it ends.
+Batches of many similar updates (trend windows, backfill replacements) are one script call
+each, their arguments one JSON document: redis-py spends ~40 us of Python packing and
+parsing per command, more than Redis spends running the update.
 
 :class:`RedisViewWriter` (``redis.Redis``: Spark, tests, benchmarks) and
 :class:`AsyncRedisViewWriter` (``redis.asyncio.Redis``: the faust worker) share the
@@ -35,6 +38,7 @@ caps and TTLs come from :mod:`schemas.redis_keys`; ``docs/redis-keys.md`` docume
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,28 +84,60 @@ end
 """
 
 
-# "Newer or equal wins" write of one trend window: latest, time series, trending, coins.
-# KEYS: latest, ts, trending, coins   ARGV: json, window_start iso, start epoch s, coin, zscore, retention
-TREND_UPSERT_LUA = (
+# "Newer or equal wins" write of trend windows: latest, time series, trending, coins.
+# KEYS: every key the entries name (each once).   ARGV[1]: JSON array of entries
+#   [latest, ts, trending, coins (indexes into KEYS), json, window_start iso, start epoch s,
+#    coin, zscore, retention s]; numbers as strings, so Redis parses them exactly as sent.
+# ARGV[2]: the live:trends channel, or '' to publish nothing.
+# One call per batch of windows, not one per window: redis-py packs and parses a command in
+# ~40 us of Python, more than the script's work. The script applies the entries in order
+# but writes each series' latest (and its trending score) once, after the loop, and trims
+# each time series once: the same end state as one window at a time, since a series' newest
+# start only grows. Returns how many windows became (or stayed) the latest of their series.
+TRENDS_UPSERT_LUA = (
     """
-local newer = true
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local ok, obj = pcall(cjson.decode, cur)
-  if ok and type(obj) == 'table' and type(obj['window_start']) == 'string' then
-    newer = obj['window_start'] <= ARGV[2]
+local updated = 0
+local held = {}    -- latest key -> window_start it holds now (false: none, or unreadable)
+local winner = {}  -- latest key -> the entry that is its latest after this call
+local trim = {}    -- ts key -> retention
+local added = {}   -- coins already added to the coin set by this call
+for _, e in ipairs(cjson.decode(ARGV[1])) do
+  local latest, ts = KEYS[e[1]], KEYS[e[2]]
+  if held[latest] == nil then
+    held[latest] = false
+    local cur = redis.call('GET', latest)
+    if cur then
+      local ok, obj = pcall(cjson.decode, cur)
+      if ok and type(obj) == 'table' and type(obj['window_start']) == 'string' then
+        held[latest] = obj['window_start']
+      end
+    end
   end
-end
-if newer then
-  redis.call('SET', KEYS[1], ARGV[1])
-  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
-end
+  if held[latest] == false or held[latest] <= e[6] then
+    held[latest] = e[6]
+    winner[latest] = e
+    updated = updated + 1
+  end
 """
-    + _replace_at_score("KEYS[2]", "ARGV[3]", "ARGV[1]")
-    + _trim_from_newest("KEYS[2]", "ARGV[6]")
+    + _replace_at_score("ts", "e[7]", "e[5]")
     + """
-redis.call('SADD', KEYS[4], ARGV[4])
-if newer then return 1 else return 0 end
+  trim[ts] = e[10]
+  if not added[e[8]] then
+    redis.call('SADD', KEYS[e[4]], e[8])
+    added[e[8]] = true
+  end
+  if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], e[5]) end
+end
+for latest, e in pairs(winner) do
+  redis.call('SET', latest, e[5])
+  redis.call('ZADD', KEYS[e[3]], e[9], e[8])
+end
+for ts, retention in pairs(trim) do
+"""
+    + _trim_from_newest("ts", "retention")
+    + """
+end
+return updated
 """
 )
 
@@ -127,6 +163,49 @@ HISTORY_POINT_LUA = (
 
 # KEYS: zset   ARGV: retention seconds
 TRIM_LUA = _trim_from_newest("KEYS[1]", "ARGV[1]") + "return 1\n"
+
+# Backfill: the points of each series in [lo, hi] become exactly the given ones, then the
+# series is trimmed by retention.   KEYS: series zsets   ARGV[1], ARGV[2]: lo, hi (seconds)
+# ARGV[3]: JSON array aligned with KEYS: [retention s, start s, member, start s, member, ...]
+HISTORY_REPLACE_LUA = (
+    """
+local lo, hi = ARGV[1], ARGV[2]
+for i, e in ipairs(cjson.decode(ARGV[3])) do
+  local key = KEYS[i]
+  redis.call('ZREMRANGEBYSCORE', key, lo, hi)
+  for j = 2, #e, SLICE do
+    redis.call('ZADD', key, unpack(e, j, math.min(j + SLICE - 1, #e)))
+  end
+"""
+    + _trim_from_newest("key", "e[1]")
+    + """
+end
+return #KEYS
+"""
+)
+
+# Backfill: each window's components hash becomes exactly the given fields, with its TTL.
+# KEYS: hashes   ARGV[1]: JSON array aligned with KEYS: [ttl s, field, json, field, json, ...]
+COMPONENTS_REPLACE_LUA = """
+for i, e in ipairs(cjson.decode(ARGV[1])) do
+  local key = KEYS[i]
+  redis.call('DEL', key)
+  if #e > 1 then
+    for j = 2, #e, SLICE do
+      redis.call('HSET', key, unpack(e, j, math.min(j + SLICE - 1, #e)))
+    end
+    redis.call('EXPIRE', key, e[1])
+  end
+end
+return #KEYS
+"""
+
+TREND_WINDOWS_PER_CALL = 500
+"""Trend windows per script call: one call holds Redis for a few milliseconds at most."""
+
+_LUA_SLICE = 400
+"""Values per ZADD/HSET inside a script (even: pairs stay whole); ``unpack`` of a whole
+series could pass Lua's C-stack limit (~8,000 values)."""
 
 POSTS_PUSH_LUA = """
 -- KEYS[1]: posts:latest (newest first). ARGV[1]: its cap; ARGV[2]: the live:scored channel,
@@ -235,7 +314,9 @@ return 1
 )
 
 _SCRIPTS: dict[str, str] = {
-    "trend": TREND_UPSERT_LUA,
+    "trends": TRENDS_UPSERT_LUA,
+    "history_replace": HISTORY_REPLACE_LUA.replace("SLICE", str(_LUA_SLICE)),
+    "components_replace": COMPONENTS_REPLACE_LUA.replace("SLICE", str(_LUA_SLICE)),
     "price": PRICE_LUA,
     "history": HISTORY_POINT_LUA,
     "trim": TRIM_LUA,
@@ -258,8 +339,8 @@ class _Command:
 
 @dataclass(frozen=True, slots=True)
 class _ScriptCall:
-    """One run of a Lua script of ``_SCRIPTS``; its 0/1 reply adds to the FlushResult
-    counter named by ``tally``."""
+    """One run of a Lua script of ``_SCRIPTS``; its integer reply (how many of its updates
+    took effect) adds to the FlushResult counter named by ``tally``."""
 
     script: str
     keys: list[str]
@@ -268,6 +349,21 @@ class _ScriptCall:
 
 
 _Op = _Command | _ScriptCall
+
+
+class _KeySlots:
+    """The keys one script call names, each once, in ``KEYS`` order."""
+
+    def __init__(self) -> None:
+        self._slots: dict[str, int] = {}
+
+    def slot(self, key: str) -> int:
+        """``key``'s 1-based place in ``KEYS`` (Lua indexes from 1)."""
+        return self._slots.setdefault(key, len(self._slots) + 1)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._slots)
 
 
 @dataclass(frozen=True)
@@ -356,33 +452,32 @@ class _ViewBatch:
         """Queue windows for latest/ts/trending/coins (and ``live:trends``); returns how many.
 
         Only ``source == "all"`` windows feed the views: per-source windows would overwrite
-        the overall figure (they reach subscribers on the trends topic instead).
+        the overall figure (they reach subscribers on the trends topic instead). The
+        windows go in script calls of up to :data:`TREND_WINDOWS_PER_CALL` each, applied in
+        the order given.
         """
-        queued = 0
-        for window in windows:
-            if window.source != "all":
-                continue
-            payload = window.model_dump_json()
-            keys = [
-                self.keys.trend_latest(window.window, window.coin),
-                self.keys.trend_ts(window.window, window.coin),
-                self.keys.trending(window.window),
-                self.keys.coins(),
+        overall = [window for window in windows if window.source == "all"]
+        channel = self.keys.live_trends() if publish else ""
+        for begin in range(0, len(overall), TREND_WINDOWS_PER_CALL):
+            keys = _KeySlots()
+            entries = [
+                [
+                    keys.slot(self.keys.trend_latest(window.window, window.coin)),
+                    keys.slot(self.keys.trend_ts(window.window, window.coin)),
+                    keys.slot(self.keys.trending(window.window)),
+                    keys.slot(self.keys.coins()),
+                    window.model_dump_json(),
+                    iso_utc(window.window_start),
+                    str(int(window.window_start.timestamp())),
+                    window.coin,
+                    repr(float(window.volume_zscore or 0.0)),
+                    str(RETENTION_SECONDS[window.window]),
+                ]
+                for window in overall[begin : begin + TREND_WINDOWS_PER_CALL]
             ]
-            args = [
-                payload,
-                iso_utc(window.window_start),
-                int(window.window_start.timestamp()),
-                window.coin,
-                float(window.volume_zscore or 0.0),
-                RETENTION_SECONDS[window.window],
-            ]
-            ops: list[_Op] = [_ScriptCall("trend", keys, args, tally="latest_updated")]
-            if publish:
-                ops.append(_Command("publish", (self.keys.live_trends(), payload)))
-            self._queue(ops, atomic=False)
-            queued += 1
-        return queued
+            call = _ScriptCall("trends", keys.names, [json.dumps(entries), channel], tally="latest_updated")
+            self._queue([call], atomic=False)
+        return len(overall)
 
     def remove_trend_windows(self, window: str, coin: str, starts: Iterable[float]) -> None:
         """Queue the removal of ``trend:ts`` windows by start (backfill: no longer computed)."""
@@ -508,13 +603,18 @@ class _ViewBatch:
             [_Command("hset", (key,), {"mapping": dict(fields)}), _components_ttl(key, window)], atomic=True
         )
 
-    def replace_window_components(self, window: str, start_ms: int, fields: Mapping[str, str]) -> None:
-        """Queue: one window's components become exactly ``fields`` (backfill)."""
-        key = self.keys.spark_components(window, start_ms)
-        ops: list[_Op] = [_Command("delete", (key,))]
-        if fields:
-            ops += [_Command("hset", (key,), {"mapping": dict(fields)}), _components_ttl(key, window)]
-        self._queue(ops, atomic=True)
+    def replace_window_components(self, windows: Iterable[tuple[str, int, Mapping[str, str]]]) -> None:
+        """Queue (backfill): each window's components, given as ``(window, start_ms, fields)``,
+        become exactly ``fields``; one script call for them all."""
+        keys: list[str] = []
+        entries: list[list[Any]] = []
+        for window, start_ms, fields in windows:
+            keys.append(self.keys.spark_components(window, start_ms))
+            entries.append(
+                [RETENTION_SECONDS[WindowSize(window)], *itertools.chain.from_iterable(fields.items())]
+            )
+        if keys:
+            self._queue([_ScriptCall("components_replace", keys, [json.dumps(entries)])], atomic=False)
 
     def add_history_point(self, window: str, coin: str, source: str, start_s: int, member: str) -> None:
         """Queue one point of a series history: replaces the point at ``start_s``, then trims."""
@@ -526,16 +626,20 @@ class _ViewBatch:
         self._queue([call], atomic=False)
 
     def replace_history(
-        self, window: str, coin: str, source: str, lo_s: int, hi_s: int, members: Mapping[str, int]
+        self, lo_s: int, hi_s: int, series: Iterable[tuple[str, str, str, Mapping[str, int]]]
     ) -> None:
-        """Queue: a series' points in [lo_s, hi_s] become exactly ``members`` (member -> start
-        seconds), then the series is trimmed by retention (backfill)."""
-        key = self.keys.spark_history(window, coin, source)
-        ops: list[_Op] = [_Command("zremrangebyscore", (key, lo_s, hi_s))]
-        if members:
-            ops.append(_Command("zadd", (key, dict(members))))
-        ops.append(_ScriptCall("trim", [key], [RETENTION_SECONDS[WindowSize(window)]]))
-        self._queue(ops, atomic=True)
+        """Queue (backfill): the points in [lo_s, hi_s] of each series, given as ``(window,
+        coin, source, members)`` (member -> start seconds), become exactly ``members``, then
+        the series is trimmed by retention; one script call for them all."""
+        keys: list[str] = []
+        entries: list[list[Any]] = []
+        for window, coin, source, members in series:
+            keys.append(self.keys.spark_history(window, coin, source))
+            points = itertools.chain.from_iterable((start, member) for member, start in members.items())
+            entries.append([RETENTION_SECONDS[WindowSize(window)], *points])
+        if keys:
+            call = _ScriptCall("history_replace", keys, [int(lo_s), int(hi_s), json.dumps(entries)])
+            self._queue([call], atomic=False)
 
 
 def _components_ttl(key: str, window: str) -> _Command:
