@@ -46,9 +46,8 @@ def test_bad_backfill_arguments_exit_2(app: typer.Typer, args: list[str]) -> Non
 def test_a_named_spark_connect_server_that_does_not_answer_exits_1(
     app: typer.Typer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.ports import free_port
-
     from core.settings import get_settings
+    from tests.ports import free_port
 
     url = f"sc://127.0.0.1:{free_port()}"
     monkeypatch.setenv("CRYPTOPULSE_SPARK__BACKFILL_REMOTE", url)
