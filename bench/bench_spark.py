@@ -149,14 +149,18 @@ def bench_backfill(
     queries run in that application through Spark Connect, as ``cryptopulse backfill``
     does when it finds one."""
     from spark_jobs.backfill import redis_client, run_backfill
-    from spark_jobs.session import build_spark, remote_spark
+    from spark_jobs.session import build_spark, read_connect_token, remote_spark
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     t = time.perf_counter()
     rows = generate_lake(settings, events, days, start)
     gen_s = time.perf_counter() - t
     print(f"generated {rows:,} lake rows ({events:,} posts) in {gen_s:.1f}s", flush=True)
-    spark = remote_spark(remote) if remote else build_spark(settings, app_name="bench-spark-backfill")
+    if remote:
+        # the running stream job's token, left in its home (the default settings' one)
+        spark = remote_spark(remote, read_connect_token(get_settings()))
+    else:
+        spark = build_spark(settings, app_name="bench-spark-backfill")
     client = redis_client(settings)
     results = []
 
@@ -273,7 +277,7 @@ def main() -> int:
         "--remote",
         default=None,
         help="run the backfills in a running application through Spark Connect (sc://HOST:PORT; "
-        "the streaming job serves sc://127.0.0.1:15002)",
+        "the streaming job serves sc://localhost:15002, with the token it leaves in its home)",
     )
     parser.add_argument("--probes", type=int, default=20)
     parser.add_argument(

@@ -214,14 +214,15 @@ class SparkSettings(_Section):
     )
     connect_host: str = Field(
         default="127.0.0.1",
-        description="bind address of that endpoint: it runs whatever query it is sent, with no "
-        "authentication, so keep it on loopback or a private network",
+        description="bind address of that endpoint: it runs whatever query it is sent by a client "
+        "holding the token it issues (sent in clear), so keep it on loopback",
     )
     backfill_remote: str = Field(
         default="auto",
         pattern=r"^(auto|local|sc://\S+)$",
         description="where `cryptopulse backfill` runs: auto (the stream's Spark Connect endpoint when it "
-        "answers, else a Spark session of its own), local (always its own), or sc://HOST:PORT",
+        "serves one in this home and answers, else a Spark session of its own), local (always its "
+        "own), or sc://HOST:PORT",
     )
     backfill_warm_up_events: int = Field(
         default=200_000,

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from core.settings import Settings
 
@@ -98,11 +99,55 @@ class SparkUnavailable(RuntimeError):
 
 
 def connect_url(settings: Settings) -> str:
-    """``sc://HOST:PORT`` of the streaming job's Spark Connect endpoint."""
+    """``sc://HOST:PORT`` of the streaming job's Spark Connect endpoint.
+
+    A loopback (or every-interface) endpoint is named ``localhost``: PySpark sends a bearer
+    token over a plain connection only to that name (anywhere else it wants TLS)."""
     host = settings.spark.connect_host
     # A server bound to every interface is reached on loopback from this machine.
     wildcard = host in ("0.0.0.0", "")  # nosec B104  # a comparison, nothing binds here
-    return f"sc://{'127.0.0.1' if wildcard else host}:{settings.spark.connect_port}"
+    loopback = wildcard or host in ("localhost", "::1") or host.startswith("127.")
+    return f"sc://{'localhost' if loopback else host}:{settings.spark.connect_port}"
+
+
+CONNECT_TOKEN_CONF = "spark.connect.authenticate.token"
+"""Spark Connect's pre-shared bearer token: a client without it is refused (UNAUTHENTICATED).
+Spark's default ``spark.redaction.regex`` hides it in the UI and event logs."""
+
+
+def connect_token_file(settings: Settings) -> Path:
+    """Where the streaming job leaves its endpoint's token for backfills on this machine:
+    readable by its owner only, like the supervisor's socket beside it."""
+    return settings.run_dir / "spark-connect.token"
+
+
+def issue_connect_token(settings: Settings) -> str:
+    """A fresh random token, written to :func:`connect_token_file` (mode 0600, replaced
+    atomically): every start of the endpoint gets a new one."""
+    token = secrets.token_urlsafe(32)
+    path = connect_token_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.{os.getpid()}")
+    descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token)
+    staged.replace(path)
+    return token
+
+
+def read_connect_token(settings: Settings) -> str | None:
+    """The running endpoint's token, or None when no streaming job of this home serves one."""
+    try:
+        return connect_token_file(settings).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def withdraw_connect_token(settings: Settings, token: str | None) -> None:
+    """Remove the token file when it still holds ``token`` (the endpoint is going away); a
+    newer endpoint's token (a restarted stream's) is left alone."""
+    if token is not None and read_connect_token(settings) == token:
+        connect_token_file(settings).unlink(missing_ok=True)
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -131,7 +176,8 @@ def _answers(url: str, timeout_s: float = 0.5) -> bool:
 def connect_server_conf(settings: Settings) -> dict[str, str]:
     """What makes an application serve Spark Connect (``spark stream`` asks for it): none
     when the port is 0 or already taken (another stream job, a test), which only costs
-    backfills their warm start, never the stream its start."""
+    backfills their warm start, never the stream its start. The endpoint runs whatever it
+    is sent, so it only serves clients holding the token issued here."""
     host, port = settings.spark.connect_host, settings.spark.connect_port
     if port == 0:
         return {}
@@ -145,19 +191,28 @@ def connect_server_conf(settings: Settings) -> dict[str, str]:
         "spark.plugins": CONNECT_PLUGIN,
         "spark.connect.grpc.binding.address": host,
         "spark.connect.grpc.binding.port": str(port),
+        CONNECT_TOKEN_CONF: issue_connect_token(settings),
     }
 
 
-def remote_spark(url: str) -> SparkSession:
+def remote_spark(url: str, token: str | None = None) -> SparkSession:
     """A Spark Connect session on ``url``: the queries run in that application's JVM (and
     its executors), the rest of the job (pandas, Redis) here. PySpark runs one mode per
-    process: after this, the process builds no classic session."""
-    from pyspark.sql import SparkSession
+    process: after this, the process builds no classic session. ``token`` is sent as the
+    bearer token (kept out of the URL, which is logged)."""
+    from pyspark.sql.connect.client import DefaultChannelBuilder
+    from pyspark.sql.connect.session import SparkSession as RemoteSparkSession
 
-    spark = SparkSession.builder.remote(url).getOrCreate()
-    spark.conf.set("spark.sql.session.timeZone", "UTC")
-    log.info("spark connect session ready", extra={"url": url, "version": spark.version})
-    return spark
+    channel = DefaultChannelBuilder(url)
+    if token is not None:
+        channel.set(DefaultChannelBuilder.PARAM_TOKEN, token)
+    # What ``SparkSession.builder.remote(url)`` does, with a channel that carries the token:
+    # the flag makes ``pyspark.sql.functions`` build Connect columns in this process.
+    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+    remote = RemoteSparkSession.builder.channelBuilder(channel).getOrCreate()
+    remote.conf.set("spark.sql.session.timeZone", "UTC")
+    log.info("spark connect session ready", extra={"url": url, "version": remote.version})
+    return cast("SparkSession", remote)  # the same API; what ``builder.remote`` returns too
 
 
 def backfill_spark(
@@ -176,11 +231,15 @@ def backfill_spark(
     if master is None and choice != "local":
         explicit = choice.startswith("sc://")
         url = choice if explicit else connect_url(settings)
+        # An explicit URL carries its own credentials (``;token=...`` or the
+        # SPARK_CONNECT_AUTHENTICATE_TOKEN variable); the stream's endpoint is used only
+        # while the token it issued is there, so a port held by anything else is not tried.
+        token = None if explicit else read_connect_token(settings)
         if explicit and not _answers(url):
             raise SparkUnavailable(f"nothing answers at {url} (spark.backfill_remote)")
-        if explicit or (settings.spark.connect_port and _answers(url)):
+        if explicit or (settings.spark.connect_port and token is not None and _answers(url)):
             try:
-                return remote_spark(url), f"the Spark application at {url} (Spark Connect)"
+                return remote_spark(url, token), f"the Spark application at {url} (Spark Connect)"
             except Exception as exc:
                 # A Spark Connect session switches this process's PySpark into Connect mode;
                 # whatever runs next here (the session of our own below) needs classic back.

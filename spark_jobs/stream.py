@@ -378,9 +378,10 @@ def run_stream(settings: Settings, *, master: str | None = None, serve_metrics: 
     checkpoint, rather than linger with one query dead.
     """
     from spark_jobs.metrics import progress_listener
-    from spark_jobs.session import build_spark, is_local
+    from spark_jobs.session import CONNECT_TOKEN_CONF, build_spark, is_local, withdraw_connect_token
 
     spark = build_spark(settings, master=master, connect_server=True)
+    token = spark.conf.get(CONNECT_TOKEN_CONF, None) if serves_connect(spark) else None
     metrics = SparkMetrics()
     if serve_metrics:
         metrics.serve(settings.spark.metrics_port, settings.spark.metrics_host)
@@ -409,6 +410,7 @@ def run_stream(settings: Settings, *, master: str | None = None, serve_metrics: 
         failure = wait_for_failure(job, stopping)
     finally:
         stopping.set()  # also ends a warm-up that has not begun, and quiets one that has
+        withdraw_connect_token(settings, token)  # backfills stop trying this endpoint
         job.stop()
         spark.stop()
     if failure is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,7 +13,17 @@ import pytest
 
 import spark_jobs.session as session
 from core.settings import Settings, SettingsError, load_settings
-from spark_jobs.session import CONNECT_PLUGIN, SparkUnavailable, backfill_spark, connect_server_conf
+from spark_jobs.session import (
+    CONNECT_PLUGIN,
+    CONNECT_TOKEN_CONF,
+    SparkUnavailable,
+    backfill_spark,
+    connect_server_conf,
+    connect_token_file,
+    issue_connect_token,
+    read_connect_token,
+    withdraw_connect_token,
+)
 from tests.ports import free_port
 
 pytestmark = pytest.mark.unit
@@ -27,8 +38,19 @@ def listener() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
+@pytest.fixture(autouse=True)
+def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test's settings live in its own home: the token file must never touch a real one."""
+    monkeypatch.setenv("CRYPTOPULSE_HOME", str(tmp_path / "home"))
+
+
 def settings_with(port: int, remote: str = "auto") -> Settings:
     return load_settings(spark={"connect_port": port, "backfill_remote": remote})
+
+
+def stream_serving(settings: Settings) -> str:
+    """What a streaming job serving the endpoint leaves behind: its token file."""
+    return issue_connect_token(settings)
 
 
 @pytest.fixture
@@ -40,8 +62,8 @@ def sessions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         built.append(f"own:{kw.get('master')}")
         return SimpleNamespace(sparkContext=SimpleNamespace(master=kw.get("master") or "local[2]"))
 
-    def remote(url: str) -> Any:
-        built.append(f"remote:{url}")
+    def remote(url: str, token: str | None = None) -> Any:
+        built.append(f"remote:{url}" + (f" token:{token}" if token else ""))
         return SimpleNamespace()
 
     monkeypatch.setattr(session, "build_spark", own)
@@ -51,29 +73,58 @@ def sessions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_the_stream_serves_spark_connect_only_on_a_free_port(listener: int) -> None:
     port = free_port()
-    conf = connect_server_conf(settings_with(port))
+    settings = settings_with(port)
+    conf = connect_server_conf(settings)
+    token = read_connect_token(settings)
+    assert token is not None and len(token) >= 40
     assert conf == {
         "spark.plugins": CONNECT_PLUGIN,
         "spark.connect.grpc.binding.address": "127.0.0.1",
         "spark.connect.grpc.binding.port": str(port),
+        CONNECT_TOKEN_CONF: token,
     }
+    assert connect_token_file(settings).stat().st_mode & 0o777 == 0o600  # its owner's only
     assert connect_server_conf(settings_with(listener)) == {}  # taken: the stream starts without it
     assert connect_server_conf(settings_with(0)) == {}  # switched off
 
 
-def test_auto_uses_the_streams_endpoint_when_it_answers(sessions: list[str], listener: int) -> None:
+def test_every_start_issues_a_new_token_and_a_stop_withdraws_only_its_own() -> None:
+    settings = settings_with(free_port())
+    first = issue_connect_token(settings)
+    second = issue_connect_token(settings)  # the supervisor restarted the stream
+    assert first != second and read_connect_token(settings) == second
+    withdraw_connect_token(settings, first)  # the old process ending late leaves the new token
+    assert read_connect_token(settings) == second
+    withdraw_connect_token(settings, second)
+    assert read_connect_token(settings) is None and not connect_token_file(settings).exists()
+
+
+def test_auto_uses_the_streams_endpoint_with_its_token(sessions: list[str], listener: int) -> None:
+    settings = settings_with(listener)
+    token = stream_serving(settings)
+    _, where = backfill_spark(settings)
+    # localhost, not 127.0.0.1: PySpark sends a token over plain gRPC to that name only
+    assert sessions == [f"remote:sc://localhost:{listener} token:{token}"] and "Spark Connect" in where
+
+
+def test_auto_does_not_try_a_port_without_the_streams_token(sessions: list[str], listener: int) -> None:
+    """Something else on the port (no stream wrote a token) is not sent a backfill: a
+    non-Spark listener would keep the Connect client retrying for minutes."""
     _, where = backfill_spark(settings_with(listener))
-    assert sessions == [f"remote:sc://127.0.0.1:{listener}"] and "Spark Connect" in where
+    assert sessions == ["own:None"] and "new Spark session" in where
 
 
 def test_auto_starts_its_own_session_when_nothing_answers(sessions: list[str]) -> None:
-    _, where = backfill_spark(settings_with(free_port()))
+    settings = settings_with(free_port())
+    stream_serving(settings)  # a token left by a stream that died without withdrawing it
+    _, where = backfill_spark(settings)
     assert sessions == ["own:None"] and where == "a new Spark session (local[2])"
     backfill_spark(settings_with(0))
     assert sessions[-1] == "own:None"
 
 
 def test_local_and_an_explicit_master_never_use_the_endpoint(sessions: list[str], listener: int) -> None:
+    stream_serving(settings_with(listener))
     backfill_spark(settings_with(listener, "local"))
     backfill_spark(settings_with(listener), master="spark://cluster:7077")
     assert sessions == ["own:None", "own:spark://cluster:7077"]
@@ -89,12 +140,13 @@ def test_an_explicit_endpoint_must_answer(sessions: list[str], listener: int) ->
 def test_an_unusable_endpoint_falls_back_to_a_classic_session(
     sessions: list[str], listener: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(url: str) -> Any:
+    def broken(url: str, token: str | None = None) -> Any:
         os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"  # what PySpark's remote builder leaves behind
         raise RuntimeError("not a Spark Connect server")
 
     monkeypatch.setattr(session, "remote_spark", broken)
     monkeypatch.delenv("SPARK_CONNECT_MODE_ENABLED", raising=False)
+    stream_serving(settings_with(listener))
     _, where = backfill_spark(settings_with(listener))
     assert sessions == ["own:None"] and "new Spark session" in where
     assert "SPARK_CONNECT_MODE_ENABLED" not in os.environ

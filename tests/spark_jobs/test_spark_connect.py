@@ -51,8 +51,9 @@ def _answers(port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def connect_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A Spark application serving Spark Connect, in its own process group."""
+def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """A Spark application serving Spark Connect, in its own process group: its port and
+    its home (where it leaves the endpoint's token)."""
     root = tmp_path_factory.mktemp("connect")
     port = free_port()
     env = {
@@ -72,7 +73,7 @@ def connect_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"no Spark Connect endpoint:\n{(root / 'server.log').read_text()[-3000:]}")
             time.sleep(1)
-        yield port
+        yield port, root / "home"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -86,14 +87,19 @@ def connect_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 @pytest.mark.timeout(1200)
 def test_a_backfill_through_the_streams_endpoint_equals_a_local_one(
-    spark: Any, spark_settings: Settings, redis_client: Any, connect_port: int, tmp_path: Path
+    spark: Any, spark_settings: Settings, redis_client: Any, connect_server: tuple[int, Path], tmp_path: Path
 ) -> None:
+    from spark_jobs.session import lake_dir
     from views import delete_prefixed_keys
 
+    connect_port, server_home = connect_server
     local, r = spark_settings, redis_client
     remote = twin_settings(local, tmp_path / "connect-home", "connect")
     env = {
         **cluster_env(remote, local.spark.master),
+        # the stream's home (its token file), with a lake of this run's own
+        "CRYPTOPULSE_HOME": str(server_home),
+        "CRYPTOPULSE_SPARK__LAKE_DIR": str(lake_dir(remote)),
         "CRYPTOPULSE_SPARK__BACKFILL_REMOTE": "auto",
         "CRYPTOPULSE_SPARK__CONNECT_PORT": str(connect_port),
     }
@@ -102,7 +108,7 @@ def test_a_backfill_through_the_streams_endpoint_equals_a_local_one(
     try:
         run_backfill(spark, local, T0.date(), T0.date(), source="kafka", client=r)
         stdout = run_cli(["backfill", "--from", day, "--to", day, "--source", "kafka"], env, tmp_path)
-        assert f"runs in the Spark application at sc://127.0.0.1:{connect_port}" in stdout, stdout
+        assert f"runs in the Spark application at sc://localhost:{connect_port}" in stdout, stdout
         backfilled = unprefixed(views(r, local, internal=True), local.redis.key_prefix)
         assert any(":trend:ts:1h_5m:" in k for k in backfilled)
         assert unprefixed(views(r, remote, internal=True), remote.redis.key_prefix) == backfilled
@@ -110,3 +116,44 @@ def test_a_backfill_through_the_streams_endpoint_equals_a_local_one(
         assert _answers(connect_port)  # the CLI released its session; the application serves on
     finally:
         delete_prefixed_keys(r, remote.redis.key_prefix)
+
+
+CLIENT = """
+import sys
+from spark_jobs.session import remote_spark
+spark = remote_spark(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
+print("rows", spark.range(3).count(), flush=True)
+"""
+
+
+@pytest.mark.timeout(600)
+def test_the_endpoint_refuses_a_client_without_its_token(
+    connect_server: tuple[int, Path], tmp_path: Path
+) -> None:
+    """The endpoint runs whatever it is sent: without the token the stream issued (or with
+    another one) nothing runs; with it, a query does."""
+    port, server_home = connect_server
+    token = (server_home / "run" / "spark-connect.token").read_text().strip()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SPARK_CONNECT")},
+        "PYTHONPATH": str(REPO),
+    }
+
+    def client(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # nosec B603  # this interpreter, a fixed script of the project's own
+            [sys.executable, "-c", CLIENT, f"sc://localhost:{port}", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+
+    for refused in (client(), client("not-the-token")):
+        assert refused.returncode != 0 and "rows" not in refused.stdout
+        assert "UNAUTHENTICATED" in refused.stderr or "authenticat" in refused.stderr.lower(), refused.stderr[
+            -2000:
+        ]
+    allowed = client(token)
+    assert allowed.returncode == 0 and "rows 3" in allowed.stdout, allowed.stderr[-2000:]
