@@ -198,7 +198,7 @@ def test_a_batch_of_windows_writes_what_one_window_at_a_time_does(rk: tuple[redi
         views = RedisViewWriter(client, into)
         pubsub = client.pubsub()
         pubsub.subscribe(RedisKeys(into).live_trends())
-        assert pubsub.get_message(timeout=5.0)["type"] == "subscribe"  # type: ignore[index]
+        assert pubsub.get_message(timeout=5.0)["type"] == "subscribe"
         updated = 0
         for batch in batches:
             views.add_trend_windows(batch)
