@@ -161,8 +161,6 @@ HISTORY_POINT_LUA = (
     + "return 1\n"
 )
 
-# KEYS: zset   ARGV: retention seconds
-TRIM_LUA = _trim_from_newest("KEYS[1]", "ARGV[1]") + "return 1\n"
 
 # Backfill: the points of each series in [lo, hi] become exactly the given ones, then the
 # series is trimmed by retention.   KEYS: series zsets   ARGV[1], ARGV[2]: lo, hi (seconds)
@@ -319,7 +317,6 @@ _SCRIPTS: dict[str, str] = {
     "components_replace": COMPONENTS_REPLACE_LUA.replace("SLICE", str(_LUA_SLICE)),
     "price": PRICE_LUA,
     "history": HISTORY_POINT_LUA,
-    "trim": TRIM_LUA,
     "posts": POSTS_PUSH_LUA,
     "review": REVIEW_OFFER_LUA,
 }
