@@ -171,3 +171,82 @@ def test_history_members_are_the_compact_json_of_each_point() -> None:
     assert history_members(frame) == expected
     point = json.loads(history_members(frame)[2])
     assert point == {"t": MS + 120_000, "v": 12, "w": -0.3333333333, "r": -0.0}
+
+
+def _redis_state(client: Any, prefix: str) -> dict[str, Any]:
+    """Every key under ``prefix`` (named without it) with its value, for comparisons."""
+    read = {
+        "string": client.get,
+        "hash": client.hgetall,
+        "set": lambda key: sorted(client.smembers(key)),
+        "zset": lambda key: client.zrange(key, 0, -1, withscores=True),
+    }
+    return {key[len(prefix) :]: read[client.type(key)](key) for key in client.scan_iter(match=f"{prefix}:*")}
+
+
+def test_the_three_writers_at_once_write_what_the_serial_steps_do(
+    spark_settings: Settings, redis_client: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``replace_outputs`` runs the lake, the job's Redis state and the views in three threads:
+    the result must be the serial steps' result, and a failure of any writer fails it."""
+    import redis
+
+    import spark_jobs.backfill as backfill
+    from spark_jobs.aggregations import WINDOW_SPECS, build_trend_frame, components_frame
+    from spark_jobs.lake import replace_trend_partitions
+    from spark_jobs.sink_redis import TrendStore, components_within_retention, within_retention
+
+    rows = [
+        comp(
+            coin,
+            source,
+            1 + m % 4,
+            window_start=MS + m * 60_000,
+            window_end=MS + (m + 1) * 60_000,
+            s_score=0.2,
+        )
+        for m in range(0, 6 * 60, 3)
+        for coin in ("bitcoin", "ethereum")
+        for source in ("all", "news")
+    ]
+    components = components_frame(rows)
+    trends = build_trend_frame(components)
+    recent = within_retention(trends)
+    lo, hi = MS, MS + 6 * 3600 * 1000 - 1
+    prefix = spark_settings.redis.key_prefix  # the fixture deletes {prefix}:* afterwards
+    windows = [w.value for w in WINDOW_SPECS]
+
+    serial = TrendStore(redis_client, f"{prefix}:serial")
+    serial.replace_components(components_within_retention(components))
+    serial.replace_history(recent, lo, hi)
+    serial.write_trends(recent, publish=False, history=False)
+    serial.drop_stale(recent, windows, lo, hi)
+    replace_trend_partitions(trends, tmp_path / "serial-lake")
+
+    at_once = TrendStore(redis_client, f"{prefix}:at-once")
+    partitions, written, removed = backfill.replace_outputs(
+        at_once, components, trends, recent, lo, hi, tmp_path / "at-once-lake"
+    )
+    assert (written, removed) == (int((recent["source"] == "all").sum()), 0) and partitions > 0
+    assert _redis_state(redis_client, f"{prefix}:at-once") == _redis_state(redis_client, f"{prefix}:serial")
+
+    def lake(name: str) -> dict[str, pd.DataFrame]:  # partition folder -> its rows (file names are random)
+        root = tmp_path / name
+        return {str(path.parent.relative_to(root)): pd.read_parquet(path) for path in root.rglob("*.parquet")}
+
+    expected, got = lake("serial-lake"), lake("at-once-lake")
+    assert sorted(got) == sorted(expected) != []
+    for partition, frame in expected.items():
+        pd.testing.assert_frame_equal(got[partition], frame)
+
+    broken = TrendStore(redis_client, f"{prefix}:broken")
+    redis_client.set(broken.keys.spark_history("1m", "bitcoin", "all"), "not a sorted set")
+    with pytest.raises(redis.ResponseError):  # the state thread's failure
+        backfill.replace_outputs(broken, components, trends, recent, lo, hi, tmp_path / "broken-lake")
+
+    def full_disk(*_args: Any) -> int:
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(backfill, "replace_trend_partitions", full_disk)
+    with pytest.raises(OSError, match="no space left"):  # the lake writer's failure
+        backfill.replace_outputs(at_once, components, trends, recent, lo, hi, tmp_path / "at-once-lake")
