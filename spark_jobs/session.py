@@ -300,12 +300,24 @@ def build_spark(
             builder = builder.config(key, value)
     if kafka:
         builder = builder.config("spark.jars", ",".join(kafka_jars(settings)))
-    if connect_server:
-        for key, value in connect_server_conf(settings).items():
-            builder = builder.config(key, value)
+    connect = connect_server_conf(settings) if connect_server else {}
+    for key, value in connect.items():
+        builder = builder.config(key, value)
     for key, value in spark_conf.extra_conf.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:
+        if not connect or "SparkConnectService" not in str(exc):
+            raise
+        # The port was free at the probe and taken at the plugin's bind (another stream job
+        # starting at the same moment): start without the endpoint, as a taken port does.
+        log.warning(
+            "spark connect port taken at start; this application serves no Spark Connect endpoint",
+            extra={"host": spark_conf.connect_host, "port": spark_conf.connect_port},
+        )
+        withdraw_connect_token(settings, connect[CONNECT_TOKEN_CONF])
+        spark = builder.config("spark.plugins", spark_conf.extra_conf.get("spark.plugins", "")).getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     log.info(
         "spark session ready",

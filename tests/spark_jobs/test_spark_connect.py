@@ -157,3 +157,47 @@ def test_the_endpoint_refuses_a_client_without_its_token(
         ]
     allowed = client(token)
     assert allowed.returncode == 0 and "rows 3" in allowed.stdout, allowed.stderr[-2000:]
+
+
+RACE = """
+import socket, sys
+from core.settings import load_settings
+import spark_jobs.session as session
+from spark_jobs.stream import serves_connect
+taken = socket.socket()
+taken.bind(("127.0.0.1", int(sys.argv[1])))
+taken.listen()
+session._port_free = lambda host, port: True  # the race: free at the probe, taken at the bind
+settings = load_settings()
+spark = session.build_spark(settings, kafka=False, connect_server=True)
+token = session.read_connect_token(settings)
+print("rows", spark.range(4).count(), "serves", serves_connect(spark), "token", token)
+spark.stop()
+"""
+
+
+@pytest.mark.timeout(600)
+def test_a_port_taken_between_the_probe_and_the_bind_starts_the_stream_without_the_endpoint(
+    tmp_path: Path,
+) -> None:
+    """Two stream jobs starting at once can both find the port free; the loser's Spark
+    context fails to bind it. It must start anyway, without the endpoint and its token."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CRYPTOPULSE_")},
+        "CRYPTOPULSE_HOME": str(tmp_path / "home"),
+        "PYTHONPATH": str(REPO),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+    port = free_port()
+    done = subprocess.run(  # nosec B603  # this interpreter, a fixed script of the project's own
+        [sys.executable, "-c", RACE, str(port)],
+        env={**env, "CRYPTOPULSE_SPARK__CONNECT_PORT": str(port)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rows 4 serves False token None" in done.stdout, done.stdout
+    assert "serves no Spark Connect endpoint" in done.stderr
