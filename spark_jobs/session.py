@@ -110,7 +110,7 @@ def connect_url(settings: Settings) -> str:
     return f"sc://{'localhost' if loopback else host}:{settings.spark.connect_port}"
 
 
-CONNECT_TOKEN_CONF = "spark.connect.authenticate.token"
+CONNECT_TOKEN_CONF = "spark.connect.authenticate.token"  # nosec B105  # a configuration key, not a secret
 """Spark Connect's pre-shared bearer token: a client without it is refused (UNAUTHENTICATED).
 Spark's default ``spark.redaction.regex`` hides it in the UI and event logs."""
 
