@@ -304,7 +304,8 @@ def replace_outputs(
 
     The lake keeps every window (``trends``); Redis only what its retention keeps
     (``recent``: the rest would be trimmed as soon as written). Three writers run at once,
-    each replacing disjoint things, and a failure of any fails the backfill: pyarrow's C++
+    each replacing disjoint things, and a failure of any fails the backfill (after all three
+    have ended; a rerun replaces whatever the others wrote): pyarrow's C++
     writer replaces the lake partitions (outside the GIL), a second thread the job's own
     Redis state (window components, series history: mostly waiting on Redis), and this
     thread the public views (most of the Python work: validating and encoding windows).
@@ -318,9 +319,23 @@ def replace_outputs(
             state.replace_history(recent, lo_ms, hi_ms)
 
         state_write = pool.submit(replace_state)
-        written = store.write_trends(recent, publish=False, history=False)
-        removed = store.drop_stale(recent, [w.value for w in WINDOW_SPECS], lo_ms, hi_ms)
-        state_write.result()
+        errors: list[BaseException] = []
+        written = removed = 0
+        try:
+            written = store.write_trends(recent, publish=False, history=False)
+            removed = store.drop_stale(recent, [w.value for w in WINDOW_SPECS], lo_ms, hi_ms)
+        except Exception as exc:
+            errors.append(exc)
+        # every writer finishes (or fails) before the backfill does; the first failure is
+        # raised, the others logged. What the others wrote stays: each write is a
+        # replacement, so running the backfill again repairs it.
+        for future in (state_write, lake_write):
+            if (error := future.exception()) is not None:
+                errors.append(error)
+        for error in errors[1:]:
+            log.error("backfill writer failed as well", extra={"error": repr(error)})
+        if errors:
+            raise errors[0]
         return lake_write.result(), written, removed
 
 

@@ -23,7 +23,7 @@ import secrets
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from core.settings import Settings
 
@@ -98,21 +98,23 @@ class SparkUnavailable(RuntimeError):
     """The Spark Connect endpoint a backfill was told to use cannot be reached."""
 
 
+_TOKEN_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0", "")  # nosec B104  # names, nothing binds here
+"""Endpoint hosts a client on this machine reaches as ``localhost`` (every interface included)."""
+
+
 def connect_url(settings: Settings) -> str:
     """``sc://HOST:PORT`` of the streaming job's Spark Connect endpoint.
 
     A loopback (or every-interface) endpoint is named ``localhost``: PySpark sends a bearer
     token over a plain connection only to that name (anywhere else it wants TLS)."""
     host = settings.spark.connect_host
-    # A server bound to every interface is reached on loopback from this machine.
-    wildcard = host in ("0.0.0.0", "")  # nosec B104  # a comparison, nothing binds here
-    loopback = wildcard or host in ("localhost", "::1") or host.startswith("127.")
-    return f"sc://{'localhost' if loopback else host}:{settings.spark.connect_port}"
+    return f"sc://{'localhost' if host in _TOKEN_HOSTS else host}:{settings.spark.connect_port}"
 
 
-CONNECT_TOKEN_CONF = "spark.connect.authenticate.token"  # nosec B105  # a configuration key, not a secret
-"""Spark Connect's pre-shared bearer token: a client without it is refused (UNAUTHENTICATED).
-Spark's default ``spark.redaction.regex`` hides it in the UI and event logs."""
+CONNECT_TOKEN_ENV = "SPARK_CONNECT_AUTHENTICATE_TOKEN"  # nosec B105  # a variable's name, not a secret
+"""Where Spark Connect's server reads its pre-shared bearer token (a client without it is
+refused, UNAUTHENTICATED). The stream hands it to its JVM in the environment, which only
+the owner can read, not as a ``--conf``, which PySpark puts on the JVM's command line."""
 
 
 def connect_token_file(settings: Settings) -> Path:
@@ -121,10 +123,14 @@ def connect_token_file(settings: Settings) -> Path:
     return settings.run_dir / "spark-connect.token"
 
 
-def issue_connect_token(settings: Settings) -> str:
-    """A fresh random token, written to :func:`connect_token_file` (mode 0600, replaced
-    atomically): every start of the endpoint gets a new one."""
-    token = secrets.token_urlsafe(32)
+def new_connect_token() -> str:
+    """A fresh random token: every start of the endpoint gets its own."""
+    return secrets.token_urlsafe(32)
+
+
+def publish_connect_token(settings: Settings, token: str) -> None:
+    """Write ``token`` to :func:`connect_token_file` (mode 0600, replaced atomically), once
+    the endpoint it opens is serving."""
     path = connect_token_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     staged = path.with_name(f".{path.name}.{os.getpid()}")
@@ -132,7 +138,6 @@ def issue_connect_token(settings: Settings) -> str:
     with os.fdopen(descriptor, "w") as handle:
         handle.write(token)
     staged.replace(path)
-    return token
 
 
 def read_connect_token(settings: Settings) -> str | None:
@@ -148,6 +153,11 @@ def withdraw_connect_token(settings: Settings, token: str | None) -> None:
     newer endpoint's token (a restarted stream's) is left alone."""
     if token is not None and read_connect_token(settings) == token:
         connect_token_file(settings).unlink(missing_ok=True)
+
+
+def serves_connect(spark: SparkSession) -> bool:
+    """Whether this application serves Spark Connect (:func:`connect_server_conf`)."""
+    return CONNECT_PLUGIN in (spark.conf.get("spark.plugins", "") or "")
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -177,7 +187,7 @@ def connect_server_conf(settings: Settings) -> dict[str, str]:
     """What makes an application serve Spark Connect (``spark stream`` asks for it): none
     when the port is 0 or already taken (another stream job, a test), which only costs
     backfills their warm start, never the stream its start. The endpoint runs whatever it
-    is sent, so it only serves clients holding the token issued here."""
+    is sent, so :func:`build_spark` gives it a token that clients must hold."""
     host, port = settings.spark.connect_host, settings.spark.connect_port
     if port == 0:
         return {}
@@ -191,7 +201,6 @@ def connect_server_conf(settings: Settings) -> dict[str, str]:
         "spark.plugins": CONNECT_PLUGIN,
         "spark.connect.grpc.binding.address": host,
         "spark.connect.grpc.binding.port": str(port),
-        CONNECT_TOKEN_CONF: issue_connect_token(settings),
     }
 
 
@@ -200,9 +209,14 @@ def remote_spark(url: str, token: str | None = None) -> SparkSession:
     its executors), the rest of the job (pandas, Redis) here. PySpark runs one mode per
     process: after this, the process builds no classic session. ``token`` is sent as the
     bearer token (kept out of the URL, which is logged)."""
+    from pyspark import SparkContext
     from pyspark.sql.connect.client import DefaultChannelBuilder
     from pyspark.sql.connect.session import SparkSession as RemoteSparkSession
 
+    if SparkContext._active_spark_context is not None:
+        # What ``builder.remote`` refuses too: the Connect flag below would switch the
+        # functions of the classic session already running here to Connect columns.
+        raise RuntimeError("a classic Spark session runs in this process; Spark Connect cannot join it")
     channel = DefaultChannelBuilder(url)
     if token is not None:
         channel.set(DefaultChannelBuilder.PARAM_TOKEN, token)
@@ -232,12 +246,15 @@ def backfill_spark(
         explicit = choice.startswith("sc://")
         url = choice if explicit else connect_url(settings)
         # An explicit URL carries its own credentials (``;token=...`` or the
-        # SPARK_CONNECT_AUTHENTICATE_TOKEN variable); the stream's endpoint is used only
-        # while the token it issued is there, so a port held by anything else is not tried.
+        # SPARK_CONNECT_AUTHENTICATE_TOKEN variable). The stream's endpoint is used only
+        # while the token it issued is there (a port held by anything else is never tried)
+        # and only on loopback: PySpark wants TLS to send a token anywhere else, which a
+        # plain endpoint would answer with minutes of retries.
         token = None if explicit else read_connect_token(settings)
+        local = url.startswith("sc://localhost:")
         if explicit and not _answers(url):
             raise SparkUnavailable(f"nothing answers at {url} (spark.backfill_remote)")
-        if explicit or (settings.spark.connect_port and token is not None and _answers(url)):
+        if explicit or (settings.spark.connect_port and token is not None and local and _answers(url)):
             try:
                 return remote_spark(url, token), f"the Spark application at {url} (Spark Connect)"
             except Exception as exc:
@@ -252,6 +269,25 @@ def backfill_spark(
                 )
     spark = build_spark(settings, app_name=app_name, master=master)
     return spark, f"a new Spark session ({spark.sparkContext.master})"
+
+
+def _start(builder: Any, token: str | None) -> SparkSession | None:
+    """``builder.getOrCreate()`` with ``token`` in the environment the JVM starts with (None:
+    the Spark Connect plugin could not bind its port)."""
+    previous = os.environ.get(CONNECT_TOKEN_ENV)
+    if token is not None:
+        os.environ[CONNECT_TOKEN_ENV] = token
+    try:
+        return cast("SparkSession", builder.getOrCreate())
+    except Exception as exc:
+        if token is None or "SparkConnectService" not in str(exc):
+            raise
+        return None
+    finally:  # this process's own Connect clients (if any) must not pick the token up
+        if previous is None:
+            os.environ.pop(CONNECT_TOKEN_ENV, None)
+        else:
+            os.environ[CONNECT_TOKEN_ENV] = previous
 
 
 def build_spark(
@@ -305,19 +341,23 @@ def build_spark(
         builder = builder.config(key, value)
     for key, value in spark_conf.extra_conf.items():
         builder = builder.config(key, value)
-    try:
-        spark = builder.getOrCreate()
-    except Exception as exc:
-        if not connect or "SparkConnectService" not in str(exc):
-            raise
+    token = new_connect_token() if connect else None
+    spark = _start(builder, token)
+    if spark is None:
         # The port was free at the probe and taken at the plugin's bind (another stream job
         # starting at the same moment): start without the endpoint, as a taken port does.
         log.warning(
             "spark connect port taken at start; this application serves no Spark Connect endpoint",
             extra={"host": spark_conf.connect_host, "port": spark_conf.connect_port},
         )
-        withdraw_connect_token(settings, connect[CONNECT_TOKEN_CONF])
         spark = builder.config("spark.plugins", spark_conf.extra_conf.get("spark.plugins", "")).getOrCreate()
+    elif token is not None and serves_connect(spark):
+        if spark.sparkContext._jvm.java.lang.System.getenv(CONNECT_TOKEN_ENV) == token:  # type: ignore[union-attr]
+            publish_connect_token(settings, token)  # backfills may use the endpoint now
+        else:  # a JVM started before in this process: it serves with whatever it was given
+            log.warning(
+                "spark connect endpoint started without this process's token; backfills will not use it"
+            )
     spark.sparkContext.setLogLevel("WARN")
     log.info(
         "spark session ready",

@@ -53,7 +53,7 @@ from spark_jobs.alerts import trend_alerts
 from spark_jobs.inputs import EVENT_COLUMNS, kafka_events, kafka_stream, parse_events
 from spark_jobs.lake import TrendLakeBuffer, events_path, trends_path
 from spark_jobs.metrics import SparkMetrics
-from spark_jobs.session import checkpoint_dir
+from spark_jobs.session import checkpoint_dir, serves_connect
 from spark_jobs.sink_redis import TrendStore, rows_to_records
 
 if TYPE_CHECKING:
@@ -377,11 +377,23 @@ def run_stream(settings: Settings, *, master: str | None = None, serve_metrics: 
     its retries): the process must exit non-zero so its supervisor restarts it from the
     checkpoint, rather than linger with one query dead.
     """
-    from spark_jobs.metrics import progress_listener
-    from spark_jobs.session import CONNECT_TOKEN_CONF, build_spark, is_local, withdraw_connect_token
+    from spark_jobs.session import build_spark, read_connect_token, withdraw_connect_token
 
     spark = build_spark(settings, master=master, connect_server=True)
-    token = spark.conf.get(CONNECT_TOKEN_CONF, None) if serves_connect(spark) else None
+    # the token build_spark just published: only the application that bound the port writes one
+    token = read_connect_token(settings) if serves_connect(spark) else None
+    try:
+        _run(spark, settings, serve_metrics=serve_metrics)
+    finally:
+        withdraw_connect_token(settings, token)  # backfills stop trying this endpoint
+        spark.stop()
+
+
+def _run(spark: SparkSession, settings: Settings, *, serve_metrics: bool) -> None:
+    """The body of :func:`run_stream` once the application is up (which stops it after)."""
+    from spark_jobs.metrics import progress_listener
+    from spark_jobs.session import is_local
+
     metrics = SparkMetrics()
     if serve_metrics:
         metrics.serve(settings.spark.metrics_port, settings.spark.metrics_host)
@@ -410,9 +422,7 @@ def run_stream(settings: Settings, *, master: str | None = None, serve_metrics: 
         failure = wait_for_failure(job, stopping)
     finally:
         stopping.set()  # also ends a warm-up that has not begun, and quiets one that has
-        withdraw_connect_token(settings, token)  # backfills stop trying this endpoint
         job.stop()
-        spark.stop()
     if failure is not None:
         raise StreamFailed(failure)
 
@@ -420,13 +430,6 @@ def run_stream(settings: Settings, *, master: str | None = None, serve_metrics: 
 WARM_UP_DELAY_S = 60.0
 """The backfill warm-up waits this long after the queries start: not to compete with the
 first micro-batches (and, on a first `cryptopulse up`, with everything else starting)."""
-
-
-def serves_connect(spark: SparkSession) -> bool:
-    """Whether this application serves Spark Connect (``spark_jobs.session.connect_server_conf``)."""
-    from spark_jobs.session import CONNECT_PLUGIN
-
-    return CONNECT_PLUGIN in (spark.conf.get("spark.plugins", "") or "")
 
 
 def warm_up_for_backfills(spark: SparkSession, settings: Settings, stopping: threading.Event) -> None:

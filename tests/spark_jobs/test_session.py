@@ -15,12 +15,13 @@ import spark_jobs.session as session
 from core.settings import Settings, SettingsError, load_settings
 from spark_jobs.session import (
     CONNECT_PLUGIN,
-    CONNECT_TOKEN_CONF,
     SparkUnavailable,
     backfill_spark,
     connect_server_conf,
     connect_token_file,
-    issue_connect_token,
+    connect_url,
+    new_connect_token,
+    publish_connect_token,
     read_connect_token,
     withdraw_connect_token,
 )
@@ -50,7 +51,9 @@ def settings_with(port: int, remote: str = "auto") -> Settings:
 
 def stream_serving(settings: Settings) -> str:
     """What a streaming job serving the endpoint leaves behind: its token file."""
-    return issue_connect_token(settings)
+    token = new_connect_token()
+    publish_connect_token(settings, token)
+    return token
 
 
 @pytest.fixture
@@ -74,29 +77,47 @@ def sessions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_the_stream_serves_spark_connect_only_on_a_free_port(listener: int) -> None:
     port = free_port()
     settings = settings_with(port)
-    conf = connect_server_conf(settings)
-    token = read_connect_token(settings)
-    assert token is not None and len(token) >= 40
-    assert conf == {
+    assert connect_server_conf(settings) == {
         "spark.plugins": CONNECT_PLUGIN,
         "spark.connect.grpc.binding.address": "127.0.0.1",
         "spark.connect.grpc.binding.port": str(port),
-        CONNECT_TOKEN_CONF: token,
-    }
-    assert connect_token_file(settings).stat().st_mode & 0o777 == 0o600  # its owner's only
+    }  # no token here: a --conf would put it on the JVM's command line (build_spark: environment)
     assert connect_server_conf(settings_with(listener)) == {}  # taken: the stream starts without it
     assert connect_server_conf(settings_with(0)) == {}  # switched off
 
 
-def test_every_start_issues_a_new_token_and_a_stop_withdraws_only_its_own() -> None:
+def test_the_token_file_is_its_owners_and_a_stop_withdraws_only_its_own() -> None:
     settings = settings_with(free_port())
-    first = issue_connect_token(settings)
-    second = issue_connect_token(settings)  # the supervisor restarted the stream
+    first = stream_serving(settings)
+    assert len(first) >= 40 and connect_token_file(settings).stat().st_mode & 0o777 == 0o600
+    second = stream_serving(settings)  # the supervisor restarted the stream
     assert first != second and read_connect_token(settings) == second
     withdraw_connect_token(settings, first)  # the old process ending late leaves the new token
     assert read_connect_token(settings) == second
     withdraw_connect_token(settings, second)
     assert read_connect_token(settings) is None and not connect_token_file(settings).exists()
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("127.0.0.1", "sc://localhost:15002"),
+        ("0.0.0.0", "sc://localhost:15002"),  # nosec B104  # a setting's value, nothing binds
+        ("127.0.0.2", "sc://127.0.0.2:15002"),  # not what "localhost" resolves to
+        ("10.0.0.5", "sc://10.0.0.5:15002"),
+    ],
+)
+def test_the_endpoint_url_names_loopback_localhost(host: str, url: str) -> None:
+    assert connect_url(load_settings(spark={"connect_host": host, "connect_port": 15002})) == url
+
+
+def test_auto_does_not_send_the_token_off_loopback(sessions: list[str], listener: int) -> None:
+    """PySpark wants TLS to send a token to any host but localhost; a plain endpoint would
+    answer with minutes of retries, so auto starts a session of its own at once."""
+    settings = load_settings(spark={"connect_port": listener, "connect_host": "127.0.0.2"})
+    stream_serving(settings)
+    _, where = backfill_spark(settings)
+    assert sessions == ["own:None"] and "new Spark session" in where
 
 
 def test_auto_uses_the_streams_endpoint_with_its_token(sessions: list[str], listener: int) -> None:
@@ -197,3 +218,17 @@ def test_the_stream_warms_up_for_backfills_only_when_asked(
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == ["backfill warm-up failed"]
     plugins.clear()
     assert not stream.serves_connect(fake)  # type: ignore[arg-type]
+
+
+def test_a_connect_session_never_joins_a_process_running_a_classic_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Connect mode flag would switch the running classic session's functions to Connect
+    columns; ``remote_spark`` refuses (auto then falls back to that session)."""
+    from pyspark import SparkContext
+
+    monkeypatch.setattr(SparkContext, "_active_spark_context", object())
+    monkeypatch.delenv("SPARK_CONNECT_MODE_ENABLED", raising=False)
+    with pytest.raises(RuntimeError, match="classic Spark session"):
+        session.remote_spark("sc://localhost:15002", "token")
+    assert "SPARK_CONNECT_MODE_ENABLED" not in os.environ

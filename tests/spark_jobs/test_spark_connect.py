@@ -69,7 +69,8 @@ def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[i
     )
     try:
         deadline = time.monotonic() + 240
-        while not _answers(port):
+        # the endpoint is usable once the token is published, just after the port opens
+        while not (_answers(port) and (root / "home" / "run" / "spark-connect.token").exists()):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"no Spark Connect endpoint:\n{(root / 'server.log').read_text()[-3000:]}")
             time.sleep(1)
@@ -157,6 +158,12 @@ def test_the_endpoint_refuses_a_client_without_its_token(
         ]
     allowed = client(token)
     assert allowed.returncode == 0 and "rows 3" in allowed.stdout, allowed.stderr[-2000:]
+    # and no process's command line (which every local user can read) carries it
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            assert token.encode() not in cmdline.read_bytes(), f"the token is on {cmdline}"
+        except OSError:  # a process that ended meanwhile
+            continue
 
 
 RACE = """
