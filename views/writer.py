@@ -607,9 +607,7 @@ class _ViewBatch:
         entries: list[list[Any]] = []
         for window, start_ms, fields in windows:
             keys.append(self.keys.spark_components(window, start_ms))
-            entries.append(
-                [RETENTION_SECONDS[WindowSize(window)], *itertools.chain.from_iterable(fields.items())]
-            )
+            entries.append([_components_ttl_s(window), *itertools.chain.from_iterable(fields.items())])
         if keys:
             self._queue([_ScriptCall("components_replace", keys, [json.dumps(entries)])], atomic=False)
 
@@ -639,9 +637,13 @@ class _ViewBatch:
             self._queue([call], atomic=False)
 
 
-def _components_ttl(key: str, window: str) -> _Command:
+def _components_ttl_s(window: str) -> int:
     # Components are needed while late data can still arrive; keep them as long as the view.
-    return _Command("expire", (key, RETENTION_SECONDS[WindowSize(window)]))
+    return RETENTION_SECONDS[WindowSize(window)]
+
+
+def _components_ttl(key: str, window: str) -> _Command:
+    return _Command("expire", (key, _components_ttl_s(window)))
 
 
 class RedisViewWriter(_ViewBatch):

@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from core.settings import Settings
+from core.settings import Settings, load_settings
 from spark_jobs.backfill import run_backfill
+from spark_jobs.session import read_connect_token
 from tests.ports import free_port
 from tests.spark_jobs.conftest import T0, produce
 from tests.spark_jobs.test_backfill import dataset, lake_rows, views
@@ -42,6 +43,31 @@ spark.stop()
 """
 
 
+def project_env(home: Path) -> dict[str, str]:
+    """A child process's environment: the project importable, its own home, loopback Spark."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CRYPTOPULSE_")},
+        "CRYPTOPULSE_HOME": str(home),
+        "PYTHONPATH": str(REPO),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+
+
+def run_script(
+    script: str, *args: str, env: dict[str, str], cwd: Path, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python -c script args...`` with this interpreter; its output is captured."""
+    return subprocess.run(  # nosec B603  # this interpreter, a fixed script of the project's own
+        [sys.executable, "-c", script, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def _answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -56,13 +82,7 @@ def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[i
     its home (where it leaves the endpoint's token)."""
     root = tmp_path_factory.mktemp("connect")
     port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("CRYPTOPULSE_")},
-        "CRYPTOPULSE_HOME": str(root / "home"),
-        "CRYPTOPULSE_SPARK__CONNECT_PORT": str(port),
-        "PYTHONPATH": str(REPO),
-        "SPARK_LOCAL_IP": "127.0.0.1",
-    }
+    env = {**project_env(root / "home"), "CRYPTOPULSE_SPARK__CONNECT_PORT": str(port)}
     log = (root / "server.log").open("ab")
     proc = subprocess.Popen(  # nosec B603  # this interpreter, a fixed script of the project's own
         [sys.executable, "-c", SERVER], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -70,7 +90,7 @@ def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[i
     try:
         deadline = time.monotonic() + 240
         # the endpoint is usable once the token is published, just after the port opens
-        while not (_answers(port) and (root / "home" / "run" / "spark-connect.token").exists()):
+        while not (_answers(port) and read_connect_token(load_settings(home=root / "home"))):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"no Spark Connect endpoint:\n{(root / 'server.log').read_text()[-3000:]}")
             time.sleep(1)
@@ -134,22 +154,12 @@ def test_the_endpoint_refuses_a_client_without_its_token(
     """The endpoint runs whatever it is sent: without the token the stream issued (or with
     another one) nothing runs; with it, a query does."""
     port, server_home = connect_server
-    token = (server_home / "run" / "spark-connect.token").read_text().strip()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SPARK_CONNECT")},
-        "PYTHONPATH": str(REPO),
-    }
+    token = read_connect_token(load_settings(home=server_home))
+    assert token is not None
+    env = {k: v for k, v in project_env(tmp_path / "home").items() if not k.startswith("SPARK_CONNECT")}
 
     def client(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # nosec B603  # this interpreter, a fixed script of the project's own
-            [sys.executable, "-c", CLIENT, f"sc://localhost:{port}", *args],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
-        )
+        return run_script(CLIENT, f"sc://localhost:{port}", *args, env=env, cwd=tmp_path, timeout=240)
 
     for refused in (client(), client("not-the-token")):
         assert refused.returncode != 0 and "rows" not in refused.stdout
@@ -189,22 +199,9 @@ def test_a_port_taken_between_the_probe_and_the_bind_starts_the_stream_without_t
 ) -> None:
     """Two stream jobs starting at once can both find the port free; the loser's Spark
     context fails to bind it. It must start anyway, without the endpoint and its token."""
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("CRYPTOPULSE_")},
-        "CRYPTOPULSE_HOME": str(tmp_path / "home"),
-        "PYTHONPATH": str(REPO),
-        "SPARK_LOCAL_IP": "127.0.0.1",
-    }
     port = free_port()
-    done = subprocess.run(  # nosec B603  # this interpreter, a fixed script of the project's own
-        [sys.executable, "-c", RACE, str(port)],
-        env={**env, "CRYPTOPULSE_SPARK__CONNECT_PORT": str(port)},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    env = {**project_env(tmp_path / "home"), "CRYPTOPULSE_SPARK__CONNECT_PORT": str(port)}
+    done = run_script(RACE, str(port), env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rows 4 serves False token None" in done.stdout, done.stdout
     assert "serves no Spark Connect endpoint" in done.stderr
