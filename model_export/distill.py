@@ -34,7 +34,7 @@ import numpy as np
 
 from model_export.teacher import sha256_file, teacher_probabilities
 from model_export.train import TrainConfig, training_corpus, transformer_training_set
-from model_export.transformer import FineTuneConfig, fine_tune
+from model_export.transformer import DISTILLATION_RECORD, FineTuneConfig, fine_tune
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class DistillConfig:
 
     teacher_dir: Path
     alpha: float = 0.5  # weight of the hard labels; the rest goes to the teacher's probabilities
+    temperature: float = 1.0  # > 1 softens teacher and student alike (distillation_loss)
     mix: tuple[tuple[str, int | None, int], ...] = tuple((k, *v) for k, v in DISTILL_MIX.items())
     teacher_batch_size: int = 64
 
@@ -184,7 +185,7 @@ def distill_student(
     )
     suffix = "student" if tuple(splits) == ("train",) else "student-" + "-".join(splits)
     out = Path(train_config.out_dir).parent / f"{Path(train_config.out_dir).name}-{suffix}"
-    return fine_tune(
+    student = fine_tune(
         texts,
         transfer["label"].tolist(),
         out,
@@ -192,4 +193,24 @@ def distill_student(
         progress=progress,
         soft_targets=soft,
         distill_alpha=distill.alpha,
+        distill_temperature=distill.temperature,
     )
+    # How this student was taught travels with it: the ensemble built around it copies this
+    # into the artifact's metadata.json (and so into MLflow and the bundle).
+    (student / DISTILLATION_RECORD).write_text(
+        json.dumps(
+            {
+                "teacher": distill.teacher_dir.parent.name,
+                "teacher_weights_sha256": sha256_file(distill.teacher_dir / "model.safetensors"),
+                "alpha": distill.alpha,
+                "temperature": distill.temperature,
+                "mix": {name: [cap, repeats] for name, (cap, repeats) in distill.mix_dict().items()},
+                "splits": list(splits),
+                "transfer_rows": len(texts),
+                "teacher_agreement": round(agreement, 4),
+            },
+            indent=1,
+        ),
+        "utf-8",
+    )
+    return student

@@ -31,6 +31,7 @@ from model_export.combiner import CombinerPolicy, fit_combiner
 from model_export.feedback import EMPTY_SHA256, FeedbackDataset, load_dataset
 from model_export.metrics import classification_metrics, confusion_matrix_png, latency_profile
 from model_export.transformer import (
+    DISTILLATION_RECORD,
     FineTuneConfig,
     copy_tokenizer,
     export_onnx,
@@ -382,6 +383,9 @@ def _fit_members(
     if transformer_dir is not None:
         hf_dir = Path(transformer_dir)
         log.info("reusing the fine-tuned transformer in %s", hf_dir)
+        taught = hf_dir / DISTILLATION_RECORD
+        if taught.exists():  # a distilled student: the artifact records how it was taught
+            metadata["distillation"] = json.loads(taught.read_text("utf-8"))
     else:
         hf_dir = fine_tune(mix["text"].tolist(), mix["label"].tolist(), work / "hf", ft, progress=progress)
     fine_tune_s = time.perf_counter() - t

@@ -55,14 +55,23 @@ def seed_everything(seed: int) -> None:
 UNLABELED = -1
 """Hard label of a transfer-set text that only the teacher labelled (distillation)."""
 
+DISTILLATION_RECORD = "distillation.json"
+"""Written into a distilled student's model directory (teacher, alpha, temperature, mix, transfer
+size); the ensemble built around the student copies it into the artifact's metadata."""
 
-def distillation_loss(logits: Any, hard: Any, soft: Any | None, alpha: float) -> Any:
+
+def distillation_loss(
+    logits: Any, hard: Any, soft: Any | None, alpha: float, temperature: float = 1.0
+) -> Any:
     """``alpha`` x cross-entropy on the hard labels + (1 - ``alpha``) x KL(teacher || student).
 
     Without ``soft`` (plain fine-tuning) it is the cross-entropy alone. Texts whose hard
     label is :data:`UNLABELED` count in the KL term only, so the transfer set can hold
-    text no person labelled. The teacher's probabilities are used as they are
-    (temperature 1): they are already calibrated on the same splits, see the model card.
+    text no person labelled. With ``temperature`` T > 1 both distributions are softened
+    (the teacher's probabilities raised to 1/T and renormalised, which is its softmax at
+    logits / T) so the student also learns how the teacher ranks the two wrong classes; the
+    KL term is scaled by T squared to keep its gradients the size of the cross-entropy's
+    (Hinton et al., 2015). T = 1 uses the teacher's calibrated probabilities as they are.
     """
     import torch
     import torch.nn.functional as F
@@ -76,7 +85,12 @@ def distillation_loss(logits: Any, hard: Any, soft: Any | None, alpha: float) ->
     )
     if soft is None:
         return ce
-    kl = F.kl_div(log_p, soft, reduction="batchmean")
+    if temperature == 1.0:
+        kl = F.kl_div(log_p, soft, reduction="batchmean")
+    else:
+        target = F.softmax(torch.log(soft.clamp_min(1e-8)) / temperature, dim=-1)
+        kl = F.kl_div(F.log_softmax(logits / temperature, dim=-1), target, reduction="batchmean")
+        kl = kl * temperature**2
     weight = alpha if bool(labelled.any()) else 0.0
     return weight * ce + (1.0 - weight) * kl
 
@@ -89,6 +103,7 @@ def fine_tune(
     progress: bool = True,
     soft_targets: np.ndarray | None = None,
     distill_alpha: float = 0.5,
+    distill_temperature: float = 1.0,
 ) -> Path:
     """Fine-tune the packaged encoder with a fresh 3-class head; saves a HF model dir and returns it.
 
@@ -160,7 +175,9 @@ def fine_tune(
             )
             logits = model(**batch).logits
             soft = None if soft_all is None else torch.from_numpy(soft_all[idx])
-            loss_t = distillation_loss(logits, torch.from_numpy(y_all[idx]), soft, distill_alpha)
+            loss_t = distillation_loss(
+                logits, torch.from_numpy(y_all[idx]), soft, distill_alpha, distill_temperature
+            )
             loss_t.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()

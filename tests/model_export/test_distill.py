@@ -15,6 +15,7 @@ from model_export.distill import (
     distill_student,
     find_teacher,
 )
+from model_export.teacher import sha256_file
 from model_export.train import TrainResult, train
 from model_export.transformer import UNLABELED, distillation_loss
 from tests.model_export.tiny import tiny_config
@@ -35,6 +36,22 @@ def test_loss_is_cross_entropy_without_a_teacher_and_kl_on_unlabelled_texts() ->
     # Texts only the teacher labelled: the KL term alone.
     unlabelled = torch.tensor([UNLABELED, UNLABELED])
     assert torch.isclose(distillation_loss(logits, unlabelled, soft, 0.9), kl)
+
+
+def test_temperature_softens_both_sides_and_scales_the_kl_by_its_square() -> None:
+    """T = 2: KL(softmax(log q / 2) || softmax(z / 2)) x 4, the labelled part unchanged."""
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    hard = torch.tensor([0, 1])
+    soft = torch.tensor([[0.1, 0.2, 0.7], [0.3, 0.4, 0.3]])
+    ce = torch.nn.functional.cross_entropy(logits, hard)
+    teacher = soft.sqrt() / soft.sqrt().sum(-1, keepdim=True)  # q^(1/2), renormalised
+    kl = torch.nn.functional.kl_div(torch.log_softmax(logits / 2, -1), teacher, reduction="batchmean")
+    softened = distillation_loss(logits, hard, soft, 0.25, temperature=2.0)
+    assert torch.isclose(softened, 0.25 * ce + 0.75 * 4 * kl)
+    # a student that already matches the teacher has nothing to learn at any temperature
+    matched = torch.log(soft)
+    assert distillation_loss(matched, torch.full((2,), UNLABELED), soft, 0.5, temperature=3.0) < 1e-6
+    assert not torch.isclose(softened, distillation_loss(logits, hard, soft, 0.25))
 
 
 def test_student_moves_towards_the_teacher() -> None:
@@ -109,10 +126,16 @@ def test_tiny_student_distilled_from_a_teacher_builds_a_verified_ensemble(
     assert cached.stat().st_mtime_ns == cached_mtime  # served from the cache, not recomputed
 
     config = tiny_config(tmp_path / "run", max_steps=2)
-    student = distill_student(config, DistillConfig(teacher_dir=teacher_dir), tmp_path, progress=False)
+    taught = DistillConfig(teacher_dir=teacher_dir, alpha=0.3, temperature=2.0)
+    student = distill_student(config, taught, tmp_path, progress=False)
     assert (student / "model.safetensors").exists()
     result = train(tiny_config(tmp_path / "run", transformer_dir=student), progress=False)
     assert (result.artifact_dir / "model.onnx").exists()
+    # the artifact says how its transformer was taught
+    record = json.loads((result.artifact_dir / "metadata.json").read_text("utf-8"))["distillation"]
+    assert record["alpha"] == 0.3 and record["temperature"] == 2.0 and record["splits"] == ["train"]
+    assert record["teacher_weights_sha256"] == sha256_file(teacher_dir / "model.safetensors")
+    assert record["transfer_rows"] > 0 and set(record["mix"]) == {name for name, *_ in taught.mix}
     assert 0.0 <= result.metrics["test_weighted_f1"] <= 1.0
 
 
