@@ -130,13 +130,21 @@ def test_runtime_never_imports_torch_nor_unpickles(tiny: TrainResult) -> None:
     assert result.stdout.strip().endswith("ok")
 
 
-def test_a_dropped_lexicon_is_not_run_and_changes_nothing() -> None:
-    """The bundled model's combiner dropped the lexicon: serving skips it, same probabilities."""
+def test_a_dropped_lexicon_is_not_run_and_changes_nothing(tmp_path: Path) -> None:
+    """A combiner that dropped the lexicon (zero weights): serving skips it, same probabilities."""
     import numpy as np
 
-    from scoring.ensemble import combiner_features
+    from scoring.ensemble import FEATURE_NAMES, MEMBER_FEATURES, Combiner, combiner_features
+    from scoring.manifest import write_manifest
 
-    bundled = SentimentRuntime(Path(__file__).resolve().parents[2] / "models" / "default" / "artifact")
+    artifact = tmp_path / "artifact"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "models" / "default" / "artifact", artifact)
+    fitted = Combiner.load(artifact / "combiner.json")
+    coef = fitted.coef.copy()
+    coef[:, [FEATURE_NAMES.index(name) for name in MEMBER_FEATURES["lexicon"]]] = 0.0
+    Combiner(coef=coef, intercept=fitted.intercept, dropped=("lexicon",)).save(artifact / "combiner.json")
+    write_manifest(artifact)
+    bundled = SentimentRuntime(artifact)
     assert "lexicon" in bundled._combiner.dropped
     texts = ["Bitcoin ETF approved, $BTC rallies 🚀", "Exchange hacked, withdrawals halted", "ETH flat today"]
     calls: list[int] = []
