@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -97,6 +98,24 @@ def train(
         Path | None,
         typer.Option(help="teacher only: a Hugging Face encoder directory (default all-mpnet-base-v2)"),
     ] = None,
+    distill_alpha: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="distill only: weight of the gold labels in the student's loss, the rest on the "
+            "teacher's probabilities (default 0.1, chosen on validation: see the model card)",
+        ),
+    ] = None,
+    distill_temperature: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1,
+            max=20.0,
+            help="distill only: softens teacher and student alike (default 1: the teacher's "
+            "calibrated probabilities as they are)",
+        ),
+    ] = None,
     refit: Annotated[
         bool,
         typer.Option(
@@ -117,6 +136,14 @@ def train(
         overrides["limit_per_split"] = limit_per_split
     if refit:
         overrides["refit"] = True
+    if profile is not TrainProfile.distill:
+        for option, used in (
+            ("--teacher-dir", teacher_dir is not None),
+            ("--distill-alpha", distill_alpha is not None),
+            ("--distill-temperature", distill_temperature is not None),
+        ):
+            if used:
+                raise _fail(f"{option} applies to --profile distill only")
     if profile is TrainProfile.teacher:
         if refit:
             raise _fail("--refit applies to the served ensemble (default and distill profiles)")
@@ -124,10 +151,12 @@ def train(
         return
     if base_model is not None:
         raise _fail("--base-model applies to --profile teacher only")
-    if teacher_dir is not None and profile is not TrainProfile.distill:
-        raise _fail("--teacher-dir applies to --profile distill only")
     if profile is TrainProfile.distill:
-        overrides.update(_distilled_students(settings, overrides, teacher_dir, out, progress))
+        overrides.update(
+            _distilled_students(
+                settings, overrides, teacher_dir, out, progress, distill_alpha, distill_temperature
+            )
+        )
     if register_model:
         from model_export.feedback import FeedbackError
         from model_export.registry import train_and_register
@@ -168,7 +197,13 @@ def _feedback_snapshot(settings: Any) -> Any:
 
 
 def _distilled_students(
-    settings: Any, overrides: dict[str, Any], teacher_dir: Path | None, out: Path | None, progress: bool
+    settings: Any,
+    overrides: dict[str, Any],
+    teacher_dir: Path | None,
+    out: Path | None,
+    progress: bool,
+    alpha: float | None = None,
+    temperature: float | None = None,
 ) -> dict[str, Path]:
     """``train --profile distill``: teach MiniLM with the finished teacher, on the train split and,
     for a refit, on train + validation; the students' directories as ``TrainConfig`` fields."""
@@ -184,6 +219,12 @@ def _distilled_students(
     work = out or settings.cache_dir / "training" / "distill-run"
     config = TrainConfig.from_settings(settings, work, **overrides)
     distill = DistillConfig(teacher_dir=teacher)
+    if alpha is not None or temperature is not None:  # when given; DistillConfig's defaults otherwise
+        distill = replace(
+            distill,
+            alpha=distill.alpha if alpha is None else alpha,
+            temperature=distill.temperature if temperature is None else temperature,
+        )
     students = {"transformer_dir": distill_student(config, distill, settings.cache_dir, progress=progress)}
     if config.refit:
         students["refit_transformer_dir"] = distill_student(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -131,3 +133,37 @@ def test_bundle_help_names_the_release_steps(runner: CliRunner) -> None:
     out = runner.invoke(cli.app, ["model", "bundle", "--help"], env={"COLUMNS": "200"})
     assert out.exit_code == 0
     assert "--refit" in out.output and "--profile" in out.output and "teacher" in out.output
+
+
+def test_distillation_options_apply_to_the_distill_profile_only(runner: CliRunner) -> None:
+    out = runner.invoke(cli.app, ["train", "--distill-alpha", "0.3"])
+    assert out.exit_code == 2 and "--distill-alpha applies to --profile distill only" in out.output
+    out = runner.invoke(cli.app, ["train", "--profile", "teacher", "--distill-temperature", "2"])
+    assert out.exit_code == 2 and "--distill-temperature applies to --profile distill only" in out.output
+    out = runner.invoke(cli.app, ["train", "--profile", "distill", "--distill-alpha", "1.5"])
+    assert out.exit_code == 2 and "less than or equal to 1" in out.output
+
+
+def test_distillation_options_reach_the_students_config(
+    monkeypatch: pytest.MonkeyPatch, runner: CliRunner, tmp_path: Path
+) -> None:
+    """``--distill-alpha`` / ``--distill-temperature`` set DistillConfig; left out, its defaults hold."""
+    from model_export import distill
+
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "model.safetensors").write_bytes(b"weights")
+    seen: list[distill.DistillConfig] = []
+
+    def student(config: object, taught: distill.DistillConfig, *args: object, **kwargs: object) -> Path:
+        seen.append(taught)
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(distill, "distill_student", student)
+    base = ["train", "--profile", "distill", "--teacher-dir", str(teacher), "--no-register"]
+    runner.invoke(cli.app, [*base, "--distill-alpha", "0.3", "--distill-temperature", "2"])
+    runner.invoke(cli.app, base)
+    assert [(c.alpha, c.temperature, c.teacher_dir) for c in seen] == [
+        (0.3, 2.0, teacher),
+        (distill.DistillConfig(teacher_dir=teacher).alpha, 1.0, teacher),
+    ]
