@@ -218,13 +218,12 @@ def _distilled_students(
         raise _fail(f"{teacher} holds no model.safetensors: not a teacher model directory", code=1)
     work = out or settings.cache_dir / "training" / "distill-run"
     config = TrainConfig.from_settings(settings, work, **overrides)
-    distill = DistillConfig(teacher_dir=teacher)
-    if alpha is not None or temperature is not None:  # when given; DistillConfig's defaults otherwise
-        distill = replace(
-            distill,
-            alpha=distill.alpha if alpha is None else alpha,
-            temperature=distill.temperature if temperature is None else temperature,
-        )
+    defaults = DistillConfig(teacher_dir=teacher)  # alpha and temperature where the options are left out
+    distill = replace(
+        defaults,
+        alpha=defaults.alpha if alpha is None else alpha,
+        temperature=defaults.temperature if temperature is None else temperature,
+    )
     students = {"transformer_dir": distill_student(config, distill, settings.cache_dir, progress=progress)}
     if config.refit:
         students["refit_transformer_dir"] = distill_student(
