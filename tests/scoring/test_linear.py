@@ -7,10 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.pipeline import Pipeline
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, Pipeline
 
+from model_export.data import load_corpus
 from model_export.train import build_linear
-from scoring.linear import LINEAR_ARRAYS, LINEAR_JSON, WordCachedCharVectorizer, load_linear, save_linear
+from scoring.linear import (
+    LINEAR_ARRAYS,
+    LINEAR_JSON,
+    ServedLinear,
+    WordCachedCharVectorizer,
+    load_linear,
+    save_linear,
+)
 from scoring.registry_uri import ModelLoadError
 
 pytestmark = pytest.mark.unit
@@ -99,3 +109,79 @@ def test_malformed_files_are_a_load_error(fitted: Pipeline, tmp_path: Path) -> N
     (tmp_path / LINEAR_JSON).write_text(json.dumps(spec), "utf-8")
     with pytest.raises(ModelLoadError, match="idf length"):
         load_linear(tmp_path)
+
+
+EDGE_TEXTS = [
+    "rally rally RALLY rally, the rally!",
+    "tabs\tand\nnew  lines   between words",
+    "Ünïcödé café naïve 🚀🚀 $SOL",
+    "",
+    "   ",
+    "x" * 300,
+    "no known word at all: qwzx vbnm",
+]
+
+
+def assert_served_like_pipeline(pipeline: Pipeline, texts: list[str]) -> None:
+    served = ServedLinear(pipeline)
+    for size in (1, 3, len(texts)):
+        for start in range(0, len(texts), size):
+            batch = texts[start : start + size]
+            expected, got = pipeline.predict_proba(batch), served.predict_proba(batch)
+            assert got.dtype == expected.dtype and got.shape == expected.shape
+            np.testing.assert_array_equal(got, expected)  # to the bit, not approximately
+
+
+def test_the_served_path_predicts_to_the_bit_like_the_pipeline(fitted: Pipeline, tmp_path: Path) -> None:
+    """Serving skips scikit-learn's per-call checks; the numbers must not move."""
+    save_linear(fitted, tmp_path)
+    assert_served_like_pipeline(load_linear(tmp_path), [*TRAIN, *UNSEEN, *EDGE_TEXTS])
+    assert_served_like_pipeline(fitted, [*UNSEEN, *EDGE_TEXTS])
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"norm": "l1", "sublinear_tf": False},
+        {"norm": None, "use_idf": False},
+        {"binary": True, "smooth_idf": False},
+    ],
+    ids=["l1-raw-tf", "no-norm-no-idf", "binary"],
+)
+def test_the_served_path_follows_each_weighting_option(params: dict[str, object]) -> None:
+    """Every TF-IDF option the stored format keeps is served as scikit-learn computes it."""
+    pipeline = Pipeline(
+        [
+            (
+                "features",
+                FeatureUnion(
+                    [
+                        ("word", TfidfVectorizer(ngram_range=(1, 2), **params)),
+                        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), **params)),
+                    ]
+                ),
+            ),
+            ("clf", LogisticRegression(max_iter=500)),
+        ]
+    ).fit(TRAIN, LABELS)
+    assert_served_like_pipeline(pipeline, [*UNSEEN, *EDGE_TEXTS])
+
+
+def test_the_bundled_member_is_served_to_the_bit_on_shipped_text() -> None:
+    """The default model's own linear member, on thousands of shipped texts of every source."""
+    texts = load_corpus(seed=13)["text"].tolist()[::8]
+    assert len(texts) > 3000
+    pipeline = load_linear(Path(__file__).resolve().parents[2] / "models" / "default" / "artifact")
+    expected = pipeline.predict_proba(texts)
+    served = ServedLinear(pipeline)
+    got = np.vstack([served.predict_proba(texts[i : i + 50]) for i in range(0, len(texts), 50)])
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_a_binary_classifier_is_refused_for_serving() -> None:
+    """Two classes take scikit-learn's one-vs-rest path; ServedLinear only serves softmax."""
+    pipeline = Pipeline(
+        [("features", FeatureUnion([("word", TfidfVectorizer())])), ("clf", LogisticRegression())]
+    ).fit(TRAIN, LABELS.clip(0, 1))
+    with pytest.raises(ValueError, match="multinomial"):
+        ServedLinear(pipeline)
