@@ -46,7 +46,7 @@ from scoring.labels import LABELS
 from scoring.lexicon import CryptoLexicon, plain_vader_features
 from scoring.linear import save_linear
 from scoring.manifest import write_manifest
-from scoring.runtime import SentimentRuntime
+from scoring.runtime import SentimentRuntime, inference_session
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,6 @@ def verify_export(
     tolerance: float,
 ) -> dict[str, float]:
     """ONNX (fp32 and int8) vs torch on a sample; raise when they disagree beyond tolerance."""
-    import onnxruntime as ort
     from tokenizers import Tokenizer
 
     reference = torch_probabilities(model_dir, texts, max_length)
@@ -293,7 +292,7 @@ def verify_export(
     }
     out: dict[str, float] = {}
     for tag, path in (("fp32", fp32), ("int8", int8)):
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = inference_session(path, threads=2)  # as served: the same graph optimisations
         names = {i.name for i in session.get_inputs()}
         logits = session.run(["logits"], {k: v for k, v in feeds.items() if k in names})[0]
         z = logits - logits.max(axis=1, keepdims=True)
