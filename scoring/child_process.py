@@ -114,43 +114,53 @@ class ChildProcessRuntime:
 
     def child_pid(self) -> int:
         """The child process's pid (it answers, so it is alive)."""
-        return int(self._submit(os.getpid))
+        return int(self._submit(self._current_pool(), os.getpid))
 
     def score(self, texts: Sequence[object]) -> list[Any]:
         """One result per text; a dead child is rebuilt and the batch scored again.
 
-        Raises only when the child cannot be rebuilt (the model no longer loads).
+        Raises only when the child cannot be rebuilt (the model no longer loads). Safe to
+        call from several threads: their batches queue for the one child, and a child that
+        dies under two of them is replaced once.
         """
         batch = [str(t) for t in texts]
         for _ in range(2):
+            pool = self._current_pool()
             try:
-                return list(self._submit(_child_score, batch))
+                return list(self._submit(pool, _child_score, batch))
             except BrokenProcessPool:
-                self._rebuild()
+                self._rebuild(pool)
         return [self._score_alone(text) for text in batch]  # one of these texts kills the child
 
     def _score_alone(self, text: str) -> Any:
+        pool = self._current_pool()
         try:
-            return self._submit(_child_score, [text])[0]
+            return self._submit(pool, _child_score, [text])[0]
         except BrokenProcessPool:
-            self._rebuild()
+            self._rebuild(pool)
             from scoring.runtime import TextScore
 
             log.error("the scoring process died on one text", model_version=self.model_version)
             return TextScore(label=None, model_version=self.model_version, error=CHILD_DIED)
 
-    def _submit(self, fn: Any, *args: Any) -> Any:
+    def _current_pool(self) -> ProcessPoolExecutor:
         with self._lock:
-            pool = self._pool
+            return self._pool
+
+    def _submit(self, pool: ProcessPoolExecutor, fn: Any, *args: Any) -> Any:
+        """Run ``fn(*args)`` in ``pool``'s child and wait for its result (the one way in)."""
         return pool.submit(fn, *args).result()
 
-    def _rebuild(self) -> None:
-        """Replace a dead child with a fresh one serving the same version.
+    def _rebuild(self, broken: ProcessPoolExecutor) -> None:
+        """Replace the dead child of ``broken`` with a fresh one serving the same version.
 
         Raises when the new child cannot serve it; the dead one then stays in place, so the
-        next batch tries again rather than being scored by anything else.
+        next batch tries again rather than being scored by anything else. Does nothing when
+        ``broken`` was already replaced (another batch in flight saw the same death).
         """
         with self._lock:
+            if self._pool is not broken:
+                return
             log.warning("the scoring process died; starting a new one", model_version=self.model_version)
             pool = self._spawn(self._uri)
             try:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,35 @@ def test_a_killed_child_is_rebuilt_and_the_batch_scored(runtime: ChildProcessRun
     assert runtime.rebuilds == 1 and runtime.child_pid() != pid
 
 
+class TwoBatchesAtOnce(ChildProcessRuntime):
+    """Once ``together`` is set, two threads' batches reach the child at the same moment."""
+
+    together = False
+    barrier = threading.Barrier(2)
+
+    def _submit(self, pool: ProcessPoolExecutor, fn: Any, *args: Any) -> Any:
+        if self.together and fn is _child_score:
+            self.barrier.wait(timeout=60)
+        return super()._submit(pool, fn, *args)
+
+
+def test_a_child_that_dies_under_two_batches_in_flight_is_replaced_once(
+    artifact: Path, tmp_path: Path
+) -> None:
+    """The stream keeps two batches queued for the child; both see its death, one rebuilds."""
+    runtime = TwoBatchesAtOnce(str(artifact), load_settings(home=tmp_path))
+    try:
+        expected = runtime.score(TEXTS)
+        kill(runtime.child_pid())
+        runtime.together = True
+        with ThreadPoolExecutor(max_workers=2) as threads:
+            results = list(threads.map(runtime.score, [TEXTS, TEXTS]))
+        assert results == [expected, expected]
+        assert runtime.rebuilds == 1
+    finally:
+        runtime.close()
+
+
 def test_a_child_that_cannot_be_rebuilt_fails_every_batch_until_it_can(
     runtime: ChildProcessRuntime, artifact: Path, tiny: TrainResult
 ) -> None:
@@ -73,10 +104,10 @@ def test_a_child_that_cannot_be_rebuilt_fails_every_batch_until_it_can(
 class PoisonedRuntime(ChildProcessRuntime):
     """Any batch holding "poison" kills the child, as a crash in native code would."""
 
-    def _submit(self, fn: Any, *args: Any) -> Any:
+    def _submit(self, pool: ProcessPoolExecutor, fn: Any, *args: Any) -> Any:
         if fn is _child_score and any("poison" in text for text in args[0]):
-            kill(super()._submit(os.getpid))
-        return super()._submit(fn, *args)
+            kill(super()._submit(pool, os.getpid))
+        return super()._submit(pool, fn, *args)
 
 
 def test_a_text_that_kills_the_child_fails_alone(artifact: Path, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -472,3 +473,58 @@ def test_clean_agent_lets_other_tasks_run_while_records_are_buffered(
     asyncio.run(scenario())
     assert len(order) == 51
     assert 0 < order.index("other task") < 50, "the other task ran only after every buffered record"
+
+
+def test_score_agent_scores_the_next_batch_while_one_is_scoring_and_commits_neither_early(
+    harness: Harness,
+) -> None:
+    """Two batches in flight: batch 2 reaches the model while batch 1 is still being scored,
+    yet no offset of either becomes committable, and no batch-2 record is sent, before batch
+    1's records are with the producer. Batches finish in order."""
+    gate = threading.Event()
+    calls: list[list[str]] = []
+    score = harness.runtime.score
+
+    def gated(texts: Any) -> Any:
+        calls.append([str(t) for t in texts])
+        if len(calls) == 1:
+            gate.wait(10)  # the first batch is slow
+        return score(texts)
+
+    harness.runtime.score = gated  # type: ignore[method-assign]
+
+    async def until(predicate: Any, timeout_s: float = 10.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not predicate():
+            assert asyncio.get_running_loop().time() < deadline, (calls, harness.sent)
+            await asyncio.sleep(0.02)
+
+    async def scenario() -> None:
+        async with harness.agent("score").test_context() as agent:
+            to_message = agent.to_message
+
+            def conducted(*args: Any, **kwargs: Any) -> Any:
+                message = to_message(*args, **kwargs)
+                message.incref()  # as faust's conductor does for the one stream reading the topic
+                return message
+
+            agent.to_message = conducted
+            events = []
+            for group in "ab":
+                for i in range(3):
+                    sid = f"t3_{group}{i}"
+                    text = f"Bitcoin is doing fine today {group}{i}"
+                    events.append(await agent.put(clean(sid, text), key=sid.encode(), wait=False))
+                await until(lambda g=group: any(f"{g}0" in t for call in calls for t in call))
+            # batch 1 is still in the model, and batch 2 reached it too
+            assert not gate.is_set() and len(calls) >= 2
+            await asyncio.sleep(0.2)
+            assert harness.outputs("scored.posts") == []
+            assert not any(event.message.acked for event in events)
+            gate.set()
+            await until(lambda: len(harness.outputs("scored.posts")) == 6)
+            await until(lambda: all(event.message.acked for event in events))
+
+    asyncio.run(scenario())
+    order = [r["source_id"] for r in harness.outputs("scored.posts")]
+    assert order == [f"t3_{g}{i}" for g in "ab" for i in range(3)]
