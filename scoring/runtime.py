@@ -94,8 +94,12 @@ of 14, 6 % in batches of 64, 10 % one text at a time (docs/benchmarks.md, 2026-1
 """
 
 
-def inference_session(onnx_path: Path, threads: int) -> Any:
-    """The ONNX Runtime session every scorer and the export's own verification use."""
+def inference_session(onnx_path: Path, threads: int, *, optimized_graph: Path | None = None) -> Any:
+    """The ONNX Runtime session every scorer and the export's own verification use.
+
+    ``optimized_graph``: also write the graph as ONNX Runtime optimized it (what it runs),
+    to inspect which operators a change leaves or fuses.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -103,6 +107,8 @@ def inference_session(onnx_path: Path, threads: int) -> Any:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if optimized_graph is not None:
+        options.optimized_model_filepath = str(optimized_graph)
     return ort.InferenceSession(
         str(onnx_path),
         options,

@@ -14,7 +14,7 @@ import pytest
 from model_export.train import TrainResult
 from scoring.manifest import MANIFEST_NAME
 from scoring.registry_uri import ModelLoadError
-from scoring.runtime import SentimentRuntime, TextScore
+from scoring.runtime import SentimentRuntime, TextScore, inference_session
 
 pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
@@ -160,3 +160,25 @@ def test_a_dropped_lexicon_is_not_run_and_changes_nothing(tmp_path: Path) -> Non
     p_t, p_l = bundled.transformer_proba(texts), bundled.linear_proba(texts)
     with_lexicon = bundled._combiner.predict_proba(combiner_features(p_t, p_l, original(texts)))
     assert np.array_equal(served, with_lexicon)
+
+
+def test_served_graph_leaves_residual_layer_norms_unfused(tmp_path: Path) -> None:
+    """ONNX Runtime's fused SkipLayerNormalization has a scalar CPU kernel (13 % slower on
+    the bundled MiniLM, docs/benchmarks.md): the serving session must run Add +
+    LayerNormalization instead. Without the setting, the same graph does fuse them."""
+    import onnx
+    import onnxruntime as ort
+
+    model = Path(__file__).resolve().parents[2] / "models" / "default" / "artifact" / "model.onnx"
+    served = tmp_path / "served.onnx"
+    inference_session(model, threads=1, optimized_graph=served)
+    ops = {node.op_type for node in onnx.load(str(served)).graph.node}
+    assert "SkipLayerNormalization" not in ops and "LayerNormalization" in ops
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(tmp_path / "fused.onnx")
+    ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    assert "SkipLayerNormalization" in {
+        node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node
+    }
