@@ -150,10 +150,9 @@ class ScoreAgent:
             if in_flight:  # the last batch finishes (or fails) before the agent stops
                 await asyncio.wait(in_flight)
                 for task in in_flight:
-                    if not task.cancelled() and task.exception() is not None:
-                        log.error(
-                            "a scoring batch failed while the agent stopped", error=repr(task.exception())
-                        )
+                    error = None if task.cancelled() else task.exception()
+                    if error is not None:
+                        log.error("a scoring batch failed", error=repr(error))
 
     async def ensure_model(self) -> None:
         """Load the model, retrying while the registry has none: events wait in Kafka."""
@@ -209,38 +208,27 @@ class ScoreAgent:
             posts.append(post)
         self._in_flight.update(event_of.keys())
         result: BatchResult | None = None
+        # queued for the scoring process now; the batch before goes first
+        scoring = asyncio.ensure_future(self._score(posts)) if posts else None
         try:
-            try:
-                scoring = self._score(posts) if posts else None
-                if previous is not None:
-                    # the batch before goes first; this one's scoring waits in the process's queue
-                    scored_first = asyncio.ensure_future(scoring) if scoring is not None else None
-                    try:
-                        await previous
-                    except BaseException:
-                        if scored_first is not None:
-                            scored_first.cancel()
-                        raise
-                    result = await scored_first if scored_first is not None else None
-                elif scoring is not None:
-                    result = await scoring
-                for event, error in unreadable_events:
-                    letter = unreadable(event, error, component=COMPONENT_SCORE)
-                    pending.append(await self.dead_letters.send(letter, self.name))
-                if result is not None:
-                    await self._send(result, event_of, pending)
-            finally:
-                release(events)  # the records are with the producer (or the batch failed)
+            if previous is not None:
+                await previous
+            result = await scoring if scoring is not None else None
+            for event, error in unreadable_events:
+                letter = unreadable(event, error, component=COMPONENT_SCORE)
+                pending.append(await self.dead_letters.send(letter, self.name))
+            if result is not None:
+                await self._send(result, event_of, pending)
         except BaseException:
             # this batch will not finish: let a redelivery of its ids be scored again
+            if scoring is not None:
+                scoring.cancel()
             for source_id in event_of:
                 self._in_flight.discard(source_id)
             raise
-        if pending:
-            await self._finish_batch(pending, result, event_of)
-        else:
-            for source_id in event_of:
-                self._in_flight.discard(source_id)
+        finally:
+            release(events)  # the records are with the producer (or the batch failed)
+        await self._finish_batch(pending, result, event_of)
 
     async def _score(self, posts: list[CleanPost]) -> BatchResult:
         """Score one batch with the current model (a hot swap lands between batches)."""

@@ -11,6 +11,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from model_export.bundle import BUNDLE_ROOT
 from model_export.data import load_corpus
 from model_export.train import build_linear
 from scoring.linear import (
@@ -171,7 +172,7 @@ def test_the_bundled_member_is_served_to_the_bit_on_shipped_text() -> None:
     """The default model's own linear member, on thousands of shipped texts of every source."""
     texts = load_corpus(seed=13)["text"].tolist()[::8]
     assert len(texts) > 3000
-    pipeline = load_linear(Path(__file__).resolve().parents[2] / "models" / "default" / "artifact")
+    pipeline = load_linear(BUNDLE_ROOT / "artifact")
     expected = pipeline.predict_proba(texts)
     served = ServedLinear(pipeline)
     got = np.vstack([served.predict_proba(texts[i : i + 50]) for i in range(0, len(texts), 50)])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from model_export.bundle import BUNDLE_ROOT
 from model_export.train import TrainResult
 from scoring.manifest import MANIFEST_NAME
 from scoring.registry_uri import ModelLoadError
@@ -138,7 +139,7 @@ def test_a_dropped_lexicon_is_not_run_and_changes_nothing(tmp_path: Path) -> Non
     from scoring.manifest import write_manifest
 
     artifact = tmp_path / "artifact"
-    shutil.copytree(Path(__file__).resolve().parents[2] / "models" / "default" / "artifact", artifact)
+    shutil.copytree(BUNDLE_ROOT / "artifact", artifact)
     fitted = Combiner.load(artifact / "combiner.json")
     coef = fitted.coef.copy()
     coef[:, [FEATURE_NAMES.index(name) for name in MEMBER_FEATURES["lexicon"]]] = 0.0
@@ -169,7 +170,7 @@ def test_served_graph_leaves_residual_layer_norms_unfused(tmp_path: Path) -> Non
     import onnx
     import onnxruntime as ort
 
-    model = Path(__file__).resolve().parents[2] / "models" / "default" / "artifact" / "model.onnx"
+    model = BUNDLE_ROOT / "artifact" / "model.onnx"
     served = tmp_path / "served.onnx"
     inference_session(model, threads=1, optimized_graph=served)
     ops = {node.op_type for node in onnx.load(str(served)).graph.node}
