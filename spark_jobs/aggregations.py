@@ -240,6 +240,14 @@ def assign_windows(
     """
     from pyspark.sql import functions as F
 
+    exploded = measures.select(F.explode(F.array(*_window_entries(sizes))).alias("_w"), *measures.columns)
+    return _with_window_columns(exploded, measures.columns, watermark_delay_ms)
+
+
+def _window_entries(sizes: Iterable[WindowSize]) -> list[Column]:
+    """One ``(window, start, end)`` struct per window of ``sizes`` that holds ``event_time``."""
+    from pyspark.sql import functions as F
+
     us = F.unix_micros(F.col("event_time"))
     entries = []
     for size in sizes:
@@ -255,14 +263,62 @@ def assign_windows(
                     F.timestamp_micros(start + F.lit(length)).alias("end"),
                 )
             )
-    exploded = measures.select(F.explode(F.array(*entries)).alias("_w"), *measures.columns)
+    return entries
+
+
+def _with_window_columns(
+    exploded: DataFrame, columns: list[str], watermark_delay_ms: int | None
+) -> DataFrame:
+    """The exploded ``_w`` struct -> the window struct ``w`` and the ``window`` size column."""
+    from pyspark.sql import functions as F
+
     w = F.struct(F.col("_w.start").alias("start"), F.col("_w.end").alias("end"))
     w = (
         w.alias("w", metadata={WATERMARK_DELAY_KEY: watermark_delay_ms})
         if watermark_delay_ms is not None
         else w.alias("w")
     )
-    return exploded.select(w, F.col("_w.window").alias("window"), *measures.columns)
+    return exploded.select(w, F.col("_w.window").alias("window"), *columns)
+
+
+ROLLUP_BUCKET = "5 minutes"
+"""The coarser bucket :func:`window_rollup` builds the longer windows from."""
+
+
+def window_rollup(minutes: DataFrame, sizes: Iterable[WindowSize] = tuple(WINDOW_SPECS)) -> DataFrame:
+    """Batch: one-minute buckets -> the aggregates of every window (``aggregate_windows``'s rows).
+
+    The same rows as ``aggregate_windows(assign_windows(minutes, sizes))`` at a third of the
+    work: one aggregation turns each minute bucket into itself and its five-minute bucket,
+    and a second one fans each five-minute bucket (a fifth as many rows) out to the windows
+    made of whole five-minute buckets (5m, 1h, 1d, and the 12 overlapping ``1h_5m``), instead
+    of fanning every minute bucket out to 16 windows. Exact: every measure is a sum, a max,
+    a min or a min/max-by, which any grouping of the rows gives alike (docs/benchmarks.md has
+    what it saves).
+    """
+    from pyspark.sql import functions as F
+
+    bucket = _micros(ROLLUP_BUCKET)
+    sizes = [WindowSize(size) for size in sizes]
+    coarse = [s for s in sizes if all(x % bucket == 0 for back, n in _window_starts(s) for x in (back, n))]
+    fine = [s for s in sizes if s not in coarse]
+    us = F.unix_micros(F.col("event_time"))
+    levels = [F.struct(F.lit(False).alias("coarse"), F.col("event_time").alias("t"))] if fine else []
+    if coarse:
+        start = F.timestamp_micros(us - F.pmod(us, F.lit(bucket)))
+        levels.append(F.struct(F.lit(True).alias("coarse"), start.alias("t")))
+    columns = [c for c in minutes.columns if c != "event_time"]
+    buckets = (
+        minutes.select(F.explode(F.array(*levels)).alias("_b"), *columns)
+        .groupBy(F.col("_b.coarse").alias("_coarse"), F.col("_b.t").alias("event_time"), "coin", "source")
+        .agg(*_sums())
+    )
+    fan = F.array(*_window_entries(fine or coarse))
+    if fine and coarse:
+        fan = F.when(F.col("_coarse"), F.array(*_window_entries(coarse))).otherwise(fan)
+    measures = [c for c in buckets.columns if c != "_coarse"]
+    exploded = buckets.select(F.explode(fan).alias("_w"), *measures)
+    return aggregate_windows(_with_window_columns(exploded, measures, None))
 
 
 def aggregate_windows(windowed: DataFrame) -> DataFrame:

@@ -44,12 +44,11 @@ from scoring.registry_uri import pinned_uri
 from spark_jobs.aggregations import (
     WINDOW_SPECS,
     add_cross_window_features,
-    aggregate_windows,
-    assign_windows,
     build_trend_frame,
     components_frame,
     measure_rows,
     minute_buckets,
+    window_rollup,
 )
 from spark_jobs.inputs import kafka_events, parse_events
 from spark_jobs.lake import (
@@ -244,7 +243,7 @@ def run_backfill(
     counted = Observation("backfill-events")
     events = events.observe(counted, F.count(F.lit(1)).alias("events"))
     step("aggregating events into windows", 2)
-    aggregates = aggregate_windows(assign_windows(minute_buckets(measure_rows(events)), WINDOW_SPECS)).where(
+    aggregates = window_rollup(minute_buckets(measure_rows(events))).where(
         (F.col("window_start") >= _epoch_ms(lo)) & (F.col("window_start") < _epoch_ms(hi))
     )
     # Arrow straight to pandas: the aggregates are longs, doubles and strings only.
@@ -403,7 +402,7 @@ def warm_up(spark: SparkSession, scratch: Path, events: int = 200_000) -> float:
         history = first_of_each(history.select(*AGG_COLUMNS), ["kind", "source_id"]).observe(
             counted, F.count(F.lit(1)).alias("events")
         )
-        aggregate_windows(assign_windows(minute_buckets(measure_rows(history)), WINDOW_SPECS)).toArrow()
+        window_rollup(minute_buckets(measure_rows(history))).toArrow()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return time.perf_counter() - started

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from schemas.events import WindowSize
 from spark_jobs.aggregations import (
     LEAD_LAG_MIN_PAIRS,
     MEASURES,
@@ -28,6 +29,7 @@ from spark_jobs.aggregations import (
     measure_rows,
     minute_buckets,
     to_trend_windows,
+    window_rollup,
 )
 from spark_jobs.inputs import parse_events
 from spark_jobs.metrics import SparkMetrics
@@ -193,6 +195,45 @@ def test_minute_buckets_path_equals_direct_path(spark: Any) -> None:
     assert set(a["window"]) == {w.value for w in WINDOW_SPECS}
     one = a[(a["window"] == "1m") & (a["coin"] == "bitcoin") & (a["source"] == "all")].iloc[0]
     assert one["price_open"] == 100 and one["price_close"] == 100 + (2 * 13) % 7
+
+
+def _sorted_aggregates(frame: Any) -> pd.DataFrame:
+    keys = ["window", "window_start", "coin", "source"]
+    return frame.toPandas().sort_values(keys).reset_index(drop=True)
+
+
+def test_window_rollup_equals_every_minute_fanned_out_to_its_windows(spark: Any) -> None:
+    """Over a day and a half that crosses two midnights: every window size, dominance totals,
+    the ``all`` source and price open/close/high/low come out the same through five-minute
+    buckets as from each minute bucket fanned out to all its windows."""
+    start = T0 - timedelta(hours=2)
+    records = [
+        post(
+            i,
+            start + timedelta(seconds=613 * i + (i * i) % 59),
+            [["bitcoin"], ["bitcoin", "solana"], ["solana", "ethereum", "bitcoin"], []][i % 4],
+            ((i * 7) % 11 - 5) / 5,
+            0.3 + (i % 7) / 10,
+            ["negative", "neutral", "positive"][i % 3],
+            ["reddit", "news"][i % 2],
+        )
+        for i in range(160)
+    ] + [
+        tick(["bitcoin", "solana"][i % 2], start + timedelta(seconds=421 * i), 100 + (i * 13) % 17)
+        for i in range(240)
+    ]
+    minutes = minute_buckets(measure_rows(_events(spark, records)))
+    fanned = _sorted_aggregates(aggregate_windows(assign_windows(minutes)))
+    rolled = _sorted_aggregates(window_rollup(minutes))
+    pd.testing.assert_frame_equal(rolled[fanned.columns], fanned)
+    assert set(fanned["window"]) == {w.value for w in WINDOW_SPECS}
+    assert fanned["window_start"].nunique() > 300 and (fanned["coin"] == TOTAL_COIN).any()
+    assert (fanned["source"] == PRICE_SOURCE).any() and (fanned["source"] == "all").any()
+    for sizes in (["1m"], ["1h_5m", "1d"], ["5m", "1m"]):
+        chosen = [WindowSize(size) for size in sizes]
+        subset = _sorted_aggregates(aggregate_windows(assign_windows(minutes, chosen)))
+        rolled = _sorted_aggregates(window_rollup(minutes, chosen))
+        pd.testing.assert_frame_equal(rolled[subset.columns], subset)
 
 
 def test_unparseable_and_invalid_records_are_dropped(spark: Any) -> None:
