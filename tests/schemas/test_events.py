@@ -17,6 +17,7 @@ from schemas.events import (
     RedditPost,
     ScoredPost,
     TrendWindow,
+    iso_utc,
     parse_raw_text,
 )
 
@@ -55,6 +56,38 @@ def test_timestamps_are_utc_iso_with_z():
     assert wire["event_time"] == "2024-05-01T12:30:00.000Z"
     assert wire["ingest_time"].endswith("Z")
     assert RedditPost.from_json(post.to_json()) == post
+
+
+@pytest.mark.parametrize(
+    ("given", "stored", "wire"),
+    [
+        # already normal (UTC, whole milliseconds): kept as it is
+        (datetime(2024, 5, 1, 12, 30, 0, 123000, tzinfo=UTC), None, "2024-05-01T12:30:00.123Z"),
+        # sub-millisecond digits are cut, in UTC as in any other zone
+        (
+            datetime(2024, 5, 1, 12, 30, 0, 123999, tzinfo=UTC),
+            datetime(2024, 5, 1, 12, 30, 0, 123000, tzinfo=UTC),
+            "2024-05-01T12:30:00.123Z",
+        ),
+        (
+            datetime(2024, 5, 1, 18, 0, 0, 999999, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+            datetime(2024, 5, 1, 12, 30, 0, 999000, tzinfo=UTC),
+            "2024-05-01T12:30:00.999Z",
+        ),
+        # a zone at offset zero that is not the UTC singleton is still normalized
+        (
+            datetime(2024, 5, 1, 12, 30, tzinfo=timezone(timedelta(0), "GMT")),
+            datetime(2024, 5, 1, 12, 30, tzinfo=UTC),
+            "2024-05-01T12:30:00.000Z",
+        ),
+    ],
+)
+def test_timestamps_are_stored_in_utc_at_millisecond_precision(given, stored, wire):
+    tick = PriceTick(source_id="bitcoin:x", event_time=given, coin="bitcoin", price=1.0)
+    assert tick.event_time == (stored or given) and tick.event_time.tzinfo is UTC
+    assert tick.event_time.microsecond % 1000 == 0
+    assert json.loads(tick.to_json())["event_time"] == wire
+    assert iso_utc(given.replace(microsecond=given.microsecond // 1000 * 1000)) == wire
 
 
 def test_naive_timestamp_rejected():
