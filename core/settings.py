@@ -231,6 +231,13 @@ class SparkSettings(_Section):
         description="synthetic events `spark stream` runs through the backfill's query a minute after "
         "it starts, so that backfills sent to its Spark Connect endpoint find a warm JVM; 0: none",
     )
+    backfill_warm_up_runs: int = Field(
+        default=2,
+        ge=1,
+        le=10,
+        description="how many times the warm-up runs the backfill's query: a second run gets the JIT "
+        "further, about 1.5 s off the first 1 M-event backfill (docs/benchmarks.md)",
+    )
     backfill_kafka_slack_s: int = Field(
         default=86_400,
         ge=0,

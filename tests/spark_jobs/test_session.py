@@ -202,11 +202,11 @@ def test_the_stream_warms_up_for_backfills_only_when_asked(
     fake = SimpleNamespace(conf=SimpleNamespace(get=lambda key, default="": plugins.get(key, default)))
     assert stream.serves_connect(fake)  # type: ignore[arg-type]
     stream.warm_up_for_backfills(fake, settings_with(free_port()), threading.Event())  # type: ignore[arg-type]
-    assert calls == [200_000]
+    assert calls == [200_000, 200_000]  # spark.backfill_warm_up_runs
     stopped = threading.Event()
     stopped.set()
     stream.warm_up_for_backfills(fake, settings_with(free_port()), stopped)  # type: ignore[arg-type]
-    assert calls == [200_000]  # stopping before the delay ends: no warm-up
+    assert calls == [200_000, 200_000]  # stopping before the delay ends: no warm-up
 
     def failing(spark: Any, scratch: Any, events: int) -> float:
         raise RuntimeError("the application stopped")
