@@ -210,8 +210,6 @@ def run_backfill(
     progress: Progress | None = None,
 ) -> BackfillResult:
     """Recompute and replace the windows that start in [start, end] (UTC days, inclusive)."""
-    from pyspark.sql import Observation
-    from pyspark.sql import functions as F
 
     def step(message: str, number: int) -> None:
         log.info("backfill: %s", message, extra={"stage": number})
@@ -232,20 +230,8 @@ def run_backfill(
         raw = lake_history(spark, settings, lo, hi + REACH)
     else:
         raise BackfillError(f"unknown source {source!r} (kafka or lake)")
-    events = raw.where((F.col("event_time") >= F.lit(lo)) & (F.col("event_time") < F.lit(hi + REACH)))
-    # Only what the windows need travels through the shuffle (not the text unless it is
-    # re-scored), and the whole job is one pass: the event count is observed on the way
-    # instead of caching the events and counting them first.
-    needed = [*AGG_COLUMNS, "text"] if model is not None else list(AGG_COLUMNS)
-    events = first_of_each(events.select(*needed), ["kind", "source_id"])
-    if model is not None:
-        events = rescore(events, model, settings)
-    counted = Observation("backfill-events")
-    events = events.observe(counted, F.count(F.lit(1)).alias("events"))
     step("aggregating events into windows", 2)
-    aggregates = window_rollup(minute_buckets(measure_rows(events))).where(
-        (F.col("window_start") >= _epoch_ms(lo)) & (F.col("window_start") < _epoch_ms(hi))
-    )
+    aggregates, counted = window_aggregates(raw, lo, hi, model=model, settings=settings)
     # Arrow straight to pandas: the aggregates are longs, doubles and strings only.
     components = components_frame(aggregates.toArrow().to_pandas())
     n_events = observed_count(counted, "events", empty=components.empty)
@@ -287,6 +273,41 @@ def run_backfill(
     )
     log.info("backfill finished", extra={k: str(v) for k, v in result.__dict__.items()})
     return result
+
+
+def window_aggregates(
+    raw: DataFrame,
+    lo: datetime,
+    hi: datetime,
+    *,
+    model: str | None = None,
+    settings: Settings | None = None,
+    name: str = "backfill-events",
+) -> tuple[DataFrame, Any]:
+    """The backfill's Spark part: the events of [lo, hi + REACH) -> the aggregates of every
+    window that starts in [lo, hi), and the Observation that counts the events on the way.
+
+    Only what the windows need travels through the shuffle (not the text unless it is
+    re-scored by ``model``), and the whole job is one pass: the event count is observed
+    instead of caching the events and counting them first. :func:`warm_up` runs this same
+    query, so a warm JVM has compiled exactly what a backfill runs.
+    """
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    events = raw.where((F.col("event_time") >= F.lit(lo)) & (F.col("event_time") < F.lit(hi + REACH)))
+    needed = [*AGG_COLUMNS, "text"] if model is not None else list(AGG_COLUMNS)
+    events = first_of_each(events.select(*needed), ["kind", "source_id"])
+    if model is not None:
+        if settings is None:
+            raise BackfillError("re-scoring needs the settings the model is loaded with")
+        events = rescore(events, model, settings)
+    counted = Observation(name)
+    events = events.observe(counted, F.count(F.lit(1)).alias("events"))
+    aggregates = window_rollup(minute_buckets(measure_rows(events))).where(
+        (F.col("window_start") >= _epoch_ms(lo)) & (F.col("window_start") < _epoch_ms(hi))
+    )
+    return aggregates, counted
 
 
 def replace_outputs(
@@ -366,7 +387,6 @@ def warm_up(spark: SparkSession, scratch: Path, events: int = 200_000) -> float:
     """
     import shutil
 
-    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     started = time.perf_counter()
@@ -398,11 +418,8 @@ def warm_up(spark: SparkSession, scratch: Path, events: int = 200_000) -> float:
     try:
         typed.write.partitionBy("kind", "date").parquet(str(folder))
         history = read_events(spark, folder, "2026-01-01", "2026-01-02")
-        counted = Observation("warm-up-events")
-        history = first_of_each(history.select(*AGG_COLUMNS), ["kind", "source_id"]).observe(
-            counted, F.count(F.lit(1)).alias("events")
-        )
-        window_rollup(minute_buckets(measure_rows(history))).toArrow()
+        lo, hi = day_bounds(date(2026, 1, 1), date(2026, 1, 2))
+        window_aggregates(history, lo, hi, name="warm-up-events")[0].toArrow()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return time.perf_counter() - started
