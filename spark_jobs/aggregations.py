@@ -763,6 +763,11 @@ def to_trend_windows(trends: pd.DataFrame) -> list[TrendWindow]:
     def ints(col: str) -> list[int]:
         return trends[col].to_numpy(dtype="int64").tolist()
 
+    moments: dict[int, datetime] = {}  # one datetime per distinct millisecond: windows share starts
+
+    def times(col: str) -> list[datetime]:
+        return [moments[ms] if ms in moments else moments.setdefault(ms, _utc(ms)) for ms in ints(col)]
+
     def floats(col: str) -> list[float]:
         return trends[col].to_numpy(dtype="float64").tolist()
 
@@ -779,10 +784,10 @@ def to_trend_windows(trends: pd.DataFrame) -> list[TrendWindow]:
         "coin": trends["coin"].astype(str).tolist(),
         "window": trends["window"].astype(str).tolist(),
         "source": trends["source"].astype(str).tolist(),
-        "window_start": [_utc(ms) for ms in ints("window_start")],
-        "window_end": [_utc(ms) for ms in ints("window_end")],
-        "event_time": [_utc(ms) for ms in ints("event_time")],
-        "ingest_time": [_utc(ms) for ms in ints("ingest_time")],
+        "window_start": times("window_start"),
+        "window_end": times("window_end"),
+        "event_time": times("event_time"),
+        "ingest_time": times("ingest_time"),
         "volume": ints("volume"),
         **{col: floats(col) for col in _TREND_FLOATS},
         **{col: optional(col) for col in _TREND_OPTIONAL_FLOATS},

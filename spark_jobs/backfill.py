@@ -30,7 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import reduce
+from functools import partial, reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -231,7 +231,8 @@ def run_backfill(
     else:
         raise BackfillError(f"unknown source {source!r} (kafka or lake)")
     step("aggregating events into windows", 2)
-    aggregates, counted = window_aggregates(raw, lo, hi, model=model, settings=settings)
+    rescoring = None if model is None else partial(rescore, model=model, settings=settings)
+    aggregates, counted = window_aggregates(raw, lo, hi, rescoring=rescoring)
     # Arrow straight to pandas: the aggregates are longs, doubles and strings only.
     components = components_frame(aggregates.toArrow().to_pandas())
     n_events = observed_count(counted, "events", empty=components.empty)
@@ -280,15 +281,15 @@ def window_aggregates(
     lo: datetime,
     hi: datetime,
     *,
-    model: str | None = None,
-    settings: Settings | None = None,
+    rescoring: Callable[[DataFrame], DataFrame] | None = None,
     name: str = "backfill-events",
 ) -> tuple[DataFrame, Any]:
     """The backfill's Spark part: the events of [lo, hi + REACH) -> the aggregates of every
     window that starts in [lo, hi), and the Observation that counts the events on the way.
 
-    Only what the windows need travels through the shuffle (not the text unless it is
-    re-scored by ``model``), and the whole job is one pass: the event count is observed
+    Only what the windows need travels through the shuffle (not the text unless
+    ``rescoring``, :func:`rescore` bound to a model, labels the events again), and the
+    whole job is one pass: the event count is observed
     instead of caching the events and counting them first. :func:`warm_up` runs this same
     query, so a warm JVM has compiled exactly what a backfill runs.
     """
@@ -296,12 +297,10 @@ def window_aggregates(
     from pyspark.sql import functions as F
 
     events = raw.where((F.col("event_time") >= F.lit(lo)) & (F.col("event_time") < F.lit(hi + REACH)))
-    needed = [*AGG_COLUMNS, "text"] if model is not None else list(AGG_COLUMNS)
+    needed = [*AGG_COLUMNS, "text"] if rescoring is not None else list(AGG_COLUMNS)
     events = first_of_each(events.select(*needed), ["kind", "source_id"])
-    if model is not None:
-        if settings is None:
-            raise BackfillError("re-scoring needs the settings the model is loaded with")
-        events = rescore(events, model, settings)
+    if rescoring is not None:
+        events = rescoring(events)
     counted = Observation(name)
     events = events.observe(counted, F.count(F.lit(1)).alias("events"))
     aggregates = window_rollup(minute_buckets(measure_rows(events))).where(

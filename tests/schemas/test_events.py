@@ -90,6 +90,18 @@ def test_timestamps_are_stored_in_utc_at_millisecond_precision(given, stored, wi
     assert iso_utc(given.replace(microsecond=given.microsecond // 1000 * 1000)) == wire
 
 
+def test_cached_wire_form_is_right_for_every_zone_and_millisecond():
+    """``iso_utc`` is cached by value: an instant first met in UTC and again in another zone
+    (equal datetimes) must give the same text, and instants a millisecond apart must not."""
+    moment = datetime(2024, 5, 1, 12, 30, 0, 5000, tzinfo=UTC)
+    assert iso_utc(moment) == "2024-05-01T12:30:00.005Z"
+    assert iso_utc(moment.astimezone(timezone(timedelta(hours=-7)))) == "2024-05-01T12:30:00.005Z"
+    assert iso_utc(moment + timedelta(milliseconds=1)) == "2024-05-01T12:30:00.006Z"
+    assert iso_utc(moment.astimezone(timezone(timedelta(hours=3))) + timedelta(milliseconds=1)) == (
+        "2024-05-01T12:30:00.006Z"
+    )
+
+
 def test_naive_timestamp_rejected():
     with pytest.raises(ValidationError, match="timezone"):
         PriceTick(source_id="bitcoin:x", event_time=datetime(2024, 1, 1), coin="bitcoin", price=1.0)
