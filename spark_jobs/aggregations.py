@@ -766,7 +766,9 @@ def to_trend_windows(trends: pd.DataFrame) -> list[TrendWindow]:
     moments: dict[int, datetime] = {}  # one datetime per distinct millisecond: windows share starts
 
     def times(col: str) -> list[datetime]:
-        return [moments[ms] if ms in moments else moments.setdefault(ms, _utc(ms)) for ms in ints(col)]
+        values = ints(col)
+        moments.update((ms, _utc(ms)) for ms in set(values).difference(moments))
+        return [moments[ms] for ms in values]
 
     def floats(col: str) -> list[float]:
         return trends[col].to_numpy(dtype="float64").tolist()
