@@ -10,7 +10,7 @@ import csv
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
@@ -116,6 +116,16 @@ def train(
             "calibrated probabilities as they are)",
         ),
     ] = None,
+    distill_mix: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME=REPEATS[:CAP]",
+            help="distill only, repeatable: change one dataset's share of the transfer set, e.g. "
+            "cryptolin=5 (its train rows 5 times) or tweeteval=1:8000 (8,000 rows drawn, once); "
+            "CAP 'all' takes every row, REPEATS 0 leaves it out; others keep the default mix "
+            "(model_export.distill.DISTILL_MIX)",
+        ),
+    ] = None,
     refit: Annotated[
         bool,
         typer.Option(
@@ -141,6 +151,7 @@ def train(
             ("--teacher-dir", teacher_dir is not None),
             ("--distill-alpha", distill_alpha is not None),
             ("--distill-temperature", distill_temperature is not None),
+            ("--distill-mix", bool(distill_mix)),
         ):
             if used:
                 raise _fail(f"{option} applies to --profile distill only")
@@ -154,7 +165,14 @@ def train(
     if profile is TrainProfile.distill:
         overrides.update(
             _distilled_students(
-                settings, overrides, teacher_dir, out, progress, distill_alpha, distill_temperature
+                settings,
+                overrides,
+                teacher_dir,
+                out,
+                progress,
+                distill_alpha,
+                distill_temperature,
+                distill_mix or [],
             )
         )
     if register_model:
@@ -204,6 +222,7 @@ def _distilled_students(
     progress: bool,
     alpha: float | None = None,
     temperature: float | None = None,
+    mix: Sequence[str] = (),
 ) -> dict[str, Path]:
     """``train --profile distill``: teach MiniLM with the finished teacher, on the train split and,
     for a refit, on train + validation; the students' directories as ``TrainConfig`` fields."""
@@ -218,12 +237,15 @@ def _distilled_students(
         raise _fail(f"{teacher} holds no model.safetensors: not a teacher model directory", code=1)
     work = out or settings.cache_dir / "training" / "distill-run"
     config = TrainConfig.from_settings(settings, work, **overrides)
-    defaults = DistillConfig(teacher_dir=teacher)  # alpha and temperature where the options are left out
-    distill = replace(
-        defaults,
-        alpha=defaults.alpha if alpha is None else alpha,
-        temperature=defaults.temperature if temperature is None else temperature,
-    )
+    defaults = DistillConfig(teacher_dir=teacher)  # alpha, temperature, mix where the options are left out
+    try:
+        distill = replace(
+            defaults.with_mix(mix),
+            alpha=defaults.alpha if alpha is None else alpha,
+            temperature=defaults.temperature if temperature is None else temperature,
+        )
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     students = {"transformer_dir": distill_student(config, distill, settings.cache_dir, progress=progress)}
     if config.refit:
         students["refit_transformer_dir"] = distill_student(

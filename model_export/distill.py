@@ -27,7 +27,8 @@ import os
 import tempfile
 import time
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,34 @@ class DistillConfig:
 
     def mix_dict(self) -> dict[str, tuple[int | None, int]]:
         return {name: (cap, repeats) for name, cap, repeats in self.mix}
+
+    def with_mix(self, specs: Sequence[str]) -> DistillConfig:
+        """This config with ``NAME=REPEATS[:CAP]`` changes to its transfer mix (``cryptopulse
+        train --distill-mix``): REPEATS copies of the dataset's train rows (0 leaves it out),
+        CAP rows drawn first (``all``: every row; left out, the current cap stays). Datasets
+        not named keep their share, so an experiment changes one thing. Raises ValueError."""
+        mix = self.mix_dict()
+        for spec in specs:
+            name, sep, value = spec.partition("=")
+            name = name.strip()
+            if not sep or name not in mix:
+                raise ValueError(
+                    f"--distill-mix {spec!r}: expected NAME=REPEATS[:CAP], NAME one of {', '.join(mix)}"
+                )
+            repeats_text, has_cap, cap_text = value.partition(":")
+            try:
+                repeats = int(repeats_text)
+                cap = mix[name][0] if not has_cap else None if cap_text.strip() == "all" else int(cap_text)
+            except ValueError:
+                raise ValueError(
+                    f"--distill-mix {spec!r}: REPEATS and CAP are whole numbers (CAP may be 'all')"
+                ) from None
+            if repeats < 0 or (cap is not None and cap < 1):
+                raise ValueError(f"--distill-mix {spec!r}: REPEATS must be >= 0 and CAP >= 1")
+            mix[name] = (cap, repeats)
+        if not any(repeats for _, repeats in mix.values()):
+            raise ValueError("--distill-mix leaves no dataset in the transfer set")
+        return replace(self, mix=tuple((name, cap, repeats) for name, (cap, repeats) in mix.items()))
 
 
 def find_teacher(cache_dir: Path) -> Path:

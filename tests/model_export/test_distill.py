@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from model_export.distill import (
+    DISTILL_MIX,
     DistillConfig,
     TeacherNotFoundError,
     cached_teacher_probabilities,
@@ -169,3 +170,19 @@ def test_a_student_never_learns_from_the_test_split(tmp_path: Path) -> None:
             progress=False,
             splits=("train", "test"),
         )
+
+
+def test_with_mix_changes_only_the_named_datasets(tmp_path: Path) -> None:
+    """``--distill-mix``: REPEATS alone keeps the cap, ``:all`` lifts it, 0 leaves a set out,
+    and a mix that leaves nothing is refused."""
+    config = DistillConfig(teacher_dir=tmp_path)
+    changed = config.with_mix(["tweeteval=2", "twitter_financial_news=1:all", "stock_tweets=0"])
+    assert changed.mix_dict() == {
+        **DISTILL_MIX,
+        "tweeteval": (DISTILL_MIX["tweeteval"][0], 2),
+        "twitter_financial_news": (None, 1),
+        "stock_tweets": (None, 0),
+    }
+    assert config.mix_dict() == DISTILL_MIX  # the original is left as it was
+    with pytest.raises(ValueError, match="leaves no dataset"):
+        config.with_mix([f"{name}=0" for name in DISTILL_MIX])

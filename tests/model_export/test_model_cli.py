@@ -167,3 +167,32 @@ def test_distillation_options_reach_the_students_config(
         (0.3, 2.0, teacher),
         (distill.DistillConfig(teacher_dir=teacher).alpha, 1.0, teacher),
     ]
+    assert seen[1].mix_dict() == distill.DISTILL_MIX  # no --distill-mix: the default transfer set
+    runner.invoke(cli.app, [*base, "--distill-mix", "cryptolin=5", "--distill-mix", "tweeteval=1:all"])
+    assert seen[2].mix_dict() == {**distill.DISTILL_MIX, "cryptolin": (None, 5), "tweeteval": (None, 1)}
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ("cryptolin", "expected NAME=REPEATS[:CAP]"),
+        ("bitcointalk=2", "NAME one of twitter_financial_news"),
+        ("cryptolin=many", "whole numbers"),
+        ("cryptolin=-1", "REPEATS must be >= 0"),
+        ("tweeteval=1:0", "CAP >= 1"),
+    ],
+)
+def test_a_bad_distill_mix_fails_with_its_reason(
+    runner: CliRunner, tmp_path: Path, spec: str, reason: str
+) -> None:
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "model.safetensors").write_bytes(b"weights")
+    base = ["train", "--profile", "distill", "--teacher-dir", str(teacher), "--no-register"]
+    out = runner.invoke(cli.app, [*base, "--distill-mix", spec])
+    assert out.exit_code == 2 and reason in out.output, out.output
+
+
+def test_distill_mix_applies_to_the_distill_profile_only(runner: CliRunner) -> None:
+    out = runner.invoke(cli.app, ["train", "--distill-mix", "cryptolin=5"])
+    assert out.exit_code == 2 and "--distill-mix applies to --profile distill only" in out.output
