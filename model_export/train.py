@@ -191,10 +191,14 @@ def training_mix(
 
 
 def transformer_training_set(
-    train: pd.DataFrame, config: TrainConfig, mix: dict[str, tuple[int | None, int]] | None = None
+    train: pd.DataFrame,
+    config: TrainConfig,
+    mix: dict[str, tuple[int | None, int]] | None = None,
+    max_examples: int | None = None,
 ) -> pd.DataFrame:
     """The capped, repeated fine-tuning mix (``config.mix`` unless ``mix`` is given, e.g. the
-    distillation transfer mix), shuffled, at most max_examples.
+    distillation transfer mix), shuffled, at most ``max_examples`` (default
+    ``config.max_examples``; the transfer set has its own cap).
 
     The fine-tuning loop has no per-example weights, so feedback rows are repeated
     ``round(feedback_weight)`` times instead (weight 0: left out).
@@ -202,7 +206,8 @@ def transformer_training_set(
     mix = dict(config.mix if mix is None else mix)
     if datamod.FEEDBACK_DATASET not in mix:
         mix[datamod.FEEDBACK_DATASET] = (None, round(config.feedback_weight))
-    return training_mix(train, mix, config.seed, config.max_examples)
+    cap = config.max_examples if max_examples is None else max_examples
+    return training_mix(train, mix, config.seed, cap)
 
 
 def load_feedback_rows(config: TrainConfig) -> pd.DataFrame:

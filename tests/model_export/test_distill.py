@@ -18,7 +18,7 @@ from model_export.distill import (
 )
 from model_export.teacher import sha256_file
 from model_export.train import TrainResult, train
-from model_export.transformer import UNLABELED, distillation_loss
+from model_export.transformer import DISTILLATION_RECORD, UNLABELED, distillation_loss
 from tests.model_export.tiny import tiny_config
 
 torch = pytest.importorskip("torch")
@@ -186,3 +186,34 @@ def test_with_mix_changes_only_the_named_datasets(tmp_path: Path) -> None:
     assert config.mix_dict() == DISTILL_MIX  # the original is left as it was
     with pytest.raises(ValueError, match="leaves no dataset"):
         config.with_mix([f"{name}=0" for name in DISTILL_MIX])
+
+
+def test_the_transfer_set_has_its_own_cap_not_the_trainers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain fine-tuning stops at ``max_examples``; the transfer set at ``DistillConfig.max_rows``,
+    so a distilled student sees every text the mix draws (30k rows in the shipped mix)."""
+    import model_export.distill as distill
+
+    seen: dict[str, int] = {}
+
+    def fake_fine_tune(texts: list[str], labels: list[int], out: Path, *_a: object, **kw: object) -> Path:
+        seen["texts"] = len(texts)
+        seen["soft"] = len(kw["soft_targets"])  # type: ignore[arg-type]
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+
+    monkeypatch.setattr(distill, "fine_tune", fake_fine_tune)
+    monkeypatch.setattr(distill, "sha256_file", lambda _p: "0" * 64)
+    monkeypatch.setattr(
+        distill, "cached_teacher_probabilities", lambda _d, texts, *a, **k: np.full((len(texts), 3), 1 / 3)
+    )
+    config = tiny_config(tmp_path / "run", max_examples=20)  # 30 rows per dataset and split
+    drawn = sum(repeats for _, _, repeats in DistillConfig(teacher_dir=tmp_path).mix) * 30
+    student = distill_student(config, DistillConfig(teacher_dir=tmp_path), tmp_path, progress=False)
+    record = json.loads((student / DISTILLATION_RECORD).read_text("utf-8"))
+    assert seen["texts"] == seen["soft"] == record["transfer_rows"]
+    assert 20 < seen["texts"] <= drawn  # every drawn row (less duplicates), not the trainer's 20
+    assert record["max_rows"] == distill.DISTILL_MAX_ROWS
+    distill_student(config, DistillConfig(teacher_dir=tmp_path, max_rows=25), tmp_path, progress=False)
+    assert seen["texts"] == 25
