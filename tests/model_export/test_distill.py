@@ -175,17 +175,25 @@ def test_a_student_never_learns_from_the_test_split(tmp_path: Path) -> None:
 def test_with_mix_changes_only_the_named_datasets(tmp_path: Path) -> None:
     """``--distill-mix``: REPEATS alone keeps the cap, ``:all`` lifts it, 0 leaves a set out,
     and a mix that leaves nothing is refused."""
-    config = DistillConfig(teacher_dir=tmp_path)
+    assert DistillConfig(teacher_dir=tmp_path).with_mix([]).mix_dict() == DISTILL_MIX
+    # caps of their own (the shipped mix has none left), so keeping and lifting one shows
+    capped = (
+        ("tweeteval", 5000, 1),
+        ("twitter_financial_news", 5000, 1),
+        ("cryptolin", None, 3),
+        ("stock_tweets", None, 1),
+    )
+    config = DistillConfig(teacher_dir=tmp_path, mix=capped)
     changed = config.with_mix(["tweeteval=2", "twitter_financial_news=1:all", "stock_tweets=0"])
     assert changed.mix_dict() == {
-        **DISTILL_MIX,
-        "tweeteval": (DISTILL_MIX["tweeteval"][0], 2),
+        "tweeteval": (5000, 2),
         "twitter_financial_news": (None, 1),
+        "cryptolin": (None, 3),
         "stock_tweets": (None, 0),
     }
-    assert config.mix_dict() == DISTILL_MIX  # the original is left as it was
+    assert config.mix_dict() == {name: (cap, repeats) for name, cap, repeats in capped}  # left as it was
     with pytest.raises(ValueError, match="leaves no dataset"):
-        config.with_mix([f"{name}=0" for name in DISTILL_MIX])
+        config.with_mix([f"{name}=0" for name, *_ in capped])
 
 
 def test_the_transfer_set_has_its_own_cap_not_the_trainers(

@@ -168,8 +168,8 @@ def test_distillation_options_reach_the_students_config(
         (distill.DistillConfig(teacher_dir=teacher).alpha, 1.0, teacher),
     ]
     assert seen[1].mix_dict() == distill.DISTILL_MIX  # no --distill-mix: the default transfer set
-    runner.invoke(cli.app, [*base, "--distill-mix", "cryptolin=5", "--distill-mix", "tweeteval=1:all"])
-    assert seen[2].mix_dict() == {**distill.DISTILL_MIX, "cryptolin": (None, 5), "tweeteval": (None, 1)}
+    runner.invoke(cli.app, [*base, "--distill-mix", "cryptolin=5", "--distill-mix", "tweeteval=1:8000"])
+    assert seen[2].mix_dict() == {**distill.DISTILL_MIX, "cryptolin": (None, 5), "tweeteval": (8000, 1)}
 
 
 @pytest.mark.parametrize(
