@@ -12,10 +12,12 @@ Once acked, a batch's posts worth a person's label are offered to the review que
 (:mod:`stream_processors.review`) in the same Redis pipeline as the live events.
 
 A record that cannot be read or scored is dead-lettered alone (``invalid_schema``,
-``scoring_failed``, ``unhandled_error``). A whole batch the model fails (its process died
-and could not be rebuilt) is not the records' fault: the worker exits without acking it
-(:func:`exit_for_supervisor`), so the supervisor restarts it and the batch is scored again,
-instead of a worker that reports a loaded model while every batch fails.
+``scoring_failed``, ``unhandled_error``). A batch that fails as a whole (the model's process
+died and could not be rebuilt, the producer refused its records, a bug) is not the records'
+fault: the worker exits without releasing it (:func:`exit_for_supervisor`), so nothing is
+committed past it, the supervisor restarts the worker and the batch is scored again, instead
+of a worker that reports a loaded model while its batches fail, or one that waits for the next
+batch to say that one failed.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def exit_for_supervisor(error: BaseException) -> None:
     """Leave now, as a crash would: the failed batch is never acked, so nothing is committed
     past it and the restarted worker scores it again (the delivery contract survives SIGKILL)."""
     log.critical(
-        "the model failed a whole batch; exiting for the supervisor to restart the worker",
+        "a batch failed as a whole; exiting for the supervisor to restart the worker",
         error=f"{type(error).__name__}: {error}",
         exit_code=EXIT_SCORING_FAILED,
     )
@@ -105,7 +107,8 @@ class ScoreAgent:
         self.holder = holder
         self.publisher = publisher
         self.drift = drift
-        self.exit_worker = exit_worker  # called when the model fails a whole batch
+        self.exit_worker = exit_worker  # called once, when a batch fails as a whole
+        self._failed = False  # a batch failed as a whole: the worker is on its way out
         self.review = review  # ranks the batch's posts for the review queue (None: no queue)
         self.holder.on_swap.append(self._on_swap)
         self._in_flight: set[str] = set()  # source ids sent for scoring, not yet acked and claimed
@@ -219,26 +222,35 @@ class ScoreAgent:
                 pending.append(await self.dead_letters.send(letter, self.name))
             if result is not None:
                 await self._send(result, event_of, pending)
-        except BaseException:
+        except BaseException as exc:
             # this batch will not finish: let a redelivery of its ids be scored again
             if scoring is not None:
                 scoring.cancel()
             for source_id in event_of:
                 self._in_flight.discard(source_id)
+            self._fail_batch(exc)  # before the events are released: returns only in tests
             raise
         finally:
-            release(events)  # the records are with the producer (or the batch failed)
-        await self._finish_batch(pending, result, event_of)
+            release(events)  # the records are with the producer (or the batch was cancelled)
+        try:
+            await self._finish_batch(pending, result, event_of)
+        except Exception as exc:  # the broker refused the records: they are not on their way
+            self._fail_batch(exc)
+            raise
+
+    def _fail_batch(self, error: BaseException) -> None:
+        """A batch failed as a whole: exit for the supervisor, once (a batch that waited on the
+        failed one fails with it). A cancelled batch (the agent stopping) is not a failure."""
+        if isinstance(error, asyncio.CancelledError) or self._failed:
+            return
+        self._failed = True
+        self.exit_worker(error)
 
     async def _score(self, posts: list[CleanPost]) -> BatchResult:
         """Score one batch with the current model (a hot swap lands between batches)."""
         runtime = self.holder.current
         self.drift.follow(runtime)
-        try:
-            result = await asyncio.to_thread(score_batch, runtime, posts)
-        except Exception as exc:
-            self.exit_worker(exc)  # returns only in tests
-            raise
+        result = await asyncio.to_thread(score_batch, runtime, posts)  # raises: the batch fails
         m.BATCH_SIZE.observe(len(posts))
         m.INFERENCE.observe(result.inference_s)
         return result

@@ -77,7 +77,7 @@ class Loop:
         ids = [f"t3_{prefix}{i}x{uuid.uuid4().hex[:6]}" for i in range(count)]
         produce_posts(self.settings, ids)
         missing = self.reader.wait_for(ids, timeout_s=120)
-        assert not missing, f"not scored: {missing}\n{self.worker.tail()}"
+        assert not missing, f"not scored: {missing}\n{self.worker.diagnose()}"
         dead = [r for r in self.reader.dead if r["source_id"] in ids]
         assert not dead, dead
         return {r["source_id"]: r for r in self.reader.scored if r["source_id"] in ids}

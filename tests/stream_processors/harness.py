@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,7 +88,7 @@ class WorkerProcess:
             if health and health.get("model_loaded"):
                 return health
             time.sleep(0.5)
-        raise TimeoutError(f"worker not ready after {timeout_s}s; log: {self.tail()}")
+        raise TimeoutError(f"worker not ready after {timeout_s}s; {self.diagnose()}")
 
     def kill(self) -> None:
         """SIGKILL: no flush, no commit, no goodbye (a crash)."""
@@ -105,6 +106,26 @@ class WorkerProcess:
 
     def tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def diagnose(self, chars: int = 4000) -> str:
+        """The log's tail and, while the worker runs, where each of its threads and its scoring
+        child's are (``py-spy dump``): what a test that timed out waiting on it needs to show."""
+        report = f"worker log ({self.log_path}):\n{self.tail(chars)}"
+        if self.proc is None or self.proc.poll() is not None:
+            return report + f"\nworker exited with {None if self.proc is None else self.proc.returncode}"
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        try:
+            dump = subprocess.run(
+                [spy, "dump", "--pid", str(self.proc.pid), "--subprocesses"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            stacks = dump.stdout + dump.stderr
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            stacks = f"py-spy dump failed: {exc}"
+        return f"{report}\nstacks (py-spy dump --subprocesses):\n{stacks}"
 
 
 @contextlib.contextmanager

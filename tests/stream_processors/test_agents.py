@@ -412,6 +412,42 @@ def test_score_agent_exits_for_the_supervisor_when_the_model_fails_a_batch(harne
     assert not harness.parts.score._in_flight  # a redelivery of the batch is scored again
 
 
+@pytest.mark.parametrize("stage", ["send", "broker_ack"])
+def test_score_agent_exits_for_the_supervisor_when_a_batch_fails_past_the_model(
+    harness: Harness, stage: str
+) -> None:
+    """A batch the model scored but whose records cannot be handed over (the producer raises,
+    or the broker refuses them) fails as a whole too: the worker exits once, at once, instead of
+    releasing the batch and saying so only when the next batch arrives."""
+    exits: list[BaseException] = []
+    score = harness.parts.score
+    score.exit_worker = exits.append
+
+    async def refused(*args: Any, **kwargs: Any) -> list[Any]:
+        if stage == "send":
+            raise RuntimeError("producer closed")
+        failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        failed.set_exception(RuntimeError("broker refused the batch"))
+        return [failed]
+
+    score.send_counts = refused  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        async with harness.agent("score").test_context() as agent:
+            await agent.put(clean("t3_a", "Bitcoin is doing fine today"), key=b"t3_a")
+            deadline = asyncio.get_running_loop().time() + 10
+            while not exits:
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.02)
+
+    with contextlib.suppress(RuntimeError):
+        asyncio.run(scenario())
+    expected = "producer closed" if stage == "send" else "broker refused the batch"
+    assert [str(e) for e in exits] == [expected]
+    assert harness.outputs("deadletter") == []
+    assert not score._in_flight
+
+
 def test_lag_series_of_partitions_moved_away_are_removed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -183,7 +183,7 @@ def test_every_record_one_outcome_live_view_and_hot_swap(
         health = worker.wait_ready()
         assert health["model_version"] == f"{name}/{versions[0]}"
         missing = reader.wait_for(expected_scored | set(expected_dead), timeout_s=120)
-        assert not missing, f"no outcome for {missing}; worker log: {worker.tail()}"
+        assert not missing, f"no outcome for {missing}; {worker.diagnose()}"
         deadline = time.monotonic() + 5  # the duplicate's dead letter may trail its original
         while time.monotonic() < deadline and len(reader.dead) < len(expected_dead) + 1:
             reader.poll()
@@ -304,7 +304,7 @@ def test_sigkill_midstream_loses_nothing(
         watchdog_restarts = worker.tail(1_000_000).count("restarting the stalled worker")
         print(f"stalls after the restart: fixed by the watchdog {watchdog_restarts}, by the test {stalls}")
         trace = trace_ids(settings, missing, group_id(settings)) if missing else ""
-        assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}\n{trace}\nlog: {worker.tail()}"
+        assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}\n{trace}\n{worker.diagnose()}"
         time.sleep(3)
         reader.poll()
     finally:
@@ -359,7 +359,7 @@ def test_poison_records_are_dead_lettered_and_nothing_else_is_lost(
         worker.wait_ready()
         expected = {p.source_id for p in good}
         missing = reader.wait_for(expected | {nested_id, nul_id}, timeout_s=120)
-        assert not missing, f"no outcome for {missing}; worker log: {worker.tail()}"
+        assert not missing, f"no outcome for {missing}; {worker.diagnose()}"
         assert {r["source_id"] for r in reader.scored} == expected
         dead = {r["source_id"]: r for r in reader.dead}
         assert set(dead) == {nested_id, nul_id}

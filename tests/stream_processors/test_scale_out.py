@@ -107,7 +107,7 @@ def test_second_worker_joins_midstream_exact_counters(
             for post in posts[FIRST:]:
                 producer.send(RAW_REDDIT.name(settings), post)
         missing = reader.wait_for(expected, timeout_s=300)
-        assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}\n{workers[1].tail()}"
+        assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}\n{workers[1].diagnose()}"
         time.sleep(5)  # the last batches' counters reach Redis
         reader.poll()
         shares = [agent_events_in(w, "count") for w in workers]

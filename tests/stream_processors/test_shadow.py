@@ -554,7 +554,7 @@ def test_worker_follows_the_challenger_alias_and_shadow_scores_live_posts(
         worker.wait_ready(timeout_s=300)  # two models, each in its own process, on a busy machine
         before = [f"t3_before{i}" for i in range(6)]
         produce(before)
-        assert not reader.wait_for(before, timeout_s=120), worker.tail()
+        assert not reader.wait_for(before, timeout_s=120), worker.diagnose()
         time.sleep(2)
         assert verdicts() == {}  # no challenger: nothing shadow-scored, and the worker is fine
 
@@ -567,7 +567,7 @@ def test_worker_follows_the_challenger_alias_and_shadow_scores_live_posts(
 
         after = [f"t3_after{i}" for i in range(8)]
         produce(after)
-        assert not reader.wait_for(after, timeout_s=120), worker.tail()
+        assert not reader.wait_for(after, timeout_s=120), worker.diagnose()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and set(verdicts()) != set(after):
             time.sleep(0.5)
