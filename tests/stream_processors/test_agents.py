@@ -414,14 +414,30 @@ def test_score_agent_exits_for_the_supervisor_when_the_model_fails_a_batch(harne
 
 @pytest.mark.parametrize("stage", ["send", "broker_ack"])
 def test_score_agent_exits_for_the_supervisor_when_a_batch_fails_past_the_model(
-    harness: Harness, stage: str
+    harness: Harness, stage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A batch the model scored but whose records cannot be handed over (the producer raises,
-    or the broker refuses them) fails as a whole too: the worker exits once, at once, instead of
-    releasing the batch and saying so only when the next batch arrives."""
+    or the broker refuses them) fails as a whole too: the worker exits once, at once, before
+    the batch's events are released (faust's commit does not check the broker's acks), instead
+    of releasing the batch and saying so only when the next batch arrives."""
+    from stream_processors.agents import score as score_module
+
     exits: list[BaseException] = []
+    order: list[str] = []
     score = harness.parts.score
-    score.exit_worker = exits.append
+
+    def exit_worker(error: BaseException) -> None:
+        order.append("exit")
+        exits.append(error)
+
+    score.exit_worker = exit_worker
+    real_release = score_module.release
+
+    def recorded_release(events: Any) -> None:
+        order.append("release")
+        real_release(events)
+
+    monkeypatch.setattr(score_module, "release", recorded_release)
 
     async def refused(*args: Any, **kwargs: Any) -> list[Any]:
         if stage == "send":
@@ -444,6 +460,7 @@ def test_score_agent_exits_for_the_supervisor_when_a_batch_fails_past_the_model(
         asyncio.run(scenario())
     expected = "producer closed" if stage == "send" else "broker refused the batch"
     assert [str(e) for e in exits] == [expected]
+    assert order[0] == "exit", order  # nothing released, so nothing committable, before the exit
     assert harness.outputs("deadletter") == []
     assert not score._in_flight
 
