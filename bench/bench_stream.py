@@ -43,7 +43,7 @@ from core.settings import Settings, get_settings, load_settings  # noqa: E402
 from schemas.topics import CATALOG, RAW_REDDIT  # noqa: E402
 from tests.cleanup import discard_run_data  # noqa: E402
 from tests.ports import free_port  # noqa: E402
-from tests.stream_processors.harness import OutputReader, WorkerProcess, worker_env  # noqa: E402
+from tests.stream_processors.harness import OutputReader, WorkerProcess, py_spy, worker_env  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -143,9 +143,8 @@ def broker_pids() -> list[int]:
 def start_profiler(pid: int, svg: Path, duration_s: float) -> subprocess.Popen[bytes]:
     """py-spy samples the worker and its scoring child (``--subprocesses``) for the measured
     phase, without pausing them (``--nonblocking``), into a flame graph (SVG)."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     svg.parent.mkdir(parents=True, exist_ok=True)
-    argv = [spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--rate", "100"]
+    argv = [py_spy(), "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--rate", "100"]
     argv += ["--duration", str(int(duration_s)), "--format", "flamegraph", "--output", str(svg)]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # nosec B603
 

@@ -190,13 +190,13 @@ def fit_combiner(
         candidates.append({"members": ["transformer (raw, no combiner)"], "datasets": baseline})
         scored = candidates[:-1]
         eligible = [c for c in scored if c["eligible"]]
-        # best mean; on a tie (to 1e-9) the smaller subset, then the earlier weighting;
+        # best mean; on a tie (to 1e-9) the smaller subset, then the earlier weighting (max
+        # keeps the first of equal keys, and candidates run weighting by weighting);
         # none eligible: the smallest worst gap
-        order = {id(c): i for i, c in enumerate(scored)}
         if eligible:
-            best = max(eligible, key=lambda c: (round(c["mean_f1"], 9), -len(c["members"]), -order[id(c)]))
+            best = max(eligible, key=lambda c: (round(c["mean_f1"], 9), -len(c["members"])))
         else:
-            best = max(scored, key=lambda c: (c["worst_gap"], -len(c["members"]), -order[id(c)]))
+            best = max(scored, key=lambda c: (c["worst_gap"], -len(c["members"])))
         best["chosen"] = True
         members = tuple(m for m in OPTIONAL_MEMBERS if m in best["members"])
         weighting = best["weighting"]

@@ -46,6 +46,11 @@ def worker_env(settings: Settings, *, model_uri: str, web_port: int, **extra: st
     return env
 
 
+def py_spy() -> str:
+    """The py-spy executable: on PATH, or beside this interpreter (the project's venv)."""
+    return shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+
+
 @dataclass
 class WorkerProcess:
     """``python -m stream_processors worker`` (or ``module``) with a log file; SIGKILL-able."""
@@ -113,10 +118,9 @@ class WorkerProcess:
         report = f"worker log ({self.log_path}):\n{self.tail(chars)}"
         if self.proc is None or self.proc.poll() is not None:
             return report + f"\nworker exited with {None if self.proc is None else self.proc.returncode}"
-        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         try:
             dump = subprocess.run(
-                [spy, "dump", "--pid", str(self.proc.pid), "--subprocesses"],
+                [py_spy(), "dump", "--pid", str(self.proc.pid), "--subprocesses"],
                 capture_output=True,
                 text=True,
                 timeout=60,
