@@ -129,7 +129,79 @@ class WorkerProcess:
             stacks = dump.stdout + dump.stderr
         except (OSError, subprocess.TimeoutExpired) as exc:
             stacks = f"py-spy dump failed: {exc}"
-        return f"{report}\nstacks (py-spy dump --subprocesses):\n{stacks}"
+        return (
+            f"{report}\n{self._log_warnings()}\n{self._counters()}\n{self._kafka_state()}"
+            f"\nstacks (py-spy dump --subprocesses):\n{stacks}"
+        )
+
+    def _log_warnings(self, limit: int = 40) -> str:
+        """The whole log's warnings and errors (the tail alone misses those of the start-up)."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        lines = [line[:400] for line in text.splitlines() if any(w in line for w in WARNING_MARKS)]
+        return f"log warnings and errors ({len(lines)}):\n" + "\n".join(lines[:limit])
+
+    def _counters(self) -> str:
+        """The worker's own view: records in and out per agent, lag per source partition."""
+        try:
+            lines = self.metrics().splitlines()
+        except Exception as exc:
+            return f"worker metrics unavailable: {exc}"
+        wanted = [line for line in lines if line.startswith(COUNTER_PREFIXES)]
+        return "worker counters:\n" + "\n".join(wanted)
+
+    def _kafka_state(self) -> str:
+        """The broker's view of the test's topics and consumer groups (see :func:`kafka_state`)."""
+        try:
+            return kafka_state(
+                self.env["CRYPTOPULSE_KAFKA__BOOTSTRAP_SERVERS"], self.env["CRYPTOPULSE_KAFKA__TOPIC_PREFIX"]
+            )
+        except Exception as exc:
+            return f"kafka state unavailable: {type(exc).__name__}: {exc}"
+
+
+WARNING_MARKS = ("WARN", "ERROR", "CRITICAL", "'level': 'warning'", "'level': 'error'", "Traceback")
+COUNTER_PREFIXES = (
+    "cryptopulse_stream_events_in_total",
+    "cryptopulse_stream_events_out_total",
+    "cryptopulse_stream_consumer_lag",
+    "cryptopulse_stream_offset_gaps_total",
+)
+
+
+def kafka_state(bootstrap: str, prefix: str, timeout_s: float = 10.0) -> str:
+    """Watermarks of every topic under ``prefix``, and each of its consumer groups' members
+    (with their assigned partitions) and committed offsets: whether a record that never came
+    out was written, assigned to a member, and read."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = sorted(t for t in admin.list_topics(timeout=timeout_s).topics if t.startswith(f"{prefix}."))
+    lines = ["kafka (topic: partition low-high):"]
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"diagnose-{prefix}"})
+    try:
+        for topic in topics:
+            marks = []
+            for pid in sorted(admin.list_topics(topic, timeout=timeout_s).topics[topic].partitions):
+                low, high = probe.get_watermark_offsets(TopicPartition(topic, pid), timeout=timeout_s)
+                marks.append(f"{pid}:{low}-{high}")
+            lines.append(f"  {topic}: {' '.join(marks)}")
+    finally:
+        probe.close()
+    listed = admin.list_consumer_groups().result(timeout_s).valid
+    groups = sorted(g.group_id for g in listed if g.group_id.startswith(prefix))
+    for group_id, future in admin.describe_consumer_groups(groups).items() if groups else ():
+        group = future.result(timeout_s)
+        lines.append(f"group {group_id}: state {group.state}, {len(group.members)} member(s)")
+        for member in group.members:
+            assigned = sorted(f"{tp.topic}[{tp.partition}]" for tp in member.assignment.topic_partitions)
+            lines.append(f"  member {member.member_id}: {' '.join(assigned)}")
+        offsets = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group_id)])[group_id]
+        committed = sorted(
+            f"{tp.topic}[{tp.partition}]={tp.offset}" for tp in offsets.result(timeout_s).topic_partitions
+        )
+        lines.append(f"  committed: {' '.join(committed) or 'none'}")
+    return "\n".join(lines)
 
 
 @contextlib.contextmanager

@@ -8,8 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer
 
-from tests.stream_processors.harness import WorkerProcess
+from core.kafka import EventProducer
+from core.settings import Settings
+from schemas.topics import CLEAN_POSTS
+from tests.stream_processors.harness import WorkerProcess, kafka_state
 
 WAITING = """
 import pathlib, sys, time
@@ -41,3 +45,30 @@ def test_a_running_workers_report_holds_its_log_and_its_threads_stacks(tmp_path:
         pytest.skip("py-spy may not read another process here (ptrace restricted)")
     assert "waiting_on_the_model" in report, report
     assert "exited" in worker.diagnose()
+
+
+@pytest.mark.integration
+def test_the_kafka_state_shows_what_was_written_assigned_and_committed(isolated_settings: Settings) -> None:
+    """The broker's side of a stalled test: a topic's records, a group's member and its commit."""
+    settings = isolated_settings
+    topic = CLEAN_POSTS.name(settings)
+    group = f"{settings.kafka.topic_prefix}.probe"
+    with EventProducer(settings, component="test") as producer:
+        for _ in range(3):
+            producer.send_raw(topic, b"{}", key="bitcoin")  # one key: one partition
+    consumer = Consumer(
+        {"bootstrap.servers": settings.kafka.bootstrap, "group.id": group, "auto.offset.reset": "earliest"}
+    )
+    try:
+        consumer.subscribe([topic])
+        read = [msg for _ in range(3) if (msg := consumer.poll(15)) is not None and not msg.error()]
+        assert len(read) == 3
+        consumer.commit(message=read[1], asynchronous=False)  # the second record's offset + 1
+        state = kafka_state(settings.kafka.bootstrap, settings.kafka.topic_prefix)
+    finally:
+        consumer.close()
+    partition = read[0].partition()
+    assert f"{topic}: " in state and f"{partition}:0-3" in state, state
+    assert f"group {group}: state" in state, state
+    assert f"{topic}[{partition}]=2" in state, state
+    assert "member " in state and f"{topic}[{partition}]" in state.split(f"group {group}")[1], state
