@@ -1,4 +1,5 @@
-"""Changes to faust internals that the worker needs: batched fetches and no loss at restart.
+"""Changes to faust and aiokafka internals that the worker needs: batched fetches, no loss at
+restart, no batch stranded in the producer.
 
 faust-streaming is pinned (requirements/lock.txt); each override names the faust method it
 replaces and why, so the next upgrade can check whether upstream has fixed it.
@@ -18,6 +19,10 @@ stream partitions are still paused, and then clears the queues and resumes them 
 turning empty while a fetch waits: aiokafka then drains *every* partition, paused ones
 included, and faust skips those records although their positions have moved on.
 
+**Records stranded in the producer** (aiokafka): faust's producer is
+:class:`core.async_kafka.TopicTrackingProducer` (:class:`StreamProducer`), which the module
+notes there explain.
+
 A gap that faust still fills is logged and counted (``cryptopulse_stream_offset_gaps_total``):
 with ``at_least_once`` and our non-compacted topics there should be none.
 """
@@ -28,11 +33,13 @@ import asyncio
 from typing import Any, cast
 
 import structlog
+from aiokafka import AIOKafkaProducer
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from core.async_kafka import TopicTrackingProducer
 from stream_processors import metrics as m
 
 log = structlog.get_logger(__name__)
@@ -106,8 +113,17 @@ class StreamConsumer(faust_aiokafka.Consumer):
         await super()._add_gap(tp, offset_from, offset_to)
 
 
+class StreamProducer(faust_aiokafka.Producer):
+    """faust's aiokafka producer on :class:`TopicTrackingProducer`."""
+
+    @property
+    def _producer_type(self) -> type[AIOKafkaProducer]:
+        return TopicTrackingProducer
+
+
 class StreamTransport(faust_aiokafka.Transport):
     Consumer = StreamConsumer
+    Producer = StreamProducer
 
 
 class SeekFirstRecovery(Recovery):

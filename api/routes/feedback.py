@@ -19,7 +19,6 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import structlog
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI, Response
 from pydantic import BaseModel, Field, ValidationError
@@ -30,6 +29,7 @@ from api.problems import ProblemError
 from api.routes.review import find_post
 from api.scopes import Scope
 from api.state import AppState
+from core.async_kafka import TopicTrackingProducer
 from schemas.events import Feedback, SentimentLabel, utc_now
 from schemas.topics import FEEDBACK
 
@@ -91,7 +91,7 @@ async def _producer(state: AppState) -> Any:
         if producer is not None:
             return producer
         kafka = state.settings.kafka
-        producer = AIOKafkaProducer(
+        producer = TopicTrackingProducer(
             bootstrap_servers=kafka.bootstrap,
             client_id="cryptopulse-api-feedback",
             enable_idempotence=True,

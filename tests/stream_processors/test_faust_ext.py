@@ -10,6 +10,7 @@ import pytest
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
+from core.async_kafka import TopicTrackingProducer
 from core.settings import load_settings
 from scoring.holder import ModelHolder
 from stream_processors.app import create_app
@@ -187,3 +188,8 @@ def test_before_commit_hooks_run_ahead_of_faust_commit(monkeypatch: pytest.Monke
     consumer.__dict__["app"] = SimpleNamespace(before_commit=[lambda: calls.append("claims flushed")])
     assert asyncio.run(consumer._commit_offsets({})) is True
     assert calls == ["claims flushed", "faust flush + commit"]
+
+
+def test_the_worker_produces_with_the_tracking_producer(tmp_path) -> None:
+    app = create_app(load_settings(home=tmp_path))
+    assert app.producer._producer_type is TopicTrackingProducer  # type: ignore[attr-defined]  # faust's hook
