@@ -377,6 +377,13 @@ class StreamSettings(_Section):
         le=3600,
         description="a source partition backlogged with no progress this long restarts the worker (0: off)",
     )
+    ack_timeout_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="a scored batch the broker answers for but has not acked this long restarts the worker "
+        "(0: wait for ever)",
+    )
     scoring_process: bool = Field(default=True, description="model in a child process (no GIL contention)")
     quality_window_s: int = Field(
         default=300, ge=60, le=86_400, description="data-quality window per source (judged once closed)"

@@ -189,7 +189,10 @@ def create_app(
     )
     prices = PriceAgent(topics.prices, dead_letters, publisher)
     ranker = ReviewRanker(CoinShifts(publisher.latest_trends))
-    score = ScoreAgent(stream, topics, tables, dead_letters, holder, publisher, drift, review=ranker)
+    broker_check = broker_up or (lambda: broker_ready(settings, timeout_s=3.0))
+    score = ScoreAgent(
+        stream, topics, tables, dead_letters, holder, publisher, drift, review=ranker, broker_up=broker_check
+    )
     count = CountAgent(stream, topics.counts, tables, dead_letters, publisher)
     resolver: Resolver | None = challenger_resolver
     if challenger is None:
@@ -222,7 +225,7 @@ def create_app(
             holder,
             stall_timeout_s=stream.stall_timeout_s,
             on_stall=on_stall,
-            broker_up=broker_up or (lambda: broker_ready(settings, timeout_s=3.0)),
+            broker_up=broker_check,
         ),
         quality=QualityCheck(quality, publisher, alerts),
         drift=DriftCheck(drift, alerts),

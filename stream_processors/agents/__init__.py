@@ -24,11 +24,21 @@ is skipped: no second scoring and no double counting.
 
 A record an agent cannot pass on goes to the dead-letter topic (:class:`DeadLetters`),
 under the same contract: bad input never crashes an agent and is never dropped.
+
+faust's commit flushes the producer but does not look at what each record's delivery came to,
+so a record the broker refused (after the producer's retries) would have its input committed
+all the same. Every record sent with :func:`send` is therefore watched: a refused one makes
+the worker exit at once (:func:`exit_for_supervisor`), before a commit can pass its input, and
+the restarted worker handles that input again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -43,15 +53,48 @@ from stream_processors.processing import Origin, dead_letter, unhandled_error
 log = structlog.get_logger(__name__)
 
 
+EXIT_OUTPUT_FAILED = 70  # EX_SOFTWARE; the supervisor restarts a worker on any exit code but 0
+
+
+def exit_for_supervisor(error: BaseException) -> None:
+    """Leave now, as a crash would: what failed is never acked, so nothing is committed past
+    it and the restarted worker handles it again (the delivery contract survives SIGKILL)."""
+    log.critical(
+        "a batch failed as a whole or the broker refused a record; exiting for the supervisor to restart "
+        "the worker",
+        error=f"{type(error).__name__}: {error}",
+        exit_code=EXIT_OUTPUT_FAILED,
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_OUTPUT_FAILED)
+
+
+on_refused_delivery: Callable[[BaseException], None] = exit_for_supervisor
+"""Called with the error of a record the broker refused (tests replace it)."""
+
+
+def _exit_if_refused(delivery: asyncio.Future[Any]) -> None:
+    if delivery.cancelled() or delivery.exception() is None:
+        return
+    error = delivery.exception()
+    assert error is not None
+    on_refused_delivery(error)
+
+
 async def send(topic: faust.TopicT, key: str, value: bytes) -> Awaitable[Any]:
     """Hand a record to the producer now; the returned future resolves on the broker's ack.
 
     Sent at once (faust's ``stream_publish_on_commit`` is off, so nothing is held back as
     an attachment). The agents call this before they ack the input event, and faust's
     commit flushes the producer first, so a committed offset never passes an output the
-    broker has not acknowledged.
+    broker has not acknowledged; one the broker refused stops the worker first (see above).
     """
-    return await topic.send(key=key.encode(), value=value)
+    delivery = await topic.send(key=key.encode(), value=value)
+    if isinstance(delivery, asyncio.Future):
+        delivery.add_done_callback(_exit_if_refused)
+    return delivery
 
 
 def origin_of(event: EventT) -> Origin:

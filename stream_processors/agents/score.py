@@ -13,7 +13,8 @@ Once acked, a batch's posts worth a person's label are offered to the review que
 
 A record that cannot be read or scored is dead-lettered alone (``invalid_schema``,
 ``scoring_failed``, ``unhandled_error``). A batch that fails as a whole (the model's process
-died and could not be rebuilt, the producer refused its records, a bug) is not the records'
+died and could not be rebuilt, the producer refused its records or the broker, though it
+answers, has not acked them in ``stream.ack_timeout_s``, a bug) is not the records'
 fault: the worker exits without releasing it (:func:`exit_for_supervisor`), so nothing is
 committed past it, the supervisor restarts the worker and the batch is scored again, instead
 of a worker that reports a loaded model while its batches fail, or one that waits for the next
@@ -23,9 +24,6 @@ batch to say that one failed.
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -38,7 +36,14 @@ from core.settings import StreamSettings
 from schemas.events import CleanPost, ScoredPost
 from scoring.holder import ModelHolder
 from stream_processors import metrics as m
-from stream_processors.agents import DeadLetters, origin_of, payload_of, send, unreadable
+from stream_processors.agents import (
+    DeadLetters,
+    exit_for_supervisor,
+    origin_of,
+    payload_of,
+    send,
+    unreadable,
+)
 from stream_processors.agents.counts import count_records
 from stream_processors.cleaning import REASON_SCORING_FAILED
 from stream_processors.drift import DriftMonitor
@@ -51,21 +56,9 @@ from stream_processors.topics import StreamTopics
 
 log = structlog.get_logger(__name__)
 
-EXIT_SCORING_FAILED = 70  # EX_SOFTWARE; the supervisor restarts a worker on any exit code but 0
 
-
-def exit_for_supervisor(error: BaseException) -> None:
-    """Leave now, as a crash would: the failed batch is never acked, so nothing is committed
-    past it and the restarted worker scores it again (the delivery contract survives SIGKILL)."""
-    log.critical(
-        "a batch failed as a whole; exiting for the supervisor to restart the worker",
-        error=f"{type(error).__name__}: {error}",
-        exit_code=EXIT_SCORING_FAILED,
-    )
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(EXIT_SCORING_FAILED)
+class DeliveryStalled(RuntimeError):
+    """The broker answers, but has not acked a batch's records within ``stream.ack_timeout_s``."""
 
 
 def hold(events: Sequence[EventT]) -> None:
@@ -99,6 +92,7 @@ class ScoreAgent:
         *,
         exit_worker: Callable[[BaseException], None] = exit_for_supervisor,
         review: ReviewRanker | None = None,
+        broker_up: Callable[[], bool] = lambda: True,
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -110,6 +104,7 @@ class ScoreAgent:
         self.exit_worker = exit_worker  # called once, when a batch fails as a whole
         self._failed = False  # a batch failed as a whole: the worker is on its way out
         self.review = review  # ranks the batch's posts for the review queue (None: no queue)
+        self.broker_up = broker_up  # whether a batch's missing acks are the broker's absence
         self.holder.on_swap.append(self._on_swap)
         self._in_flight: set[str] = set()  # source ids sent for scoring, not yet acked and claimed
         self.taken = 0  # records taken from the stream: progress for the stall watchdog
@@ -226,7 +221,7 @@ class ScoreAgent:
                 pending.append(await self.dead_letters.send(letter, self.name))
             if result is not None:
                 await self._send(result, event_of, pending)
-            await asyncio.gather(*pending)  # the broker has the records: now offsets may pass them
+            await self._delivered(pending)  # the broker has the records: now offsets may pass them
         except BaseException as exc:
             # this batch will not finish: let a redelivery of its ids be scored again
             if scoring is not None:
@@ -238,6 +233,36 @@ class ScoreAgent:
                 self._in_flight.discard(source_id)  # claimed next, with no await in between
             release(events)
         await self._finish_batch(result, event_of)
+
+    async def _delivered(self, pending: Sequence[Awaitable[Any]]) -> None:
+        """Wait for the broker's acks of a batch's records.
+
+        A broker that does not answer is waited for (the producer retries), and once it is
+        back the producer gets one more ``stream.ack_timeout_s`` to deliver. A broker that
+        answers while the acks stay away that long means a stuck producer (one such aiokafka
+        bug is :mod:`core.async_kafka`'s): the batch fails as a whole, so the worker restarts
+        and sends it again, instead of waiting for ever with its offsets held.
+        """
+        acks = asyncio.gather(*pending)
+        acks.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved
+        timeout = self.settings.ack_timeout_s or None
+        started = time.monotonic()
+        broker_was_away = False
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.shield(acks), timeout)
+                return
+            except TimeoutError:
+                waited = round(time.monotonic() - started, 1)
+                broker_up = await asyncio.to_thread(self.broker_up)
+                if broker_up and not broker_was_away:
+                    acks.cancel()
+                    records = len(pending)
+                    raise DeliveryStalled(
+                        f"the broker answers but has not acked the batch's {records} records in {waited} s"
+                    ) from None
+                broker_was_away = not broker_up
+                log.warning("a batch waits for the broker's acks", waited_s=waited, broker_answers=broker_up)
 
     def _fail_batch(self, error: BaseException) -> None:
         """A batch failed as a whole: exit for the supervisor, once (a batch that waited on the

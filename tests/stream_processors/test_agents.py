@@ -95,6 +95,43 @@ def test_clean_agent_one_outcome_each(harness: Harness) -> None:
     assert dead["malformed_json"]["payload"] == "{broken" and dead["malformed_json"]["original_key"] == "x"
 
 
+@pytest.mark.parametrize("outcome", ["refused", "acked", "cancelled"])
+def test_a_record_the_broker_refuses_exits_the_worker_before_a_commit(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, outcome: str
+) -> None:
+    """faust's commit flushes the producer but ignores how each delivery ended, so a clean post
+    the broker refused would have its raw record committed: lost. The refusal exits the worker
+    instead (the raw record is handled again after the restart); an ack or a cancelled send
+    (the producer stopping) does not."""
+    from stream_processors import agents
+
+    exits: list[BaseException] = []
+    monkeypatch.setattr(agents, "on_refused_delivery", exits.append)
+    deliveries: list[asyncio.Future[Any]] = []
+
+    async def send(key: bytes | None = None, value: bytes | None = None, **kwargs: Any) -> Any:
+        delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        deliveries.append(delivery)
+        return delivery
+
+    harness.parts.topics.clean.send = send  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        async with harness.agent("clean").test_context() as agent:
+            await agent.put(reddit("t3_a", "Bitcoin looks strong today my friends"), key=b"t3_a")
+            assert len(deliveries) == 1
+            if outcome == "refused":
+                deliveries[0].set_exception(RuntimeError("MessageSizeTooLargeError"))
+            elif outcome == "acked":
+                deliveries[0].set_result(None)
+            else:
+                deliveries[0].cancel()
+            await asyncio.sleep(0)  # the delivery's callbacks run
+
+    asyncio.run(scenario())
+    assert [str(e) for e in exits] == (["MessageSizeTooLargeError"] if outcome == "refused" else [])
+
+
 def test_score_agent_batches_counts_and_skips_replays(harness: Harness) -> None:
     async def until(predicate: Any, timeout_s: float = 10.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout_s
@@ -419,19 +456,14 @@ def test_score_agent_exits_for_the_supervisor_when_the_model_fails_a_batch(harne
     assert not harness.parts.score._in_flight  # a redelivery of the batch is scored again
 
 
-@pytest.mark.parametrize("stage", ["send", "broker_ack"])
-def test_score_agent_exits_for_the_supervisor_when_a_batch_fails_past_the_model(
-    harness: Harness, stage: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A batch the model scored but whose records cannot be handed over (the producer raises,
-    or the broker refuses them) fails as a whole too: the worker exits once, at once, before
-    the batch's events are released (faust's commit does not check the broker's acks), instead
-    of releasing the batch and saying so only when the next batch arrives."""
+def _record_exits_and_releases(
+    score: Any, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[BaseException], list[str]]:
+    """The score agent's exit calls, and the order of exits and batch releases."""
     from stream_processors.agents import score as score_module
 
     exits: list[BaseException] = []
     order: list[str] = []
-    score = harness.parts.score
 
     def exit_worker(error: BaseException) -> None:
         order.append("exit")
@@ -445,6 +477,19 @@ def test_score_agent_exits_for_the_supervisor_when_a_batch_fails_past_the_model(
         real_release(events)
 
     monkeypatch.setattr(score_module, "release", recorded_release)
+    return exits, order
+
+
+@pytest.mark.parametrize("stage", ["send", "broker_ack"])
+def test_score_agent_exits_for_the_supervisor_when_a_batch_fails_past_the_model(
+    harness: Harness, stage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch the model scored but whose records cannot be handed over (the producer raises,
+    or the broker refuses them) fails as a whole too: the worker exits once, at once, before
+    the batch's events are released (faust's commit does not check the broker's acks), instead
+    of releasing the batch and saying so only when the next batch arrives."""
+    score = harness.parts.score
+    exits, order = _record_exits_and_releases(score, monkeypatch)
 
     async def refused(*args: Any, **kwargs: Any) -> list[Any]:
         if stage == "send":
@@ -460,6 +505,41 @@ def test_score_agent_exits_for_the_supervisor_when_a_batch_fails_past_the_model(
     assert [str(e) for e in exits] == [expected]
     assert order[0] == "exit", order  # nothing released, so nothing committable, before the exit
     assert harness.outputs("deadletter") == []
+    assert not score._in_flight
+
+
+def test_score_agent_exits_when_the_broker_answers_but_never_acks_the_batch(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A producer that never delivers (aiokafka once stranded a batch so) held the agent for
+    ever with its offsets. A broker that does not answer is waited for, and given one more
+    ``stream.ack_timeout_s`` once back; one that answers while the acks stay away that long
+    fails the batch: the worker exits before releasing it, and the restarted worker sends it
+    again."""
+    from stream_processors.agents import score as score_module
+
+    score = harness.parts.score
+    monkeypatch.setattr(score, "settings", score.settings.model_copy(update={"ack_timeout_s": 0.2}))
+    answers = iter([False, True, True])  # away: wait; back: one more timeout; still no acks: fail
+    checks: list[bool] = []
+
+    def broker_up() -> bool:
+        checks.append(next(answers))
+        return checks[-1]
+
+    score.broker_up = broker_up
+    exits, order = _record_exits_and_releases(score, monkeypatch)
+
+    async def never_acked(*args: Any, **kwargs: Any) -> list[Any]:
+        return [asyncio.get_running_loop().create_future()]
+
+    score.send_counts = never_acked  # type: ignore[method-assign]
+
+    _score_one_post_until_the_worker_exits(harness, exits)
+    assert checks == [False, True, True]
+    assert len(exits) == 1 and isinstance(exits[0], score_module.DeliveryStalled), exits
+    assert "has not acked the batch's 2 records" in str(exits[0])  # the scored post and its count
+    assert order[0] == "exit", order
     assert not score._in_flight
 
 
