@@ -256,6 +256,27 @@ def test_every_record_one_outcome_live_view_and_hot_swap(
         reader.close()
 
 
+def produce_posts(settings: Settings, total: int, tag: str) -> set[str]:
+    """``total`` English posts on raw.reddit before the worker starts; their source ids."""
+    posts = [english_post(i, sid=f"t3_{tag}{i}") for i in range(total)]
+    with EventProducer(settings, component="test") as producer:
+        for post in posts:
+            producer.send(RAW_REDDIT.name(settings), post)
+    return {p.source_id for p in posts}
+
+
+def wait_until_mid_stream(worker: WorkerProcess, reader: OutputReader, total: int) -> int:
+    """Wait until a fifth of ``total`` is scored (the worker is then mid-stream, batches in
+    flight); how many had an outcome by then."""
+    worker.wait_ready()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(reader.scored) < total // 5:
+        reader.poll(0.1)
+    done = len(reader.ids())
+    assert 0 < done < total, f"not mid-stream ({done}); {worker.tail()}"
+    return done
+
+
 def test_sigkill_midstream_loses_nothing(
     stream_settings: Settings, registered_model: tuple[str, list[str]], tmp_path: Path
 ) -> None:
@@ -263,23 +284,11 @@ def test_sigkill_midstream_loses_nothing(
     settings = stream_settings
     name, _ = registered_model
     total = 600
-    posts = [english_post(i, sid=f"t3_k{i}") for i in range(total)]
-    with EventProducer(settings, component="test") as producer:
-        for post in posts:
-            producer.send(RAW_REDDIT.name(settings), post)
-    expected = {p.source_id for p in posts}
-
+    expected = produce_posts(settings, total, "k")
     reader = OutputReader(settings)
     worker = start_worker(settings, name, tmp_path, CRYPTOPULSE_STREAM__BATCH_SIZE="16")
     try:
-        worker.wait_ready()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(reader.scored) < total // 5:
-            reader.poll(0.1)
-        done_before_kill = len(reader.ids())
-        assert 0 < done_before_kill < total, (
-            f"kill point not mid-stream ({done_before_kill}); {worker.tail()}"
-        )
+        done_before_kill = wait_until_mid_stream(worker, reader, total)
         worker.kill()
         # Restart after the broker has expired the dead member (session timeout). The worker
         # would wait that long by itself (stream_processors.liveness, unit-tested).
@@ -331,6 +340,35 @@ def test_sigkill_midstream_loses_nothing(
         assert max(c["score"] for c in copies) - min(c["score"] for c in copies) < 0.05
     print(f"kill after {done_before_kill}/{total} scored; ids repeated on the topic: {len(repeats)}")
     assert len(repeats) <= 16 * 2, "more repeats than the batches in flight at the kill"
+
+
+def test_graceful_stop_midstream_loses_nothing(
+    stream_settings: Settings, registered_model: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    """SIGTERM the worker (what ``cryptopulse down``, a supervisor's restart and the stall
+    watchdog send) while batches are in flight, start it again: every input ends scored.
+    A batch stopped before its records reached the broker must not have its offsets committed
+    by the shutdown."""
+    settings = stream_settings
+    name, _ = registered_model
+    total = 800
+    expected = produce_posts(settings, total, "s")
+    reader = OutputReader(settings)
+    worker = start_worker(settings, name, tmp_path, CRYPTOPULSE_STREAM__BATCH_SIZE="16")
+    try:
+        done_before_stop = wait_until_mid_stream(worker, reader, total)
+        worker.stop()
+        assert worker.proc is not None and worker.proc.returncode is not None
+        worker = start_worker(settings, name, tmp_path, worker.web_port, CRYPTOPULSE_STREAM__BATCH_SIZE="16")
+        worker.wait_ready(timeout_s=180)
+        missing = reader.wait_for(expected, timeout_s=180)
+        trace = trace_ids(settings, missing, group_id(settings)) if missing else ""
+        assert not missing, f"{len(missing)} lost, e.g. {sorted(missing)[:5]}\n{trace}\n{worker.diagnose()}"
+    finally:
+        worker.stop()
+        reader.close()
+    assert not reader.dead, reader.dead[:3]
+    print(f"stopped after {done_before_stop}/{total} scored")
 
 
 def test_poison_records_are_dead_lettered_and_nothing_else_is_lost(
