@@ -76,11 +76,9 @@ on_refused_delivery: Callable[[BaseException], None] = exit_for_supervisor
 
 
 def _exit_if_refused(delivery: asyncio.Future[Any]) -> None:
-    if delivery.cancelled() or delivery.exception() is None:
-        return
-    error = delivery.exception()
-    assert error is not None
-    on_refused_delivery(error)
+    error = None if delivery.cancelled() else delivery.exception()
+    if error is not None:
+        on_refused_delivery(error)
 
 
 async def send(topic: faust.TopicT, key: str, value: bytes) -> Awaitable[Any]:
