@@ -29,7 +29,10 @@ faust's commit flushes the producer but does not look at what each record's deli
 so a record the broker refused (after the producer's retries) would have its input committed
 all the same. Every record sent with :func:`send` is therefore watched: a refused one makes
 the worker exit at once (:func:`exit_for_supervisor`), before a commit can pass its input, and
-the restarted worker handles that input again.
+the restarted worker handles that input again. A refusal is never one record's own fault (which
+would make that a restart loop rather than a dead letter): the wire schemas cap every text and
+dead letters cap their payload at 64 KB, far below the broker's message size limit, so what is
+left is the cluster (the delivery timeout passed, too few in-sync replicas, authorization).
 """
 
 from __future__ import annotations
