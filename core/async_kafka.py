@@ -10,8 +10,8 @@ metadata. A batch still waiting for that topic then has no leader, and the sende
 metadata again and again (thousands of requests a second) without ever sending it, until
 the batch expires (20 minutes under faust). The stream worker's score agent, which waits for
 its batch's acks, stopped there: the stream tests' rare "no outcome" stall.
-tests/stream_processors/test_producer.py shows the stranding with aiokafka's own producer
-(a strict xfail: it fails once upstream fixes it, and this class can go).
+tests/core/test_async_kafka.py shows the stranding with aiokafka's own producer (a strict
+xfail: it fails once upstream fixes it, and :class:`TopicTrackingProducer`'s ``send`` can go).
 
 **Metadata asked for in a tight loop while the broker is away** (aiokafka 0.14.0). A producer
 holding a batch for a partition whose leader it does not know forces a metadata refresh and
@@ -43,7 +43,9 @@ class MetadataBackoffClient(AIOKafkaClient):
 
     @classmethod
     def adopt(cls, client: AIOKafkaClient) -> MetadataBackoffClient:
-        """Give an existing client (the one a producer builds for itself) this behaviour."""
+        """Give an existing client this behaviour: aiokafka's producer builds its client itself,
+        from a dozen of its own arguments, so the instance changes class instead (no new state
+        but the failure count, which starts at the class default)."""
         client.__class__ = cls
         return client
 
