@@ -381,8 +381,8 @@ class StreamSettings(_Section):
         default=60.0,
         ge=0,
         le=3600,
-        description="a scored batch the broker answers for but has not acked this long restarts the worker "
-        "(0: wait for ever)",
+        description="a scored batch not acked while the broker answered at two such intervals in a row "
+        "restarts the worker (0: wait for ever)",
     )
     scoring_process: bool = Field(default=True, description="model in a child process (no GIL contention)")
     quality_window_s: int = Field(

@@ -237,31 +237,34 @@ class ScoreAgent:
     async def _delivered(self, pending: Sequence[Awaitable[Any]]) -> None:
         """Wait for the broker's acks of a batch's records.
 
-        A broker that does not answer is waited for (the producer retries), and once it is
-        back the producer gets one more ``stream.ack_timeout_s`` to deliver. A broker that
-        answers while the acks stay away that long means a stuck producer (one such aiokafka
+        Every ``stream.ack_timeout_s`` without them, the broker is asked whether it answers. A
+        broker that is away is waited for (the producer retries). One that answered at two
+        checks in a row while the acks stayed away means a stuck producer (one such aiokafka
         bug is :mod:`core.async_kafka`'s): the batch fails as a whole, so the worker restarts
-        and sends it again, instead of waiting for ever with its offsets held.
+        and sends it again, instead of waiting for ever with its offsets held. Two checks, so
+        that a broker just back (leaders elected, metadata refreshed) gets a full timeout.
         """
         acks = asyncio.gather(*pending)
         acks.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved
         timeout = self.settings.ack_timeout_s or None
         started = time.monotonic()
-        broker_was_away = False
+        answered_in_a_row = 0
         while True:
             try:
                 await asyncio.wait_for(asyncio.shield(acks), timeout)
                 return
             except TimeoutError:
-                waited = round(time.monotonic() - started, 1)
                 broker_up = await asyncio.to_thread(self.broker_up)
-                if broker_up and not broker_was_away:
-                    acks.cancel()
+                if acks.done():  # the acks came during the probe
+                    await acks
+                    return
+                waited = round(time.monotonic() - started, 1)
+                answered_in_a_row = answered_in_a_row + 1 if broker_up else 0
+                if answered_in_a_row >= 2:
                     records = len(pending)
                     raise DeliveryStalled(
                         f"the broker answers but has not acked the batch's {records} records in {waited} s"
                     ) from None
-                broker_was_away = not broker_up
                 log.warning("a batch waits for the broker's acks", waited_s=waited, broker_answers=broker_up)
 
     def _fail_batch(self, error: BaseException) -> None:

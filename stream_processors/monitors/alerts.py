@@ -11,7 +11,6 @@ import structlog
 from schemas.events import Alert
 from schemas.topics import ALERTS
 from stream_processors import metrics as m
-from stream_processors.agents import send
 from stream_processors.live import LivePublisher
 
 log = structlog.get_logger(__name__)
@@ -38,7 +37,9 @@ class AlertSender:
         if await self.publisher.alert_raised(alert):
             return False
         key = ALERTS.key_of(alert) or alert.source_id
-        await (await send(self.topic, key, alert.to_json()))
+        # awaited here, and not through agents.send: an alert is not an input's output, so a
+        # refused one fails this check (logged by the monitor), never the worker
+        await (await self.topic.send(key=key.encode(), value=alert.to_json()))
         await self.publisher.record_alert(alert)
         m.ALERTS_RAISED.labels(alert.kind, alert.source_id.split(":")[1]).inc()
         log.warning("alert raised", kind=alert.kind, source_id=alert.source_id, message=alert.message)

@@ -132,6 +132,42 @@ def test_a_record_the_broker_refuses_exits_the_worker_before_a_commit(
     assert [str(e) for e in exits] == (["MessageSizeTooLargeError"] if outcome == "refused" else [])
 
 
+def test_a_refused_alert_fails_its_check_not_the_worker(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An alert is no input's output: the broker refusing it fails the monitor's check (logged,
+    tried again next tick) and never exits the worker as a refused clean post does."""
+    from schemas.events import Alert, AlertSeverity
+    from stream_processors import agents
+    from stream_processors.monitors.alerts import AlertSender
+
+    exits: list[BaseException] = []
+    monkeypatch.setattr(agents, "on_refused_delivery", exits.append)
+
+    async def refused(key: bytes | None = None, value: bytes | None = None, **kwargs: Any) -> Any:
+        delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        delivery.set_exception(RuntimeError("NotEnoughReplicas"))
+        return delivery
+
+    harness.parts.topics.alerts.send = refused  # type: ignore[method-assign]
+    alert = Alert(
+        source_id="data_quality:reddit:2026-12-05T12:00:00Z",
+        event_time=datetime.now(UTC),
+        kind="data_quality",
+        severity=AlertSeverity.WARNING,
+        message="completeness breached",
+    )
+    sender = AlertSender(harness.parts.topics.alerts, harness.parts.publisher)
+
+    async def scenario() -> None:
+        with pytest.raises(RuntimeError, match="NotEnoughReplicas"):
+            await sender.raise_once(alert)
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    assert exits == []
+
+
 def test_score_agent_batches_counts_and_skips_replays(harness: Harness) -> None:
     async def until(predicate: Any, timeout_s: float = 10.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout_s
@@ -456,6 +492,48 @@ def test_score_agent_exits_for_the_supervisor_when_the_model_fails_a_batch(harne
     assert not harness.parts.score._in_flight  # a redelivery of the batch is scored again
 
 
+def test_score_agent_keeps_a_batch_whose_acks_come_during_the_broker_check(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acks that arrive while the agent asks whether the broker answers finish the batch: no
+    restart for a batch that was delivered after all."""
+    score = harness.parts.score
+    monkeypatch.setattr(score, "settings", score.settings.model_copy(update={"ack_timeout_s": 0.1}))
+    exits, _ = _record_exits_and_releases(score, monkeypatch)
+    late: list[asyncio.Future[Any]] = []
+
+    probes: list[int] = []
+
+    def broker_up() -> bool:  # runs in a thread, like the real probe
+        probes.append(1)
+        if len(probes) == 2:  # the check that would fail the batch: the ack lands meanwhile
+            future = late[0]
+            future.get_loop().call_soon_threadsafe(future.set_result, None)
+            time.sleep(0.2)
+        return True
+
+    score.broker_up = broker_up
+
+    async def acked_late(*args: Any, **kwargs: Any) -> list[Any]:
+        late.append(asyncio.get_running_loop().create_future())
+        return [late[0]]
+
+    score.send_counts = acked_late  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        async with harness.agent("score").test_context() as agent:
+            await agent.put(clean("t3_a", "Bitcoin is doing fine today"), key=b"t3_a")
+            deadline = asyncio.get_running_loop().time() + 10
+            while not harness.outputs("scored.posts") or not late or not late[0].done():
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)  # past the probe
+
+    asyncio.run(scenario())
+    assert len(probes) == 2 and exits == []
+    assert not score._in_flight
+
+
 def _record_exits_and_releases(
     score: Any, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[list[BaseException], list[str]]:
@@ -512,15 +590,14 @@ def test_score_agent_exits_when_the_broker_answers_but_never_acks_the_batch(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A producer that never delivers (aiokafka once stranded a batch so) held the agent for
-    ever with its offsets. A broker that does not answer is waited for, and given one more
-    ``stream.ack_timeout_s`` once back; one that answers while the acks stay away that long
-    fails the batch: the worker exits before releasing it, and the restarted worker sends it
-    again."""
+    ever with its offsets. A broker that does not answer is waited for; one that answered at
+    two ``stream.ack_timeout_s`` checks in a row while the acks stayed away fails the batch:
+    the worker exits before releasing it, and the restarted worker sends it again."""
     from stream_processors.agents import score as score_module
 
     score = harness.parts.score
     monkeypatch.setattr(score, "settings", score.settings.model_copy(update={"ack_timeout_s": 0.2}))
-    answers = iter([False, True, True])  # away: wait; back: one more timeout; still no acks: fail
+    answers = iter([False, True, True])  # away: wait; back: one more timeout; answers again: fail
     checks: list[bool] = []
 
     def broker_up() -> bool:

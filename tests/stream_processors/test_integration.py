@@ -358,7 +358,7 @@ def test_graceful_stop_midstream_loses_nothing(
     try:
         done_before_stop = wait_until_mid_stream(worker, reader, total)
         worker.stop()
-        assert worker.proc is not None and worker.proc.returncode is not None
+        assert worker.proc is not None and worker.proc.returncode == 0, f"not a clean stop; {worker.tail()}"
         worker = start_worker(settings, name, tmp_path, worker.web_port, CRYPTOPULSE_STREAM__BATCH_SIZE="16")
         worker.wait_ready(timeout_s=180)
         missing = reader.wait_for(expected, timeout_s=180)
