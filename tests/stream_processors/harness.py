@@ -18,8 +18,8 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from core.kafka import tail_offsets, viewer_consumer
-from core.settings import Settings
+from core.kafka import admin_client, tail_offsets, topic_watermarks, viewer_consumer
+from core.settings import Settings, load_settings
 from schemas.topics import CLEAN_POSTS, DEAD_LETTER, SCORED_POSTS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -152,9 +152,11 @@ class WorkerProcess:
     def _kafka_state(self) -> str:
         """The broker's view of the test's topics and consumer groups (see :func:`kafka_state`)."""
         try:
-            return kafka_state(
-                self.env["CRYPTOPULSE_KAFKA__BOOTSTRAP_SERVERS"], self.env["CRYPTOPULSE_KAFKA__TOPIC_PREFIX"]
-            )
+            kafka = {
+                "bootstrap_servers": self.env["CRYPTOPULSE_KAFKA__BOOTSTRAP_SERVERS"],
+                "topic_prefix": self.env["CRYPTOPULSE_KAFKA__TOPIC_PREFIX"],
+            }
+            return kafka_state(load_settings(kafka=kafka))
         except Exception as exc:
             return f"kafka state unavailable: {type(exc).__name__}: {exc}"
 
@@ -168,26 +170,18 @@ COUNTER_PREFIXES = (
 )
 
 
-def kafka_state(bootstrap: str, prefix: str, timeout_s: float = 10.0) -> str:
-    """Watermarks of every topic under ``prefix``, and each of its consumer groups' members
-    (with their assigned partitions) and committed offsets: whether a record that never came
-    out was written, assigned to a member, and read."""
-    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-    from confluent_kafka.admin import AdminClient
+def kafka_state(settings: Settings, timeout_s: float = 10.0) -> str:
+    """Watermarks of every topic under the settings' prefix, and each of its consumer groups'
+    members (with their assigned partitions) and committed offsets: whether a record that
+    never came out was written, assigned to a member, and read."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    topics = sorted(t for t in admin.list_topics(timeout=timeout_s).topics if t.startswith(f"{prefix}."))
+    prefix = settings.kafka.topic_prefix
     lines = ["kafka (topic: partition low-high):"]
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"diagnose-{prefix}"})
-    try:
-        for topic in topics:
-            marks = []
-            for pid in sorted(admin.list_topics(topic, timeout=timeout_s).topics[topic].partitions):
-                low, high = probe.get_watermark_offsets(TopicPartition(topic, pid), timeout=timeout_s)
-                marks.append(f"{pid}:{low}-{high}")
-            lines.append(f"  {topic}: {' '.join(marks)}")
-    finally:
-        probe.close()
+    marks = topic_watermarks(settings, lambda name: name.startswith(f"{prefix}."), timeout_s=timeout_s)
+    for topic, partitions in marks.items():
+        lines.append(f"  {topic}: {' '.join(f'{pid}:{low}-{high}' for pid, low, high in partitions)}")
+    admin = admin_client(settings, timeout_s=timeout_s)
     listed = admin.list_consumer_groups().result(timeout_s).valid
     groups = sorted(g.group_id for g in listed if g.group_id.startswith(prefix))
     for group_id, future in admin.describe_consumer_groups(groups).items() if groups else ():

@@ -64,7 +64,7 @@ def test_the_kafka_state_shows_what_was_written_assigned_and_committed(isolated_
         read = [msg for _ in range(3) if (msg := consumer.poll(15)) is not None and not msg.error()]
         assert len(read) == 3
         consumer.commit(message=read[1], asynchronous=False)  # the second record's offset + 1
-        state = kafka_state(settings.kafka.bootstrap, settings.kafka.topic_prefix)
+        state = kafka_state(settings)
     finally:
         consumer.close()
     partition = read[0].partition()
