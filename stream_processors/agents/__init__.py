@@ -42,7 +42,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import faust
 import structlog
@@ -92,9 +92,9 @@ async def send(topic: faust.TopicT, key: str, value: bytes) -> Awaitable[Any]:
     commit flushes the producer first, so a committed offset never passes an output the
     broker has not acknowledged; one the broker refused stops the worker first (see above).
     """
-    delivery = await topic.send(key=key.encode(), value=value)
-    if isinstance(delivery, asyncio.Future):
-        delivery.add_done_callback(_exit_if_refused)
+    # typed as an Awaitable by faust; it is aiokafka's asyncio future for the message
+    delivery = cast(asyncio.Future[Any], await topic.send(key=key.encode(), value=value))
+    delivery.add_done_callback(_exit_if_refused)
     return delivery
 
 

@@ -13,8 +13,8 @@ Once acked, a batch's posts worth a person's label are offered to the review que
 
 A record that cannot be read or scored is dead-lettered alone (``invalid_schema``,
 ``scoring_failed``, ``unhandled_error``). A batch that fails as a whole (the model's process
-died and could not be rebuilt, the producer refused its records or the broker, though it
-answers, has not acked them in ``stream.ack_timeout_s``, a bug) is not the records'
+died and could not be rebuilt, the producer refused its records, the broker answered at two
+``stream.ack_timeout_s`` checks in a row without acking them, a bug) is not the records'
 fault: the worker exits without releasing it (:func:`exit_for_supervisor`), so nothing is
 committed past it, the supervisor restarts the worker and the batch is scored again, instead
 of a worker that reports a loaded model while its batches fail, or one that waits for the next
